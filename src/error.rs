@@ -1,0 +1,243 @@
+//! The error type of the library.
+
+use std::time::Duration;
+
+use crate::Revision;
+
+/// The result type of every fallible call in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to cfgd's store.
+///
+/// Every variant that concerns one key carries the full etcd key (for example
+/// `/cfgd/prod/config/database.config`), so a message read in a log names
+/// exactly what `etcdctl get` would show.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A namespace that breaks the `[a-z0-9][a-z0-9._-]{0,62}` rule.
+    #[error("invalid namespace {namespace:?}: {reason}")]
+    InvalidNamespace {
+        /// The namespace as given.
+        namespace: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A key name (or list prefix) that breaks the naming rules.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A root prefix that is not of the form `/a/b`.
+    #[error("invalid root {root:?}: {reason}")]
+    InvalidRoot {
+        /// The root as given.
+        root: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// No endpoint was given to the builder.
+    #[error("no etcd endpoint given")]
+    NoEndpoints,
+
+    /// An endpoint that is not a usable URL (or `https://` without TLS support).
+    #[error("invalid etcd endpoints {endpoints:?}: {}", etcd_message(.source))]
+    InvalidEndpoints {
+        /// The endpoints as given, comma separated.
+        endpoints: String,
+        /// What etcd-client said of them.
+        source: etcd_client::Error,
+    },
+
+    /// JSON text handed in to be stored is not valid JSON.
+    #[error("{key}: value is not valid JSON: {source}")]
+    InvalidJson {
+        /// The etcd key it was meant for.
+        key: String,
+        /// The parser's complaint, with line and column.
+        source: serde_json::Error,
+    },
+
+    /// A value could not be serialized to JSON (a map with non-string keys, say).
+    #[error("{key}: value cannot be encoded as JSON: {source}")]
+    Encode {
+        /// The etcd key it was meant for.
+        key: String,
+        /// Why serialization failed.
+        source: serde_json::Error,
+    },
+
+    /// A value larger than the 1 MiB cfgd allows.
+    #[error("{key}: value is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The etcd key it was meant for.
+        key: String,
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The stored value is not JSON at all (written by some other tool).
+    #[error("{key}: stored value at revision {revision} is not valid JSON: {source}")]
+    CorruptValue {
+        /// The etcd key read.
+        key: String,
+        /// The revision of the bad value.
+        revision: Revision,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+
+    /// The stored value is JSON but not of the type asked for.
+    #[error("{key}: value at revision {revision} is not a {type_name}: {source}")]
+    Decode {
+        /// The etcd key read.
+        key: String,
+        /// The revision of the value.
+        revision: Revision,
+        /// The Rust type asked for.
+        type_name: &'static str,
+        /// What did not match.
+        source: serde_json::Error,
+    },
+
+    /// The key does not exist (or did not exist at the revision asked for).
+    #[error("{key}: not found{}", at_revision(*.revision))]
+    NotFound {
+        /// The etcd key.
+        key: String,
+        /// The revision looked at, when it was not the latest.
+        revision: Option<Revision>,
+    },
+
+    /// A compare-and-set lost: the key's revision is not the one expected.
+    #[error(
+        "{key}: conflict: expected revision {expected}, but it is {current}{}",
+        if *.current == 0 { " (absent)" } else { "" }
+    )]
+    Conflict {
+        /// The etcd key.
+        key: String,
+        /// The revision the caller expected (0 = must not exist).
+        expected: Revision,
+        /// The key's revision now (0 = absent).
+        current: Revision,
+    },
+
+    /// The revision asked for has been compacted away by etcd.
+    #[error("{key}: revision {revision} has been compacted")]
+    Compacted {
+        /// The etcd key.
+        key: String,
+        /// The revision asked for.
+        revision: Revision,
+    },
+
+    /// The revision asked for is newer than etcd's current revision.
+    #[error("{key}: revision {revision} is in the future")]
+    FutureRevision {
+        /// The etcd key.
+        key: String,
+        /// The revision asked for.
+        revision: Revision,
+    },
+
+    /// etcd could not be reached: no answer within the connect timeout, or
+    /// the connection failed.
+    #[error("etcd unreachable at {endpoints}: {}", unreachable_detail(*.waited, .source.as_ref()))]
+    Unreachable {
+        /// The endpoints tried, comma separated.
+        endpoints: String,
+        /// How long we waited (zero when the failure was immediate).
+        waited: Duration,
+        /// The transport error, when there was one rather than silence.
+        source: Option<etcd_client::Error>,
+    },
+
+    /// A request got no answer within the request timeout.
+    #[error("{key}: etcd at {endpoints} did not answer within {after:?}")]
+    Timeout {
+        /// The etcd key (or prefix) of the request.
+        key: String,
+        /// The endpoints in use, comma separated.
+        endpoints: String,
+        /// The request timeout.
+        after: Duration,
+    },
+
+    /// etcd refused the user name or password.
+    #[error("etcd authentication failed for user {user:?}: {message}")]
+    AuthFailed {
+        /// The user name given.
+        user: String,
+        /// etcd's own words.
+        message: String,
+    },
+
+    /// The user lacks the etcd permission for this key.
+    #[error("{key}: permission denied by etcd")]
+    PermissionDenied {
+        /// The etcd key.
+        key: String,
+    },
+
+    /// Any other failure reported by etcd or its client.
+    #[error("{key}: etcd error: {}", etcd_message(.source))]
+    Etcd {
+        /// The etcd key (or prefix) of the request.
+        key: String,
+        /// The underlying error.
+        source: etcd_client::Error,
+    },
+}
+
+fn at_revision(revision: Option<Revision>) -> String {
+    revision.map_or_else(String::new, |r| format!(" at revision {r}"))
+}
+
+fn unreachable_detail(waited: Duration, source: Option<&etcd_client::Error>) -> String {
+    match source {
+        Some(e) => etcd_message(e),
+        None => format!("no answer within {waited:?}"),
+    }
+}
+
+/// etcd-client's `Display` for a gRPC status includes metadata and details;
+/// people only need etcd's own sentence.
+pub(crate) fn etcd_message(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    /// True when the error means etcd could not be reached or did not answer
+    /// in time, as opposed to etcd answering "no".
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. })
+    }
+
+    /// True when the error is about the caller's input (names, JSON, size)
+    /// and nothing was sent to etcd.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidNamespace { .. }
+                | Error::InvalidName { .. }
+                | Error::InvalidRoot { .. }
+                | Error::NoEndpoints
+                | Error::InvalidEndpoints { .. }
+                | Error::InvalidJson { .. }
+                | Error::Encode { .. }
+                | Error::TooLarge { .. }
+        )
+    }
+}

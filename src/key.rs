@@ -1,0 +1,266 @@
+//! The key layout in etcd: `{root}/{namespace}/{kind}/{name}`.
+//!
+//! Everything here is validated before it can reach etcd, so a bad name is
+//! rejected locally with a precise reason and never becomes a stray key.
+
+use crate::error::{Error, Result};
+
+/// The default root under which cfgd keeps its keys.
+pub const DEFAULT_ROOT: &str = "/cfgd";
+
+/// The longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// What a key holds; each kind is a separate subtree of the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Config,
+}
+
+impl Kind {
+    fn segment(self) -> &'static str {
+        match self {
+            Kind::Config => "config",
+        }
+    }
+}
+
+/// Checks a namespace against `[a-z0-9][a-z0-9._-]{0,62}`.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    let fail = |reason| {
+        Err(Error::InvalidNamespace {
+            namespace: namespace.to_owned(),
+            reason,
+        })
+    };
+    let bytes = namespace.as_bytes();
+    match bytes.first() {
+        None => return fail("it is empty"),
+        Some(b) if !(b.is_ascii_lowercase() || b.is_ascii_digit()) => {
+            return fail("it must start with a lowercase letter or a digit")
+        }
+        Some(_) => {}
+    }
+    if bytes.len() > 63 {
+        return fail("it is longer than 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
+    {
+        return fail("only a-z, 0-9, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._-".contains(&b)
+}
+
+/// Checks a key name: segments of `[A-Za-z0-9._-]+` joined by `/`, at most
+/// 256 bytes, no `.` or `..` segment, no leading or trailing `/`.
+pub fn validate_name(name: &str) -> Result<()> {
+    check_name(name, false)
+}
+
+/// Checks a list prefix: anything that could begin a valid name, including
+/// the empty prefix (the whole namespace) and one ending in `/`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    check_name(prefix, true)
+}
+
+fn check_name(name: &str, prefix: bool) -> Result<()> {
+    let fail = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return if prefix { Ok(()) } else { fail("it is empty") };
+    }
+    if name.len() > MAX_NAME_LEN {
+        return fail("it is longer than 256 bytes");
+    }
+    if let Some(bad) = name.bytes().find(|&b| b != b'/' && !is_name_byte(b)) {
+        return fail(if bad.is_ascii_whitespace() {
+            "it contains white space"
+        } else {
+            "only A-Z, a-z, 0-9, '.', '_', '-' and '/' are allowed"
+        });
+    }
+    if name.starts_with('/') {
+        return fail("it must not start with '/'");
+    }
+    let mut segments: Vec<&str> = name.split('/').collect();
+    if prefix {
+        // The last segment of a prefix may be cut anywhere, even empty
+        // ("app/"), and "." may be the start of ".env".
+        segments.pop();
+    } else if name.ends_with('/') {
+        return fail("it must not end with '/'");
+    }
+    for segment in segments {
+        match segment {
+            "" => return fail("it contains an empty segment ('//')"),
+            "." | ".." => return fail("'.' and '..' are not allowed as segments"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a root prefix such as `/cfgd` or `/teams/a/cfgd`.
+pub fn validate_root(root: &str) -> Result<()> {
+    let fail = |reason| {
+        Err(Error::InvalidRoot {
+            root: root.to_owned(),
+            reason,
+        })
+    };
+    let Some(rest) = root.strip_prefix('/') else {
+        return fail("it must start with '/'");
+    };
+    if rest.is_empty() || rest.ends_with('/') {
+        return fail("it must name at least one segment and not end with '/'");
+    }
+    if rest
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == ".." || !s.bytes().all(is_name_byte))
+    {
+        return fail("segments must be non-empty and of A-Z, a-z, 0-9, '.', '_', '-'");
+    }
+    Ok(())
+}
+
+/// One namespace's corner of etcd: turns names into etcd keys and back.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpace {
+    /// `{root}/{namespace}/`, with the trailing slash that keeps `app` from
+    /// matching `app2`.
+    base: String,
+    namespace: String,
+}
+
+impl KeySpace {
+    pub(crate) fn new(root: &str, namespace: &str) -> Result<Self> {
+        validate_root(root)?;
+        validate_namespace(namespace)?;
+        Ok(KeySpace {
+            base: format!("{root}/{namespace}/"),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The etcd prefix of every key of `kind`, ending in `/`.
+    pub(crate) fn kind_prefix(&self, kind: Kind) -> String {
+        format!("{}{}/", self.base, kind.segment())
+    }
+
+    /// The etcd key of a name, after validating it.
+    pub(crate) fn key(&self, kind: Kind, name: &str) -> Result<String> {
+        validate_name(name)?;
+        Ok(self.key_unchecked(kind, name))
+    }
+
+    /// The etcd key for an already validated name (or prefix).
+    pub(crate) fn key_unchecked(&self, kind: Kind, name: &str) -> String {
+        let mut key = self.kind_prefix(kind);
+        key.push_str(name);
+        key
+    }
+
+    /// The name inside an etcd key of this namespace and kind.
+    pub(crate) fn name_of<'k>(&self, kind: Kind, key: &'k [u8]) -> Option<&'k str> {
+        let prefix = self.kind_prefix(kind);
+        let rest = key.strip_prefix(prefix.as_bytes())?;
+        std::str::from_utf8(rest).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces() {
+        for ok in ["prod", "a", "user-service", "0", "a.b_c-d", &"x".repeat(63)] {
+            assert!(validate_namespace(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Prod", "-a", ".a", "a/b", "a b", "é", &"x".repeat(64)] {
+            assert!(validate_namespace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in [
+            "database.config",
+            "a/b/c",
+            "A_b-c.d",
+            ".env",
+            "x..y",
+            &"n".repeat(256),
+        ] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/./b",
+            "a/../b",
+            "a b",
+            "a\nb",
+            "ü",
+            "a*",
+            &"n".repeat(257),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        for ok in ["", "a", "a/", "a/b", "app/.", "data"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/", "/a", "a//", "../a", "a b", "./"] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roots() {
+        for ok in ["/cfgd", "/a/b", "/x.y"] {
+            assert!(validate_root(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/", "cfgd", "/cfgd/", "//a", "/a//b", "/a/.."] {
+            assert!(validate_root(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layout_keeps_namespaces_apart() {
+        let app = KeySpace::new("/cfgd", "app").unwrap();
+        let app2 = KeySpace::new("/cfgd", "app2").unwrap();
+        assert_eq!(
+            app.key(Kind::Config, "database.config").unwrap(),
+            "/cfgd/app/config/database.config"
+        );
+        let other = app2.key(Kind::Config, "x").unwrap();
+        assert!(!other.starts_with(&app.kind_prefix(Kind::Config)));
+        assert_eq!(app.name_of(Kind::Config, other.as_bytes()), None);
+        assert_eq!(
+            app.name_of(Kind::Config, b"/cfgd/app/config/a/b"),
+            Some("a/b")
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! # cfgd: dynamic configuration and feature flags on etcd
+//!
+//! cfgd keeps typed JSON configuration in etcd, one namespace per environment
+//! or application, and gives it back to Rust services with defaults that never
+//! fail. Values are plain compact JSON under `/cfgd/{namespace}/config/{name}`,
+//! so `etcdctl` and any other etcd tool read and write the same data.
+//!
+//! ## Components
+//!
+//! - [`Client`]: connect with [`Client::builder`], then read with
+//!   [`get_or`](Client::get_or), [`get`](Client::get) and
+//!   [`get_entry`](Client::get_entry); write with [`set`](Client::set) and
+//!   the compare-and-set [`set_if`](Client::set_if); look back with
+//!   [`history`](Client::history) and [`rollback`](Client::rollback).
+//! - [`Entry`]: a value with its etcd revision and [`Source`].
+//! - [`Error`]: one enum, every variant naming the etcd key concerned.
+//! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Database {
+//!     url: String,
+//!     pool_size: u32,
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> cfgd::Result<()> {
+//!     let client = cfgd::Client::builder()
+//!         .endpoints(["http://127.0.0.1:2379"])
+//!         .namespace("prod")
+//!         .connect()
+//!         .await?;
+//!
+//!     // Never fails: a missing key, bad JSON or an etcd outage gives the default.
+//!     let default = Database { url: "postgres://localhost/app".into(), pool_size: 5 };
+//!     let db = client.get_or("database.config", default).await;
+//!     println!("{db:?}");
+//!
+//!     let revision = client
+//!         .set("database.config", &Database { url: "postgres://db/app".into(), pool_size: 20 })
+//!         .await?;
+//!     // Compare-and-set: only if nobody wrote since `revision`.
+//!     client.set_if("database.config", &Database { url: "postgres://db/app".into(), pool_size: 30 }, revision).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Rules for names and values
+//!
+//! - Namespace: `[a-z0-9][a-z0-9._-]{0,62}`.
+//! - Name: segments of `[A-Za-z0-9._-]+` joined by `/`, at most 256 bytes, no
+//!   `.` or `..` segment, no leading or trailing `/`.
+//! - Value: JSON, at most 1 MiB ([`MAX_VALUE_LEN`]) once compacted.
+//!
+//! Anything else is refused with an [`Error`] before a request is sent.
+//!
+//! ## Feature flags (cargo)
+//!
+//! None yet: the default build talks plain HTTP/2 to etcd.
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod key;
+mod value;
+
+pub use client::{Client, ClientBuilder, Entry, Revision, Source};
+pub use error::{Error, Result};
+pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
+pub use value::MAX_VALUE_LEN;

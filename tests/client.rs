@@ -1,0 +1,551 @@
+//! Every library call of `cfgd::Client` against a real etcd.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cfgd::{Client, Error, Source};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::common::{self, EtcdCluster};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Database {
+    url: String,
+    pool_size: u32,
+}
+
+async fn connect(etcd: &EtcdCluster, namespace: &str) -> Client {
+    Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(namespace)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn typed_reads_writes_and_defaults() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("typed")).await;
+    let fallback = Database {
+        url: "postgres://localhost/app".into(),
+        pool_size: 5,
+    };
+
+    assert_eq!(
+        client.get::<Database>("database.config").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        client.get_or("database.config", fallback.clone()).await,
+        fallback
+    );
+
+    let stored = Database {
+        url: "postgres://db/app".into(),
+        pool_size: 20,
+    };
+    let revision = client.set("database.config", &stored).await.unwrap();
+    assert!(revision > 0);
+    assert_eq!(
+        client.get::<Database>("database.config").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(client.get_or("database.config", fallback).await, stored);
+
+    let entry = client
+        .get_entry::<Database>("database.config")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.revision, revision);
+    assert_eq!(entry.create_revision, revision);
+    assert_eq!(entry.version, 1);
+    assert_eq!(entry.source, Source::Etcd);
+    assert_eq!(entry.name, "database.config");
+
+    // Stored as compact JSON under the documented key.
+    let mut raw = etcd.raw().await;
+    let kv = raw
+        .get(
+            format!("/cfgd/{}/config/database.config", client.namespace()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.kvs()[0].value_str().unwrap(),
+        r#"{"url":"postgres://db/app","pool_size":20}"#
+    );
+}
+
+#[tokio::test]
+async fn set_json_keeps_text_but_drops_white_space() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("json")).await;
+    client
+        .set_json(
+            "limits",
+            "{ \"big\": 123456789012345678901234567890,\n \"ratio\": 1e3 }",
+        )
+        .await
+        .unwrap();
+    let mut raw = etcd.raw().await;
+    let kv = raw
+        .get(client.etcd_key("limits").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.kvs()[0].value_str().unwrap(),
+        r#"{"big":123456789012345678901234567890,"ratio":1e3}"#
+    );
+}
+
+#[tokio::test]
+async fn compare_and_set_and_conditional_delete() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("cas")).await;
+
+    let first = client.set_if("counter", &1, 0).await.unwrap();
+    match client.set_if("counter", &2, 0).await {
+        Err(Error::Conflict {
+            expected: 0,
+            current,
+            ..
+        }) => assert_eq!(current, first),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match client.set_if("counter", &2, first - 1).await {
+        Err(Error::Conflict { current, .. }) => assert_eq!(current, first),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(client.get::<i64>("counter").await.unwrap(), Some(1));
+    let second = client.set_if("counter", &2, first).await.unwrap();
+    assert!(second > first);
+    client.set_json_if("counter", "3", second).await.unwrap();
+    assert!(matches!(
+        client.set_json_if("counter", "4", second).await,
+        Err(Error::Conflict { .. })
+    ));
+
+    let current = client.get_entry::<i64>("counter").await.unwrap().unwrap();
+    match client.delete_if("counter", second).await {
+        Err(Error::Conflict { current: c, .. }) => assert_eq!(c, current.revision),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    client.delete_if("counter", current.revision).await.unwrap();
+    assert_eq!(client.get::<i64>("counter").await.unwrap(), None);
+    assert!(matches!(
+        client.delete_if("counter", 0).await,
+        Err(Error::NotFound { .. })
+    ));
+    match client.delete_if("counter", current.revision).await {
+        Err(Error::Conflict { current: 0, .. }) => {}
+        other => panic!("expected a conflict with an absent key, got {other:?}"),
+    }
+
+    client.set("gone", &true).await.unwrap();
+    let deleted = client.delete("gone").await.unwrap();
+    assert!(deleted.is_some());
+    assert_eq!(client.delete("gone").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cas_increments_lose_nothing() {
+    const TASKS: i64 = 50;
+    const EACH: i64 = 5;
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("incr")).await;
+    client.set("hits", &0i64).await.unwrap();
+
+    let mut handles = Vec::new();
+    for _ in 0..TASKS {
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..EACH {
+                loop {
+                    let entry = client.get_entry::<i64>("hits").await.unwrap().unwrap();
+                    match client
+                        .set_if("hits", &(entry.value + 1), entry.revision)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(Error::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("increment failed: {e}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for h in handles {
+        conflicts += h.await.unwrap();
+    }
+    assert_eq!(
+        client.get::<i64>("hits").await.unwrap(),
+        Some(TASKS * EACH),
+        "every increment must land exactly once"
+    );
+    // Without contention the test would not show that CAS protects anything.
+    assert!(conflicts > 0, "no task ever conflicted");
+}
+
+#[tokio::test]
+async fn namespaces_never_see_each_other() {
+    let etcd = EtcdCluster::single();
+    let app = connect(&etcd, "app").await;
+    let app2 = connect(&etcd, "app2").await;
+    app.set("a", &1).await.unwrap();
+    app2.set("a", &2).await.unwrap();
+    app2.set("ab", &3).await.unwrap();
+
+    assert_eq!(app.get::<i32>("a").await.unwrap(), Some(1));
+    assert_eq!(app.get::<i32>("ab").await.unwrap(), None);
+    let names = |entries: Vec<cfgd::Entry>| entries.into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(names(app.list("").await.unwrap()), ["a"]);
+    assert_eq!(names(app.list("a").await.unwrap()), ["a"]);
+    assert_eq!(names(app2.list("a").await.unwrap()), ["a", "ab"]);
+    app.delete("a").await.unwrap();
+    assert_eq!(app2.get::<i32>("a").await.unwrap(), Some(2));
+}
+
+#[tokio::test]
+async fn list_filters_sorts_and_pages() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("list")).await;
+    // More than one page (64) of keys, written out of order.
+    for i in (0..150).rev() {
+        client.set(&format!("svc/item-{i:03}"), &i).await.unwrap();
+    }
+    client.set("svcx", &"other").await.unwrap();
+    client.set("alpha", &"first").await.unwrap();
+
+    let all = client.list::<serde_json::Value>("").await.unwrap();
+    assert_eq!(all.len(), 152);
+    let names: Vec<_> = all.iter().map(|e| e.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+
+    let svc = client.list::<i32>("svc/").await.unwrap();
+    assert_eq!(svc.len(), 150);
+    assert_eq!(svc[0].name, "svc/item-000");
+    assert_eq!(svc[149].value, 149);
+    assert_eq!(
+        client.list::<serde_json::Value>("svc").await.unwrap().len(),
+        151
+    );
+    assert!(client
+        .list::<serde_json::Value>("nothing/")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        client.list::<serde_json::Value>("/abs").await,
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+#[tokio::test]
+async fn history_and_rollback() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("hist")).await;
+    let r1 = client.set("greeting", &"hello").await.unwrap();
+    let r2 = client.set("greeting", &"hi").await.unwrap();
+    let r3 = client.set("greeting", &"hey").await.unwrap();
+    client.set("unrelated", &0).await.unwrap();
+
+    let history = client.history("greeting", 10).await.unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|e| (e.revision, e.value.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(r3, json!("hey")), (r2, json!("hi")), (r1, json!("hello"))]
+    );
+    assert_eq!(client.history("greeting", 2).await.unwrap().len(), 2);
+    assert!(client.history("missing", 10).await.unwrap().is_empty());
+
+    let at = client
+        .get_entry_at::<String>("greeting", r2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((at.value.as_str(), at.revision), ("hi", r2));
+    assert_eq!(
+        client
+            .get_entry_at::<String>("greeting", r1 - 1)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let r4 = client.rollback("greeting", r1).await.unwrap();
+    assert!(r4 > r3);
+    assert_eq!(
+        client.get::<String>("greeting").await.unwrap().unwrap(),
+        "hello"
+    );
+    let history = client.history("greeting", 10).await.unwrap();
+    assert_eq!(history.len(), 4, "rollback adds a revision, never rewrites");
+    assert_eq!(history[0].revision, r4);
+
+    assert!(matches!(
+        client.rollback("greeting", r1 - 1).await,
+        Err(Error::NotFound {
+            revision: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        client.get_entry_at::<String>("greeting", r4 + 1000).await,
+        Err(Error::FutureRevision { .. })
+    ));
+
+    // After compaction the old revisions are gone, and say so.
+    etcd.raw().await.compact(r4, None).await.expect("compact");
+    assert!(matches!(
+        client.rollback("greeting", r2).await,
+        Err(Error::Compacted { revision, .. }) if revision == r2
+    ));
+    assert_eq!(client.history("greeting", 10).await.unwrap().len(), 1);
+}
+
+/// Each bad input is refused with the matching error, and etcd's revision
+/// proves nothing at all was written.
+#[tokio::test]
+async fn invalid_input_is_refused_and_writes_nothing() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("bad")).await;
+    client.set("port", &8080).await.unwrap();
+    let before = etcd.revision().await;
+
+    let err = client.set_json("port", "{not json").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+    assert!(
+        err.to_string().contains("/config/port"),
+        "names the key: {err}"
+    );
+    let err = client.set_json("port", "hello").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+
+    for name in [
+        "",
+        "/x",
+        "x/",
+        "a//b",
+        "a/../b",
+        ".",
+        "sp ace",
+        "ümlaut",
+        &"n".repeat(257),
+    ] {
+        let err = client.set(name, &1).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{name:?}: {err}");
+        assert!(matches!(
+            client.get::<i32>(name).await,
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    let big = "x".repeat(cfgd::MAX_VALUE_LEN);
+    let err = client.set("port", &big).await.unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    let err = client
+        .set_json("port", &format!("\"{big}\""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+
+    let err = client.get::<String>("port").await.unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("String"), "names the type: {err}");
+    assert_eq!(
+        client.get_or("port", "fallback".to_string()).await,
+        "fallback"
+    );
+
+    assert!(matches!(
+        Client::builder().namespace("Bad NS").connect().await,
+        Err(Error::InvalidNamespace { .. })
+    ));
+    assert!(matches!(
+        Client::builder()
+            .endpoints(Vec::<String>::new())
+            .connect()
+            .await,
+        Err(Error::NoEndpoints)
+    ));
+
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    assert_eq!(client.get::<u16>("port").await.unwrap(), Some(8080));
+}
+
+#[tokio::test]
+async fn values_written_by_other_tools() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("foreign")).await;
+    let mut raw = etcd.raw().await;
+    raw.put(client.etcd_key("plain").unwrap(), "not json", None)
+        .await
+        .unwrap();
+    let err = client.get::<serde_json::Value>("plain").await.unwrap_err();
+    assert!(matches!(err, Error::CorruptValue { .. }), "{err}");
+    assert_eq!(client.get_or("plain", 7).await, 7);
+    raw.put(client.etcd_key("ok").unwrap(), "[1,2]", None)
+        .await
+        .unwrap();
+    assert_eq!(client.get::<Vec<u8>>("ok").await.unwrap(), Some(vec![1, 2]));
+}
+
+fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .output()
+        .expect("run etcdctl (installed with etcd by `make test`)");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn etcdctl_reads_and_writes_the_same_data() {
+    let etcd = EtcdCluster::single();
+    let client = connect(&etcd, &common::namespace("ctl")).await;
+    let ns = client.namespace().to_owned();
+
+    client
+        .set("feature.limits", &json!({"max": 10, "names": ["a", "b"]}))
+        .await
+        .unwrap();
+    let printed = etcdctl(
+        &etcd.endpoints_arg(),
+        &[
+            "get",
+            &format!("/cfgd/{ns}/config/feature.limits"),
+            "--print-value-only",
+        ],
+    );
+    assert_eq!(printed.trim_end(), r#"{"max":10,"names":["a","b"]}"#);
+
+    etcdctl(
+        &etcd.endpoints_arg(),
+        &[
+            "put",
+            &format!("/cfgd/{ns}/config/from.etcdctl"),
+            r#"{"on":true}"#,
+        ],
+    );
+    assert_eq!(
+        client
+            .get::<serde_json::Value>("from.etcdctl")
+            .await
+            .unwrap(),
+        Some(json!({"on": true}))
+    );
+}
+
+#[tokio::test]
+async fn unreachable_etcd_fails_within_the_connect_timeout() {
+    // Nothing listens on this port: refused at once, or at the timeout.
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    // A socket that accepts TCP but never speaks HTTP/2: the case that hangs
+    // a client without its own deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent.local_addr().unwrap());
+    for endpoint in [closed, silent] {
+        let started = Instant::now();
+        let err = Client::builder()
+            .endpoints([endpoint.as_str()])
+            .connect_timeout(Duration::from_millis(800))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(err.is_unreachable(), "{endpoint}: {err}");
+        assert!(err.to_string().contains(&endpoint), "{err}");
+        // Generous: this checks that it gives up, not how fast.
+        assert!(started.elapsed() < Duration::from_secs(10), "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn get_or_keeps_serving_defaults_when_etcd_dies() {
+    let mut etcd = EtcdCluster::single();
+    let client = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(common::namespace("dies"))
+        .request_timeout(Duration::from_millis(800))
+        .connect()
+        .await
+        .unwrap();
+    client.set("retries", &3).await.unwrap();
+    etcd.kill(0);
+    assert_eq!(client.get_or("retries", 1).await, 1);
+    let err = client.get::<i32>("retries").await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    let err = client.set("retries", &4).await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+}
+
+#[tokio::test]
+async fn authentication_with_user_and_password() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("auth");
+    etcd.enable_auth("rootpw", "app", "apppw", &format!("/cfgd/{ns}/"))
+        .await;
+
+    let app = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .user("app", "apppw")
+        .connect()
+        .await
+        .unwrap();
+    app.set("secret.setting", &"on").await.unwrap();
+    assert_eq!(
+        app.get::<String>("secret.setting").await.unwrap().unwrap(),
+        "on"
+    );
+
+    // Connected fine, but the user's role does not reach other namespaces.
+    let elsewhere = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace("other")
+        .user("app", "apppw")
+        .connect()
+        .await
+        .unwrap();
+    let err = elsewhere.get::<String>("x").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+
+    let err = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .user("app", "wrong")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err}");
+    assert!(err.to_string().contains("\"app\""), "{err}");
+
+    let root = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .user("root", "rootpw")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        root.get::<String>("secret.setting").await.unwrap().unwrap(),
+        "on"
+    );
+}

@@ -1,0 +1,299 @@
+//! Real etcd processes for tests: one node or a cluster on free 127.0.0.1
+//! ports, with temporary data dirs, killed and removed on drop.
+//!
+//! There is no fallback: if `etcd` cannot be started, the test fails and says
+//! why.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a member may take to become healthy on a loaded 2-core machine.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
+
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdCluster {
+    /// One etcd node, healthy.
+    pub fn single() -> Self {
+        Self::start(1)
+    }
+
+    /// `size` members forming one cluster, healthy.
+    pub fn start(size: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cfgd-etcd-")
+            .tempdir()
+            .expect("create a temp dir for etcd");
+        let members = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster { members, dir };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Client URLs of all members.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// Client URLs of all members, comma separated, as `--endpoints` takes them.
+    pub fn endpoints_arg(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Kills member `i` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops member `i` with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            // Our own child, by its pid: never anything we did not start.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its old ports and data dir.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} is running");
+        self.spawn(i);
+    }
+
+    /// Waits until every running member reports healthy.
+    pub fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + HEALTHY_WITHIN;
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            loop {
+                self.check_alive(i);
+                let body = http_get(self.members[i].client_port, "/health");
+                if body.as_deref().is_some_and(|b| b.contains("\"true\"")) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "etcd member {i} not healthy within {HEALTHY_WITHIN:?}; log:\n{}",
+                        self.log_tail(i)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let log = std::fs::File::create(self.log_path(i)).expect("create etcd log file");
+        let mut cmd = Command::new("etcd");
+        cmd.arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args([
+                "--initial-cluster-token",
+                &format!("cfgd-test-{}", m.peer_port),
+            ])
+            // Short election times so leader-loss tests finish quickly.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // If the test process dies without unwinding (SIGKILL, abort), the
+        // kernel still ends etcd: no member outlives the test that owns it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start `etcd` from PATH ({e}). Install it with `make test` \
+                 (it runs scripts/install-deps.sh) or your package manager (etcd-server)."
+            )
+        });
+        self.members[i].child = Some(child);
+    }
+
+    fn check_alive(&mut self, i: usize) {
+        let exited = self.members[i]
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            self.members[i].child = None;
+            panic!(
+                "etcd member {i} exited ({status}); log:\n{}",
+                self.log_tail(i)
+            );
+        }
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// A raw etcd-client connection, for checking what really is in etcd.
+    pub async fn raw(&self) -> etcd_client::Client {
+        etcd_client::Client::connect(self.endpoints(), None)
+            .await
+            .expect("raw etcd client")
+    }
+
+    /// etcd's current revision: unchanged means nothing at all was written.
+    pub async fn revision(&self) -> i64 {
+        let resp = self
+            .raw()
+            .await
+            .get("/", Some(etcd_client::GetOptions::new().with_count_only()))
+            .await
+            .expect("read etcd revision");
+        resp.header().expect("header").revision()
+    }
+
+    /// Number of keys under a prefix.
+    pub async fn count(&self, prefix: &str) -> i64 {
+        self.raw()
+            .await
+            .get(
+                prefix,
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_count_only(),
+                ),
+            )
+            .await
+            .expect("count keys")
+            .count()
+    }
+
+    /// Turns on etcd authentication with a `root` user, and adds `user`
+    /// with read-write access to the keys under `prefix` only.
+    pub async fn enable_auth(&self, root_password: &str, user: &str, password: &str, prefix: &str) {
+        use etcd_client::{Permission, PermissionType};
+        let client = self.raw().await;
+        let mut auth = client.auth_client();
+        auth.user_add("root", root_password, None)
+            .await
+            .expect("add root");
+        auth.user_grant_role("root", "root")
+            .await
+            .expect("grant root");
+        let role = format!("{user}-rw");
+        auth.role_add(role.as_str()).await.expect("add role");
+        auth.role_grant_permission(
+            role.as_str(),
+            Permission::new(PermissionType::Readwrite, prefix).with_prefix(),
+        )
+        .await
+        .expect("grant permission");
+        auth.user_add(user, password, None).await.expect("add user");
+        auth.user_grant_role(user, role.as_str())
+            .await
+            .expect("grant role");
+        auth.auth_enable().await.expect("enable auth");
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A namespace no other test uses.
+pub fn namespace(tag: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("t-{tag}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A free port on 127.0.0.1, from a range below the kernel's ephemeral
+/// ports so that no outgoing connection can take it between this check and
+/// etcd binding it.
+pub fn free_port() -> u16 {
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000; // up to 32000, under Linux's ephemeral 32768
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries running side by side start at different places.
+    let offset = (std::process::id() % 60) as u16 * 200;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = LOW + (offset + n) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A bare HTTP/1.0 GET, enough for etcd's `/health` without an HTTP client.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}

@@ -1,0 +1,5 @@
+//! Integration tests against real etcd processes (see `common`).
+
+mod common;
+
+mod client;
