@@ -192,7 +192,7 @@ impl ClientBuilder {
                     etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
                         Error::InvalidEndpoints {
                             endpoints,
-                            source: e,
+                            cause: e,
                         }
                     }
                     e => classify(e, &probe_key, None, &endpoints, &self.user),
@@ -202,7 +202,7 @@ impl ClientBuilder {
                 return Err(Error::Unreachable {
                     endpoints,
                     waited: self.connect_timeout,
-                    source: None,
+                    cause: None,
                 })
             }
         };
@@ -583,10 +583,10 @@ fn classify(
             return Error::Unreachable {
                 endpoints: endpoints.to_owned(),
                 waited: Duration::ZERO,
-                source: Some(e),
+                cause: Some(e),
             }
         }
-        _ => return Error::Etcd { key, source: e },
+        _ => return Error::Etcd { key, cause: e },
     };
     let message = status.message();
     match status.code() {
@@ -594,7 +594,10 @@ fn classify(
         Code::Unavailable => Error::Unreachable {
             endpoints: endpoints.to_owned(),
             waited: Duration::ZERO,
-            source: Some(e),
+            cause: Some(e),
+        },
+        _ if user.is_none() && message.contains("user name is empty") => Error::AuthRequired {
+            endpoints: endpoints.to_owned(),
         },
         code if code == Code::Unauthenticated || message.contains("authentication failed") => {
             Error::AuthFailed {
@@ -610,6 +613,6 @@ fn classify(
             key,
             revision: revision.unwrap_or_default(),
         },
-        _ => Error::Etcd { key, source: e },
+        _ => Error::Etcd { key, cause: e },
     }
 }

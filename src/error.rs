@@ -9,6 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to cfgd's store.
 ///
+/// The `Display` of each variant is one line with all the detail, including
+/// that of the underlying error (kept in the `cause` fields), so printing
+/// `{error}` is enough.
+///
 /// Every variant that concerns one key carries the full etcd key (for example
 /// `/cfgd/prod/config/database.config`), so a message read in a log names
 /// exactly what `etcdctl get` would show.
@@ -47,30 +51,30 @@ pub enum Error {
     NoEndpoints,
 
     /// An endpoint that is not a usable URL (or `https://` without TLS support).
-    #[error("invalid etcd endpoints {endpoints:?}: {}", etcd_message(.source))]
+    #[error("invalid etcd endpoints {endpoints:?}: {}", etcd_message(.cause))]
     InvalidEndpoints {
         /// The endpoints as given, comma separated.
         endpoints: String,
         /// What etcd-client said of them.
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
 
     /// JSON text handed in to be stored is not valid JSON.
-    #[error("{key}: value is not valid JSON: {source}")]
+    #[error("{key}: value is not valid JSON: {cause}")]
     InvalidJson {
         /// The etcd key it was meant for.
         key: String,
         /// The parser's complaint, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// A value could not be serialized to JSON (a map with non-string keys, say).
-    #[error("{key}: value cannot be encoded as JSON: {source}")]
+    #[error("{key}: value cannot be encoded as JSON: {cause}")]
     Encode {
         /// The etcd key it was meant for.
         key: String,
         /// Why serialization failed.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// A value larger than the 1 MiB cfgd allows.
@@ -85,18 +89,18 @@ pub enum Error {
     },
 
     /// The stored value is not JSON at all (written by some other tool).
-    #[error("{key}: stored value at revision {revision} is not valid JSON: {source}")]
+    #[error("{key}: stored value at revision {revision} is not valid JSON: {cause}")]
     CorruptValue {
         /// The etcd key read.
         key: String,
         /// The revision of the bad value.
         revision: Revision,
         /// The parser's complaint.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// The stored value is JSON but not of the type asked for.
-    #[error("{key}: value at revision {revision} is not a {type_name}: {source}")]
+    #[error("{key}: value at revision {revision} is not a {type_name}: {cause}")]
     Decode {
         /// The etcd key read.
         key: String,
@@ -105,7 +109,7 @@ pub enum Error {
         /// The Rust type asked for.
         type_name: &'static str,
         /// What did not match.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// The key does not exist (or did not exist at the revision asked for).
@@ -151,14 +155,14 @@ pub enum Error {
 
     /// etcd could not be reached: no answer within the connect timeout, or
     /// the connection failed.
-    #[error("etcd unreachable at {endpoints}: {}", unreachable_detail(*.waited, .source.as_ref()))]
+    #[error("etcd unreachable at {endpoints}: {}", unreachable_detail(*.waited, .cause.as_ref()))]
     Unreachable {
         /// The endpoints tried, comma separated.
         endpoints: String,
         /// How long we waited (zero when the failure was immediate).
         waited: Duration,
         /// The transport error, when there was one rather than silence.
-        source: Option<etcd_client::Error>,
+        cause: Option<etcd_client::Error>,
     },
 
     /// A request got no answer within the request timeout.
@@ -181,6 +185,13 @@ pub enum Error {
         message: String,
     },
 
+    /// etcd has authentication on and no user was given.
+    #[error("etcd at {endpoints} requires authentication: give a user name and password")]
+    AuthRequired {
+        /// The endpoints in use, comma separated.
+        endpoints: String,
+    },
+
     /// The user lacks the etcd permission for this key.
     #[error("{key}: permission denied by etcd")]
     PermissionDenied {
@@ -189,12 +200,12 @@ pub enum Error {
     },
 
     /// Any other failure reported by etcd or its client.
-    #[error("{key}: etcd error: {}", etcd_message(.source))]
+    #[error("{key}: etcd error: {}", etcd_message(.cause))]
     Etcd {
         /// The etcd key (or prefix) of the request.
         key: String,
         /// The underlying error.
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
 }
 
@@ -213,7 +224,19 @@ fn unreachable_detail(waited: Duration, source: Option<&etcd_client::Error>) -> 
 /// people only need etcd's own sentence.
 pub(crate) fn etcd_message(e: &etcd_client::Error) -> String {
     match e {
-        etcd_client::Error::GRpcStatus(status) => status.message().to_owned(),
+        etcd_client::Error::GRpcStatus(status) => {
+            // A transport failure hides its cause ("Connection refused")
+            // at the bottom of the status's source chain.
+            let mut root: &dyn std::error::Error = status;
+            while let Some(next) = root.source() {
+                root = next;
+            }
+            if std::ptr::addr_eq(root, status) {
+                status.message().to_owned()
+            } else {
+                format!("{}: {root}", status.message())
+            }
+        }
         other => other.to_string(),
     }
 }

@@ -12,9 +12,9 @@ use crate::Revision;
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 
 pub(crate) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>> {
-    let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode {
+    let bytes = serde_json::to_vec(value).map_err(|cause| Error::Encode {
         key: key.to_owned(),
-        source,
+        cause,
     })?;
     check_size(key, bytes)
 }
@@ -25,9 +25,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<
 /// numbers (`1e3` becomes `1000.0`, big integers lose digits): what the user
 /// wrote is what etcd gets, less the white space.
 pub(crate) fn compact_text(key: &str, text: &str) -> Result<Vec<u8>> {
-    serde_json::from_str::<IgnoredAny>(text).map_err(|source| Error::InvalidJson {
+    serde_json::from_str::<IgnoredAny>(text).map_err(|cause| Error::InvalidJson {
         key: key.to_owned(),
-        source,
+        cause,
     })?;
     let mut out = Vec::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
@@ -66,21 +66,21 @@ pub(crate) fn decode<T: DeserializeOwned>(
     revision: Revision,
     bytes: &[u8],
 ) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| {
+    serde_json::from_slice(bytes).map_err(|cause| {
         // Only on the error path: tell "not JSON at all" apart from "JSON of
         // another shape", since the fixes differ (rewrite it vs. change the type).
         if serde_json::from_slice::<IgnoredAny>(bytes).is_err() {
             Error::CorruptValue {
                 key: key.to_owned(),
                 revision,
-                source,
+                cause,
             }
         } else {
             Error::Decode {
                 key: key.to_owned(),
                 revision,
                 type_name: std::any::type_name::<T>(),
-                source,
+                cause,
             }
         }
     })

@@ -537,6 +537,14 @@ async fn authentication_with_user_and_password() {
     assert!(matches!(err, Error::AuthFailed { .. }), "{err}");
     assert!(err.to_string().contains("\"app\""), "{err}");
 
+    let err = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AuthRequired { .. }), "{err}");
+
     let root = Client::builder()
         .endpoints(etcd.endpoints())
         .namespace(&ns)

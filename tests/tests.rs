@@ -3,3 +3,5 @@
 mod common;
 
 mod client;
+
+mod examples;

@@ -1,1 +1,379 @@
-fn main() {}
+//! `cfgctl`: read and write cfgd configuration in etcd from a terminal or a script.
+
+mod output;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::output::{Format, Printer};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  any other error
+  2  usage error or invalid input (bad flag, name, JSON or size)
+  3  not found
+  4  conflict (--if-revision did not match)
+  5  etcd unreachable or not answering in time";
+
+#[derive(Parser)]
+#[command(
+    name = "cfgctl",
+    version,
+    about = "Read and write cfgd configuration in etcd",
+    long_about = "Read and write cfgd configuration in etcd.\n\n\
+        Values are JSON, stored under /cfgd/<namespace>/config/<name>, so etcdctl \
+        sees the same data.",
+    after_help = EXIT_CODES,
+)]
+struct Cli {
+    /// etcd endpoints, comma separated
+    #[arg(
+        long,
+        env = "CFGCTL_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ',',
+        global = true
+    )]
+    endpoints: Vec<String>,
+
+    /// Namespace: an environment or an app (prod, user-service, ...)
+    #[arg(
+        short = 'n',
+        long,
+        env = "CFGCTL_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
+    namespace: String,
+
+    /// etcd prefix above all namespaces
+    #[arg(long, env = "CFGCTL_ROOT", default_value = cfgd::DEFAULT_ROOT, global = true)]
+    root: String,
+
+    /// etcd user name
+    #[arg(long, env = "CFGCTL_USER", global = true)]
+    user: Option<String>,
+
+    /// etcd password (prefer the environment variable: arguments show in `ps`)
+    #[arg(long, env = "CFGCTL_PASSWORD", hide_env_values = true, global = true)]
+    password: Option<String>,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Json, global = true)]
+    output: Format,
+
+    /// Give up connecting after this long (5s, 500ms, 1m)
+    #[arg(long, value_parser = parse_duration, default_value = "5s", global = true)]
+    connect_timeout: Duration,
+
+    /// Give up on a request after this long
+    #[arg(long, value_parser = parse_duration, default_value = "5s", global = true)]
+    timeout: Duration,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a value
+    #[command(after_help = "Examples:\n  cfgctl -n prod get database.config\n  \
+        cfgctl get feature.limits --default '{\"max\":10}'")]
+    Get {
+        /// Name of the value, e.g. database.config or payments/limits
+        name: String,
+        /// JSON printed when the key does not exist (instead of exit code 3)
+        #[arg(long, value_name = "JSON")]
+        default: Option<String>,
+        /// Print the value as it was at this etcd revision
+        #[arg(long, value_name = "N")]
+        revision: Option<i64>,
+        /// Print name, revision and version along with the value
+        #[arg(long)]
+        entry: bool,
+    },
+    /// Store a JSON value
+    #[command(
+        after_help = "Examples:\n  cfgctl set database.config '{\"url\":\"postgres://db/app\",\"pool\":20}'\n  \
+        cfgctl set database.config -f db.json\n  echo 42 | cfgctl set answer -\n  \
+        cfgctl set greeting '\"hello\"'          # a JSON string needs its quotes\n  \
+        cfgctl set counter 8 --if-revision 41   # only if nobody wrote since 41"
+    )]
+    Set {
+        /// Name of the value
+        name: String,
+        /// The JSON value, or - to read it from standard input
+        #[arg(value_name = "JSON", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the JSON value from this file (- for standard input)
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Only write if the key is still at this revision (0: only if absent)
+        #[arg(long, value_name = "N")]
+        if_revision: Option<i64>,
+    },
+    /// Delete a value
+    Delete {
+        /// Name of the value
+        name: String,
+        /// Only delete if the key is still at this revision
+        #[arg(long, value_name = "N")]
+        if_revision: Option<i64>,
+    },
+    /// List values whose names start with PREFIX
+    List {
+        /// Name prefix, e.g. payments/ (all values when omitted)
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Show earlier values of a key, newest first
+    History {
+        /// Name of the value
+        name: String,
+        /// Show at most this many revisions
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Write an earlier value again, as a new revision
+    Rollback {
+        /// Name of the value
+        name: String,
+        /// The revision whose value to restore (see `cfgctl history`)
+        #[arg(long, value_name = "N")]
+        to: i64,
+    },
+    /// Print a shell completion script
+    #[command(after_help = "Example:\n  cfgctl completions bash > /etc/bash_completion.d/cfgctl")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// A mistake in what the user typed (not a failure of etcd): exit code 2.
+#[derive(Debug)]
+struct Invalid(String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` keeps the context chain on the one line scripts grep.
+            eprintln!("cfgctl: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<Invalid>().is_some() {
+        return 2;
+    }
+    match err.downcast_ref::<cfgd::Error>() {
+        Some(cfgd::Error::NotFound { .. }) => 3,
+        Some(cfgd::Error::Conflict { .. }) => 4,
+        Some(e) if e.is_unreachable() => 5,
+        Some(e) if e.is_invalid_input() => 2,
+        _ => 1,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Printer::new(cli.output);
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "cfgctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    let client = connect(&cli).await?;
+    match cli.command {
+        Command::Get {
+            name,
+            default,
+            revision,
+            entry,
+        } => {
+            let default = default.map(|d| parse_json("--default", &d)).transpose()?;
+            let found = match revision {
+                Some(r) => client.get_entry_at::<Value>(&name, r).await?,
+                None => client.get_entry::<Value>(&name).await?,
+            };
+            match (found, default) {
+                (Some(e), _) if entry || out.is_table() => out.entry(&e),
+                (Some(e), _) => out.value(&e.value),
+                (None, Some(default)) => out.value(&default),
+                (None, None) => Err(cfgd::Error::NotFound {
+                    key: client.etcd_key(&name)?,
+                    revision,
+                }
+                .into()),
+            }
+        }
+        Command::Set {
+            name,
+            value,
+            file,
+            if_revision,
+        } => {
+            let text = read_value(value, file)?;
+            let written = match if_revision {
+                Some(expected) => client.set_json_if(&name, &text, expected).await,
+                None => client.set_json(&name, &text).await,
+            };
+            match written {
+                Ok(revision) => out.written(&name, revision, None),
+                Err(e @ cfgd::Error::InvalidJson { .. }) if looks_like_bare_string(&text) => {
+                    let quoted = serde_json::to_string(text.trim())?;
+                    Err(Invalid(format!("{e} (to store a string, quote it: '{quoted}')")).into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Delete { name, if_revision } => {
+            let revision = match if_revision {
+                Some(expected) => client.delete_if(&name, expected).await?,
+                None => client
+                    .delete(&name)
+                    .await?
+                    .ok_or_else(|| cfgd::Error::NotFound {
+                        key: client.etcd_key(&name).unwrap_or_default(),
+                        revision: None,
+                    })?,
+            };
+            out.written(&name, revision, None)
+        }
+        Command::List { prefix } => out.entries(&client.list::<Value>(&prefix).await?),
+        Command::History { name, limit } => {
+            let history = client.history(&name, limit).await?;
+            if history.is_empty() {
+                return Err(cfgd::Error::NotFound {
+                    key: client.etcd_key(&name)?,
+                    revision: None,
+                }
+                .into());
+            }
+            out.history(&history)
+        }
+        Command::Rollback { name, to } => {
+            let revision = client.rollback(&name, to).await?;
+            out.written(&name, revision, Some(to))
+        }
+        Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
+    let mut builder = cfgd::Client::builder()
+        .endpoints(
+            cli.endpoints
+                .iter()
+                .map(|e| e.trim())
+                .filter(|e| !e.is_empty()),
+        )
+        .namespace(&cli.namespace)
+        .root(&cli.root)
+        .connect_timeout(cli.connect_timeout)
+        .request_timeout(cli.timeout);
+    match (&cli.user, &cli.password) {
+        (Some(user), Some(password)) => builder = builder.user(user, password),
+        (Some(_), None) => {
+            return Err(Invalid("--user needs --password (or CFGCTL_PASSWORD)".into()).into())
+        }
+        (None, Some(_)) => {
+            return Err(Invalid("--password needs --user (or CFGCTL_USER)".into()).into())
+        }
+        (None, None) => {}
+    }
+    Ok(builder.connect().await?)
+}
+
+/// The value of `set`: an argument, a file, or standard input (`-`).
+fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let from_stdin = || -> anyhow::Result<String> {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the value from standard input")?;
+        Ok(text)
+    };
+    match (value, file) {
+        (Some(v), _) if v == "-" => from_stdin(),
+        (Some(v), _) => Ok(v),
+        (None, Some(path)) if path.as_os_str() == "-" => from_stdin(),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| Invalid(format!("cannot read {}: {e}", path.display())).into()),
+        (None, None) => Err(Invalid(
+            "no value given: pass JSON as an argument, -f FILE, or - to read standard input".into(),
+        )
+        .into()),
+    }
+}
+
+/// `hello` rather than `"hello"`: the commonest mistake with `set`.
+fn looks_like_bare_string(text: &str) -> bool {
+    let t = text.trim();
+    t.chars().next().is_some_and(|c| c.is_alphabetic()) && !t.contains(['{', '[', '"'])
+}
+
+fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).map_err(|e| Invalid(format!("{what} is not valid JSON: {e}")).into())
+}
+
+/// `5s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s or 500ms"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,18 @@
+# The two entry points: `make run` (a local etcd and a guided demo) and
+# `make test` (every check CI runs). Both install what is missing first.
+
+.PHONY: run test deps build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build --workspace --examples
+
+run: build
+	@scripts/demo.sh
+
+test: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace

@@ -1,0 +1,214 @@
+//! Printing results as JSON, YAML or a table.
+
+use std::io::Write;
+
+use cfgd::{Entry, Revision};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Pretty JSON (values as they are, for jq and scripts)
+    Json,
+    /// YAML
+    Yaml,
+    /// Aligned columns for people
+    Table,
+}
+
+/// The longest value shown in a table cell; the rest is cut with an ellipsis.
+const CELL_WIDTH: usize = 60;
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    name: &'a str,
+    revision: Revision,
+    version: i64,
+    value: &'a Value,
+}
+
+impl<'a> From<&'a Entry> for EntryOut<'a> {
+    fn from(e: &'a Entry) -> Self {
+        EntryOut {
+            name: &e.name,
+            revision: e.revision,
+            version: e.version,
+            value: &e.value,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Written<'a> {
+    name: &'a str,
+    revision: Revision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restored_from: Option<Revision>,
+}
+
+pub struct Printer {
+    format: Format,
+}
+
+impl Printer {
+    pub fn new(format: Format) -> Self {
+        Printer { format }
+    }
+
+    pub fn is_table(&self) -> bool {
+        self.format == Format::Table
+    }
+
+    pub fn value(&self, value: &Value) -> anyhow::Result<()> {
+        match self.format {
+            Format::Table => emit(&compact(value)),
+            _ => self.structured(value),
+        }
+    }
+
+    pub fn entry(&self, entry: &Entry) -> anyhow::Result<()> {
+        self.entries_or_one(std::slice::from_ref(entry), true)
+    }
+
+    pub fn entries(&self, entries: &[Entry]) -> anyhow::Result<()> {
+        self.entries_or_one(entries, false)
+    }
+
+    fn entries_or_one(&self, entries: &[Entry], one: bool) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let rows = entries
+                .iter()
+                .map(|e| vec![e.name.clone(), e.revision.to_string(), cell(&e.value)])
+                .collect();
+            return emit(&table(&["NAME", "REVISION", "VALUE"], rows));
+        }
+        let out: Vec<EntryOut> = entries.iter().map(EntryOut::from).collect();
+        match (one, out.first()) {
+            (true, Some(first)) => self.structured(first),
+            _ => self.structured(&out),
+        }
+    }
+
+    pub fn history(&self, entries: &[Entry]) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let rows = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.revision.to_string(),
+                        e.version.to_string(),
+                        cell(&e.value),
+                    ]
+                })
+                .collect();
+            return emit(&table(&["REVISION", "VERSION", "VALUE"], rows));
+        }
+        let out: Vec<EntryOut> = entries.iter().map(EntryOut::from).collect();
+        self.structured(&out)
+    }
+
+    pub fn written(
+        &self,
+        name: &str,
+        revision: Revision,
+        restored_from: Option<Revision>,
+    ) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let mut row = vec![name.to_owned(), revision.to_string()];
+            let mut headers = vec!["NAME", "REVISION"];
+            if let Some(from) = restored_from {
+                headers.push("RESTORED FROM");
+                row.push(from.to_string());
+            }
+            return emit(&table(&headers, vec![row]));
+        }
+        self.structured(&Written {
+            name,
+            revision,
+            restored_from,
+        })
+    }
+
+    fn structured<T: Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
+        let text = match self.format {
+            Format::Yaml => serde_norway::to_string(value)?,
+            _ => serde_json::to_string_pretty(value)? + "\n",
+        };
+        emit(&text)
+    }
+}
+
+fn compact(value: &Value) -> String {
+    value.to_string() + "\n"
+}
+
+fn cell(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(CELL_WIDTH) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let headers = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(headers).chain(rows) {
+        let last = row.len() - 1;
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            out.push_str(c);
+            if i < last {
+                out.extend(std::iter::repeat_n(' ', w - c.chars().count() + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes to stdout; a closed pipe (`cfgctl list | head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["NAME", "REVISION"],
+            vec![
+                vec!["a".into(), "7".into()],
+                vec!["longer.name".into(), "12".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "NAME         REVISION\na            7\nlonger.name  12\n"
+        );
+    }
+
+    #[test]
+    fn long_cells_are_cut() {
+        let v = Value::String("x".repeat(100));
+        let c = cell(&v);
+        assert_eq!(c.chars().count(), CELL_WIDTH + 1);
+        assert!(c.ends_with('…'));
+    }
+}

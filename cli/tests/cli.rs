@@ -1,0 +1,471 @@
+//! Every cfgctl command, run as the built binary against a real etcd.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::EtcdCluster;
+use serde_json::{json, Value};
+
+/// Runs cfgctl against one etcd and namespace (a small `TestCommand`).
+struct Ctl {
+    endpoints: String,
+    namespace: String,
+    env: Vec<(String, String)>,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ctl {
+    fn new(etcd: &EtcdCluster, tag: &str) -> Self {
+        Ctl {
+            endpoints: etcd.endpoints_arg(),
+            namespace: common::namespace(tag),
+            env: Vec::new(),
+        }
+    }
+
+    fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfgctl"));
+        // A clean slate: the developer's own CFGCTL_* must not leak in.
+        for var in [
+            "CFGCTL_ENDPOINTS",
+            "CFGCTL_NAMESPACE",
+            "CFGCTL_USER",
+            "CFGCTL_PASSWORD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(["--endpoints", &self.endpoints]);
+        if !self.namespace.is_empty() {
+            cmd.args(["-n", &self.namespace]);
+        }
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run cfgctl");
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        drop(pipe);
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("/cfgd/{}/config/{name}", self.namespace)
+    }
+}
+
+impl Out {
+    #[track_caller]
+    fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        self
+    }
+
+    /// Asserts the exit code and that the error is one line naming `needle`.
+    #[track_caller]
+    fn fails(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "stdout: {} stderr: {}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(
+            self.stderr.lines().count(),
+            1,
+            "one line: {:?}",
+            self.stderr
+        );
+        assert!(self.stderr.starts_with("cfgctl: "), "{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "{needle:?} in {}",
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+#[tokio::test]
+async fn set_get_and_output_formats() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "get");
+    let set = ctl.run(&[
+        "set",
+        "database.config",
+        r#"{"url": "postgres://db/app", "pool": 20}"#,
+    ]);
+    let revision = set.ok().json()["revision"].as_i64().unwrap();
+    assert_eq!(set.json()["name"], "database.config");
+
+    let value = json!({"url": "postgres://db/app", "pool": 20});
+    assert_eq!(ctl.run(&["get", "database.config"]).ok().json(), value);
+    let entry = ctl.run(&["get", "database.config", "--entry"]).ok().json();
+    assert_eq!(entry["revision"], revision);
+    assert_eq!(entry["value"], value);
+
+    let yaml = ctl.run(&["get", "database.config", "-o", "yaml"]);
+    assert_eq!(yaml.ok().stdout, "url: postgres://db/app\npool: 20\n");
+    let table = ctl.run(&["-o", "table", "get", "database.config"]);
+    let lines: Vec<&str> = table.ok().stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("REVISION"));
+    assert!(lines[1].contains(&revision.to_string()));
+
+    ctl.run(&["get", "missing"]).fails(3, &ctl.key("missing"));
+    let fallback = ctl.run(&["get", "missing", "--default", r#"{"pool":5}"#]);
+    assert_eq!(fallback.ok().json(), json!({"pool": 5}));
+    ctl.run(&["get", "missing", "--default", "{oops"])
+        .fails(2, "--default");
+
+    ctl.run(&["set", "database.config", r#"{"pool":30}"#]).ok();
+    let old = ctl.run(&[
+        "get",
+        "database.config",
+        "--revision",
+        &revision.to_string(),
+    ]);
+    assert_eq!(old.ok().json(), value);
+    ctl.run(&["get", "database.config", "--revision", "99999"])
+        .fails(1, "future");
+}
+
+#[tokio::test]
+async fn set_reads_files_and_stdin() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "input");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.json");
+    std::fs::write(&file, "{\n  \"max\": 10\n}\n").unwrap();
+    ctl.run(&["set", "limits", "-f", file.to_str().unwrap()])
+        .ok();
+    assert_eq!(ctl.run(&["get", "limits"]).ok().json(), json!({"max": 10}));
+
+    ctl.run_with_stdin(&["set", "answer", "-"], Some("42\n"))
+        .ok();
+    assert_eq!(ctl.run(&["get", "answer"]).ok().json(), json!(42));
+    ctl.run_with_stdin(&["set", "list", "-f", "-"], Some("[1, 2]"))
+        .ok();
+    assert_eq!(ctl.run(&["get", "list"]).ok().json(), json!([1, 2]));
+
+    ctl.run(&["set", "limits", "-f", "/no/such/file.json"])
+        .fails(2, "/no/such/file.json");
+    ctl.run(&["set", "limits"]).fails(2, "no value given");
+}
+
+#[tokio::test]
+async fn compare_and_set_conflicts_exit_4() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "cas");
+    let r = ctl
+        .run(&["set", "counter", "1", "--if-revision", "0"])
+        .ok()
+        .json()["revision"]
+        .as_i64()
+        .unwrap();
+    ctl.run(&["set", "counter", "2", "--if-revision", "0"])
+        .fails(4, "conflict");
+    let stale = (r - 1).to_string();
+    ctl.run(&["set", "counter", "2", "--if-revision", &stale])
+        .fails(4, &format!("it is {r}"));
+    assert_eq!(ctl.run(&["get", "counter"]).ok().json(), json!(1));
+    ctl.run(&["set", "counter", "2", "--if-revision", &r.to_string()])
+        .ok();
+
+    ctl.run(&["delete", "counter", "--if-revision", &r.to_string()])
+        .fails(4, "conflict");
+    let current = ctl.run(&["get", "counter", "--entry"]).ok().json()["revision"]
+        .as_i64()
+        .unwrap();
+    ctl.run(&["delete", "counter", "--if-revision", &current.to_string()])
+        .ok();
+    ctl.run(&["delete", "counter"]).fails(3, "not found");
+}
+
+#[tokio::test]
+async fn delete_list_and_namespace_isolation() {
+    let etcd = EtcdCluster::single();
+    let app = Ctl::new(&etcd, "app");
+    let app2 = Ctl::new(&etcd, "app2");
+    app.run(&["set", "payments/limit", "100"]).ok();
+    app.run(&["set", "payments/currency", r#""EUR""#]).ok();
+    app.run(&["set", "search", "true"]).ok();
+    app2.run(&["set", "payments/limit", "5"]).ok();
+
+    let all = app.run(&["list"]).ok().json();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments/currency", "payments/limit", "search"]);
+    let payments = app.run(&["list", "payments/"]).ok().json();
+    assert_eq!(payments.as_array().unwrap().len(), 2);
+    assert_eq!(payments[1]["value"], 100);
+    assert_eq!(app2.run(&["list"]).ok().json().as_array().unwrap().len(), 1);
+    let table = app.run(&["list", "-o", "table"]);
+    assert_eq!(table.ok().stdout.lines().count(), 4);
+
+    let via_env = Ctl {
+        endpoints: app.endpoints.clone(),
+        namespace: String::new(),
+        env: vec![],
+    }
+    .env("CFGCTL_NAMESPACE", &app2.namespace);
+    assert_eq!(
+        via_env.run(&["get", "payments/limit"]).ok().json(),
+        json!(5)
+    );
+
+    app.run(&["delete", "search"]).ok();
+    app.run(&["get", "search"]).fails(3, "not found");
+    assert_eq!(app.run(&["list"]).ok().json().as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn history_and_rollback() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "hist");
+    let mut revisions = Vec::new();
+    for v in ["1", "2", "3"] {
+        let out = ctl.run(&["set", "retries", v]);
+        revisions.push(out.ok().json()["revision"].as_i64().unwrap());
+    }
+    let history = ctl.run(&["history", "retries"]).ok().json();
+    let seen: Vec<(i64, i64)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["revision"].as_i64().unwrap(),
+                e["value"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(revisions[2], 3), (revisions[1], 2), (revisions[0], 1)]
+    );
+    let limited = ctl.run(&["history", "retries", "--limit", "1"]).ok().json();
+    assert_eq!(limited.as_array().unwrap().len(), 1);
+    ctl.run(&["history", "never.set"]).fails(3, "not found");
+
+    let back = ctl.run(&["rollback", "retries", "--to", &revisions[0].to_string()]);
+    let back = back.ok().json();
+    assert_eq!(back["restored_from"], revisions[0]);
+    assert!(back["revision"].as_i64().unwrap() > revisions[2]);
+    assert_eq!(ctl.run(&["get", "retries"]).ok().json(), json!(1));
+    assert_eq!(
+        ctl.run(&["history", "retries"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    ctl.run(&["rollback", "retries", "--to", "1"])
+        .fails(3, "not found at revision 1");
+}
+
+/// Each bad input exits 2 with one line naming the problem, and etcd's
+/// revision shows that nothing was written.
+#[tokio::test]
+async fn invalid_input_exits_2_and_writes_nothing() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "bad");
+    ctl.run(&["set", "port", "8080"]).ok();
+    let before = etcd.revision().await;
+
+    ctl.run(&["set", "port", "{\"a\":"])
+        .fails(2, "not valid JSON");
+    ctl.run(&["set", "greeting", "hello"])
+        .fails(2, r#"quote it: '"hello"'"#);
+    for name in ["/abs", "a//b", "a/../b", "sp ace", "trailing/"] {
+        ctl.run(&["set", name, "1"]).fails(2, "invalid name");
+    }
+    let big = format!("\"{}\"", "x".repeat(cfgd::MAX_VALUE_LEN));
+    ctl.run_with_stdin(&["set", "port", "-"], Some(&big))
+        .fails(2, "over the limit");
+    let bad_ns = Ctl {
+        endpoints: ctl.endpoints.clone(),
+        namespace: "Not_Valid".into(),
+        env: vec![],
+    };
+    bad_ns.run(&["set", "x", "1"]).fails(2, "invalid namespace");
+    assert_eq!(ctl.run(&["get", "port", "--timeout", "soon"]).code, 2);
+
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    assert_eq!(ctl.run(&["get", "port"]).ok().json(), json!(8080));
+}
+
+#[tokio::test]
+async fn values_from_other_tools_are_reported_not_hidden() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "foreign");
+    etcd.raw()
+        .await
+        .put(ctl.key("plain"), "not json", None)
+        .await
+        .unwrap();
+    ctl.run(&["get", "plain"]).fails(1, "not valid JSON");
+}
+
+fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .output()
+        .expect("run etcdctl (installed with etcd by `make test`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn etcdctl_interop_both_ways() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "interop");
+    ctl.run(&["set", "flags.ui", "{ \"dark\" : true, \"n\": [1, 2] }"])
+        .ok();
+    let printed = etcdctl(
+        &ctl.endpoints,
+        &["get", &ctl.key("flags.ui"), "--print-value-only"],
+    );
+    assert_eq!(printed.trim_end(), r#"{"dark":true,"n":[1,2]}"#);
+
+    etcdctl(
+        &ctl.endpoints,
+        &["put", &ctl.key("from.etcdctl"), r#"{"x":"y"}"#],
+    );
+    assert_eq!(
+        ctl.run(&["get", "from.etcdctl"]).ok().json(),
+        json!({"x": "y"})
+    );
+}
+
+#[tokio::test]
+async fn unreachable_etcd_exits_5_within_the_timeout() {
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent.local_addr().unwrap());
+    for endpoint in [closed, silent] {
+        let ctl = Ctl {
+            endpoints: endpoint.clone(),
+            namespace: "default".into(),
+            env: vec![],
+        };
+        let started = Instant::now();
+        ctl.run(&["--connect-timeout", "1s", "get", "x"])
+            .fails(5, &format!("etcd unreachable at {endpoint}"));
+        // Generous bound: it must give up rather than hang, not be fast.
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+}
+
+#[tokio::test]
+async fn user_and_password_authentication() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "auth");
+    etcd.enable_auth(
+        "rootpw",
+        "svc",
+        "svcpw",
+        &format!("/cfgd/{}/", ctl.namespace),
+    )
+    .await;
+
+    ctl.run(&[
+        "--user",
+        "svc",
+        "--password",
+        "svcpw",
+        "set",
+        "token.ttl",
+        "300",
+    ])
+    .ok();
+    let env_ctl = Ctl {
+        endpoints: ctl.endpoints.clone(),
+        namespace: ctl.namespace.clone(),
+        env: vec![],
+    }
+    .env("CFGCTL_USER", "svc")
+    .env("CFGCTL_PASSWORD", "svcpw");
+    assert_eq!(env_ctl.run(&["get", "token.ttl"]).ok().json(), json!(300));
+
+    ctl.run(&["--user", "svc", "--password", "nope", "get", "token.ttl"])
+        .fails(1, "authentication failed for user \"svc\"");
+    ctl.run(&["--user", "svc", "get", "token.ttl"])
+        .fails(2, "--user needs --password");
+    ctl.run(&["get", "token.ttl"])
+        .fails(1, "requires authentication");
+    let other = Ctl {
+        endpoints: ctl.endpoints.clone(),
+        namespace: "other".into(),
+        env: vec![],
+    };
+    other
+        .run(&["--user", "svc", "--password", "svcpw", "get", "x"])
+        .fails(1, "permission denied");
+}
+
+#[test]
+fn completions_and_help() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cfgctl"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.status.success());
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_cfgctl()"));
+    let help = run(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "Exit codes",
+        "CFGCTL_ENDPOINTS",
+        "CFGCTL_NAMESPACE",
+        "rollback",
+    ] {
+        assert!(help.contains(needle), "{needle} in --help");
+    }
+    let usage = run(&["get"]);
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `make run`: starts a throwaway etcd under target/run/ on a free port and
+# walks through cfgd with cfgctl and the quickstart example. In a terminal it
+# then keeps etcd up for you to try commands until Ctrl-C; otherwise (CI, a
+# pipe) it cleans up and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=target/debug
+dir=target/run
+rm -rf "$dir"
+mkdir -p "$dir"
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+  local p
+  for p in $(seq "$1" $(($1 + 200))); do
+    if port_free "$p" && [ "$p" != "${2:-}" ]; then echo "$p"; return; fi
+  done
+  echo "demo: no free port near $1" >&2; exit 1
+}
+client_port=$(pick_port 23790)
+peer_port=$(pick_port $((client_port + 1)) "$client_port")
+endpoint="http://127.0.0.1:$client_port"
+
+etcd --name demo --data-dir "$dir/data" \
+  --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "demo=http://127.0.0.1:$peer_port" \
+  --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
+etcd_pid=$!
+# Only the etcd this script started is stopped, by its pid.
+trap 'kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
+
+for _ in $(seq 200); do
+  if "$bin/cfgctl" --endpoints "$endpoint" --connect-timeout 200ms list >/dev/null 2>&1; then break; fi
+  kill -0 "$etcd_pid" 2>/dev/null || { echo "demo: etcd failed to start:"; cat "$dir/etcd.log"; exit 1; }
+  sleep 0.1
+done
+
+export CFGCTL_ENDPOINTS="$endpoint" CFGCTL_NAMESPACE=demo
+bold="" plain=""
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
+step() { printf '\n%s# %s%s\n' "$bold" "$1" "$plain"; }
+# Echo a command the way it could be pasted back into a shell.
+quote() {
+  local out="" a
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=@-]+$ ]]; then out+="$a "; else out+="'$a' "; fi
+  done
+  printf '%s' "${out% }"
+}
+show() { printf '$ %s\n' "$(quote "$@")"; "$@"; }
+ctl() { show cfgctl "$@"; }
+cfgctl() { "$bin/cfgctl" "$@"; }
+
+echo "etcd $(etcd --version | head -n 1 | awk '{print $3}') is running at $endpoint (data in $dir, pid $etcd_pid)"
+step "Store a JSON value; the answer is its etcd revision"
+ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 20}'
+step "Read it back, as JSON or as a table"
+ctl get database.config
+ctl get database.config -o table
+step "Change it twice, then look at its history"
+ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 30}' -o table
+ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 5}' -o table
+ctl history database.config -o table
+first=$(cfgctl history database.config | awk '/"revision"/ {gsub(/[^0-9]/, ""); r=$0} END {print r}')
+step "Roll back to the first value (a new revision: history is never rewritten)"
+ctl rollback database.config --to "$first" -o table
+ctl get database.config
+step "Compare-and-set: a write that expects an old revision is refused (exit code 4)"
+show cfgctl set database.config '{"pool_size": 1}' --if-revision "$first" || echo "(exit code $?)"
+step "etcd's own tool sees the same data"
+show etcdctl --endpoints "$endpoint" get /cfgd/demo/config/database.config --print-value-only
+step "The Rust quickstart example: get_or falls back, then reads what set stored"
+CFGD_ENDPOINTS="$endpoint" show "$bin/examples/quickstart"
+
+if [ -t 0 ] && [ -t 1 ]; then
+  printf '\n%s# Try it yourself%s (etcd stays up until Ctrl-C)\n' "$bold" "$plain"
+  echo "  export CFGCTL_ENDPOINTS=$endpoint CFGCTL_NAMESPACE=demo"
+  echo "  $bin/cfgctl list -o table"
+  echo "  $bin/cfgctl set feature.limits '{\"max\": 10}'"
+  echo "  $bin/cfgctl --help"
+  wait "$etcd_pid"
+else
+  echo
+  echo "demo done; etcd stopped (run 'make run' in a terminal to keep it up and try commands)"
+fi

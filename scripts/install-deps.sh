@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what cfgd needs to build and test and is not there yet:
+#   protoc   - etcd-client compiles etcd's .proto files at build time
+#   etcd     - the tests and `make run` start real etcd processes
+#   etcdctl  - the interop tests check that etcd's own tool sees our data
+# Debian and Ubuntu get them from apt; elsewhere it says what to install.
+set -euo pipefail
+
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: missing ${missing[*]}." >&2
+  echo "install-deps: install protoc and etcd 3.4 or newer (etcd and etcdctl on PATH), then retry." >&2
+  exit 1
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: need root (or sudo) to apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=sudo
+fi
+
+echo "install-deps: installing ${missing[*]} with apt-get"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+for tool in protoc etcd etcdctl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool still missing after apt-get" >&2; exit 1; }
+done
+echo "install-deps: $(etcd --version | head -n 1), $(protoc --version)"

@@ -1,0 +1,54 @@
+//! The examples run against a real etcd and say what their docs promise.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::EtcdCluster;
+
+/// `cargo test` builds the examples next to the test binaries' `deps/`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn quickstart_falls_back_then_reads_the_stored_value() {
+    let etcd = EtcdCluster::single();
+    // Twice: the example must be repeatable against the same etcd.
+    for _ in 0..2 {
+        let out = Command::new(example("quickstart"))
+            .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(
+            lines[0].contains("default") && lines[0].contains("localhost"),
+            "{stdout}"
+        );
+        assert!(
+            lines[1].starts_with("set database.config at revision"),
+            "{stdout}"
+        );
+        assert!(
+            lines[2].contains("stored value") && lines[2].contains("db.internal"),
+            "{stdout}"
+        );
+    }
+}
