@@ -365,21 +365,9 @@ impl Client {
     /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
     pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
         let key = self.etcd_key(name)?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                expected,
-            )])
-            .and_then([TxnOp::delete(key.as_str(), None)])
-            .or_else([TxnOp::get(
-                key.as_str(),
-                Some(GetOptions::new().with_keys_only()),
-            )]);
-        let resp = self.txn(&key, txn).await?;
-        if !resp.succeeded() {
-            return Err(conflict(key, expected, &resp));
-        }
+        let resp = self
+            .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
+            .await?;
         match resp.op_responses().first() {
             Some(TxnOpResponse::Delete(d)) if d.deleted() > 0 => Ok(header_revision(resp.header())),
             _ => Err(Error::NotFound {
@@ -483,27 +471,29 @@ impl Client {
     }
 
     async fn put_if(&self, key: String, bytes: Vec<u8>, expected: Revision) -> Result<Revision> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                expected,
-            )])
-            .and_then([TxnOp::put(key.as_str(), bytes, None)])
-            .or_else([TxnOp::get(
-                key.as_str(),
-                Some(GetOptions::new().with_keys_only()),
-            )]);
-        let resp = self.txn(&key, txn).await?;
-        if !resp.succeeded() {
-            return Err(conflict(key, expected, &resp));
-        }
+        let op = TxnOp::put(key.as_str(), bytes, None);
+        let resp = self.txn_if(&key, expected, op).await?;
         Ok(header_revision(resp.header()))
     }
 
-    async fn txn(&self, key: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
+    /// Runs `op` only if `key` is still at revision `expected`; otherwise
+    /// reads the key in the same transaction to name its current revision.
+    async fn txn_if(
+        &self,
+        key: &str,
+        expected: Revision,
+        op: TxnOp,
+    ) -> Result<etcd_client::TxnResponse> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([op])
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
         let mut kv = self.inner.kv.clone();
-        self.call(key, None, kv.txn(txn)).await
+        let resp = self.call(key, None, kv.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(conflict(key.to_owned(), expected, &resp));
+        }
+        Ok(resp)
     }
 
     fn entry<T: DeserializeOwned>(&self, name: &str, kv: &KeyValue) -> Result<Entry<T>> {

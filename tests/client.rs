@@ -1,6 +1,5 @@
 //! Every library call of `cfgd::Client` against a real etcd.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cfgd::{Client, Error, Source};
@@ -401,22 +400,6 @@ async fn values_written_by_other_tools() {
     assert_eq!(client.get::<Vec<u8>>("ok").await.unwrap(), Some(vec![1, 2]));
 }
 
-fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoints)
-        .args(args)
-        .output()
-        .expect("run etcdctl (installed with etcd by `make test`)");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn etcdctl_reads_and_writes_the_same_data() {
     let etcd = EtcdCluster::single();
@@ -427,7 +410,7 @@ async fn etcdctl_reads_and_writes_the_same_data() {
         .set("feature.limits", &json!({"max": 10, "names": ["a", "b"]}))
         .await
         .unwrap();
-    let printed = etcdctl(
+    let printed = common::etcdctl(
         &etcd.endpoints_arg(),
         &[
             "get",
@@ -437,7 +420,7 @@ async fn etcdctl_reads_and_writes_the_same_data() {
     );
     assert_eq!(printed.trim_end(), r#"{"max":10,"names":["a","b"]}"#);
 
-    etcdctl(
+    common::etcdctl(
         &etcd.endpoints_arg(),
         &[
             "put",

@@ -341,35 +341,19 @@ async fn values_from_other_tools_are_reported_not_hidden() {
     ctl.run(&["get", "plain"]).fails(1, "not valid JSON");
 }
 
-fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoints)
-        .args(args)
-        .output()
-        .expect("run etcdctl (installed with etcd by `make test`)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn etcdctl_interop_both_ways() {
     let etcd = EtcdCluster::single();
     let ctl = Ctl::new(&etcd, "interop");
     ctl.run(&["set", "flags.ui", "{ \"dark\" : true, \"n\": [1, 2] }"])
         .ok();
-    let printed = etcdctl(
+    let printed = common::etcdctl(
         &ctl.endpoints,
         &["get", &ctl.key("flags.ui"), "--print-value-only"],
     );
     assert_eq!(printed.trim_end(), r#"{"dark":true,"n":[1,2]}"#);
 
-    etcdctl(
+    common::etcdctl(
         &ctl.endpoints,
         &["put", &ctl.key("from.etcdctl"), r#"{"x":"y"}"#],
     );

@@ -297,3 +297,20 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut body).ok()?;
     Some(body)
 }
+
+/// Runs etcd's own `etcdctl` against `endpoints` and returns its stdout.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .args(args)
+        .output()
+        .expect("run etcdctl (installed with etcd by `make test`)");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
