@@ -4,6 +4,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use tokio::sync::OnceCell;
+
+use crate::live::{self, Shared, Status, Subscription};
+use crate::live_value::Live;
+use crate::{defaults, snapshot};
 use etcd_client::{
     Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
     TxnOpResponse,
@@ -24,8 +34,16 @@ pub type Revision = i64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Source {
-    /// Read from etcd by this request.
+    /// Read from etcd by this request (a client built with `live(false)`).
     Etcd,
+    /// From etcd, as kept current in memory by the client's watch.
+    Cache,
+    /// From the snapshot file; etcd has not been reached since start.
+    Snapshot,
+    /// From the defaults file; etcd does not hold the name.
+    Defaults,
+    /// The default given in code.
+    Default,
 }
 
 /// A value with the metadata etcd keeps about it.
@@ -46,8 +64,28 @@ pub struct Entry<T = serde_json::Value> {
     pub source: Source,
 }
 
+/// What [`Client::import`] wrote, or would write with `dry_run`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Names that did not exist.
+    pub created: Vec<String>,
+    /// Names whose value changed.
+    pub updated: Vec<String>,
+    /// Names that already held the same value (not written).
+    pub unchanged: Vec<String>,
+    /// The revision of the last batch written; `None` if nothing was.
+    pub revision: Option<Revision>,
+}
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+/// Changes buffered per subscriber before it counts as lagging (and is
+/// caught up from the mirror instead).
+const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+/// etcd's default `--max-txn-ops`.
+const MAX_TXN_OPS: usize = 128;
 /// Keys fetched per `list` request: bounded so one page of 1 MiB values stays
 /// far below the decoding limit below.
 const LIST_PAGE: i64 = 64;
@@ -70,6 +108,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 ///     .namespace("prod")
 ///     .connect_timeout(Duration::from_secs(2))
 ///     .user("svc", "secret")
+///     .snapshot("/var/lib/my-service/cfgd-snapshot.json")
+///     .defaults_file("/etc/my-service/defaults.json")
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
@@ -82,6 +122,12 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     request_timeout: Duration,
     user: Option<(String, String)>,
+    live: bool,
+    cache_capacity: u64,
+    channel_capacity: usize,
+    snapshot: Option<PathBuf>,
+    redact: Vec<String>,
+    defaults_file: Option<PathBuf>,
 }
 
 impl Default for ClientBuilder {
@@ -93,13 +139,19 @@ impl Default for ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             user: None,
+            live: true,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            snapshot: None,
+            redact: Vec::new(),
+            defaults_file: None,
         }
     }
 }
 
 impl ClientBuilder {
     /// A builder for `http://127.0.0.1:2379`, namespace `default`, root
-    /// `/cfgd`, 5 s connect and request timeouts.
+    /// `/cfgd`, 5 s connect and request timeouts, live.
     pub fn new() -> Self {
         Self::default()
     }
@@ -128,7 +180,7 @@ impl ClientBuilder {
     }
 
     /// How long [`connect`](Self::connect) may take before it gives up with
-    /// [`Error::Unreachable`].
+    /// [`Error::Unreachable`] (or falls back to the snapshot).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -147,18 +199,78 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects, and proves etcd answers by reading from it once, all within
-    /// the connect timeout.
+    /// Live mode (the default) reads the namespace once at connect and keeps
+    /// it current with one etcd watch: reads are served from memory, and
+    /// [`watch`](Client::watch) and [`subscribe`](Client::subscribe) work.
+    /// `live(false)` sends every read to etcd and starts no background task,
+    /// which suits one-shot tools.
+    pub fn live(mut self, live: bool) -> Self {
+        self.live = live;
+        self
+    }
+
+    /// How many decoded values the read cache keeps (10,000 by default).
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// How many changes may queue for one subscriber before it is caught up
+    /// from the current values instead (4,096 by default).
+    pub fn channel_capacity(mut self, changes: usize) -> Self {
+        self.channel_capacity = changes.max(1);
+        self
+    }
+
+    /// Keep the last known values in this file, and start from it when etcd
+    /// cannot be reached at connect.
+    pub fn snapshot(mut self, path: impl Into<PathBuf>) -> Self {
+        self.snapshot = Some(path.into());
+        self
+    }
+
+    /// Leave names starting with `prefix` out of the snapshot file (secrets
+    /// must not land on disk). May be given several times.
+    pub fn redact(mut self, prefix: impl Into<String>) -> Self {
+        self.redact.push(prefix.into());
+        self
+    }
+
+    /// A JSON object of name → value, watched and applied live, used for
+    /// names etcd does not hold.
+    pub fn defaults_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.defaults_file = Some(path.into());
+        self
+    }
+
+    /// Connects and proves etcd answers, within the connect timeout. In live
+    /// mode it also reads the namespace and starts the watch; if etcd cannot
+    /// be reached and a snapshot file exists, it starts from the snapshot
+    /// ([`Status::Offline`]) and keeps trying in the background.
     pub async fn connect(self) -> Result<Client> {
         let space = KeySpace::new(&self.root, &self.namespace)?;
         if self.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
-        let endpoints = self.endpoints.join(",");
+        if !self.live {
+            let what = if self.snapshot.is_some() {
+                Some("a snapshot")
+            } else if self.defaults_file.is_some() {
+                Some("a defaults file")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(Error::NotLive { what });
+            }
+        }
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
-            .with_keep_alive_while_idle(false);
+            .with_keep_alive_while_idle(false)
+            // A member cut off from the others must not serve a watch that
+            // can never see new writes.
+            .with_require_leader(true);
         if let Some((name, password)) = &self.user {
             // etcd's auth tokens expire (5 minutes by default); a long-lived
             // service must renew them rather than start failing.
@@ -166,73 +278,201 @@ impl ClientBuilder {
                 .with_user(name.as_str(), password.as_str())
                 .with_auto_token_refresh(true);
         }
-        let probe_key = space.kind_prefix(Kind::Config);
-        let attempt = async {
-            let etcd = etcd_client::Client::connect(&self.endpoints, Some(options)).await?;
-            // The connection is lazy: only a request shows that etcd is there
-            // and has a quorum. Being refused the read still proves both.
-            let probe = etcd
-                .kv_client()
-                .get(
-                    probe_key.as_str(),
-                    Some(GetOptions::new().with_count_only()),
-                )
-                .await;
-            match probe {
-                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::PermissionDenied => {}
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-            Ok(etcd)
+        let spec = ConnectSpec {
+            endpoints: self.endpoints.clone(),
+            options,
+            timeout: self.connect_timeout,
+            probe_key: space.kind_prefix(Kind::Config),
         };
-        let etcd = match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(Ok(etcd)) => etcd,
-            Ok(Err(e)) => {
-                return Err(match e {
-                    etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_) => {
-                        Error::InvalidEndpoints {
-                            endpoints,
-                            cause: e,
-                        }
-                    }
-                    e => classify(e, &probe_key, None, &endpoints, &self.user),
-                })
-            }
-            Err(_) => {
-                return Err(Error::Unreachable {
-                    endpoints,
+        let inner = Inner {
+            etcd: OnceCell::new(),
+            spec,
+            endpoints: self.endpoints.join(","),
+            space,
+            request_timeout: self.request_timeout,
+            user: self.user.clone(),
+            live: None,
+            cache: None,
+            tasks: Vec::new(),
+            defaults: None,
+        };
+        if !self.live {
+            inner.etcd().await?;
+            return Ok(Client {
+                inner: Arc::new(inner),
+            });
+        }
+        self.connect_live(inner).await
+    }
+
+    async fn connect_live(self, mut inner: Inner) -> Result<Client> {
+        let shared = Arc::new(Shared::new(
+            inner.space.base().to_owned(),
+            self.channel_capacity,
+            Status::Connected { revision: 0 },
+        ));
+        if let Some(path) = &self.defaults_file {
+            shared.defaults.store(Arc::new(defaults::read(path)?));
+            inner.defaults = Some(defaults::watch(path.clone(), Arc::downgrade(&shared))?);
+        }
+        let snapshot = self.snapshot.as_ref().map(|path| snapshot::Settings {
+            path: path.clone(),
+            root: self.root.clone(),
+            namespace: self.namespace.clone(),
+            redact: self.redact.clone(),
+        });
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let online = async {
+            let etcd = inner.etcd().await?;
+            match tokio::time::timeout_at(deadline, live::load(&etcd.client, &shared)).await {
+                Ok(loaded) => loaded
+                    .map_err(|e| classify(e, &shared.base, None, &inner.endpoints, &inner.user)),
+                Err(_) => Err(Error::Unreachable {
+                    endpoints: inner.endpoints.clone(),
                     waited: self.connect_timeout,
                     cause: None,
-                })
+                }),
             }
+        }
+        .await;
+        let loaded = match (online, &snapshot) {
+            (Ok(()), _) => {
+                let revision = shared.read().revision;
+                shared.status.send_replace(Status::Connected { revision });
+                true
+            }
+            (Err(e), Some(settings)) if e.is_unreachable() => {
+                let Some((revision, entries)) = snapshot::load(settings)? else {
+                    return Err(e);
+                };
+                tracing::warn!(error = %e, path = %settings.path.display(), "etcd unreachable; serving the snapshot");
+                shared.load_snapshot(revision, entries);
+                shared.status.send_replace(Status::Offline {
+                    since: SystemTime::now(),
+                    revision,
+                });
+                false
+            }
+            (Err(e), _) => return Err(e),
         };
-        let kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
-        Ok(Client {
-            inner: Arc::new(Inner {
-                kv,
-                space,
-                endpoints,
-                request_timeout: self.request_timeout,
-                user: self.user,
-            }),
-        })
+        inner.cache = Some(moka::sync::Cache::new(self.cache_capacity));
+        inner.live = Some(shared.clone());
+        let inner = Arc::new_cyclic(|weak| {
+            inner.tasks.push(tokio::spawn(live::run(
+                weak.clone(),
+                shared.clone(),
+                loaded,
+            )));
+            if let Some(settings) = snapshot {
+                inner
+                    .tasks
+                    .push(tokio::spawn(snapshot::writer(shared.clone(), settings)));
+            }
+            inner
+        });
+        Ok(Client { inner })
     }
+}
+
+/// How to reach etcd; kept so a client that started offline can connect later.
+struct ConnectSpec {
+    endpoints: Vec<String>,
+    options: ConnectOptions,
+    timeout: Duration,
+    probe_key: String,
+}
+
+pub(crate) struct Etcd {
+    pub(crate) client: etcd_client::Client,
+    kv: KvClient,
 }
 
 /// A connection to cfgd's store, bound to one namespace.
 ///
-/// Cheap to clone: clones share one connection.
+/// Cheap to clone: clones share one connection, one watch and one cache. The
+/// background tasks stop when the last clone (and the last [`Live`] and
+/// [`Subscription`] made from it) is dropped.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    kv: KvClient,
-    space: KeySpace,
+type DecodedCache = moka::sync::Cache<(Arc<str>, TypeId), (Revision, Arc<dyn Any + Send + Sync>)>;
+
+pub(crate) struct Inner {
+    etcd: OnceCell<Etcd>,
+    spec: ConnectSpec,
     endpoints: String,
+    space: KeySpace,
     request_timeout: Duration,
     user: Option<(String, String)>,
+    live: Option<Arc<Shared>>,
+    /// Decoded values by (name, type), checked against the mirror's revision.
+    cache: Option<DecodedCache>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    defaults: Option<defaults::Watch>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Inner {
+    /// The etcd connection, made (and probed) on first use within the
+    /// connect timeout.
+    pub(crate) async fn etcd(&self) -> Result<&Etcd> {
+        self.etcd
+            .get_or_try_init(|| connect_etcd(&self.spec, &self.endpoints, &self.user))
+            .await
+    }
+}
+
+async fn connect_etcd(
+    spec: &ConnectSpec,
+    endpoints: &str,
+    user: &Option<(String, String)>,
+) -> Result<Etcd> {
+    let attempt = async {
+        let client =
+            etcd_client::Client::connect(&spec.endpoints, Some(spec.options.clone())).await?;
+        // The connection is lazy: only a request shows that etcd is there
+        // and has a quorum. Being refused the read still proves both.
+        let probe = client
+            .kv_client()
+            .get(
+                spec.probe_key.as_str(),
+                Some(GetOptions::new().with_count_only()),
+            )
+            .await;
+        match probe {
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::PermissionDenied => {}
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        Ok(client)
+    };
+    match tokio::time::timeout(spec.timeout, attempt).await {
+        Ok(Ok(client)) => {
+            let kv = client.kv_client().max_decoding_message_size(MAX_DECODE);
+            Ok(Etcd { client, kv })
+        }
+        Ok(Err(e @ (etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_)))) => {
+            Err(Error::InvalidEndpoints {
+                endpoints: endpoints.to_owned(),
+                cause: e,
+            })
+        }
+        Ok(Err(e)) => Err(classify(e, &spec.probe_key, None, endpoints, user)),
+        Err(_) => Err(Error::Unreachable {
+            endpoints: endpoints.to_owned(),
+            waited: spec.timeout,
+            cause: None,
+        }),
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -241,6 +481,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoints", &self.inner.endpoints)
             .field("namespace", &self.inner.space.namespace())
+            .field("live", &self.inner.live.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -262,15 +503,79 @@ impl Client {
         self.inner.space.key(Kind::Config, name)
     }
 
+    fn shared(&self, what: &'static str) -> Result<&Arc<Shared>> {
+        self.inner.live.as_ref().ok_or(Error::NotLive { what })
+    }
+
+    /// A stream of every change to names starting with `prefix` (`""` for
+    /// all), in revision order, from now on. See [`Subscription`].
+    pub fn subscribe(&self, prefix: &str) -> Result<Subscription> {
+        key::validate_prefix(prefix)?;
+        let shared = self.shared("subscribe")?;
+        Ok(Subscription::new(
+            self.inner.clone(),
+            shared.clone(),
+            Kind::Config,
+            prefix.to_owned(),
+        ))
+    }
+
+    /// A [`Live`] value that follows `name`: the stored value, else the
+    /// defaults file's, else `default`.
+    pub fn watch<T>(&self, name: &str, default: T) -> Result<Live<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        key::validate_name(name)?;
+        let shared = self.shared("watch")?;
+        Ok(Live::new(self.inner.clone(), shared, name, default))
+    }
+
+    /// The state of the link to etcd. A client built with `live(false)` has
+    /// no standing link and always says `Connected` at revision 0.
+    pub fn status(&self) -> Status {
+        match &self.inner.live {
+            Some(shared) => shared.status.borrow().clone(),
+            None => Status::Connected { revision: 0 },
+        }
+    }
+
+    /// A receiver that wakes on every change of [`status`](Self::status).
+    pub fn status_changes(&self) -> Result<tokio::sync::watch::Receiver<Status>> {
+        Ok(self.shared("status_changes")?.status.subscribe())
+    }
+
+    /// Why the latest edit of the defaults file was refused, if it was.
+    pub fn defaults_error(&self) -> Option<Arc<Error>> {
+        let watch = self.inner.defaults.as_ref()?;
+        watch
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Reads `name` as a `T`; `None` when it does not exist.
-    pub async fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+    ///
+    /// A live client answers from memory: the value etcd's watch last
+    /// delivered (or this client last wrote), decoded once per change.
+    pub async fn get<T>(&self, name: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         Ok(self.get_entry(name).await?.map(|e| e.value))
     }
 
     /// Reads `name` as a `T`, or returns `default` when it is missing or
     /// anything goes wrong. Failures are logged (with `tracing`), never returned:
     /// this is the call for code that must keep running on its defaults.
-    pub async fn get_or<T: DeserializeOwned>(&self, name: &str, default: T) -> T {
+    ///
+    /// Precedence: etcd, then the snapshot, then the defaults file, then
+    /// `default`.
+    pub async fn get_or<T>(&self, name: &str, default: T) -> T
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         match self.get_entry(name).await {
             Ok(Some(entry)) => entry.value,
             Ok(None) => default,
@@ -281,13 +586,71 @@ impl Client {
         }
     }
 
-    /// Reads `name` with its revision and provenance.
-    pub async fn get_entry<T: DeserializeOwned>(&self, name: &str) -> Result<Option<Entry<T>>> {
+    /// Reads `name` with its revision and provenance ([`Entry::source`]).
+    pub async fn get_entry<T>(&self, name: &str) -> Result<Option<Entry<T>>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let key = self.etcd_key(name)?;
+        if let Some(shared) = &self.inner.live {
+            return self.read_mirror(shared, name, &key);
+        }
         Ok(match self.fetch(&key, None).await? {
             Some(kv) => Some(self.entry(name, &kv)?),
             None => None,
         })
+    }
+
+    fn read_mirror<T>(&self, shared: &Shared, name: &str, key: &str) -> Result<Option<Entry<T>>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let found = shared
+            .read()
+            .section(Kind::Config)
+            .entries
+            .get_key_value(name)
+            .map(|(n, s)| (n.clone(), s.clone()));
+        let Some((cache_name, stored)) = found else {
+            let defaults = shared.defaults.load();
+            let Some(raw) = defaults.get(name) else {
+                return Ok(None);
+            };
+            return Ok(Some(Entry {
+                name: name.to_owned(),
+                value: value::decode(key, 0, raw)?,
+                revision: 0,
+                create_revision: 0,
+                version: 0,
+                source: Source::Defaults,
+            }));
+        };
+        let value = match &self.inner.cache {
+            Some(cache) => {
+                let slot = (cache_name, TypeId::of::<T>());
+                let hit = cache
+                    .get(&slot)
+                    .filter(|(revision, _)| *revision == stored.revision)
+                    .and_then(|(_, any)| any.downcast::<T>().ok());
+                match hit {
+                    Some(v) => T::clone(&v),
+                    None => {
+                        let v: T = value::decode(key, stored.revision, &stored.raw)?;
+                        cache.insert(slot, (stored.revision, Arc::new(v.clone())));
+                        v
+                    }
+                }
+            }
+            None => value::decode(key, stored.revision, &stored.raw)?,
+        };
+        Ok(Some(Entry {
+            name: name.to_owned(),
+            value,
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: stored.origin,
+        }))
     }
 
     /// Reads `name` as it was at `revision` (while etcd still has that
@@ -350,7 +713,7 @@ impl Client {
     /// there was nothing to delete.
     pub async fn delete(&self, name: &str) -> Result<Option<Revision>> {
         let key = self.etcd_key(name)?;
-        let mut kv = self.inner.kv.clone();
+        let mut kv = self.kv().await?;
         let resp = self
             .call(
                 &key,
@@ -369,7 +732,11 @@ impl Client {
             .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
             .await?;
         match resp.op_responses().first() {
-            Some(TxnOpResponse::Delete(d)) if d.deleted() > 0 => Ok(header_revision(resp.header())),
+            Some(TxnOpResponse::Delete(d)) if d.deleted() > 0 => {
+                let revision = header_revision(resp.header());
+                self.applied(&key, None, revision);
+                Ok(revision)
+            }
             _ => Err(Error::NotFound {
                 key,
                 revision: None,
@@ -380,6 +747,17 @@ impl Client {
     /// Every entry whose name starts with `prefix` (`""` for the whole
     /// namespace), sorted by name, all read at one revision.
     pub async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Entry<T>>> {
+        self.list_raw(prefix)
+            .await?
+            .iter()
+            .filter_map(|kv| {
+                let name = self.inner.space.name_of(Kind::Config, kv.key())?;
+                Some(self.entry(name, kv))
+            })
+            .collect()
+    }
+
+    async fn list_raw(&self, prefix: &str) -> Result<Vec<KeyValue>> {
         key::validate_prefix(prefix)?;
         let start = self.inner.space.key_unchecked(Kind::Config, prefix);
         let end = prefix_end(start.clone().into_bytes());
@@ -395,24 +773,131 @@ impl Client {
                 // one consistent picture even while others write.
                 options = options.with_revision(revision);
             }
-            let mut kv = self.inner.kv.clone();
-            let resp = self
+            let mut kv = self.kv().await?;
+            let mut resp = self
                 .call(&start, at, kv.get(from.clone(), Some(options)))
                 .await?;
             at.get_or_insert(header_revision(resp.header()));
-            for kv in resp.kvs() {
-                let Some(name) = self.inner.space.name_of(Kind::Config, kv.key()) else {
-                    continue;
-                };
-                out.push(self.entry(name, kv)?);
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
+            let more = resp.more();
+            let page = resp.take_kvs();
+            match page.last() {
+                Some(last) if more => {
                     from = last.key().to_vec();
                     from.push(0);
+                    out.extend(page);
                 }
-                _ => return Ok(out),
+                _ => {
+                    out.extend(page);
+                    return Ok(out);
+                }
             }
+        }
+    }
+
+    /// Writes a JSON object of name → value, as `cfgctl import` does.
+    ///
+    /// Everything is checked first (names, JSON, sizes): one bad entry and
+    /// nothing is written. Then only the names whose value differs are
+    /// written, in etcd transactions of at most 128 puts, each guarded by
+    /// the revisions read while planning, so a concurrent edit is reported
+    /// as [`Error::Conflict`] instead of overwritten. Batches before a
+    /// conflicting one stay written. With `dry_run` nothing is written.
+    pub async fn import(&self, document: &str, dry_run: bool) -> Result<ImportReport> {
+        let parsed: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(document).map_err(|cause| Error::InvalidJson {
+                key: format!("{}config (import document)", self.inner.space.base()),
+                cause,
+            })?;
+        let mut wanted = Vec::with_capacity(parsed.len());
+        for (name, raw) in &parsed {
+            let key = self.etcd_key(name)?;
+            wanted.push((
+                name.clone(),
+                key.clone(),
+                value::compact_text(&key, raw.get())?,
+            ));
+        }
+        let current: HashMap<String, (Revision, Vec<u8>)> = self
+            .list_raw("")
+            .await?
+            .into_iter()
+            .map(|kv| {
+                let name = self
+                    .inner
+                    .space
+                    .name_of(Kind::Config, kv.key())
+                    .unwrap_or_default()
+                    .to_owned();
+                (name, (kv.mod_revision(), kv.value().to_vec()))
+            })
+            .collect();
+        let mut report = ImportReport::default();
+        let mut writes = Vec::new();
+        for (name, key, bytes) in wanted {
+            match current.get(&name) {
+                Some((_, old)) if *old == bytes => report.unchanged.push(name),
+                Some((revision, _)) => {
+                    report.updated.push(name);
+                    writes.push((key, bytes, *revision));
+                }
+                None => {
+                    report.created.push(name);
+                    writes.push((key, bytes, 0));
+                }
+            }
+        }
+        if dry_run {
+            return Ok(report);
+        }
+        for batch in writes.chunks(MAX_TXN_OPS) {
+            let compares: Vec<Compare> = batch
+                .iter()
+                .map(|(key, _, rev)| Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev))
+                .collect();
+            let puts: Vec<TxnOp> = batch
+                .iter()
+                .map(|(key, bytes, _)| TxnOp::put(key.as_str(), bytes.clone(), None))
+                .collect();
+            let first = &batch[0].0;
+            let mut kv = self.kv().await?;
+            let resp = self
+                .call(
+                    first,
+                    None,
+                    kv.txn(Txn::new().when(compares).and_then(puts)),
+                )
+                .await?;
+            if !resp.succeeded() {
+                return Err(self.first_conflict(batch).await);
+            }
+            let revision = header_revision(resp.header());
+            for (key, bytes, _) in batch {
+                self.applied(key, Some(bytes.clone()), revision);
+            }
+            report.revision = Some(revision);
+        }
+        Ok(report)
+    }
+
+    /// Finds which key of a failed guarded batch moved.
+    async fn first_conflict(&self, batch: &[(String, Vec<u8>, Revision)]) -> Error {
+        for (key, _, expected) in batch {
+            let current = match self.fetch(key, None).await {
+                Ok(kv) => kv.map_or(0, |kv| kv.mod_revision()),
+                Err(e) => return e,
+            };
+            if current != *expected {
+                return Error::Conflict {
+                    key: key.clone(),
+                    expected: *expected,
+                    current,
+                };
+            }
+        }
+        Error::Conflict {
+            key: batch[0].0.clone(),
+            expected: batch[0].2,
+            current: batch[0].2,
         }
     }
 
@@ -457,23 +942,42 @@ impl Client {
 
     async fn fetch(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>> {
         let options = revision.map(|r| GetOptions::new().with_revision(r));
-        let mut kv = self.inner.kv.clone();
+        let mut kv = self.kv().await?;
         let mut resp = self.call(key, revision, kv.get(key, options)).await?;
         Ok(resp.take_kvs().into_iter().next())
     }
 
     async fn put(&self, key: String, bytes: Vec<u8>) -> Result<Revision> {
-        let mut kv = self.inner.kv.clone();
+        let mut kv = self.kv().await?;
+        let local = self.inner.live.is_some().then(|| bytes.clone());
         let resp = self
             .call(&key, None, kv.put(key.as_str(), bytes, None))
             .await?;
-        Ok(header_revision(resp.header()))
+        let revision = header_revision(resp.header());
+        self.applied(&key, local, revision);
+        Ok(revision)
+    }
+
+    /// Shows this client's own write in its memory at once (live mode).
+    fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
+        if let Some(shared) = &self.inner.live {
+            if let Some(name) = self.inner.space.name_of(Kind::Config, key.as_bytes()) {
+                shared.apply_local(Kind::Config, name, bytes, revision);
+            }
+        }
+    }
+
+    async fn kv(&self) -> Result<KvClient> {
+        Ok(self.inner.etcd().await?.kv.clone())
     }
 
     async fn put_if(&self, key: String, bytes: Vec<u8>, expected: Revision) -> Result<Revision> {
+        let local = self.inner.live.is_some().then(|| bytes.clone());
         let op = TxnOp::put(key.as_str(), bytes, None);
         let resp = self.txn_if(&key, expected, op).await?;
-        Ok(header_revision(resp.header()))
+        let revision = header_revision(resp.header());
+        self.applied(&key, local, revision);
+        Ok(revision)
     }
 
     /// Runs `op` only if `key` is still at revision `expected`; otherwise
@@ -488,7 +992,7 @@ impl Client {
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([op])
             .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
-        let mut kv = self.inner.kv.clone();
+        let mut kv = self.kv().await?;
         let resp = self.call(key, None, kv.txn(txn)).await?;
         if !resp.succeeded() {
             return Err(conflict(key.to_owned(), expected, &resp));

@@ -199,6 +199,32 @@ pub enum Error {
         key: String,
     },
 
+    /// A snapshot file that is unreadable, corrupt or of another namespace.
+    #[error("snapshot {path}: {reason}", path = .path.display())]
+    Snapshot {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A defaults file that is unreadable or invalid.
+    #[error("defaults file {path}: {reason}", path = .path.display())]
+    Defaults {
+        /// The defaults file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A live feature (watch, subscribe, snapshot, defaults file) was used
+    /// on a client built with `live(false)`.
+    #[error("{what} needs a live client; this one was built with live(false)")]
+    NotLive {
+        /// The feature asked for.
+        what: &'static str,
+    },
+
     /// Any other failure reported by etcd or its client.
     #[error("{key}: etcd error: {}", etcd_message(.cause))]
     Etcd {

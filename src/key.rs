@@ -15,13 +15,27 @@ pub const MAX_NAME_LEN: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Config,
+    Flags,
 }
 
 impl Kind {
-    fn segment(self) -> &'static str {
+    pub(crate) fn segment(self) -> &'static str {
         match self {
             Kind::Config => "config",
+            Kind::Flags => "flags",
         }
+    }
+
+    pub(crate) fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "config" => Some(Kind::Config),
+            "flags" => Some(Kind::Flags),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -154,6 +168,11 @@ impl KeySpace {
 
     pub(crate) fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// `{root}/{namespace}/`: every key of the namespace starts with it.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     /// The etcd prefix of every key of `kind`, ending in `/`.

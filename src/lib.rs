@@ -21,7 +21,7 @@
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, Serialize, Deserialize)]
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
 //! struct Database {
 //!     url: String,
 //!     pool_size: u32,
@@ -64,11 +64,17 @@
 #![deny(missing_docs)]
 
 mod client;
+mod defaults;
 mod error;
 mod key;
+mod live;
+mod live_value;
+mod snapshot;
 mod value;
 
-pub use client::{Client, ClientBuilder, Entry, Revision, Source};
+pub use client::{Client, ClientBuilder, Entry, ImportReport, Revision, Source};
 pub use error::{Error, Result};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
+pub use live::{Change, ChangeKind, Status, Subscription};
+pub use live_value::Live;
 pub use value::MAX_VALUE_LEN;

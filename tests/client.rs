@@ -61,7 +61,8 @@ async fn typed_reads_writes_and_defaults() {
     assert_eq!(entry.revision, revision);
     assert_eq!(entry.create_revision, revision);
     assert_eq!(entry.version, 1);
-    assert_eq!(entry.source, Source::Etcd);
+    // A live client answers from its mirror of the namespace.
+    assert_eq!(entry.source, Source::Cache);
     assert_eq!(entry.name, "database.config");
 
     // Stored as compact JSON under the documented key.
@@ -386,7 +387,15 @@ async fn invalid_input_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn values_written_by_other_tools() {
     let etcd = EtcdCluster::single();
-    let client = connect(&etcd, &common::namespace("foreign")).await;
+    let ns = common::namespace("foreign");
+    let live = connect(&etcd, &ns).await;
+    let client = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .live(false)
+        .connect()
+        .await
+        .unwrap();
     let mut raw = etcd.raw().await;
     raw.put(client.etcd_key("plain").unwrap(), "not json", None)
         .await
@@ -398,6 +407,15 @@ async fn values_written_by_other_tools() {
         .await
         .unwrap();
     assert_eq!(client.get::<Vec<u8>>("ok").await.unwrap(), Some(vec![1, 2]));
+
+    // The live client sees the same values once its watch delivers them.
+    common::eventually(Duration::from_secs(5), || async {
+        live.get::<Vec<u8>>("ok").await.ok().flatten() == Some(vec![1, 2])
+    })
+    .await;
+    let err = live.get::<serde_json::Value>("plain").await.unwrap_err();
+    assert!(matches!(err, Error::CorruptValue { .. }), "{err}");
+    assert_eq!(live.get_or("plain", 7).await, 7);
 }
 
 #[tokio::test]
@@ -428,13 +446,15 @@ async fn etcdctl_reads_and_writes_the_same_data() {
             r#"{"on":true}"#,
         ],
     );
-    assert_eq!(
+    // The live client learns of the write through its watch.
+    common::eventually(Duration::from_secs(5), || async {
         client
             .get::<serde_json::Value>("from.etcdctl")
             .await
-            .unwrap(),
-        Some(json!({"on": true}))
-    );
+            .unwrap()
+            == Some(json!({"on": true}))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -461,22 +481,27 @@ async fn unreachable_etcd_fails_within_the_connect_timeout() {
 }
 
 #[tokio::test]
-async fn get_or_keeps_serving_defaults_when_etcd_dies() {
+async fn when_etcd_dies_reads_fall_back_and_writes_fail_clearly() {
     let mut etcd = EtcdCluster::single();
-    let client = Client::builder()
+    let ns = common::namespace("dies");
+    let builder = Client::builder()
         .endpoints(etcd.endpoints())
-        .namespace(common::namespace("dies"))
-        .request_timeout(Duration::from_millis(800))
-        .connect()
-        .await
-        .unwrap();
-    client.set("retries", &3).await.unwrap();
+        .namespace(&ns)
+        .request_timeout(Duration::from_millis(800));
+    let direct = builder.clone().live(false).connect().await.unwrap();
+    let live = builder.connect().await.unwrap();
+    live.set("retries", &3).await.unwrap();
     etcd.kill(0);
-    assert_eq!(client.get_or("retries", 1).await, 1);
-    let err = client.get::<i32>("retries").await.unwrap_err();
+
+    // Without a standing watch there is nothing to fall back on but the default.
+    assert_eq!(direct.get_or("retries", 1).await, 1);
+    let err = direct.get::<i32>("retries").await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
-    let err = client.set("retries", &4).await.unwrap_err();
+    // A live client keeps serving the last value it knew.
+    assert_eq!(live.get_or("retries", 1).await, 3);
+    let err = live.set("retries", &4).await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
+    assert_eq!(live.get::<i32>("retries").await.unwrap(), Some(3));
 }
 
 #[tokio::test]
@@ -499,15 +524,17 @@ async fn authentication_with_user_and_password() {
         "on"
     );
 
-    // Connected fine, but the user's role does not reach other namespaces.
+    // The user's role does not reach other namespaces. A live client reads
+    // its whole namespace at connect, so it is refused there; a direct one
+    // connects and is refused on the first read.
     let elsewhere = Client::builder()
         .endpoints(etcd.endpoints())
         .namespace("other")
-        .user("app", "apppw")
-        .connect()
-        .await
-        .unwrap();
-    let err = elsewhere.get::<String>("x").await.unwrap_err();
+        .user("app", "apppw");
+    let err = elsewhere.clone().connect().await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    let direct = elsewhere.live(false).connect().await.unwrap();
+    let err = direct.get::<String>("x").await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
 
     let err = Client::builder()

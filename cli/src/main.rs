@@ -149,6 +149,39 @@ enum Command {
         #[arg(long, value_name = "N")]
         to: i64,
     },
+    /// Print one JSON line per change under PREFIX, until interrupted
+    #[command(
+        after_help = "Each line: {\"name\", \"kind\": \"put\"|\"delete\", \"value\", \"revision\", \"resync\"}.\n\
+        resync is true for changes found after a reconnect or compaction rather than seen live.\n\
+        Connection losses are reported on stderr; the watch resumes where it stopped."
+    )]
+    Watch {
+        /// Name prefix (all values when omitted)
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Exit after this many changes
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Print values under PREFIX as one JSON object of name → value
+    Export {
+        /// Name prefix (all values when omitted)
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Write a JSON object of name → value (as `export` prints it)
+    #[command(
+        after_help = "Everything is validated before anything is written; only changed \
+        names are written, in transactions of at most 128, each refused if a key moved since \
+        it was read (exit code 4)."
+    )]
+    Import {
+        /// The JSON file (- for standard input)
+        file: PathBuf,
+        /// Show what would change, write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script
     #[command(after_help = "Example:\n  cfgctl completions bash > /etc/bash_completion.d/cfgctl")]
     Completions {
@@ -278,7 +311,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let revision = client.rollback(&name, to).await?;
             out.written(&name, revision, Some(to))
         }
+        Command::Watch { prefix, count } => watch(&client, &prefix, count).await,
+        Command::Export { prefix } => {
+            let entries = client.list::<Value>(&prefix).await?;
+            let document: serde_json::Map<String, Value> =
+                entries.into_iter().map(|e| (e.name, e.value)).collect();
+            out.document(&Value::Object(document))
+        }
+        Command::Import { file, dry_run } => {
+            let text = read_value(None, Some(file))?;
+            let report = client.import(&text, dry_run).await?;
+            out.import(&report, dry_run)
+        }
         Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+/// Prints changes as JSON lines; reports connection losses on stderr.
+async fn watch(client: &cfgd::Client, prefix: &str, count: Option<u64>) -> anyhow::Result<()> {
+    use tokio_stream::StreamExt;
+    let mut changes = client.subscribe(prefix)?;
+    let mut status = client.status_changes()?;
+    let mut printed = 0;
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return Ok(()) };
+                let value = match change.raw() {
+                    Some(raw) => serde_json::from_slice(raw)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned())),
+                    None => Value::Null,
+                };
+                let line = serde_json::json!({
+                    "name": change.name(),
+                    "kind": match change.kind() {
+                        cfgd::ChangeKind::Put => "put",
+                        cfgd::ChangeKind::Delete => "delete",
+                    },
+                    "value": value,
+                    "revision": change.revision(),
+                    "resync": change.is_resync(),
+                });
+                if !output::line(&line.to_string())? {
+                    return Ok(()); // stdout closed
+                }
+                printed += 1;
+                if count.is_some_and(|n| printed >= n) {
+                    return Ok(());
+                }
+            }
+            Ok(()) = status.changed() => {
+                match &*status.borrow_and_update() {
+                    cfgd::Status::Reconnecting { .. } => eprintln!("cfgctl: etcd connection lost; reconnecting"),
+                    cfgd::Status::Connected { revision } => eprintln!("cfgctl: reconnected at revision {revision}"),
+                    other => eprintln!("cfgctl: {other:?}"),
+                }
+            }
+        }
     }
 }
 
@@ -293,7 +382,10 @@ async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
         .namespace(&cli.namespace)
         .root(&cli.root)
         .connect_timeout(cli.connect_timeout)
-        .request_timeout(cli.timeout);
+        .request_timeout(cli.timeout)
+        // One-shot commands read etcd directly; only `watch` needs the
+        // namespace in memory and a standing watch.
+        .live(matches!(cli.command, Command::Watch { .. }));
     match (&cli.user, &cli.password) {
         (Some(user), Some(password)) => builder = builder.user(user, password),
         (Some(_), None) => {

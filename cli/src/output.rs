@@ -130,6 +130,42 @@ impl Printer {
         })
     }
 
+    pub fn document(&self, document: &Value) -> anyhow::Result<()> {
+        match self.format {
+            Format::Table => {
+                let rows = document
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| vec![name.clone(), cell(value)])
+                    .collect();
+                emit(&table(&["NAME", "VALUE"], rows))
+            }
+            _ => self.structured(document),
+        }
+    }
+
+    pub fn import(&self, report: &cfgd::ImportReport, dry_run: bool) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let rows = [
+                ("created", &report.created),
+                ("updated", &report.updated),
+                ("unchanged", &report.unchanged),
+            ]
+            .into_iter()
+            .flat_map(|(what, names)| names.iter().map(move |n| vec![what.to_owned(), n.clone()]))
+            .collect();
+            return emit(&table(&["CHANGE", "NAME"], rows));
+        }
+        self.structured(&serde_json::json!({
+            "dry_run": dry_run,
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "revision": report.revision,
+        }))
+    }
+
     fn structured<T: Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
         let text = match self.format {
             Format::Yaml => serde_norway::to_string(value)?,
@@ -171,6 +207,16 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Writes one line and flushes it; `false` once stdout is closed.
+pub fn line(text: &str) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`cfgctl list | head`) is not an error.

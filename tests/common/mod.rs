@@ -117,6 +117,34 @@ impl EtcdCluster {
         }
     }
 
+    /// Index of the current leader, asking each running member in turn.
+    pub async fn leader(&self) -> usize {
+        let deadline = Instant::now() + HEALTHY_WITHIN;
+        loop {
+            for i in 0..self.members.len() {
+                if self.members[i].child.is_none() {
+                    continue;
+                }
+                let ask = async {
+                    let mut c = etcd_client::Client::connect([self.endpoint(i)], None)
+                        .await
+                        .ok()?;
+                    let status = c.status().await.ok()?;
+                    let me = status.header()?.member_id();
+                    Some(status.leader() == me)
+                };
+                if let Ok(Some(true)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                    return i;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no etcd leader within {HEALTHY_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn spawn(&mut self, i: usize) {
         let initial_cluster = self
             .members
@@ -260,6 +288,22 @@ impl Drop for EtcdCluster {
         for i in 0..self.members.len() {
             self.kill(i);
         }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

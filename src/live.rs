@@ -1,0 +1,746 @@
+//! The live engine: one etcd watch per client, a mirror of the namespace, and
+//! the fan-out of changes to every subscriber.
+//!
+//! The mirror holds every key of the namespace (raw JSON and revisions) plus
+//! tombstones of deleted keys. That is what lets a resync after compaction
+//! name the keys that disappeared, lets a lagging subscriber catch up without
+//! a round trip, and lets reads be served without asking etcd.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::Stream;
+
+use crate::client::{Inner, Revision, Source};
+use crate::error::Result;
+use crate::key::Kind;
+use crate::live_value::Registry;
+use crate::value;
+
+/// How often an idle watch asks etcd for a progress answer.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// Silence after which a watch stream is taken for dead and reopened.
+const DEAD_AFTER: Duration = Duration::from_secs(6);
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Keys per request when the namespace is read whole.
+const LOAD_PAGE: i64 = 256;
+
+/// What a [`Change`] did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The key was created or given a new value.
+    Put,
+    /// The key was deleted.
+    Delete,
+}
+
+/// One change to one key, as delivered to subscribers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub(crate) section: Kind,
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ChangeKind,
+    pub(crate) revision: Revision,
+    pub(crate) resync: bool,
+    pub(crate) raw: Option<Arc<[u8]>>,
+}
+
+impl Change {
+    /// The name within the namespace.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Put or delete.
+    pub fn kind(&self) -> ChangeKind {
+        self.kind
+    }
+
+    /// The etcd revision of the change. For a delete found by a resync the
+    /// exact revision is gone, and this is the revision the resync read at.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// True when this change was not seen as it happened but found by a
+    /// resync (after compaction, an outage, or a subscriber falling behind).
+    pub fn is_resync(&self) -> bool {
+        self.resync
+    }
+
+    /// The new value as JSON text; `None` for a delete.
+    pub fn raw(&self) -> Option<&[u8]> {
+        self.raw.as_deref()
+    }
+
+    /// The new value decoded as `T`; `None` for a delete.
+    pub fn value<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.raw
+            .as_deref()
+            .map(|raw| value::decode(&self.name, self.revision, raw))
+            .transpose()
+    }
+}
+
+/// The client's link to etcd, as seen by [`Client::status`](crate::Client::status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Watching etcd; values are current.
+    Connected {
+        /// The last etcd revision applied.
+        revision: Revision,
+    },
+    /// The connection was lost; last known values are served while it retries.
+    Reconnecting {
+        /// When the connection was lost.
+        since: SystemTime,
+        /// The last etcd revision applied.
+        revision: Revision,
+    },
+    /// etcd was not reachable at start; values come from the snapshot file.
+    Offline {
+        /// Since when.
+        since: SystemTime,
+        /// The revision the snapshot was taken at.
+        revision: Revision,
+    },
+}
+
+impl Status {
+    /// The last etcd revision the client has applied.
+    pub fn revision(&self) -> Revision {
+        match self {
+            Status::Connected { revision }
+            | Status::Reconnecting { revision, .. }
+            | Status::Offline { revision, .. } => *revision,
+        }
+    }
+}
+
+/// One entry of a namespace read: section, name and what is stored.
+pub(crate) type Named = (Kind, Arc<str>, Stored);
+
+/// A stored key as the mirror knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) raw: Arc<[u8]>,
+    pub(crate) revision: Revision,
+    pub(crate) create_revision: Revision,
+    pub(crate) version: i64,
+    /// `Cache` when it came from etcd, `Snapshot` when from the file.
+    pub(crate) origin: Source,
+}
+
+#[derive(Default)]
+pub(crate) struct Section {
+    pub(crate) entries: HashMap<Arc<str>, Stored>,
+    /// Deleted names and the revision that deleted them, so that a lagging
+    /// subscriber learns of deletes it missed.
+    pub(crate) tombstones: HashMap<Arc<str>, Revision>,
+}
+
+#[derive(Default)]
+pub(crate) struct Mirror {
+    /// Everything up to this revision has been applied.
+    pub(crate) revision: Revision,
+    pub(crate) sections: [Section; 2],
+}
+
+impl Mirror {
+    pub(crate) fn section(&self, kind: Kind) -> &Section {
+        &self.sections[kind.index()]
+    }
+
+    /// Applies a put unless a newer revision is already there. `authoritative`
+    /// (the watch) may also replace an entry of the same revision, since it
+    /// carries etcd's own create revision and version.
+    fn put(&mut self, kind: Kind, name: &Arc<str>, stored: Stored, authoritative: bool) -> bool {
+        let section = &mut self.sections[kind.index()];
+        if let Some(old) = section.entries.get(name) {
+            let newer = stored.revision > old.revision
+                || (authoritative && stored.revision == old.revision);
+            if !newer {
+                return false;
+            }
+        }
+        if matches!(section.tombstones.get(name), Some(&r) if r > stored.revision) {
+            return false;
+        }
+        section.tombstones.remove(name);
+        section.entries.insert(name.clone(), stored);
+        true
+    }
+
+    fn delete(&mut self, kind: Kind, name: &Arc<str>, revision: Revision) -> bool {
+        let section = &mut self.sections[kind.index()];
+        if matches!(section.entries.get(name), Some(old) if old.revision > revision) {
+            return false;
+        }
+        section.entries.remove(name);
+        section.tombstones.insert(name.clone(), revision);
+        true
+    }
+}
+
+/// State shared by the client handles, the watch task and the subscribers.
+pub(crate) struct Shared {
+    pub(crate) mirror: RwLock<Mirror>,
+    pub(crate) changes: broadcast::Sender<Change>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) registry: Registry,
+    /// Woken after every applied batch, for the snapshot writer.
+    pub(crate) dirty: Notify,
+    /// The etcd prefix of the namespace, ending in `/`.
+    pub(crate) base: String,
+    /// The defaults file's values (empty without one).
+    pub(crate) defaults: arc_swap::ArcSwap<crate::defaults::Values>,
+}
+
+impl Shared {
+    pub(crate) fn new(base: String, capacity: usize, status: Status) -> Self {
+        Shared {
+            mirror: RwLock::new(Mirror::default()),
+            changes: broadcast::channel(capacity).0,
+            status: watch::channel(status).0,
+            registry: Registry::default(),
+            dirty: Notify::new(),
+            base,
+            defaults: Default::default(),
+        }
+    }
+
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
+        // A panic while holding the lock cannot leave the mirror half
+        // updated in a way later updates would not repair.
+        self.mirror.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Mirror> {
+        self.mirror.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn split_key<'k>(&self, key: &'k [u8]) -> Option<(Kind, &'k str)> {
+        let rest = std::str::from_utf8(key.strip_prefix(self.base.as_bytes())?).ok()?;
+        let (section, name) = rest.split_once('/')?;
+        Some((Kind::from_segment(section)?, name))
+    }
+
+    /// Applies a batch of watch events, then tells live values and
+    /// subscribers, in that order, so that a subscriber reading the mirror on
+    /// a change sees at least that change.
+    fn apply_events(&self, events: &[etcd_client::Event]) {
+        let mut changes = Vec::with_capacity(events.len());
+        {
+            let mut mirror = self.write();
+            for event in events {
+                let Some(kv) = event.kv() else { continue };
+                let revision = kv.mod_revision();
+                mirror.revision = mirror.revision.max(revision);
+                let Some((section, name)) = self.split_key(kv.key()) else {
+                    continue;
+                };
+                let name: Arc<str> = name.into();
+                let change = match event.event_type() {
+                    EventType::Put => {
+                        let stored = stored(kv, Source::Cache);
+                        let raw = stored.raw.clone();
+                        mirror.put(section, &name, stored, true);
+                        Change {
+                            section,
+                            name,
+                            kind: ChangeKind::Put,
+                            revision,
+                            resync: false,
+                            raw: Some(raw),
+                        }
+                    }
+                    EventType::Delete => {
+                        mirror.delete(section, &name, revision);
+                        Change {
+                            section,
+                            name,
+                            kind: ChangeKind::Delete,
+                            revision,
+                            resync: false,
+                            raw: None,
+                        }
+                    }
+                };
+                changes.push(change);
+            }
+        }
+        self.publish(changes);
+    }
+
+    fn publish(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        for change in &changes {
+            self.registry.apply(self, change);
+        }
+        for change in changes {
+            // No receivers is fine: nobody subscribed yet.
+            let _ = self.changes.send(change);
+        }
+        self.dirty.notify_one();
+    }
+
+    /// A write this client made, applied at once so that a read right after
+    /// it sees it. The watch delivers the same revision later, to subscribers.
+    pub(crate) fn apply_local(
+        &self,
+        section: Kind,
+        name: &str,
+        raw: Option<Vec<u8>>,
+        revision: Revision,
+    ) {
+        let name: Arc<str> = name.into();
+        let change = {
+            let mut mirror = self.write();
+            let applied = match raw {
+                Some(raw) => {
+                    let (create_revision, version) =
+                        match mirror.section(section).entries.get(&name) {
+                            Some(old) => (old.create_revision, old.version + 1),
+                            None => (revision, 1),
+                        };
+                    let stored = Stored {
+                        raw: raw.into(),
+                        revision,
+                        create_revision,
+                        version,
+                        origin: Source::Cache,
+                    };
+                    let raw = stored.raw.clone();
+                    mirror
+                        .put(section, &name, stored, false)
+                        .then_some(Some(raw))
+                }
+                None => mirror.delete(section, &name, revision).then_some(None),
+            };
+            applied.map(|raw| Change {
+                section,
+                kind: if raw.is_some() {
+                    ChangeKind::Put
+                } else {
+                    ChangeKind::Delete
+                },
+                name,
+                revision,
+                resync: false,
+                raw,
+            })
+        };
+        if let Some(change) = change {
+            self.registry.apply(self, &change);
+        }
+    }
+
+    /// Replaces the mirror with a full read of the namespace, emitting what
+    /// differs as resync changes.
+    fn replace(&self, revision: Revision, fresh: Vec<Named>) {
+        let mut changes = Vec::new();
+        {
+            let mut mirror = self.write();
+            let mut next: [HashMap<Arc<str>, Stored>; 2] = Default::default();
+            for (section, name, stored) in fresh {
+                next[section.index()].insert(name, stored);
+            }
+            for section in [Kind::Config, Kind::Flags] {
+                let old = &mut mirror.sections[section.index()];
+                let new = &next[section.index()];
+                for (name, stored) in new {
+                    let same = old
+                        .entries
+                        .get(name)
+                        .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
+                    if !same {
+                        changes.push(Change {
+                            section,
+                            name: name.clone(),
+                            kind: ChangeKind::Put,
+                            revision: stored.revision,
+                            resync: true,
+                            raw: Some(stored.raw.clone()),
+                        });
+                    }
+                    old.tombstones.remove(name);
+                }
+                for name in old.entries.keys() {
+                    if !new.contains_key(name) {
+                        old.tombstones.insert(name.clone(), revision);
+                        changes.push(Change {
+                            section,
+                            name: name.clone(),
+                            kind: ChangeKind::Delete,
+                            revision,
+                            resync: true,
+                            raw: None,
+                        });
+                    }
+                }
+                old.entries = std::mem::take(&mut next[section.index()]);
+            }
+            mirror.revision = revision;
+        }
+        changes.sort_by_key(|c| c.revision);
+        self.publish(changes);
+    }
+
+    /// Loads snapshot entries into an empty mirror (offline start).
+    pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
+        let mut mirror = self.write();
+        for (section, name, stored) in entries {
+            mirror.sections[section.index()]
+                .entries
+                .insert(name, stored);
+        }
+        mirror.revision = revision;
+    }
+
+    /// Wakes status subscribers on a change of state only; the revision is
+    /// kept current in place without waking anyone.
+    fn set_status(&self, status: Status) {
+        self.status.send_if_modified(|old| {
+            if std::mem::discriminant(old) == std::mem::discriminant(&status) {
+                match old {
+                    Status::Connected { revision }
+                    | Status::Reconnecting { revision, .. }
+                    | Status::Offline { revision, .. } => *revision = status.revision(),
+                }
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+
+    fn connected(&self) {
+        let revision = self.read().revision;
+        self.set_status(Status::Connected { revision });
+    }
+
+    fn disconnected(&self) {
+        let revision = self.read().revision;
+        self.set_status(Status::Reconnecting {
+            since: SystemTime::now(),
+            revision,
+        });
+    }
+}
+
+fn stored(kv: &KeyValue, origin: Source) -> Stored {
+    Stored {
+        raw: kv.value().into(),
+        revision: kv.mod_revision(),
+        create_revision: kv.create_revision(),
+        version: kv.version(),
+        origin,
+    }
+}
+
+/// Reads the whole namespace at one revision into the mirror.
+pub(crate) async fn load(
+    etcd: &etcd_client::Client,
+    shared: &Shared,
+) -> std::result::Result<(), etcd_client::Error> {
+    let base = shared.base.as_bytes().to_vec();
+    let mut end = base.clone();
+    *end.last_mut().expect("base ends in '/'") += 1;
+    let mut from = base;
+    let mut at = None;
+    let mut fresh = Vec::new();
+    let mut kv = etcd.kv_client();
+    loop {
+        let mut options = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(LOAD_PAGE);
+        if let Some(revision) = at {
+            options = options.with_revision(revision);
+        }
+        let resp = kv.get(from.clone(), Some(options)).await?;
+        let revision = *at.get_or_insert(resp.header().map_or(0, |h| h.revision()));
+        for kv in resp.kvs() {
+            if let Some((section, name)) = shared.split_key(kv.key()) {
+                fresh.push((section, Arc::from(name), stored(kv, Source::Cache)));
+            }
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => {
+                shared.replace(revision, fresh);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why a watch stream ended.
+enum Ended {
+    /// The resume revision was compacted: reload, then watch again.
+    Compacted,
+    /// Anything else: back off, then resume where we were.
+    Failed(String),
+}
+
+/// The one background task of a live client: watch, and on any failure
+/// resume from the last applied revision. It ends when the last client
+/// handle is dropped.
+pub(crate) async fn run(client: Weak<Inner>, shared: Arc<Shared>, mut loaded: bool) {
+    let mut backoff = Backoff::new();
+    loop {
+        let etcd = {
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            inner.etcd().await.map(|e| e.client.clone())
+        };
+        let etcd = match etcd {
+            Ok(etcd) => etcd,
+            Err(error) => {
+                tracing::debug!(%error, "etcd not reachable yet");
+                if !matches!(*shared.status.borrow(), Status::Offline { .. }) {
+                    shared.disconnected();
+                }
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        if !loaded {
+            if let Err(error) = load(&etcd, &shared).await {
+                tracing::warn!(%error, "reading the namespace failed; retrying");
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+            loaded = true;
+        }
+        match watch_once(&etcd, &shared, &mut backoff).await {
+            Ended::Compacted => {
+                tracing::info!("watch revision compacted; resyncing the namespace");
+                loaded = false;
+            }
+            Ended::Failed(reason) => {
+                tracing::warn!(%reason, "etcd watch lost; resuming");
+                shared.disconnected();
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+}
+
+async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut Backoff) -> Ended {
+    let start = shared.read().revision + 1;
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(start)
+        .with_progress_notify();
+    let mut client = etcd.watch_client();
+    let opened = tokio::time::timeout(
+        DEAD_AFTER,
+        client.watch(shared.base.as_str(), Some(options)),
+    );
+    let mut stream = match opened.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Ended::Failed(crate::error::etcd_message(&e)),
+        Err(_) => return Ended::Failed("opening the watch timed out".into()),
+    };
+    let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let resp = match message {
+                    Ok(Some(resp)) => resp,
+                    Ok(None) => return Ended::Failed("etcd closed the watch".into()),
+                    Err(e) => return Ended::Failed(crate::error::etcd_message(&e)),
+                };
+                heard = Instant::now();
+                if resp.compact_revision() > 0 {
+                    return Ended::Compacted;
+                }
+                if resp.canceled() {
+                    return Ended::Failed(format!("watch canceled: {}", resp.cancel_reason()));
+                }
+                if resp.created() {
+                    backoff.reset();
+                }
+                shared.apply_events(resp.events());
+                // Only a live stream proves the connection; progress
+                // answers carry no events and may run ahead of them on
+                // etcd 3.4, so they never move the resume revision.
+                shared.connected();
+            }
+            _ = ticker.tick() => {
+                if heard.elapsed() > DEAD_AFTER {
+                    return Ended::Failed(format!("no answer from etcd for {DEAD_AFTER:?}"));
+                }
+                if let Err(e) = stream.request_progress().await {
+                    return Ended::Failed(crate::error::etcd_message(&e));
+                }
+            }
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter, so that many clients that lost
+/// etcd together do not come back in lockstep.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_FIRST;
+    }
+
+    fn next(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        // Jitter in [50%, 100%] of the step, from the clock's low bits: no
+        // need for a random number generator here.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+/// A stream of the changes under one name prefix, in revision order.
+///
+/// A subscriber that falls behind the channel is not left stale: it gets the
+/// current values of everything that changed since the last change it saw,
+/// as resync changes, and carries on from there.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    prefix: String,
+    section: Kind,
+    stream: BroadcastStream<Change>,
+    pending: std::collections::VecDeque<Change>,
+    /// The revision of the last change handed out.
+    seen: Revision,
+    /// After a catch-up: changes up to here were covered by it.
+    skip_through: Revision,
+    _client: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("prefix", &self.prefix)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        client: Arc<Inner>,
+        shared: Arc<Shared>,
+        section: Kind,
+        prefix: String,
+    ) -> Self {
+        let stream = BroadcastStream::new(shared.changes.subscribe());
+        let seen = shared.read().revision;
+        Subscription {
+            shared,
+            prefix,
+            section,
+            stream,
+            pending: Default::default(),
+            seen,
+            skip_through: 0,
+            _client: client,
+        }
+    }
+
+    fn matches(&self, change: &Change) -> bool {
+        change.section == self.section && change.name.starts_with(&self.prefix)
+    }
+
+    /// Everything under the prefix that changed after `self.seen`.
+    fn catch_up(&mut self) {
+        let mirror = self.shared.read();
+        let section = mirror.section(self.section);
+        let mut changes: Vec<Change> = section
+            .entries
+            .iter()
+            .filter(|(name, s)| s.revision > self.seen && name.starts_with(&self.prefix))
+            .map(|(name, s)| Change {
+                section: self.section,
+                name: name.clone(),
+                kind: ChangeKind::Put,
+                revision: s.revision,
+                resync: true,
+                raw: Some(s.raw.clone()),
+            })
+            .chain(
+                section
+                    .tombstones
+                    .iter()
+                    .filter(|(name, &r)| r > self.seen && name.starts_with(&self.prefix))
+                    .map(|(name, &revision)| Change {
+                        section: self.section,
+                        name: name.clone(),
+                        kind: ChangeKind::Delete,
+                        revision,
+                        resync: true,
+                        raw: None,
+                    }),
+            )
+            .collect();
+        changes.sort_by_key(|c| c.revision);
+        self.skip_through = mirror.revision;
+        drop(mirror);
+        self.pending.extend(changes);
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Change;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
+        loop {
+            if let Some(change) = self.pending.pop_front() {
+                self.seen = self.seen.max(change.revision);
+                return Poll::Ready(Some(change));
+            }
+            match Pin::new(&mut self.stream).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(missed)))) => {
+                    tracing::debug!(missed, prefix = %self.prefix, "subscriber lagged; catching up");
+                    self.catch_up();
+                }
+                Poll::Ready(Some(Ok(change))) => {
+                    if change.revision <= self.skip_through || !self.matches(&change) {
+                        continue;
+                    }
+                    self.seen = self.seen.max(change.revision);
+                    return Poll::Ready(Some(change));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The offline snapshot: the last known values of a namespace on disk, so a
+//! service can start while etcd is down.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Revision, Source};
+use crate::error::{Error, Result};
+use crate::key::Kind;
+use crate::live::{Named, Shared, Stored};
+
+const FORMAT: &str = "cfgd-snapshot/1";
+/// Writes are gathered for this long, so a burst of changes costs one write.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    format: String,
+    root: String,
+    namespace: String,
+    revision: Revision,
+    entries: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    kind: String,
+    name: String,
+    revision: Revision,
+    create_revision: Revision,
+    version: i64,
+    /// The stored text as a string, so that even a value another tool
+    /// wrote that is not JSON survives the round trip.
+    value: String,
+}
+
+/// What to write and where.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) path: PathBuf,
+    pub(crate) root: String,
+    pub(crate) namespace: String,
+    /// Name prefixes that never reach the disk (secrets).
+    pub(crate) redact: Vec<String>,
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Snapshot {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a snapshot whole, or refuses it: nothing is half-loaded.
+pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>> {
+    let path = &settings.path;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(invalid(path, e.to_string())),
+    };
+    let file: File = serde_json::from_str(&text)
+        .map_err(|e| invalid(path, format!("not a cfgd snapshot: {e}")))?;
+    if file.format != FORMAT {
+        return Err(invalid(path, format!("unknown format {:?}", file.format)));
+    }
+    if file.root != settings.root || file.namespace != settings.namespace {
+        return Err(invalid(
+            path,
+            format!(
+                "it is for namespace {:?} under {:?}, not {:?} under {:?}",
+                file.namespace, file.root, settings.namespace, settings.root
+            ),
+        ));
+    }
+    let mut entries = Vec::with_capacity(file.entries.len());
+    for e in file.entries {
+        let kind = Kind::from_segment(&e.kind)
+            .ok_or_else(|| invalid(path, format!("unknown kind {:?}", e.kind)))?;
+        crate::key::validate_name(&e.name).map_err(|err| invalid(path, err.to_string()))?;
+        if e.revision <= 0 || e.revision > file.revision {
+            return Err(invalid(
+                path,
+                format!("{}: bad revision {}", e.name, e.revision),
+            ));
+        }
+        entries.push((
+            kind,
+            Arc::from(e.name),
+            Stored {
+                raw: e.value.into_bytes().into(),
+                revision: e.revision,
+                create_revision: e.create_revision,
+                version: e.version,
+                origin: Source::Snapshot,
+            },
+        ));
+    }
+    Ok(Some((file.revision, entries)))
+}
+
+fn encode(settings: &Settings, shared: &Shared) -> Option<Vec<u8>> {
+    let mirror = shared.read();
+    let mut entries = Vec::new();
+    for kind in [Kind::Config, Kind::Flags] {
+        for (name, stored) in &mirror.section(kind).entries {
+            if settings.redact.iter().any(|p| name.starts_with(p.as_str())) {
+                continue;
+            }
+            let Ok(value) = std::str::from_utf8(&stored.raw) else {
+                continue;
+            };
+            entries.push(Entry {
+                kind: kind.segment().to_owned(),
+                name: name.to_string(),
+                revision: stored.revision,
+                create_revision: stored.create_revision,
+                version: stored.version,
+                value: value.to_owned(),
+            });
+        }
+    }
+    let revision = mirror.revision;
+    drop(mirror);
+    entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    serde_json::to_vec(&File {
+        format: FORMAT.into(),
+        root: settings.root.clone(),
+        namespace: settings.namespace.clone(),
+        revision,
+        entries,
+    })
+    .ok()
+}
+
+/// Temp file in the same directory, fsync, rename, fsync the directory: a
+/// crash leaves the old snapshot or the new one, never a torn file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes the snapshot after each burst of changes, unless the mirror only
+/// holds what the snapshot itself gave (offline start). The client aborts
+/// this task when its last handle drops.
+pub(crate) async fn writer(shared: Arc<Shared>, settings: Settings) {
+    loop {
+        shared.dirty.notified().await;
+        tokio::time::sleep(DEBOUNCE).await;
+        if matches!(*shared.status.borrow(), crate::Status::Offline { .. }) {
+            continue;
+        }
+        let Some(bytes) = encode(&settings, &shared) else {
+            continue;
+        };
+        let path = settings.path.clone();
+        let written = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => tracing::debug!(path = %settings.path.display(), "snapshot written"),
+            Ok(Err(error)) => {
+                tracing::warn!(path = %settings.path.display(), %error, "writing the snapshot failed")
+            }
+            Err(_) => return,
+        }
+    }
+}
