@@ -293,7 +293,7 @@ impl ClientBuilder {
             user: self.user.clone(),
             live: None,
             cache: None,
-            tasks: Vec::new(),
+            tasks: Default::default(),
             defaults: None,
         };
         if !self.live {
@@ -357,19 +357,22 @@ impl ClientBuilder {
         };
         inner.cache = Some(moka::sync::Cache::new(self.cache_capacity));
         inner.live = Some(shared.clone());
-        let inner = Arc::new_cyclic(|weak| {
-            inner.tasks.push(tokio::spawn(live::run(
-                weak.clone(),
-                shared.clone(),
-                loaded,
-            )));
-            if let Some(settings) = snapshot {
-                inner
-                    .tasks
-                    .push(tokio::spawn(snapshot::writer(shared.clone(), settings)));
-            }
-            inner
-        });
+        let inner = Arc::new(inner);
+        // Spawned only once the Arc exists: a task started inside
+        // `Arc::new_cyclic` may run before it completes and find no client.
+        let mut tasks = vec![tokio::spawn(live::run(
+            Arc::downgrade(&inner),
+            shared.clone(),
+            loaded,
+        ))];
+        if let Some(settings) = snapshot {
+            tasks.push(tokio::spawn(snapshot::writer(shared.clone(), settings)));
+        }
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
         Ok(Client { inner })
     }
 }
@@ -409,13 +412,13 @@ pub(crate) struct Inner {
     live: Option<Arc<Shared>>,
     /// Decoded values by (name, type), checked against the mirror's revision.
     cache: Option<DecodedCache>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     defaults: Option<defaults::Watch>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()) {
             task.abort();
         }
     }
@@ -721,7 +724,12 @@ impl Client {
                 kv.delete(key.as_str(), Some(DeleteOptions::new())),
             )
             .await?;
-        Ok((resp.deleted() > 0).then(|| header_revision(resp.header())))
+        if resp.deleted() == 0 {
+            return Ok(None);
+        }
+        let revision = header_revision(resp.header());
+        self.applied(&key, None, revision);
+        Ok(Some(revision))
     }
 
     /// Deletes `name` only if its revision is still `expected`; otherwise

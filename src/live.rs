@@ -549,6 +549,22 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
         .with_prefix()
         .with_start_revision(start)
         .with_progress_notify();
+    // etcd creates a watch on a compacted revision and cancels it only
+    // later, and on 3.4 a progress answer can come in between. Asking first
+    // keeps a resync from starting after we already said `Connected`.
+    let mut kv = etcd.kv_client();
+    let probe = kv.get(
+        shared.base.as_str(),
+        Some(GetOptions::new().with_count_only().with_revision(start - 1)),
+    );
+    match tokio::time::timeout(DEAD_AFTER, probe).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if crate::error::etcd_message(&e).contains("revision has been compacted") => {
+            return Ended::Compacted
+        }
+        Ok(Err(e)) => return Ended::Failed(crate::error::etcd_message(&e)),
+        Err(_) => return Ended::Failed("etcd did not answer".into()),
+    }
     let mut client = etcd.watch_client();
     let opened = tokio::time::timeout(
         DEAD_AFTER,

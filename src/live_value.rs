@@ -118,7 +118,10 @@ impl Registry {
 }
 
 struct CellState {
+    /// The revision of the value shown.
     revision: Revision,
+    /// The newest etcd revision applied, good or not: older ones are stale.
+    seen: Revision,
     source: Source,
     last_error: Option<Arc<Error>>,
 }
@@ -139,6 +142,7 @@ impl<T> Cell<T> {
             value: ArcSwapOption::empty(),
             state: Mutex::new(CellState {
                 revision: 0,
+                seen: 0,
                 source: Source::Default,
                 last_error: None,
             }),
@@ -157,8 +161,8 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Sink for Cell<T> {
         match update.revision {
             // An etcd change older than (or the same as) what we have is
             // stale: the watch can deliver a revision a local write applied.
-            Some(revision) if revision <= state.revision => return,
-            Some(revision) => state.revision = revision,
+            Some(revision) if revision <= state.seen => return,
+            Some(revision) => state.seen = revision,
             // The defaults file only matters while etcd does not hold the key.
             None if matches!(
                 state.source,
@@ -171,7 +175,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Sink for Cell<T> {
         }
         let decoded = match update.raw {
             None => None,
-            Some(raw) => match value::decode::<T>(&self.name, state.revision, raw) {
+            Some(raw) => match value::decode::<T>(&self.name, state.seen, raw) {
                 Ok(v) => Some(Arc::new(v)),
                 Err(error) => {
                     tracing::warn!(name = %self.name, %error, "new value does not decode; keeping the last good one");
@@ -180,6 +184,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Sink for Cell<T> {
                 }
             },
         };
+        if update.revision.is_some() {
+            state.revision = state.seen;
+        }
         state.source = update.source;
         state.last_error = None;
         self.value.store(decoded);

@@ -5,3 +5,5 @@ mod common;
 mod client;
 
 mod examples;
+
+mod live;

@@ -5,6 +5,8 @@
 //! why.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -169,7 +171,9 @@ impl EtcdCluster {
             .args(["--initial-cluster-state", "new"])
             .args([
                 "--initial-cluster-token",
-                &format!("cfgd-test-{}", m.peer_port),
+                // One token for the whole cluster (it seeds the cluster ID),
+                // unique among clusters running side by side.
+                &format!("cfgd-test-{}", self.members[0].peer_port),
             ])
             // Short election times so leader-loss tests finish quickly.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
@@ -305,6 +309,15 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends the library's logs to the test's captured output, shown when it
+/// fails.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
 }
 
 /// A namespace no other test uses.
