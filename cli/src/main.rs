@@ -332,6 +332,14 @@ async fn watch(client: &cfgd::Client, prefix: &str, count: Option<u64>) -> anyho
     use tokio_stream::StreamExt;
     let mut changes = client.subscribe(prefix)?;
     let mut status = client.status_changes()?;
+    // On stderr, so stdout stays pure JSON lines; also tells scripts that
+    // every change from here on will be printed.
+    eprintln!(
+        "cfgctl: watching {:?} in namespace {} from revision {}",
+        prefix,
+        client.namespace(),
+        client.status().revision()
+    );
     let mut printed = 0;
     loop {
         tokio::select! {

@@ -3,7 +3,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,22 @@ impl Ctl {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        let mut child = self.spawn(args);
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).unwrap();
+        }
+        drop(pipe);
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Starts cfgctl with all three standard streams piped.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfgctl"));
         // A clean slate: the developer's own CFGCTL_* must not leak in.
         for var in [
@@ -61,18 +77,7 @@ impl Ctl {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run cfgctl");
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
+        cmd.spawn().expect("run cfgctl")
     }
 
     fn key(&self, name: &str) -> String {
@@ -452,4 +457,174 @@ fn completions_and_help() {
     }
     let usage = run(&["get"]);
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// A running cfgctl whose output lines arrive on channels, so a test can
+/// wait for a line with a timeout; killed on drop if still running.
+struct Running {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn new(mut child: std::process::Child) -> Self {
+        fn lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        }
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    #[track_caller]
+    fn line(from: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+        from.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{what}: no line ({e})"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Not yet waited for, so the pid is still our child's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_prints_json_lines_and_survives_an_etcd_restart() {
+    let mut etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "watch");
+    ctl.run(&["set", "feature.flags", r#"{"dark":false}"#]).ok();
+    let mut watch = Running::new(ctl.spawn(&["watch", "feature", "--count", "3"]));
+    let ready = Running::line(&watch.stderr, "watch start");
+    assert!(ready.contains("watching \"feature\""), "{ready}");
+
+    ctl.run(&["set", "feature.flags", r#"{"dark":true}"#]).ok();
+    ctl.run(&["set", "other", "1"]).ok(); // outside the prefix
+    let line: Value = serde_json::from_str(&Running::line(&watch.stdout, "first change")).unwrap();
+    assert_eq!(line["name"], "feature.flags");
+    assert_eq!(line["kind"], "put");
+    assert_eq!(line["value"], json!({"dark": true}));
+    assert_eq!(line["resync"], false);
+    assert!(line["revision"].as_i64().unwrap() > 0);
+
+    etcd.kill(0);
+    let lost = Running::line(&watch.stderr, "connection lost");
+    assert!(lost.contains("reconnecting"), "{lost}");
+    etcd.restart(0);
+    etcd.wait_healthy();
+    ctl.run(&["set", "feature.beta", "[1,2]"]).ok();
+    ctl.run(&["delete", "feature.flags"]).ok();
+    let beta: Value = serde_json::from_str(&Running::line(&watch.stdout, "after restart")).unwrap();
+    assert_eq!(
+        (beta["name"].as_str(), &beta["value"]),
+        (Some("feature.beta"), &json!([1, 2]))
+    );
+    let gone: Value = serde_json::from_str(&Running::line(&watch.stdout, "delete")).unwrap();
+    assert_eq!(gone["kind"], "delete");
+    assert_eq!(gone["value"], Value::Null);
+    assert!(gone["revision"].as_i64() > beta["revision"].as_i64());
+
+    let status = watch.child.wait().unwrap();
+    assert!(status.success(), "--count 3 ends the watch");
+}
+
+#[test]
+fn export_then_import_round_trips() {
+    let etcd = EtcdCluster::single();
+    let source = Ctl::new(&etcd, "export");
+    for (name, value) in [
+        ("db.url", r#""postgres://db/app""#),
+        ("feature.flags", r#"{"dark":true}"#),
+        ("feature.limits", "[1,2,3]"),
+    ] {
+        source.run(&["set", name, value]).ok();
+    }
+    let all = source.run(&["export"]).ok().json();
+    assert_eq!(
+        all,
+        json!({
+            "db.url": "postgres://db/app",
+            "feature.flags": {"dark": true},
+            "feature.limits": [1, 2, 3],
+        })
+    );
+    let features = source.run(&["export", "feature"]).ok().json();
+    assert_eq!(features.as_object().unwrap().len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, source.run(&["export"]).stdout).unwrap();
+    let file = file.to_str().unwrap();
+
+    let target = Ctl::new(&etcd, "import");
+    target
+        .run(&["set", "feature.flags", r#"{"dark":false}"#])
+        .ok();
+    target.run(&["set", "feature.limits", "[1,2,3]"]).ok();
+
+    let report = target.run(&["import", file, "--dry-run"]).ok().json();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["created"], json!(["db.url"]));
+    assert_eq!(report["updated"], json!(["feature.flags"]));
+    assert_eq!(report["unchanged"], json!(["feature.limits"]));
+    assert_eq!(target.run(&["export"]).json().as_object().unwrap().len(), 2);
+
+    let report = target.run(&["import", file]).ok().json();
+    assert_eq!(report["created"], json!(["db.url"]));
+    assert!(report["revision"].as_i64().unwrap() > 0);
+    assert_eq!(target.run(&["export"]).json(), all);
+
+    let again = target.run(&["import", file]).ok().json();
+    assert_eq!(again["unchanged"].as_array().unwrap().len(), 3);
+    assert_eq!(again["revision"], Value::Null, "nothing written");
+}
+
+#[tokio::test]
+async fn import_checks_everything_first_and_batches_big_documents() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "bigimport");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+
+    // More than etcd's 128 operations per transaction.
+    let big: serde_json::Map<String, Value> =
+        (0..300).map(|i| (format!("k{i:03}"), json!(i))).collect();
+    let big = write("big.json", &Value::Object(big).to_string());
+    let report = ctl.run(&["import", &big]).ok().json();
+    assert_eq!(report["created"].as_array().unwrap().len(), 300);
+    assert_eq!(etcd.count(&ctl.key("")).await, 300);
+
+    let before = etcd.revision().await;
+    let bad_name = write("bad_name.json", r#"{"k000": 1, "bad name": 2}"#);
+    ctl.run(&["import", &bad_name]).fails(2, "bad name");
+    let not_object = write("list.json", "[1, 2]");
+    ctl.run(&["import", &not_object]).fails(2, "JSON");
+    let broken = write("broken.json", r#"{"k000": 1, "k001": "#);
+    ctl.run(&["import", &broken]).fails(2, "JSON");
+    let big_value = format!(r#"{{"k000": 1, "huge": "{}"}}"#, "x".repeat(2 << 20));
+    let too_big = write("huge.json", &big_value);
+    ctl.run(&["import", &too_big]).fails(2, "huge");
+    ctl.run(&["import", "/nonexistent/file.json"])
+        .fails(2, "/nonexistent/file.json");
+    assert_eq!(etcd.revision().await, before, "nothing was written");
 }
