@@ -30,8 +30,14 @@ etcd --name demo --data-dir "$dir/data" \
   --initial-cluster "demo=http://127.0.0.1:$peer_port" \
   --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
 etcd_pid=$!
-# Only the etcd this script started is stopped, by its pid.
-trap 'kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null || true' EXIT
+# Only the processes this script started are stopped, by their pids.
+children=("$etcd_pid")
+stop_children() {
+  local pid
+  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_children EXIT
 trap 'exit 130' INT TERM
 
 for _ in $(seq 200); do
@@ -77,11 +83,37 @@ show etcdctl --endpoints "$endpoint" get /cfgd/demo/config/database.config --pri
 step "The Rust quickstart example: get_or falls back, then reads what set stored"
 CFGD_ENDPOINTS="$endpoint" show "$bin/examples/quickstart"
 
+step "Live values: a service watching feature.flags (examples/live_flags.rs) and cfgctl watch"
+# Wait until a file has at least $2 lines (the processes below print as they go).
+wait_lines() {
+  for _ in $(seq 100); do
+    [ "$(wc -l <"$1")" -ge "$2" ] && return
+    sleep 0.05
+  done
+}
+CFGD_ENDPOINTS="$endpoint" CFGD_NAMESPACE=demo "$bin/examples/live_flags" >"$dir/flags.out" 2>&1 &
+children+=("$!")
+"$bin/cfgctl" watch feature --count 2 >"$dir/watch.out" 2>"$dir/watch.err" &
+children+=("$!")
+wait_lines "$dir/flags.out" 1
+wait_lines "$dir/watch.err" 1
+ctl set feature.flags '{"dark_mode": true}'
+ctl set feature.flags '{"dark_mode": true, "new_checkout": true}'
+wait_lines "$dir/flags.out" 3
+wait_lines "$dir/watch.out" 2
+sed 's/^/  live_flags   | /' "$dir/flags.out"
+sed 's/^/  cfgctl watch | /' "$dir/watch.out"
+step "Export the namespace as one JSON document; import checks a document and writes only what differs"
+ctl export
+cfgctl export >"$dir/demo.json"
+ctl import "$dir/demo.json" --dry-run -o table
+
 if [ -t 0 ] && [ -t 1 ]; then
   printf '\n%s# Try it yourself%s (etcd stays up until Ctrl-C)\n' "$bold" "$plain"
   echo "  export CFGCTL_ENDPOINTS=$endpoint CFGCTL_NAMESPACE=demo"
   echo "  $bin/cfgctl list -o table"
   echo "  $bin/cfgctl set feature.limits '{\"max\": 10}'"
+  echo "  $bin/cfgctl watch            # one JSON line per change, until Ctrl-C"
   echo "  $bin/cfgctl --help"
   wait "$etcd_pid"
 else

@@ -52,3 +52,57 @@ fn quickstart_falls_back_then_reads_the_stored_value() {
         );
     }
 }
+
+#[tokio::test]
+async fn live_flags_prints_each_change() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let etcd = EtcdCluster::single();
+    let ns = crate::common::namespace("flags");
+    let mut child = crate::common::KillOnDrop(
+        Command::new(example("live_flags"))
+            .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
+            .env("CFGD_NAMESPACE", &ns)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a line from live_flags")
+    };
+
+    let first = next();
+    assert!(
+        first.contains("dark_mode: false") && first.contains("Default"),
+        "{first}"
+    );
+    let client = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .live(false)
+        .connect()
+        .await
+        .unwrap();
+    for dark in [true, false, true] {
+        let revision = client
+            .set("feature.flags", &serde_json::json!({"dark_mode": dark}))
+            .await
+            .unwrap();
+        let line = next();
+        assert!(
+            line.contains(&format!("revision {revision}"))
+                && line.contains(&format!("dark_mode: {dark}")),
+            "{line}"
+        );
+    }
+}

@@ -295,6 +295,17 @@ impl Drop for EtcdCluster {
     }
 }
 
+/// A child process that is killed when dropped, so a failing test leaves
+/// nothing running. Until it is waited for, its pid is still ours.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `check` until it holds, failing the test after `within`.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F)
 where
