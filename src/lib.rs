@@ -12,6 +12,10 @@
 //!   [`get_entry`](Client::get_entry); write with [`set`](Client::set) and
 //!   the compare-and-set [`set_if`](Client::set_if); look back with
 //!   [`history`](Client::history) and [`rollback`](Client::rollback).
+//! - Live mode (the default): [`Client::subscribe`] gives a [`Subscription`],
+//!   a stream of every [`Change`] under a prefix, in revision order;
+//!   [`Client::watch`] gives a [`Live`] value whose `get()` is an atomic load;
+//!   [`Client::status`] tells whether the client is [`Status::Connected`].
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
@@ -47,6 +51,32 @@
 //!     client.set_if("database.config", &Database { url: "postgres://db/app".into(), pool_size: 30 }, revision).await?;
 //!     Ok(())
 //! }
+//! ```
+//!
+//! ## Live mode
+//!
+//! A live client reads its namespace once at connect and then follows it with
+//! one etcd watch, whatever the number of subscribers. Reads are served from
+//! memory. The watch resumes at the last applied revision after any failure
+//! (with capped, jittered backoff), notices a silent stream within seconds,
+//! and after compaction re-reads the namespace and emits the differences as
+//! changes flagged [`Change::is_resync`]. Optional extras:
+//! [`snapshot`](ClientBuilder::snapshot) (start while etcd is down) and
+//! [`defaults_file`](ClientBuilder::defaults_file) (defaults edited live).
+//!
+//! ```no_run
+//! # async fn demo(client: cfgd::Client) -> cfgd::Result<()> {
+//! use tokio_stream::StreamExt;
+//!
+//! let mut dark_mode = client.watch("feature.dark_mode", false)?;
+//! if *dark_mode.get() { /* … */ }
+//! dark_mode.changed().await;
+//!
+//! let mut changes = client.subscribe("feature.")?;
+//! while let Some(change) = changes.next().await {
+//!     println!("{} is now {:?}", change.name(), change.value::<serde_json::Value>()?);
+//! }
+//! # Ok(()) }
 //! ```
 //!
 //! ## Rules for names and values
