@@ -68,6 +68,18 @@ pub enum Error {
         cause: serde_json::Error,
     },
 
+    /// A flag definition (or flagd document) that cfgd refuses to store or
+    /// load: it breaks flagd's flag format, names a default variant that is
+    /// not among its variants, mixes variant types, or has targeting that is
+    /// not valid JsonLogic.
+    #[error("{key}: invalid flag definition: {reason}")]
+    InvalidFlag {
+        /// The etcd key (or the flag name, for a document being loaded).
+        key: String,
+        /// What exactly is wrong, naming the field.
+        reason: String,
+    },
+
     /// A value could not be serialized to JSON (a map with non-string keys, say).
     #[error("{key}: value cannot be encoded as JSON: {cause}")]
     Encode {
@@ -285,6 +297,7 @@ impl Error {
                 | Error::NoEndpoints
                 | Error::InvalidEndpoints { .. }
                 | Error::InvalidJson { .. }
+                | Error::InvalidFlag { .. }
                 | Error::Encode { .. }
                 | Error::TooLarge { .. }
         )

@@ -96,6 +96,7 @@
 mod client;
 mod defaults;
 mod error;
+pub mod flags;
 mod key;
 mod live;
 mod live_value;

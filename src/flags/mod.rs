@@ -1,0 +1,655 @@
+//! Feature flags in flagd's flag format, evaluated with flagd's semantics.
+//!
+//! A flag is a set of `variants`, a `defaultVariant` and optional JsonLogic
+//! `targeting` that picks a variant from the evaluation context. Targeting is
+//! compiled once, when the definition is loaded; an evaluation only runs the
+//! compiled rule.
+
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Why an evaluation gave the value it gave, as OpenFeature defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No targeting: the default variant.
+    Static,
+    /// Targeting ran and chose nothing, or the flag has no default variant:
+    /// the default.
+    Default,
+    /// Targeting chose a variant.
+    TargetingMatch,
+    /// A pseudorandom split chose the variant.
+    Split,
+    /// The flag is disabled: the caller's default.
+    Disabled,
+    /// Something went wrong: see the error code.
+    Error,
+}
+
+impl Reason {
+    /// The OpenFeature spelling: `STATIC`, `TARGETING_MATCH`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::Default => "DEFAULT",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What went wrong in an evaluation, as OpenFeature defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No flag of that name.
+    FlagNotFound,
+    /// The flag's value is not of the type asked for.
+    TypeMismatch,
+    /// The flag's targeting could not be compiled or run.
+    ParseError,
+    /// Anything else (a targeting rule that names no known variant, say).
+    General,
+}
+
+impl ErrorCode {
+    /// The OpenFeature spelling: `FLAG_NOT_FOUND`, `TYPE_MISMATCH`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The full result of one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details<T> {
+    /// The flag evaluated.
+    pub flag_key: String,
+    /// The value: the chosen variant's, or the caller's default.
+    pub value: T,
+    /// The chosen variant, when one was.
+    pub variant: Option<String>,
+    /// Why this value.
+    pub reason: Reason,
+    /// What went wrong, when something did (then `value` is the default).
+    pub error_code: Option<ErrorCode>,
+    /// A human-readable account of the error.
+    pub error_message: Option<String>,
+    /// The flag's metadata over the flag set's.
+    pub metadata: Map<String, Value>,
+}
+
+/// A type a flag can be evaluated as.
+pub trait FlagValue: Sized {
+    /// The name of the type in messages (`boolean`, `string`, ...).
+    const TYPE: &'static str;
+    /// The variant's value as this type, if it is one.
+    fn from_variant(value: &Value) -> Option<Self>;
+}
+
+impl FlagValue for bool {
+    const TYPE: &'static str = "boolean";
+    fn from_variant(value: &Value) -> Option<Self> {
+        value.as_bool()
+    }
+}
+
+impl FlagValue for String {
+    const TYPE: &'static str = "string";
+    fn from_variant(value: &Value) -> Option<Self> {
+        value.as_str().map(str::to_owned)
+    }
+}
+
+impl FlagValue for i64 {
+    const TYPE: &'static str = "integer";
+    fn from_variant(value: &Value) -> Option<Self> {
+        value.as_i64().or_else(|| {
+            // 10.0 is an integer to a JSON writer that only has floats.
+            let f = value.as_f64()?;
+            (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+        })
+    }
+}
+
+impl FlagValue for f64 {
+    const TYPE: &'static str = "float";
+    fn from_variant(value: &Value) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl FlagValue for Value {
+    const TYPE: &'static str = "object";
+    fn from_variant(value: &Value) -> Option<Self> {
+        value.is_object().then(|| value.clone())
+    }
+}
+
+/// One flag, parsed and with its targeting compiled.
+pub(crate) struct Flag {
+    enabled: bool,
+    variants: Map<String, Value>,
+    default_variant: Option<String>,
+    rule: Rule,
+    metadata: Map<String, Value>,
+}
+
+enum Rule {
+    None,
+    Compiled(datalogic_rs::Logic),
+    /// Kept so that evaluating the flag reports why (flagd's PARSE_ERROR).
+    Invalid(String),
+}
+
+fn engine() -> &'static datalogic_rs::Engine {
+    static ENGINE: OnceLock<datalogic_rs::Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| ops::register(datalogic_rs::Engine::builder()).build())
+}
+
+/// Shared targeting rules, referenced from flags as `{"$ref": "name"}`.
+pub type Evaluators = Map<String, Value>;
+
+/// How strictly to read a definition.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Refuse anything flagd would not take: for every write.
+    Strict,
+    /// Load what can be loaded and report the rest at evaluation, as flagd
+    /// does with a file it is given.
+    Lenient,
+}
+
+impl Flag {
+    /// Parses one flag definition. `Strict` refuses every problem with a
+    /// message naming the field; `Lenient` only refuses what leaves nothing
+    /// to evaluate.
+    pub(crate) fn parse(
+        definition: &Value,
+        evaluators: &Evaluators,
+        check: Check,
+    ) -> std::result::Result<Flag, String> {
+        let Value::Object(def) = definition else {
+            return Err("a flag is a JSON object".into());
+        };
+        if check == Check::Strict {
+            for field in def.keys() {
+                if ![
+                    "state",
+                    "variants",
+                    "defaultVariant",
+                    "targeting",
+                    "metadata",
+                ]
+                .contains(&field.as_str())
+                {
+                    return Err(format!(
+                        "unknown field {field:?} (expected state, variants, defaultVariant, targeting, metadata)"
+                    ));
+                }
+            }
+        }
+        let enabled = match def.get("state") {
+            Some(Value::String(s)) if s == "ENABLED" => true,
+            Some(Value::String(s)) if s == "DISABLED" => false,
+            Some(other) => {
+                return Err(format!(
+                    "state must be \"ENABLED\" or \"DISABLED\", not {other}"
+                ))
+            }
+            None => return Err("state is missing (\"ENABLED\" or \"DISABLED\")".into()),
+        };
+        let variants = match def.get("variants") {
+            Some(Value::Object(v)) if !v.is_empty() => v.clone(),
+            Some(Value::Object(_)) => return Err("variants is empty".into()),
+            Some(other) => return Err(format!("variants must be an object, not {other}")),
+            None => return Err("variants is missing".into()),
+        };
+        let default_variant = match def.get("defaultVariant") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(format!("defaultVariant must be a string, not {other}")),
+        };
+        let metadata = match def.get("metadata") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(format!("metadata must be an object, not {other}")),
+        };
+        if check == Check::Strict {
+            if let Some(default) = &default_variant {
+                if !variants.contains_key(default) {
+                    return Err(format!(
+                        "defaultVariant {default:?} is not one of the variants ({})",
+                        variants
+                            .keys()
+                            .map(|k| format!("{k:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            check_variant_types(&variants)?;
+            for (key, value) in &metadata {
+                if !(value.is_string() || value.is_number() || value.is_boolean()) {
+                    return Err(format!(
+                        "metadata {key:?} must be a string, number or boolean, not {value}"
+                    ));
+                }
+            }
+        }
+        let rule = match def.get("targeting") {
+            None => Rule::None,
+            Some(Value::Object(t)) if t.is_empty() => Rule::None,
+            Some(targeting) => match compile(targeting, evaluators) {
+                Ok(logic) => Rule::Compiled(logic),
+                Err(reason) if check == Check::Strict => {
+                    return Err(format!("targeting: {reason}"))
+                }
+                Err(reason) => Rule::Invalid(reason),
+            },
+        };
+        Ok(Flag {
+            enabled,
+            variants,
+            default_variant,
+            rule,
+            metadata,
+        })
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn check_variant_types(variants: &Map<String, Value>) -> std::result::Result<(), String> {
+    let mut first: Option<(&str, &'static str)> = None;
+    for (name, value) in variants {
+        let kind = kind_of(value);
+        if matches!(kind, "null" | "array") {
+            return Err(format!(
+                "variant {name:?} is {kind}; variants are booleans, strings, numbers or objects"
+            ));
+        }
+        match first {
+            None => first = Some((name, kind)),
+            Some((other, expected)) if expected != kind => {
+                return Err(format!(
+                    "variants mix types: {other:?} is {expected} but {name:?} is {kind}"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `$ref`s, refuses unknown operators, and compiles.
+fn compile(
+    targeting: &Value,
+    evaluators: &Evaluators,
+) -> std::result::Result<datalogic_rs::Logic, String> {
+    let resolved = resolve_refs(targeting, evaluators, 0)?;
+    check_operators(&resolved)?;
+    engine()
+        .compile(&resolved)
+        .map_err(|e| format!("not valid JsonLogic: {e}"))
+}
+
+fn resolve_refs(
+    value: &Value,
+    evaluators: &Evaluators,
+    depth: usize,
+) -> std::result::Result<Value, String> {
+    if depth > 32 {
+        return Err("$ref nesting deeper than 32 (a cycle?)".into());
+    }
+    Ok(match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("$ref") => {
+            let Some(Value::String(name)) = map.get("$ref") else {
+                return Err("$ref must name an evaluator (a string)".into());
+            };
+            let Some(target) = evaluators.get(name) else {
+                return Err(format!(
+                    "$ref names evaluator {name:?}, which does not exist in $evaluators"
+                ));
+            };
+            resolve_refs(target, evaluators, depth + 1)?
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve_refs(v, evaluators, depth)?)))
+                .collect::<std::result::Result<_, String>>()?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| resolve_refs(v, evaluators, depth))
+                .collect::<std::result::Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn check_operators(value: &Value) -> std::result::Result<(), String> {
+    match value {
+        Value::Object(map) => {
+            if map.len() != 1 {
+                return Err(format!(
+                    "an operation is an object with exactly one operator, found {} keys ({})",
+                    map.len(),
+                    map.keys()
+                        .map(|k| format!("{k:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let (op, args) = map.iter().next().expect("one entry");
+            if !ops::KNOWN.contains(&op.as_str()) {
+                return Err(format!("unknown operator {op:?}"));
+            }
+            check_operators(args)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_operators),
+        _ => Ok(()),
+    }
+}
+
+/// What one evaluation found, before it is typed.
+struct Resolution<'f> {
+    variant: Option<&'f str>,
+    value: Option<&'f Value>,
+    reason: Reason,
+    error: Option<(ErrorCode, String)>,
+}
+
+impl<'f> Resolution<'f> {
+    fn error(code: ErrorCode, message: String) -> Self {
+        Resolution {
+            variant: None,
+            value: None,
+            reason: Reason::Error,
+            error: Some((code, message)),
+        }
+    }
+}
+
+impl Flag {
+    fn resolve(&self, key: &str, context: &Value) -> Resolution<'_> {
+        if !self.enabled {
+            return Resolution {
+                variant: None,
+                value: None,
+                reason: Reason::Disabled,
+                error: None,
+            };
+        }
+        let (chosen, reason) = match &self.rule {
+            Rule::None => (self.default_variant.as_deref(), Reason::Static),
+            Rule::Invalid(reason) => {
+                return Resolution::error(ErrorCode::ParseError, format!("{key}: {reason}"))
+            }
+            Rule::Compiled(logic) => {
+                let data = enrich(key, context);
+                let arena = datalogic_rs::bumpalo::Bump::new();
+                match engine().evaluate(logic, &data, &arena) {
+                    Err(e) => {
+                        return Resolution::error(
+                            ErrorCode::ParseError,
+                            format!("{key}: targeting failed: {e}"),
+                        )
+                    }
+                    Ok(datalogic_rs::DataValue::Null) => {
+                        (self.default_variant.as_deref(), Reason::Default)
+                    }
+                    Ok(result) => {
+                        let name = match result {
+                            datalogic_rs::DataValue::String(s) => s.to_string(),
+                            datalogic_rs::DataValue::Bool(b) => b.to_string(),
+                            other => {
+                                return Resolution::error(
+                                    ErrorCode::General,
+                                    format!(
+                                        "{key}: targeting gave {}, not a variant name",
+                                        other.to_json_string()
+                                    ),
+                                )
+                            }
+                        };
+                        match self.variants.get_key_value(&name) {
+                            Some((variant, value)) => {
+                                return Resolution {
+                                    variant: Some(variant),
+                                    value: Some(value),
+                                    reason: Reason::TargetingMatch,
+                                    error: None,
+                                }
+                            }
+                            None => {
+                                return Resolution::error(
+                                    ErrorCode::General,
+                                    format!(
+                                        "{key}: targeting chose {name:?}, which is not a variant"
+                                    ),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match chosen.and_then(|v| self.variants.get_key_value(v)) {
+            Some((variant, value)) => Resolution {
+                variant: Some(variant),
+                value: Some(value),
+                reason,
+                error: None,
+            },
+            // No default variant: the caller's default.
+            None => Resolution {
+                variant: None,
+                value: None,
+                reason: Reason::Default,
+                error: None,
+            },
+        }
+    }
+}
+
+/// The context as targeting sees it: the caller's, plus `$flagd.flagKey`
+/// and `$flagd.timestamp`.
+fn enrich(key: &str, context: &Value) -> Value {
+    let mut map = match context {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    map.insert(
+        "$flagd".into(),
+        serde_json::json!({ "flagKey": key, "timestamp": timestamp }),
+    );
+    Value::Object(map)
+}
+
+/// A set of flags with their shared evaluators and metadata, compiled, ready
+/// to evaluate. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct FlagSet {
+    flags: Arc<HashMap<String, Arc<Flag>>>,
+    metadata: Arc<Map<String, Value>>,
+}
+
+impl std::fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagSet")
+            .field("flags", &self.flags.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlagSet {
+    /// Loads a flagd document: `{"flags": {...}, "$evaluators": {...},
+    /// "metadata": {...}}`. As flagd does with its files, a flag whose
+    /// targeting cannot be compiled is still loaded and reports
+    /// `PARSE_ERROR` when evaluated; use [`validate_document`] to refuse it.
+    pub fn from_document(document: &str) -> Result<FlagSet> {
+        let parsed = parse_document(document)?;
+        let mut flags = HashMap::with_capacity(parsed.flags.len());
+        for (name, definition) in &parsed.flags {
+            let flag =
+                Flag::parse(definition, &parsed.evaluators, Check::Lenient).map_err(|reason| {
+                    Error::InvalidFlag {
+                        key: name.clone(),
+                        reason,
+                    }
+                })?;
+            flags.insert(name.clone(), Arc::new(flag));
+        }
+        Ok(FlagSet {
+            flags: Arc::new(flags),
+            metadata: Arc::new(parsed.metadata),
+        })
+    }
+
+    /// Evaluates `key` as a `T`, never failing: problems give `default`
+    /// with a reason and error code saying why.
+    pub fn evaluate<T: FlagValue>(&self, key: &str, default: T, context: &Value) -> Details<T> {
+        let flag = self.flags.get(key);
+        let resolution = match flag {
+            Some(flag) => flag.resolve(key, context),
+            None => Resolution::error(ErrorCode::FlagNotFound, format!("flag {key:?} not found")),
+        };
+        let mut metadata = Map::new();
+        if flag.is_some() {
+            metadata.extend(self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+            if let Some(flag) = flag {
+                metadata.extend(flag.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let mut details = Details {
+            flag_key: key.to_owned(),
+            value: default,
+            variant: None,
+            reason: resolution.reason,
+            error_code: resolution.error.as_ref().map(|(c, _)| *c),
+            error_message: resolution.error.map(|(_, m)| m),
+            metadata,
+        };
+        if let Some(value) = resolution.value {
+            match T::from_variant(value) {
+                Some(typed) => {
+                    details.value = typed;
+                    details.variant = resolution.variant.map(str::to_owned);
+                }
+                None => {
+                    details.reason = Reason::Error;
+                    details.error_code = Some(ErrorCode::TypeMismatch);
+                    details.error_message = Some(format!(
+                        "{key}: variant {:?} is {}, not {}",
+                        resolution.variant.unwrap_or_default(),
+                        kind_of(value),
+                        T::TYPE
+                    ));
+                }
+            }
+        }
+        details
+    }
+
+    /// Names of the flags in the set, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.keys().map(String::as_str)
+    }
+}
+
+struct Document {
+    flags: Map<String, Value>,
+    evaluators: Evaluators,
+    metadata: Map<String, Value>,
+}
+
+fn parse_document(document: &str) -> Result<Document> {
+    let invalid = |reason: String| Error::InvalidFlag {
+        key: "flagd document".into(),
+        reason,
+    };
+    let value: Value =
+        serde_json::from_str(document).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    let Value::Object(mut doc) = value else {
+        return Err(invalid(
+            "a flagd document is a JSON object with \"flags\"".into(),
+        ));
+    };
+    let take_object = |doc: &mut Map<String, Value>, field: &str| match doc.remove(field) {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(other) => Err(invalid(format!(
+            "{field} must be an object, not {}",
+            kind_of(&other)
+        ))),
+    };
+    let flags = take_object(&mut doc, "flags")?;
+    let evaluators = take_object(&mut doc, "$evaluators")?;
+    let metadata = take_object(&mut doc, "metadata")?;
+    Ok(Document {
+        flags,
+        evaluators,
+        metadata,
+    })
+}
+
+/// Checks one flag definition strictly, as every write path does: flagd's
+/// format, a `defaultVariant` among the variants, one type for all
+/// variants, targeting that is JsonLogic with known operators only and
+/// `$ref`s that name existing evaluators.
+pub fn validate_flag(name: &str, definition: &Value, evaluators: &Evaluators) -> Result<()> {
+    Flag::parse(definition, evaluators, Check::Strict)
+        .map(drop)
+        .map_err(|reason| Error::InvalidFlag {
+            key: name.to_owned(),
+            reason,
+        })
+}
+
+/// Checks every flag of a flagd document strictly (see [`validate_flag`]).
+pub fn validate_document(document: &str) -> Result<()> {
+    let parsed = parse_document(document)?;
+    for (name, definition) in &parsed.flags {
+        validate_flag(name, definition, &parsed.evaluators)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! flagd's custom JsonLogic operations: `fractional`, `sem_ver`,
+//! `starts_with` and `ends_with`, registered on datalogic-rs as custom
+//! operators, so they receive arguments already evaluated from the compiled
+//! rule (nothing is re-parsed per evaluation).
+//!
+//! The crate's own `flagd` feature is not used: in the versions that build
+//! on our toolchain its `fractional` accepts only string variant names,
+//! while flagd lets a bucket be any value (`[[false, 0], [true, 100]]` as an
+//! `if` condition, say), and its `starts_with` turns numbers into strings
+//! where flagd answers `null`.
+//!
+//! Each operation answers `null` on bad input; the evaluator then falls back
+//! to the flag's default variant, as flagd does.
+
+use datalogic_rs::bumpalo::Bump;
+use datalogic_rs::operator::EvalContext;
+use datalogic_rs::{CustomOperator, DataValue};
+
+type OpResult<'a> = datalogic_rs::Result<&'a DataValue<'a>>;
+
+fn null<'a>(arena: &'a Bump) -> OpResult<'a> {
+    Ok(arena.alloc(DataValue::Null))
+}
+
+fn boolean<'a>(arena: &'a Bump, b: bool) -> OpResult<'a> {
+    Ok(arena.alloc(DataValue::Bool(b)))
+}
+
+/// Registers flagd's operations on an engine builder.
+pub(crate) fn register(builder: datalogic_rs::EngineBuilder) -> datalogic_rs::EngineBuilder {
+    builder
+        .add_operator("fractional", Fractional)
+        .add_operator("sem_ver", SemVer)
+        .add_operator("starts_with", Affix { prefix: true })
+        .add_operator("ends_with", Affix { prefix: false })
+}
+
+/// The operators a flag's targeting may use: JsonLogic's and flagd's.
+pub(crate) const KNOWN: &[&str] = &[
+    "var",
+    "missing",
+    "missing_some",
+    "if",
+    "?:",
+    "==",
+    "===",
+    "!=",
+    "!==",
+    "!",
+    "!!",
+    "or",
+    "and",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "max",
+    "min",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "map",
+    "reduce",
+    "filter",
+    "all",
+    "none",
+    "some",
+    "merge",
+    "in",
+    "cat",
+    "substr",
+    "log",
+    "fractional",
+    "sem_ver",
+    "starts_with",
+    "ends_with",
+];
+
+struct Affix {
+    prefix: bool,
+}
+
+impl CustomOperator for Affix {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        _ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> OpResult<'a> {
+        match args {
+            [DataValue::String(s), DataValue::String(affix)] => boolean(
+                arena,
+                if self.prefix {
+                    s.starts_with(affix)
+                } else {
+                    s.ends_with(affix)
+                },
+            ),
+            _ => null(arena),
+        }
+    }
+}
+
+struct SemVer;
+
+impl CustomOperator for SemVer {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        _ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> OpResult<'a> {
+        let [left, DataValue::String(op), right] = args else {
+            return null(arena);
+        };
+        let (Some(a), Some(b)) = (version(left), version(right)) else {
+            return null(arena);
+        };
+        let result = match *op {
+            "=" => a == b,
+            "!=" => a != b,
+            "<" => a < b,
+            "<=" => a <= b,
+            ">" => a > b,
+            ">=" => a >= b,
+            "^" => a.major == b.major,
+            "~" => a.major == b.major && a.minor == b.minor,
+            _ => return null(arena),
+        };
+        boolean(arena, result)
+    }
+}
+
+/// A version as flagd reads one: a leading `v`/`V` is dropped, a number is
+/// taken as its text, missing minor and patch parts are zero, and build
+/// metadata does not take part in comparisons.
+fn version(value: &DataValue<'_>) -> Option<semver::Version> {
+    let text = match value {
+        DataValue::String(s) => s.to_string(),
+        DataValue::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => n.as_f64().to_string(),
+        },
+        _ => return None,
+    };
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(&text).to_owned();
+    // Pad only the numeric core: "1.2-rc.1" becomes "1.2.0-rc.1".
+    let core_end = text.find(['-', '+']).unwrap_or(text.len());
+    let dots = text[..core_end].matches('.').count();
+    let padded = match dots {
+        0 => format!("{}.0.0{}", &text[..core_end], &text[core_end..]),
+        1 => format!("{}.0{}", &text[..core_end], &text[core_end..]),
+        _ => text,
+    };
+    let mut parsed = semver::Version::parse(&padded).ok()?;
+    parsed.build = semver::BuildMetadata::EMPTY;
+    Some(parsed)
+}
+
+struct Fractional;
+
+impl CustomOperator for Fractional {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> OpResult<'a> {
+        let Some(first) = args.first() else {
+            return null(arena);
+        };
+        // flagd's three shapes: an explicit bucketing key; a key that came
+        // out null (skip it, use the implicit one); or no key at all.
+        let implicit;
+        let (key, buckets): (&str, &[&DataValue<'a>]) = match first {
+            DataValue::String(s) => (s, &args[1..]),
+            other => {
+                let Some(k) = implicit_key(ctx.root_input()) else {
+                    return null(arena);
+                };
+                implicit = k;
+                if other.is_null() {
+                    (&implicit, &args[1..])
+                } else {
+                    (&implicit, args)
+                }
+            }
+        };
+        let mut total: u64 = 0;
+        let mut weighted = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let DataValue::Array(parts) = bucket else {
+                return null(arena);
+            };
+            let Some(variant) = parts.first() else {
+                return null(arena);
+            };
+            let weight = match parts.get(1) {
+                None => 1,
+                Some(DataValue::Number(n)) => match n.as_i64() {
+                    Some(i) => i.max(0) as u64,
+                    None => n.as_f64().max(0.0) as u64,
+                },
+                Some(_) => return null(arena),
+            };
+            total += weight;
+            weighted.push((variant, weight));
+        }
+        if total == 0 {
+            return null(arena);
+        }
+        // flagd's "v2" bucketing: the 32-bit hash scaled onto the total
+        // weight, with no floating point and so no boundary drift.
+        let bucket = (u64::from(murmur3_32(key.as_bytes(), 0)) * total) >> 32;
+        let mut end = 0;
+        for (variant, weight) in weighted {
+            end += weight;
+            if bucket < end {
+                return Ok(variant);
+            }
+        }
+        null(arena)
+    }
+}
+
+/// `$flagd.flagKey` + `targetingKey`, or `None` without a targeting key.
+fn implicit_key(root: &DataValue<'_>) -> Option<String> {
+    let DataValue::Object(fields) = root else {
+        return None;
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let targeting = field("targetingKey")?.as_str().filter(|s| !s.is_empty())?;
+    let flag = match field("$flagd") {
+        Some(DataValue::Object(inner)) => inner
+            .iter()
+            .find(|(k, _)| *k == "flagKey")
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or(""),
+        _ => "",
+    };
+    Some(format!("{flag}{targeting}"))
+}
+
+/// MurmurHash3, x86 32-bit variant, as flagd uses for bucketing.
+pub(crate) fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h = seed;
+    let mut blocks = data.chunks_exact(4);
+    for block in &mut blocks {
+        let k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
+        h = (h ^ mix(k))
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, byte) in tail.iter().enumerate() {
+            k |= u32::from(*byte) << (8 * i);
+        }
+        h ^= mix(k);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_matches_reference_vectors() {
+        // Published MurmurHash3_x86_32 test vectors (SMHasher).
+        assert_eq!(murmur3_32(b"", 0), 0);
+        assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
+        assert_eq!(murmur3_32(b"", 0xffff_ffff), 0x81f1_6f39);
+        assert_eq!(murmur3_32(b"\0\0\0\0", 0), 0x2362_f9de);
+        assert_eq!(murmur3_32(b"aaaa", 0x9747_b28c), 0x5a97_808a);
+        assert_eq!(murmur3_32(b"aaa", 0x9747_b28c), 0x283e_0130);
+        assert_eq!(murmur3_32(b"aa", 0x9747_b28c), 0x5d21_1726);
+        assert_eq!(murmur3_32(b"a", 0x9747_b28c), 0x7fa0_9ea6);
+        assert_eq!(murmur3_32(b"Hello, world!", 0x9747_b28c), 0x2488_4cba);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
+            0x2fa8_26cd
+        );
+    }
+}
