@@ -23,8 +23,10 @@ use serde::Serialize;
 use tonic::Code;
 
 use crate::error::{Error, Result};
+use crate::flags;
 use crate::key::{self, KeySpace, Kind};
 use crate::value;
+use serde_json::Value;
 
 /// An etcd revision: the ETag, compare-and-set token and resume point of
 /// every value. `0` means "absent" wherever a revision is expected.
@@ -475,6 +477,227 @@ async fn connect_etcd(
             waited: spec.timeout,
             cause: None,
         }),
+    }
+}
+
+/// Feature flags: definitions in flagd's format under
+/// `{root}/{namespace}/flags/{name}`, shared evaluators under
+/// `flags/$evaluators`. Every write is checked strictly first
+/// ([`flags::validate_flag`]); nothing invalid is stored.
+impl Client {
+    /// Evaluates this namespace's flags, kept current by the watch. An
+    /// evaluation never touches etcd. Needs a live client.
+    pub fn flags(&self) -> Result<Flags> {
+        let shared = self.shared("flags")?;
+        Ok(Flags {
+            shared: shared.clone(),
+            _client: self.inner.clone(),
+        })
+    }
+
+    fn flag_key(&self, name: &str) -> Result<String> {
+        if name == flags::EVALUATORS {
+            return Ok(self.inner.space.key_unchecked(Kind::Flags, name));
+        }
+        self.inner.space.key(Kind::Flags, name)
+    }
+
+    /// The stored evaluators and their revision (empty and 0 when none).
+    async fn evaluators(&self) -> Result<(flags::Evaluators, Revision)> {
+        let key = self.flag_key(flags::EVALUATORS)?;
+        match self.fetch(&key, None).await? {
+            None => Ok((flags::Evaluators::new(), 0)),
+            Some(kv) => match serde_json::from_slice(kv.value()) {
+                Ok(Value::Object(map)) => Ok((map, kv.mod_revision())),
+                Ok(_) => Err(Error::InvalidFlag {
+                    key,
+                    reason: "the stored $evaluators is not a JSON object".into(),
+                }),
+                Err(cause) => Err(Error::CorruptValue {
+                    key,
+                    revision: kv.mod_revision(),
+                    cause,
+                }),
+            },
+        }
+    }
+
+    async fn checked_flag(&self, name: &str, definition: &Value) -> Result<(String, Vec<u8>)> {
+        let key = self.flag_key(name)?;
+        if name == flags::EVALUATORS {
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason: "$evaluators is written with set_evaluators",
+            });
+        }
+        let (evaluators, _) = self.evaluators().await?;
+        flags::validate_flag(&key, definition, &evaluators)?;
+        let bytes = value::encode(&key, definition)?;
+        Ok((key, bytes))
+    }
+
+    /// Stores a flag definition after checking it; returns the revision.
+    pub async fn set_flag(&self, name: &str, definition: &Value) -> Result<Revision> {
+        let (key, bytes) = self.checked_flag(name, definition).await?;
+        self.put(key, bytes).await
+    }
+
+    /// [`set_flag`](Self::set_flag) from JSON text, as read from a file.
+    pub async fn set_flag_json(&self, name: &str, json: &str) -> Result<Revision> {
+        let key = self.flag_key(name)?;
+        let definition: Value =
+            serde_json::from_str(json).map_err(|cause| Error::InvalidJson { key, cause })?;
+        self.set_flag(name, &definition).await
+    }
+
+    /// [`set_flag`](Self::set_flag) only if the flag is still at
+    /// `expected` (0: only if absent); [`Error::Conflict`] otherwise.
+    pub async fn set_flag_if(
+        &self,
+        name: &str,
+        definition: &Value,
+        expected: Revision,
+    ) -> Result<Revision> {
+        let (key, bytes) = self.checked_flag(name, definition).await?;
+        self.put_if(key, bytes, expected).await
+    }
+
+    /// A flag's stored definition, read from etcd.
+    pub async fn get_flag(&self, name: &str) -> Result<Option<Entry<Value>>> {
+        let key = self.flag_key(name)?;
+        let Some(kv) = self.fetch(&key, None).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            name: name.to_owned(),
+            value: value::decode(&key, kv.mod_revision(), kv.value())?,
+            revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+            version: kv.version(),
+            source: Source::Etcd,
+        }))
+    }
+
+    /// Deletes a flag only if it is still at `expected`.
+    pub async fn delete_flag_if(&self, name: &str, expected: Revision) -> Result<Revision> {
+        let key = self.flag_key(name)?;
+        let resp = self
+            .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
+            .await?;
+        let revision = header_revision(resp.header());
+        self.applied(&key, None, revision);
+        Ok(revision)
+    }
+
+    /// Every flag definition (not the evaluators), sorted by name.
+    pub async fn list_flags(&self) -> Result<Vec<Entry<Value>>> {
+        let prefix = self.inner.space.kind_prefix(Kind::Flags);
+        let mut kv = self.kv().await?;
+        let resp = self
+            .call(
+                &prefix,
+                None,
+                kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for kv in resp.kvs() {
+            let Some(name) = self.inner.space.name_of(Kind::Flags, kv.key()) else {
+                continue;
+            };
+            if name == flags::EVALUATORS {
+                continue;
+            }
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            out.push(Entry {
+                name: name.to_owned(),
+                value: value::decode(&key, kv.mod_revision(), kv.value())?,
+                revision: kv.mod_revision(),
+                create_revision: kv.create_revision(),
+                version: kv.version(),
+                source: Source::Etcd,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the shared evaluators, refusing a change that would leave
+    /// any stored flag with a `$ref` to nothing (or otherwise invalid).
+    pub async fn set_evaluators(&self, evaluators: &flags::Evaluators) -> Result<Revision> {
+        let key = self.flag_key(flags::EVALUATORS)?;
+        let (_, current) = self.evaluators().await?;
+        for flag in self.list_flags().await? {
+            let flag_key = self.flag_key(&flag.name)?;
+            flags::validate_flag(&flag_key, &flag.value, evaluators)?;
+        }
+        let bytes = value::encode(&key, &Value::Object(evaluators.clone()))?;
+        self.put_if(key, bytes, current).await
+    }
+}
+
+/// Evaluates a namespace's flags from memory. Made by [`Client::flags`];
+/// cheap to clone.
+#[derive(Clone)]
+pub struct Flags {
+    shared: Arc<Shared>,
+    _client: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flags").finish_non_exhaustive()
+    }
+}
+
+impl Flags {
+    /// Full details of one evaluation: value, variant, reason, error code.
+    pub fn details<T: flags::FlagValue>(
+        &self,
+        key: &str,
+        default: T,
+        context: &Value,
+    ) -> flags::Details<T> {
+        self.shared.flags.load().evaluate(key, default, context)
+    }
+
+    /// A boolean flag, or `default` on any problem.
+    pub fn bool(&self, key: &str, default: bool, context: &Value) -> bool {
+        self.details(key, default, context).value
+    }
+
+    /// A string flag, or `default` on any problem.
+    pub fn string(&self, key: &str, default: &str, context: &Value) -> String {
+        self.details(key, default.to_owned(), context).value
+    }
+
+    /// An integer flag, or `default` on any problem.
+    pub fn int(&self, key: &str, default: i64, context: &Value) -> i64 {
+        self.details(key, default, context).value
+    }
+
+    /// A float flag, or `default` on any problem.
+    pub fn float(&self, key: &str, default: f64, context: &Value) -> f64 {
+        self.details(key, default, context).value
+    }
+
+    /// An object flag, or `default` on any problem.
+    pub fn object(&self, key: &str, default: Value, context: &Value) -> Value {
+        self.details(key, default, context).value
+    }
+
+    /// The compiled flags as they are now.
+    pub fn snapshot(&self) -> flags::FlagSet {
+        flags::FlagSet::clone(&self.shared.flags.load())
+    }
+
+    /// Resolves at the next change of any flag (or of the evaluators) after
+    /// this call: it starts listening at once, not when first polled.
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.flag_changes.subscribe();
+        rx.mark_unchanged();
+        async move {
+            let _ = rx.changed().await;
+        }
     }
 }
 
@@ -969,8 +1192,11 @@ impl Client {
     /// Shows this client's own write in its memory at once (live mode).
     fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
         if let Some(shared) = &self.inner.live {
-            if let Some(name) = self.inner.space.name_of(Kind::Config, key.as_bytes()) {
-                shared.apply_local(Kind::Config, name, bytes, revision);
+            for kind in [Kind::Config, Kind::Flags] {
+                if let Some(name) = self.inner.space.name_of(kind, key.as_bytes()) {
+                    shared.apply_local(kind, name, bytes, revision);
+                    return;
+                }
             }
         }
     }

@@ -204,6 +204,12 @@ pub(crate) struct Shared {
     pub(crate) base: String,
     /// The defaults file's values (empty without one).
     pub(crate) defaults: arc_swap::ArcSwap<crate::defaults::Values>,
+    /// The namespace's flags, compiled; rebuilt on every flag change.
+    pub(crate) flags: arc_swap::ArcSwap<crate::flags::FlagSet>,
+    /// Bumped after each rebuild of `flags`.
+    pub(crate) flag_changes: watch::Sender<u64>,
+    /// Serializes rebuilds, so an older build never replaces a newer one.
+    rebuilding: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -216,7 +222,29 @@ impl Shared {
             dirty: Notify::new(),
             base,
             defaults: Default::default(),
+            flags: Default::default(),
+            flag_changes: watch::channel(0).0,
+            rebuilding: Default::default(),
         }
+    }
+
+    /// Recompiles the flags that changed since the last build.
+    pub(crate) fn rebuild_flags(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        let next = {
+            let mirror = self.read();
+            let previous = self.flags.load();
+            crate::flags::FlagSet::from_store(
+                mirror
+                    .section(Kind::Flags)
+                    .entries
+                    .iter()
+                    .map(|(name, s)| (&**name, &*s.raw, s.revision)),
+                &previous,
+            )
+        };
+        self.flags.store(Arc::new(next));
+        self.flag_changes.send_modify(|n| *n += 1);
     }
 
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
@@ -286,6 +314,9 @@ impl Shared {
         if changes.is_empty() {
             return;
         }
+        if changes.iter().any(|c| c.section == Kind::Flags) {
+            self.rebuild_flags();
+        }
         for change in &changes {
             self.registry.apply(self, change);
         }
@@ -343,6 +374,9 @@ impl Shared {
             })
         };
         if let Some(change) = change {
+            if change.section == Kind::Flags {
+                self.rebuild_flags();
+            }
             self.registry.apply(self, &change);
         }
     }
@@ -400,13 +434,16 @@ impl Shared {
 
     /// Loads snapshot entries into an empty mirror (offline start).
     pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
-        let mut mirror = self.write();
-        for (section, name, stored) in entries {
-            mirror.sections[section.index()]
-                .entries
-                .insert(name, stored);
+        {
+            let mut mirror = self.write();
+            for (section, name, stored) in entries {
+                mirror.sections[section.index()]
+                    .entries
+                    .insert(name, stored);
+            }
+            mirror.revision = revision;
         }
-        mirror.revision = revision;
+        self.rebuild_flags();
     }
 
     /// Wakes status subscribers on a change of state only; the revision is

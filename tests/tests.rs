@@ -6,4 +6,6 @@ mod client;
 
 mod examples;
 
+mod flags;
+
 mod live;

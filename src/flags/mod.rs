@@ -283,6 +283,19 @@ impl Flag {
     }
 }
 
+impl Flag {
+    /// A stored definition that cannot be read at all: evaluating it says so.
+    fn broken(reason: String) -> Flag {
+        Flag {
+            enabled: true,
+            variants: Map::new(),
+            default_variant: None,
+            rule: Rule::Invalid(reason),
+            metadata: Map::new(),
+        }
+    }
+}
+
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -511,7 +524,14 @@ fn enrich(key: &str, context: &Value) -> Value {
 pub struct FlagSet {
     flags: Arc<HashMap<String, Arc<Flag>>>,
     metadata: Arc<Map<String, Value>>,
+    /// For a set built from etcd: the revision each flag was compiled from,
+    /// and that of `$evaluators`, so a rebuild recompiles only what changed.
+    revisions: Arc<HashMap<String, i64>>,
+    evaluators_revision: i64,
 }
+
+/// The name under which a namespace keeps its shared evaluators.
+pub const EVALUATORS: &str = "$evaluators";
 
 impl std::fmt::Debug for FlagSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -542,7 +562,53 @@ impl FlagSet {
         Ok(FlagSet {
             flags: Arc::new(flags),
             metadata: Arc::new(parsed.metadata),
+            ..FlagSet::default()
         })
+    }
+
+    /// Builds the set from stored definitions (name → (JSON, revision)),
+    /// reusing every compiled flag of `previous` whose definition and
+    /// evaluators have not changed. A definition that does not even parse
+    /// is kept as a flag that answers `PARSE_ERROR`.
+    pub(crate) fn from_store<'a>(
+        stored: impl Iterator<Item = (&'a str, &'a [u8], i64)>,
+        previous: &FlagSet,
+    ) -> FlagSet {
+        let mut definitions = Vec::new();
+        let mut evaluators = (Evaluators::new(), 0);
+        for (name, raw, revision) in stored {
+            if name == EVALUATORS {
+                if let Ok(Value::Object(map)) = serde_json::from_slice(raw) {
+                    evaluators = (map, revision);
+                }
+            } else {
+                definitions.push((name, raw, revision));
+            }
+        }
+        let same_evaluators = evaluators.1 == previous.evaluators_revision;
+        let mut flags = HashMap::with_capacity(definitions.len());
+        let mut revisions = HashMap::with_capacity(definitions.len());
+        for (name, raw, revision) in definitions {
+            let reuse = same_evaluators
+                && previous.revisions.get(name) == Some(&revision)
+                && previous.flags.contains_key(name);
+            let flag = if reuse {
+                previous.flags[name].clone()
+            } else {
+                let parsed = serde_json::from_slice(raw)
+                    .map_err(|e| format!("not valid JSON: {e}"))
+                    .and_then(|def| Flag::parse(&def, &evaluators.0, Check::Lenient));
+                Arc::new(parsed.unwrap_or_else(Flag::broken))
+            };
+            flags.insert(name.to_owned(), flag);
+            revisions.insert(name.to_owned(), revision);
+        }
+        FlagSet {
+            flags: Arc::new(flags),
+            metadata: Arc::default(),
+            revisions: Arc::new(revisions),
+            evaluators_revision: evaluators.1,
+        }
     }
 
     /// Evaluates `key` as a `T`, never failing: problems give `default`

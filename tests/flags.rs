@@ -1,0 +1,170 @@
+//! Flags stored in etcd: strict checks on write, live evaluation, rollouts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cfgd::flags::{ErrorCode, Reason};
+use cfgd::{Client, Error};
+use serde_json::{json, Value};
+
+use crate::common::{self, EtcdCluster};
+
+async fn client(etcd: &EtcdCluster, ns: &str) -> Client {
+    common::logs();
+    Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(ns)
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn on_off(default: &str) -> Value {
+    json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default})
+}
+
+#[tokio::test]
+async fn invalid_definitions_are_refused_and_nothing_is_written() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("badflags");
+    let client = client(&etcd, &ns).await;
+    let mut evaluators = serde_json::Map::new();
+    evaluators.insert("beta".into(), json!({"in": [{"var": "email"}, ["a@x.io"]]}));
+    client.set_evaluators(&evaluators).await.unwrap();
+    let before = etcd.revision().await;
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            on_off("maybe"),
+            "defaultVariant \"maybe\" is not one of the variants",
+        ),
+        (
+            json!({"state": "ENABLED", "variants": {"a": "x", "b": 2}, "defaultVariant": "a"}),
+            "variants mix types",
+        ),
+        (
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                   "targeting": {"if": [{"regex_match": [{"var": "email"}, ".*"]}, "on", "off"]}}),
+            "unknown operator \"regex_match\"",
+        ),
+        (
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                   "targeting": {"if": [{"$ref": "gamma"}, "on", "off"]}}),
+            "evaluator \"gamma\", which does not exist",
+        ),
+        (
+            json!({"state": "ON", "variants": {"on": true}}),
+            "state must be",
+        ),
+        (json!({"state": "ENABLED"}), "variants is missing"),
+        (
+            json!({"state": "ENABLED", "variants": {"on": true}, "extra": 1}),
+            "unknown field \"extra\"",
+        ),
+    ];
+    for (definition, needle) in cases {
+        let err = client
+            .set_flag("new-checkout", &definition)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidFlag { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains(needle), "{needle:?} in {message}");
+        assert!(message.contains("flags/new-checkout"), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+    let err = client
+        .set_flag_json("new-checkout", r#"{"state": "ENABLED", "variants": "#)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+
+    // Removing an evaluator a stored flag uses is refused too.
+    let uses_beta = json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+        "defaultVariant": "off", "targeting": {"if": [{"$ref": "beta"}, "on", "off"]}});
+    client.set_flag("beta-users", &uses_beta).await.unwrap();
+    let settled = etcd.revision().await;
+    let err = client
+        .set_evaluators(&serde_json::Map::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"beta\""), "{err}");
+    assert_eq!(etcd.revision().await, settled, "nothing was written");
+    assert_eq!(settled, before + 1, "only the valid flag was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_edit_reaches_running_evaluations() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("liveflags");
+    let service = client(&etcd, &ns).await;
+    let flags = service.flags().unwrap();
+    let ctx = json!({"targetingKey": "user-1"});
+    assert!(!flags.bool("dark-mode", false, &ctx));
+    let missing = flags.details("dark-mode", false, &ctx);
+    assert_eq!(missing.error_code, Some(ErrorCode::FlagNotFound));
+
+    let operator = client(&etcd, &ns).await;
+    let changed = flags.changed();
+    operator.set_flag("dark-mode", &on_off("on")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), changed)
+        .await
+        .expect("a change event");
+    let details = flags.details("dark-mode", false, &ctx);
+    assert!(details.value);
+    assert_eq!(details.variant.as_deref(), Some("on"));
+    assert_eq!(details.reason, Reason::Static);
+
+    let entry = operator.get_flag("dark-mode").await.unwrap().unwrap();
+    operator
+        .set_flag_if("dark-mode", &on_off("off"), entry.revision)
+        .await
+        .unwrap();
+    // A second edit from the same stale revision is a conflict.
+    let err = operator
+        .set_flag_if("dark-mode", &on_off("on"), entry.revision)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    common::eventually(Duration::from_secs(20), || async {
+        !flags.bool("dark-mode", true, &ctx)
+    })
+    .await;
+    // The writer reads its own write at once.
+    assert!(!operator.flags().unwrap().bool("dark-mode", true, &ctx));
+}
+
+#[tokio::test]
+async fn a_25_75_rollout_splits_100k_users_within_a_point() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("rollout");
+    let client = client(&etcd, &ns).await;
+    client
+        .set_flag(
+            "new-checkout",
+            &json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                    "targeting": {"fractional": [["on", 25], ["off", 75]]}}),
+        )
+        .await
+        .unwrap();
+    let flags = client.flags().unwrap();
+    let mut seen = HashMap::new();
+    let mut on = 0u32;
+    for i in 0..100_000 {
+        let ctx = json!({"targetingKey": format!("user-{i}")});
+        let details = flags.details("new-checkout", false, &ctx);
+        assert_eq!(details.reason, Reason::TargetingMatch);
+        on += u32::from(details.value);
+        seen.insert(i, details.value);
+    }
+    let share = f64::from(on) / 1000.0;
+    assert!((24.0..=26.0).contains(&share), "{share}% on");
+    for i in (0..100_000).step_by(997) {
+        let ctx = json!({"targetingKey": format!("user-{i}")});
+        assert_eq!(
+            flags.bool("new-checkout", false, &ctx),
+            seen[&i],
+            "user-{i} is stable"
+        );
+    }
+}
