@@ -16,6 +16,9 @@
 //!   a stream of every [`Change`] under a prefix, in revision order;
 //!   [`Client::watch`] gives a [`Live`] value whose `get()` is an atomic load;
 //!   [`Client::status`] tells whether the client is [`Status::Connected`].
+//! - Feature flags in flagd's format: [`Client::set_flag`] stores a checked
+//!   definition, [`Client::flags`] evaluates live ([`Flags::bool`],
+//!   [`Flags::details`], ...); [`flags`] holds the evaluator itself.
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
