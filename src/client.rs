@@ -495,6 +495,11 @@ impl Client {
         })
     }
 
+    /// The etcd key that holds flag `name`.
+    pub fn flag_etcd_key(&self, name: &str) -> Result<String> {
+        self.flag_key(name)
+    }
+
     fn flag_key(&self, name: &str) -> Result<String> {
         if name == flags::EVALUATORS {
             return Ok(self.inner.space.key_unchecked(Kind::Flags, name));

@@ -182,11 +182,68 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Feature flags (flagd's flag format): list, get, set, enable, disable, rollout, eval
+    Flag {
+        #[command(subcommand)]
+        command: FlagCommand,
+    },
     /// Print a shell completion script
     #[command(after_help = "Example:\n  cfgctl completions bash > /etc/bash_completion.d/cfgctl")]
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagCommand {
+    /// Print every flag definition
+    List,
+    /// Print one flag definition
+    Get {
+        /// Flag name, e.g. new-checkout
+        name: String,
+    },
+    /// Store a flag definition from a file (- for standard input), after checking it
+    #[command(
+        after_help = "Example:\n  cfgctl flag set new-checkout -f new-checkout.json\n\n\
+        The file holds one flagd flag: {\"state\", \"variants\", \"defaultVariant\", \"targeting\", \"metadata\"}."
+    )]
+    Set {
+        name: String,
+        /// The definition file
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        /// Only if the flag is still at this revision (0: only if absent)
+        #[arg(long, value_name = "N")]
+        if_revision: Option<i64>,
+    },
+    /// Set state to ENABLED
+    Enable { name: String },
+    /// Set state to DISABLED (evaluations then give the caller's default)
+    Disable { name: String },
+    /// Replace the targeting with a percentage split over the targeting key
+    #[command(after_help = "Example:\n  cfgctl flag rollout new-checkout --variant on=25,off=75")]
+    Rollout {
+        name: String,
+        /// VARIANT=WEIGHT pairs, comma separated
+        #[arg(
+            long = "variant",
+            value_delimiter = ',',
+            required = true,
+            value_name = "V=W"
+        )]
+        variants: Vec<String>,
+    },
+    /// Evaluate a flag as a service would, and print value, variant and reason
+    #[command(
+        after_help = "Example:\n  cfgctl flag eval new-checkout --context '{\"targetingKey\":\"u1\"}'"
+    )]
+    Eval {
+        name: String,
+        /// Evaluation context as a JSON object
+        #[arg(long, default_value = "{}")]
+        context: String,
     },
 }
 
@@ -323,7 +380,133 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = client.import(&text, dry_run).await?;
             out.import(&report, dry_run)
         }
+        Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> anyhow::Result<()> {
+    let not_found = |name: &str| cfgd::Error::NotFound {
+        key: client
+            .flag_etcd_key(name)
+            .unwrap_or_else(|_| name.to_owned()),
+        revision: None,
+    };
+    // Read, change, write back only if nobody wrote in between (exit 4).
+    let edit = |name: String,
+                change: Box<
+        dyn FnOnce(&mut serde_json::Map<String, Value>) -> anyhow::Result<()>,
+    >| async move {
+        let entry = client
+            .get_flag(&name)
+            .await?
+            .ok_or_else(|| not_found(&name))?;
+        let mut definition = entry.value;
+        let Value::Object(map) = &mut definition else {
+            return Err(Invalid(format!(
+                "flag {name:?} is stored as something other than an object"
+            ))
+            .into());
+        };
+        change(map)?;
+        let revision = client
+            .set_flag_if(&name, &definition, entry.revision)
+            .await?;
+        out.written(&name, revision, None)
+    };
+    match command {
+        FlagCommand::List => {
+            let flags = client.list_flags().await?;
+            let document: serde_json::Map<String, Value> =
+                flags.into_iter().map(|e| (e.name, e.value)).collect();
+            out.document(&Value::Object(document))
+        }
+        FlagCommand::Get { name } => {
+            let entry = client
+                .get_flag(&name)
+                .await?
+                .ok_or_else(|| not_found(&name))?;
+            out.value(&entry.value)
+        }
+        FlagCommand::Set {
+            name,
+            file,
+            if_revision,
+        } => {
+            let text = read_value(None, Some(file))?;
+            let definition: Value = serde_json::from_str(&text).map_err(|e| {
+                Invalid(format!("flag {name:?}: definition is not valid JSON: {e}"))
+            })?;
+            let revision = match if_revision {
+                Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
+                None => client.set_flag(&name, &definition).await?,
+            };
+            out.written(&name, revision, None)
+        }
+        FlagCommand::Enable { name } => {
+            edit(
+                name,
+                Box::new(|m| {
+                    m.insert("state".into(), "ENABLED".into());
+                    Ok(())
+                }),
+            )
+            .await
+        }
+        FlagCommand::Disable { name } => {
+            edit(
+                name,
+                Box::new(|m| {
+                    m.insert("state".into(), "DISABLED".into());
+                    Ok(())
+                }),
+            )
+            .await
+        }
+        FlagCommand::Rollout { name, variants } => {
+            let mut buckets = Vec::new();
+            for pair in &variants {
+                let (variant, weight) = pair.split_once('=').ok_or_else(|| {
+                    Invalid(format!("--variant {pair:?}: expected VARIANT=WEIGHT"))
+                })?;
+                let weight: u32 = weight.trim().parse().map_err(|_| {
+                    Invalid(format!("--variant {pair:?}: weight must be a whole number"))
+                })?;
+                buckets.push(serde_json::json!([variant.trim(), weight]));
+            }
+            edit(
+                name,
+                Box::new(move |m| {
+                    m.insert(
+                        "targeting".into(),
+                        serde_json::json!({ "fractional": buckets }),
+                    );
+                    Ok(())
+                }),
+            )
+            .await
+        }
+        FlagCommand::Eval { name, context } => {
+            let context: Value = serde_json::from_str(&context)
+                .map_err(|e| Invalid(format!("--context is not valid JSON: {e}")))?;
+            if !context.is_object() {
+                return Err(Invalid("--context must be a JSON object".into()).into());
+            }
+            let details = client
+                .flags()?
+                .details(&name, cfgd::flags::Json(Value::Null), &context);
+            if details.error_code == Some(cfgd::flags::ErrorCode::FlagNotFound) {
+                return Err(not_found(&name).into());
+            }
+            out.document(&serde_json::json!({
+                "flag": details.flag_key,
+                "value": details.value.0,
+                "variant": details.variant,
+                "reason": details.reason.as_str(),
+                "error_code": details.error_code.map(|c| c.as_str()),
+                "error_message": details.error_message,
+            }))
+        }
     }
 }
 
@@ -393,7 +576,13 @@ async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
         .request_timeout(cli.timeout)
         // One-shot commands read etcd directly; only `watch` needs the
         // namespace in memory and a standing watch.
-        .live(matches!(cli.command, Command::Watch { .. }));
+        .live(matches!(
+            cli.command,
+            Command::Watch { .. }
+                | Command::Flag {
+                    command: FlagCommand::Eval { .. }
+                }
+        ));
     match (&cli.user, &cli.password) {
         (Some(user), Some(password)) => builder = builder.user(user, password),
         (Some(_), None) => {

@@ -628,3 +628,108 @@ async fn import_checks_everything_first_and_batches_big_documents() {
         .fails(2, "/nonexistent/file.json");
     assert_eq!(etcd.revision().await, before, "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_commands_check_every_write_and_reach_running_clients() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "flags");
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let service = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ctl.namespace)
+        .connect()
+        .await
+        .unwrap();
+    let flags = service.flags().unwrap();
+    let ctx = json!({"targetingKey": "user-7"});
+
+    let good = file(
+        "good.json",
+        r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#,
+    );
+    ctl.run(&["flag", "set", "dark-mode", "-f", &good]).ok();
+    wait_for(|| flags.bool("dark-mode", false, &ctx)).await;
+
+    ctl.run(&["flag", "disable", "dark-mode"]).ok();
+    wait_for(|| !flags.bool("dark-mode", false, &ctx)).await;
+    let details = flags.details("dark-mode", false, &ctx);
+    assert_eq!(details.reason.as_str(), "DISABLED");
+
+    ctl.run(&["flag", "enable", "dark-mode"]).ok();
+    ctl.run(&["flag", "rollout", "dark-mode", "--variant", "on=0,off=100"])
+        .ok();
+    wait_for(|| flags.details("dark-mode", true, &ctx).variant.as_deref() == Some("off")).await;
+    let eval = ctl
+        .run(&[
+            "flag",
+            "eval",
+            "dark-mode",
+            "--context",
+            r#"{"targetingKey": "user-7"}"#,
+        ])
+        .ok()
+        .json();
+    assert_eq!(eval["value"], false);
+    assert_eq!(eval["variant"], "off");
+    assert_eq!(eval["reason"], "TARGETING_MATCH");
+
+    let before = etcd.revision().await;
+    for (name, text, needle) in [
+        (
+            "default.json",
+            r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "off"}"#,
+            "defaultVariant",
+        ),
+        (
+            "mixed.json",
+            r#"{"state": "ENABLED", "variants": {"on": true, "off": "no"}, "defaultVariant": "on"}"#,
+            "mix types",
+        ),
+        (
+            "operator.json",
+            r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"like": [1, 2]}}"#,
+            "unknown operator \"like\"",
+        ),
+        (
+            "ref.json",
+            r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": {"$ref": "nope"}}"#,
+            "\"nope\"",
+        ),
+        (
+            "broken.json",
+            r#"{"state": "ENABLED", "variants": {"#,
+            "not valid JSON",
+        ),
+    ] {
+        let path = file(name, text);
+        ctl.run(&["flag", "set", "dark-mode", "-f", &path])
+            .fails(2, needle);
+    }
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    ctl.run(&["flag", "get", "missing"])
+        .fails(3, "flags/missing");
+    ctl.run(&[
+        "flag",
+        "set",
+        "dark-mode",
+        "-f",
+        &good,
+        "--if-revision",
+        "1",
+    ])
+    .fails(4, "conflict");
+}
+
+/// Waits (a bounded while) for a flag evaluation to come true.
+async fn wait_for(check: impl Fn() -> bool) {
+    common::eventually(Duration::from_secs(20), || {
+        let ok = check();
+        async move { ok }
+    })
+    .await;
+}

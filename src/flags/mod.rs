@@ -151,6 +151,18 @@ impl FlagValue for Value {
     }
 }
 
+/// Any JSON value: evaluates a flag whatever the type of its variants (what
+/// `cfgctl flag eval` prints). The default is usually `Json(Value::Null)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json(pub Value);
+
+impl FlagValue for Json {
+    const TYPE: &'static str = "any JSON value";
+    fn from_variant(value: &Value) -> Option<Self> {
+        Some(Json(value.clone()))
+    }
+}
+
 /// One flag, parsed and with its targeting compiled.
 pub(crate) struct Flag {
     enabled: bool,
