@@ -385,6 +385,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A change made to a flag definition between reading and writing it back.
+type FlagEdit = Box<dyn FnOnce(&mut serde_json::Map<String, Value>) -> anyhow::Result<()>>;
+
 async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> anyhow::Result<()> {
     let not_found = |name: &str| cfgd::Error::NotFound {
         key: client
@@ -393,10 +396,7 @@ async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> any
         revision: None,
     };
     // Read, change, write back only if nobody wrote in between (exit 4).
-    let edit = |name: String,
-                change: Box<
-        dyn FnOnce(&mut serde_json::Map<String, Value>) -> anyhow::Result<()>,
-    >| async move {
+    let edit = |name: String, change: FlagEdit| async move {
         let entry = client
             .get_flag(&name)
             .await?
