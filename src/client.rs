@@ -626,6 +626,54 @@ impl Client {
         Ok(out)
     }
 
+    /// Every flag and the shared evaluators as one flagd document:
+    /// `{"flags": {...}, "$evaluators": {...}}`.
+    pub async fn export_flags(&self) -> Result<Value> {
+        let flags: serde_json::Map<String, Value> = self
+            .list_flags()
+            .await?
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        let mut document = serde_json::Map::new();
+        document.insert("flags".into(), Value::Object(flags));
+        let (evaluators, _) = self.evaluators().await?;
+        if !evaluators.is_empty() {
+            document.insert(flags::EVALUATORS.into(), Value::Object(evaluators));
+        }
+        Ok(Value::Object(document))
+    }
+
+    /// Loads a flagd document: every flag is checked against the document's
+    /// `$evaluators` first, and so is every stored flag the document leaves
+    /// alone; only then are the flags (and the evaluators) that differ
+    /// written, the evaluators first. Stored flags the document does not
+    /// name are kept. `dry_run` reports without writing.
+    pub async fn import_flags(&self, document: &str, dry_run: bool) -> Result<ImportReport> {
+        let doc = flags::parse_document(document)?;
+        let mut wanted = Vec::with_capacity(doc.flags.len() + 1);
+        if !doc.evaluators.is_empty() {
+            let key = self.flag_key(flags::EVALUATORS)?;
+            let bytes = value::encode(&key, &Value::Object(doc.evaluators.clone()))?;
+            wanted.push((flags::EVALUATORS.to_owned(), key, bytes));
+        }
+        for (name, definition) in &doc.flags {
+            let key = self.flag_key(name)?;
+            flags::validate_flag(&key, definition, &doc.evaluators)?;
+            let bytes = value::encode(&key, definition)?;
+            wanted.push((name.clone(), key, bytes));
+        }
+        if !doc.evaluators.is_empty() {
+            for stored in self.list_flags().await? {
+                if !doc.flags.contains_key(&stored.name) {
+                    let key = self.flag_key(&stored.name)?;
+                    flags::validate_flag(&key, &stored.value, &doc.evaluators)?;
+                }
+            }
+        }
+        self.write_changed(Kind::Flags, wanted, dry_run).await
+    }
+
     /// Replaces the shared evaluators, refusing a change that would leave
     /// any stored flag with a `$ref` to nothing (or otherwise invalid).
     pub async fn set_evaluators(&self, evaluators: &flags::Evaluators) -> Result<Revision> {
@@ -983,7 +1031,7 @@ impl Client {
     /// Every entry whose name starts with `prefix` (`""` for the whole
     /// namespace), sorted by name, all read at one revision.
     pub async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Entry<T>>> {
-        self.list_raw(prefix)
+        self.list_raw(Kind::Config, prefix)
             .await?
             .iter()
             .filter_map(|kv| {
@@ -993,9 +1041,9 @@ impl Client {
             .collect()
     }
 
-    async fn list_raw(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+    async fn list_raw(&self, kind: Kind, prefix: &str) -> Result<Vec<KeyValue>> {
         key::validate_prefix(prefix)?;
-        let start = self.inner.space.key_unchecked(Kind::Config, prefix);
+        let start = self.inner.space.key_unchecked(kind, prefix);
         let end = prefix_end(start.clone().into_bytes());
         let mut from = start.clone().into_bytes();
         let mut at = None;
@@ -1053,15 +1101,26 @@ impl Client {
                 value::compact_text(&key, raw.get())?,
             ));
         }
+        self.write_changed(Kind::Config, wanted, dry_run).await
+    }
+
+    /// Writes the (name, key, bytes) that differ from what `kind` holds, in
+    /// guarded transactions of at most [`MAX_TXN_OPS`], and says what changed.
+    async fn write_changed(
+        &self,
+        kind: Kind,
+        wanted: Vec<(String, String, Vec<u8>)>,
+        dry_run: bool,
+    ) -> Result<ImportReport> {
         let current: HashMap<String, (Revision, Vec<u8>)> = self
-            .list_raw("")
+            .list_raw(kind, "")
             .await?
             .into_iter()
             .map(|kv| {
                 let name = self
                     .inner
                     .space
-                    .name_of(Kind::Config, kv.key())
+                    .name_of(kind, kv.key())
                     .unwrap_or_default()
                     .to_owned();
                 (name, (kv.mod_revision(), kv.value().to_vec()))
@@ -1082,6 +1141,9 @@ impl Client {
                 }
             }
         }
+        report.created.sort();
+        report.updated.sort();
+        report.unchanged.sort();
         if dry_run {
             return Ok(report);
         }

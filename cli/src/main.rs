@@ -235,6 +235,21 @@ enum FlagCommand {
         )]
         variants: Vec<String>,
     },
+    /// Print every flag and the shared evaluators as one flagd document
+    Export,
+    /// Load a flagd document ({"flags": {...}, "$evaluators": {...}}), checked whole first
+    #[command(
+        after_help = "Every flag is checked before anything is written; only flags that differ are \
+        written, in transactions of at most 128, each refused if a flag moved since it was read \
+        (exit code 4). Flags the document does not name are kept."
+    )]
+    Import {
+        /// The flagd JSON file (- for standard input)
+        file: PathBuf,
+        /// Show what would change, write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Evaluate a flag as a service would, and print value, variant and reason
     #[command(
         after_help = "Example:\n  cfgctl flag eval new-checkout --context '{\"targetingKey\":\"u1\"}'"
@@ -420,6 +435,12 @@ async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> any
             let document: serde_json::Map<String, Value> =
                 flags.into_iter().map(|e| (e.name, e.value)).collect();
             out.document(&Value::Object(document))
+        }
+        FlagCommand::Export => out.document(&client.export_flags().await?),
+        FlagCommand::Import { file, dry_run } => {
+            let text = read_value(None, Some(file))?;
+            let report = client.import_flags(&text, dry_run).await?;
+            out.import(&report, dry_run)
         }
         FlagCommand::Get { name } => {
             let entry = client

@@ -733,3 +733,69 @@ async fn wait_for(check: impl Fn() -> bool) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_flagd_document_round_trips_through_import_and_export() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "flagdoc");
+    let document = json!({
+        "$evaluators": {
+            "staff": {"ends_with": [{"var": "email"}, "@example.com"]}
+        },
+        "flags": {
+            "new-checkout": {
+                "state": "ENABLED",
+                "variants": {"on": true, "off": false},
+                "defaultVariant": "off",
+                "targeting": {"if": [{"$ref": "staff"}, "on",
+                    {"fractional": [{"var": "targetingKey"}, ["on", 10], ["off", 90]]}]},
+                "metadata": {"owner": "payments", "ticket": 42}
+            },
+            "banner-text": {
+                "state": "DISABLED",
+                "variants": {"short": "Hi", "long": "Hello there"},
+                "defaultVariant": "short"
+            },
+            "limits": {
+                "state": "ENABLED",
+                "variants": {"low": {"rps": 10}, "high": {"rps": 1000}},
+                "defaultVariant": "low",
+                "targeting": {"if": [{"sem_ver": [{"var": "version"}, ">=", "2.1.0"]}, "high", null]}
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.json");
+    std::fs::write(&path, document.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+
+    let before = etcd.revision().await;
+    let dry = ctl.run(&["flag", "import", path, "--dry-run"]).ok().json();
+    assert_eq!(dry["created"].as_array().unwrap().len(), 4, "{dry}");
+    assert_eq!(etcd.revision().await, before);
+
+    let report = ctl.run(&["flag", "import", path]).ok().json();
+    assert_eq!(
+        report["created"],
+        json!(["$evaluators", "banner-text", "limits", "new-checkout"])
+    );
+    let exported = ctl.run(&["flag", "export"]).ok().json();
+    assert_eq!(exported, document);
+    let again = ctl.run(&["flag", "import", path]).ok().json();
+    assert_eq!(again["revision"], Value::Null, "nothing to write");
+
+    // An invalid document is refused whole.
+    let mut broken = document.clone();
+    broken["flags"]["limits"]["defaultVariant"] = json!("medium");
+    broken["flags"]["extra"] =
+        json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"});
+    std::fs::write(dir.path().join("broken.json"), broken.to_string()).unwrap();
+    let settled = etcd.revision().await;
+    ctl.run(&[
+        "flag",
+        "import",
+        dir.path().join("broken.json").to_str().unwrap(),
+    ])
+    .fails(2, "medium");
+    assert_eq!(etcd.revision().await, settled, "nothing was written");
+}

@@ -674,13 +674,13 @@ impl FlagSet {
     }
 }
 
-struct Document {
-    flags: Map<String, Value>,
-    evaluators: Evaluators,
-    metadata: Map<String, Value>,
+pub(crate) struct Document {
+    pub(crate) flags: Map<String, Value>,
+    pub(crate) evaluators: Evaluators,
+    pub(crate) metadata: Map<String, Value>,
 }
 
-fn parse_document(document: &str) -> Result<Document> {
+pub(crate) fn parse_document(document: &str) -> Result<Document> {
     let invalid = |reason: String| Error::InvalidFlag {
         key: "flagd document".into(),
         reason,
