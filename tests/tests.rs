@@ -1,8 +1,11 @@
 //! Integration tests against real etcd processes (see `common`).
+#![recursion_limit = "512"] // the differential test's flag document is one json! literal
 
 mod common;
 
 mod client;
+
+mod differential;
 
 mod examples;
 

@@ -450,9 +450,12 @@ impl Flag {
                 let data = enrich(key, context);
                 let arena = datalogic_rs::bumpalo::Bump::new();
                 match engine().evaluate(logic, &data, &arena) {
+                    // A rule that compiled but fails on this context (a
+                    // number compared with a word, say): flagd-core's
+                    // GENERAL, kept apart from rules that never compiled.
                     Err(e) => {
                         return Resolution::error(
-                            ErrorCode::ParseError,
+                            ErrorCode::General,
                             format!("{key}: targeting failed: {e}"),
                         )
                     }

@@ -171,21 +171,19 @@ impl CustomOperator for Fractional {
         let Some(first) = args.first() else {
             return null(arena);
         };
-        // flagd's three shapes: an explicit bucketing key; a key that came
-        // out null (skip it, use the implicit one); or no key at all.
+        // As flagd-core: a string first argument is the bucketing key;
+        // anything else means every argument is a bucket and the key is
+        // `$flagd.flagKey` + `targetingKey` (so a key that came out null
+        // fails as a bucket, giving null).
         let implicit;
         let (key, buckets): (&str, &[&DataValue<'a>]) = match first {
             DataValue::String(s) => (s, &args[1..]),
-            other => {
+            _ => {
                 let Some(k) = implicit_key(ctx.root_input()) else {
                     return null(arena);
                 };
                 implicit = k;
-                if other.is_null() {
-                    (&implicit, &args[1..])
-                } else {
-                    (&implicit, args)
-                }
+                (&implicit, args)
             }
         };
         let mut total: u64 = 0;
@@ -194,21 +192,28 @@ impl CustomOperator for Fractional {
             let DataValue::Array(parts) = bucket else {
                 return null(arena);
             };
-            let Some(variant) = parts.first() else {
+            let ([variant] | [variant, _]) = parts else {
                 return null(arena);
             };
+            if !matches!(
+                variant,
+                DataValue::String(_) | DataValue::Number(_) | DataValue::Bool(_) | DataValue::Null
+            ) {
+                return null(arena);
+            }
             let weight = match parts.get(1) {
                 None => 1,
                 Some(DataValue::Number(n)) => match n.as_i64() {
                     Some(i) => i.max(0) as u64,
-                    None => n.as_f64().max(0.0) as u64,
+                    None if n.as_f64().fract() == 0.0 => n.as_f64().max(0.0) as u64,
+                    None => return null(arena),
                 },
                 Some(_) => return null(arena),
             };
             total += weight;
             weighted.push((variant, weight));
         }
-        if total == 0 {
+        if total == 0 || total > i32::MAX as u64 {
             return null(arena);
         }
         // flagd's "v2" bucketing: the 32-bit hash scaled onto the total
