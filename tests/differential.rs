@@ -31,7 +31,7 @@ fn document() -> Value {
         },
         "flags": {
             "static-bool": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
-            "static-number": {"state": "ENABLED", "variants": {"one": 1, "pi": 3.14}, "defaultVariant": "pi"},
+            "static-number": {"state": "ENABLED", "variants": {"one": 1, "half": 2.5}, "defaultVariant": "half"},
             "static-object": {"state": "ENABLED", "variants": {"a": {"x": 1}, "b": {"y": [1, 2]}}, "defaultVariant": "b"},
             "disabled": {"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
             "no-default": {"state": "ENABLED", "variants": {"on": true, "off": false},
