@@ -12,7 +12,8 @@ build: deps
 run: build
 	@scripts/demo.sh
 
-test: deps
+test:
+	@scripts/install-deps.sh --test
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace

@@ -3,21 +3,42 @@
 #   protoc   - etcd-client compiles etcd's .proto files at build time
 #   etcd     - the tests and `make run` start real etcd processes
 #   etcdctl  - the interop tests check that etcd's own tool sees our data
+# With --test, also:
+#   node, npm - the differential test runs OpenFeature's reference flag
+#               evaluator (tests/differential/), installed with `npm ci`
 # Debian and Ubuntu get them from apt; elsewhere it says what to install.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
+tools=(protoc etcd etcdctl)
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+if [ "${1:-}" = "--test" ]; then
+  tools+=(node npm)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+
+npm_packages() {
+  [ "${1:-}" = "--test" ] || return 0
+  # The reference evaluator, at the versions package-lock.json pins.
+  if [ ! -d tests/differential/node_modules/@openfeature/flagd-core ] \
+    || [ tests/differential/package-lock.json -nt tests/differential/node_modules ]; then
+    echo "install-deps: npm ci in tests/differential"
+    (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
+  npm_packages "${1:-}"
   exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: missing ${missing[*]}." >&2
-  echo "install-deps: install protoc and etcd 3.4 or newer (etcd and etcdctl on PATH), then retry." >&2
+  echo "install-deps: install protoc and etcd 3.4 or newer (etcd and etcdctl on PATH), and for tests Node.js 18+ with npm, then retry." >&2
   exit 1
 fi
 
@@ -33,7 +54,8 @@ fi
 echo "install-deps: installing ${missing[*]} with apt-get"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for tool in protoc etcd etcdctl; do
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool still missing after apt-get" >&2; exit 1; }
 done
 echo "install-deps: $(etcd --version | head -n 1), $(protoc --version)"
+npm_packages "${1:-}"

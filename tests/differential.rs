@@ -316,13 +316,7 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-// Not yet in `make test`: 369 of 18,137 evaluations still disagree (the
-// operators `all`/`none`/`some`/`map`/`filter`/`reduce` and `in` given a
-// non-array, the 3-argument `<`/`<=` with a non-number, and one fractional
-// key), and `make test` does not install Node yet. Run it with
-// `cargo test --test integration differential -- --ignored`.
 #[test]
-#[ignore = "369 known disagreements with flagd-core remain; see the comment above"]
 fn agrees_with_flagd_core_on_every_case() {
     let document = document();
     let text = document.to_string();

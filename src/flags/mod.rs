@@ -349,7 +349,7 @@ fn compile(
     let resolved = resolve_refs(targeting, evaluators, 0)?;
     check_operators(&resolved)?;
     engine()
-        .compile(&resolved)
+        .compile(&ops::rewrite(&resolved))
         .map_err(|e| format!("not valid JsonLogic: {e}"))
 }
 
