@@ -93,7 +93,8 @@
 //!
 //! ## Feature flags (cargo)
 //!
-//! None yet: the default build talks plain HTTP/2 to etcd.
+//! - `openfeature` (default): [`openfeature::CfgdProvider`], a provider for
+//!   the `open-feature` crate.
 #![deny(missing_docs)]
 
 mod client;
@@ -103,6 +104,8 @@ pub mod flags;
 mod key;
 mod live;
 mod live_value;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 mod snapshot;
 mod value;
 

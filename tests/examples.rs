@@ -106,3 +106,32 @@ async fn live_flags_prints_each_change() {
         );
     }
 }
+
+#[test]
+fn openfeature_evaluates_through_the_standard_api_and_sees_the_change() {
+    let etcd = EtcdCluster::single();
+    let out = Command::new(example("openfeature"))
+        .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
+        .env("CFGD_NAMESPACE", crate::common::namespace("of"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for line in &lines[..4] {
+        assert!(line.contains("TargetingMatch"), "{stdout}");
+    }
+    assert_eq!(
+        lines[4], r#"configuration changed: ["new-checkout"]"#,
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[5], "new-checkout for alice after the change: false",
+        "{stdout}"
+    );
+}

@@ -168,3 +168,52 @@ async fn a_25_75_rollout_splits_100k_users_within_a_point() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openfeature_provider_reports_edits_made_elsewhere() {
+    use cfgd::openfeature::CfgdProvider;
+    use open_feature::provider::FeatureProvider;
+    use open_feature::{EvaluationContext, EvaluationReason};
+
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("ofprovider");
+    let service = client(&etcd, &ns).await;
+    let provider = CfgdProvider::new(service.flags().unwrap());
+    let mut events = provider.events();
+    let ctx = EvaluationContext::default().with_targeting_key("user-3");
+    let missing = provider.resolve_bool_value("beta", &ctx).await.unwrap_err();
+    assert_eq!(
+        missing.code,
+        open_feature::EvaluationErrorCode::FlagNotFound
+    );
+
+    let operator = client(&etcd, &ns).await;
+    operator.set_flag("beta", &on_off("on")).await.unwrap();
+    operator.set_flag("other", &on_off("off")).await.unwrap();
+    let mut changed = Vec::new();
+    while changed.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("a configuration-changed event")
+            .unwrap();
+        changed.extend(event.flags_changed);
+    }
+    changed.sort();
+    assert_eq!(changed, ["beta", "other"]);
+    let resolved = provider.resolve_bool_value("beta", &ctx).await.unwrap();
+    assert!(resolved.value);
+    assert_eq!(resolved.variant.as_deref(), Some("on"));
+    assert_eq!(resolved.reason, Some(EvaluationReason::Static));
+
+    // Disabled: an error result, which the SDK turns into the caller's default.
+    operator
+        .set_flag("beta", &json!({"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("a configuration-changed event")
+        .unwrap();
+    assert_eq!(event.flags_changed, ["beta"]);
+    assert!(provider.resolve_bool_value("beta", &ctx).await.is_err());
+}

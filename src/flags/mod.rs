@@ -671,6 +671,19 @@ impl FlagSet {
         details
     }
 
+    /// Each flag's name and the revision it was compiled from (0 for a set
+    /// loaded from a document), and the evaluators' revision under
+    /// [`EVALUATORS`]: what tells two builds apart.
+    pub fn fingerprint(&self) -> HashMap<String, i64> {
+        let mut out: HashMap<String, i64> = self
+            .flags
+            .keys()
+            .map(|k| (k.clone(), self.revisions.get(k).copied().unwrap_or(0)))
+            .collect();
+        out.insert(EVALUATORS.to_owned(), self.evaluators_revision);
+        out
+    }
+
     /// Names of the flags in the set, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.flags.keys().map(String::as_str)
