@@ -446,57 +446,40 @@ impl Flag {
             Rule::Invalid(reason) => {
                 return Resolution::error(ErrorCode::ParseError, format!("{key}: {reason}"))
             }
-            Rule::Compiled(logic) => {
-                let data = enrich(key, context);
-                let arena = datalogic_rs::bumpalo::Bump::new();
-                match engine().evaluate(logic, &data, &arena) {
-                    // A rule that compiled but fails on this context (a
-                    // number compared with a word, say): flagd-core's
-                    // GENERAL, kept apart from rules that never compiled.
-                    Err(e) => {
-                        return Resolution::error(
-                            ErrorCode::General,
-                            format!("{key}: targeting failed: {e}"),
-                        )
-                    }
-                    Ok(datalogic_rs::DataValue::Null) => {
-                        (self.default_variant.as_deref(), Reason::Default)
-                    }
-                    Ok(result) => {
-                        let name = match result {
-                            datalogic_rs::DataValue::String(s) => s.to_string(),
-                            datalogic_rs::DataValue::Bool(b) => b.to_string(),
-                            other => {
-                                return Resolution::error(
-                                    ErrorCode::General,
-                                    format!(
-                                        "{key}: targeting gave {}, not a variant name",
-                                        other.to_json_string()
-                                    ),
-                                )
-                            }
-                        };
-                        match self.variants.get_key_value(&name) {
-                            Some((variant, value)) => {
-                                return Resolution {
-                                    variant: Some(variant),
-                                    value: Some(value),
-                                    reason: Reason::TargetingMatch,
-                                    error: None,
-                                }
-                            }
-                            None => {
-                                return Resolution::error(
-                                    ErrorCode::General,
-                                    format!(
-                                        "{key}: targeting chose {name:?}, which is not a variant"
-                                    ),
-                                )
-                            }
+            Rule::Compiled(logic) => match run(logic, key, context) {
+                // A rule that compiled but fails on this context (a number
+                // compared with a word, say): flagd-core's GENERAL, kept
+                // apart from rules that never compiled.
+                Err(e) => {
+                    return Resolution::error(
+                        ErrorCode::General,
+                        format!("{key}: targeting failed: {e}"),
+                    )
+                }
+                Ok(Outcome::Nothing) => (self.default_variant.as_deref(), Reason::Default),
+                Ok(Outcome::Other(json)) => {
+                    return Resolution::error(
+                        ErrorCode::General,
+                        format!("{key}: targeting gave {json}, not a variant name"),
+                    )
+                }
+                Ok(Outcome::Variant(name)) => match self.variants.get_key_value(&name) {
+                    Some((variant, value)) => {
+                        return Resolution {
+                            variant: Some(variant),
+                            value: Some(value),
+                            reason: Reason::TargetingMatch,
+                            error: None,
                         }
                     }
-                }
-            }
+                    None => {
+                        return Resolution::error(
+                            ErrorCode::General,
+                            format!("{key}: targeting chose {name:?}, which is not a variant"),
+                        )
+                    }
+                },
+            },
         };
         match chosen.and_then(|v| self.variants.get_key_value(v)) {
             Some((variant, value)) => Resolution {
@@ -516,21 +499,57 @@ impl Flag {
     }
 }
 
-/// The context as targeting sees it: the caller's, plus `$flagd.flagKey`
-/// and `$flagd.timestamp`.
-fn enrich(key: &str, context: &Value) -> Value {
-    let mut map = match context {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    map.insert(
-        "$flagd".into(),
-        serde_json::json!({ "flagKey": key, "timestamp": timestamp }),
-    );
-    Value::Object(map)
+/// What a targeting rule gave.
+enum Outcome {
+    /// null: the default variant.
+    Nothing,
+    /// A variant name (a boolean result names "true" or "false").
+    Variant(String),
+    /// Anything else, as JSON, for the error message.
+    Other(String),
+}
+
+thread_local! {
+    /// Reused across evaluations on a thread: resetting keeps its memory.
+    static ARENA: std::cell::RefCell<datalogic_rs::bumpalo::Bump> = Default::default();
+}
+
+/// Runs a compiled rule over the caller's context plus `$flagd.flagKey` and
+/// `$flagd.timestamp`, built straight in the arena (no copy of the context
+/// as JSON).
+fn run(
+    logic: &datalogic_rs::Logic,
+    key: &str,
+    context: &Value,
+) -> std::result::Result<Outcome, datalogic_rs::Error> {
+    use datalogic_rs::{DataValue, EvalInput};
+    ARENA.with(|cell| {
+        let mut arena = cell.borrow_mut();
+        arena.reset();
+        let arena = &*arena;
+        let user = context.into_arena_value(arena)?;
+        let fields: &[(&str, DataValue<'_>)] = match user {
+            DataValue::Object(fields) => fields,
+            _ => &[],
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let flagd = DataValue::Object(arena.alloc_slice_copy(&[
+            ("flagKey", DataValue::String(arena.alloc_str(key))),
+            ("timestamp", DataValue::from_i64(timestamp)),
+        ]));
+        let mut all = Vec::with_capacity(fields.len() + 1);
+        all.extend(fields.iter().copied().filter(|(k, _)| *k != "$flagd"));
+        all.push(("$flagd", flagd));
+        let root: &DataValue<'_> = arena.alloc(DataValue::Object(arena.alloc_slice_copy(&all)));
+        Ok(match engine().evaluate(logic, root, arena)? {
+            DataValue::Null => Outcome::Nothing,
+            DataValue::String(s) => Outcome::Variant((*s).to_owned()),
+            DataValue::Bool(b) => Outcome::Variant(b.to_string()),
+            other => Outcome::Other(other.to_json_string()),
+        })
+    })
 }
 
 /// A set of flags with their shared evaluators and metadata, compiled, ready
