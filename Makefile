@@ -7,7 +7,7 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	cargo build --workspace --examples
+	cargo build --workspace --all-features --examples --bins
 
 run: build
 	@scripts/demo.sh
@@ -15,5 +15,5 @@ run: build
 test:
 	@scripts/install-deps.sh --test
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test --workspace
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	cargo test --workspace --all-features

@@ -106,6 +106,8 @@ mod live;
 mod live_value;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+#[cfg(feature = "server")]
+pub mod server;
 mod snapshot;
 mod value;
 

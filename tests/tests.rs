@@ -12,3 +12,6 @@ mod examples;
 mod flags;
 
 mod live;
+
+#[cfg(feature = "server")]
+mod server;

@@ -1,0 +1,154 @@
+//! `cfgd`: configuration and feature flags on etcd, over HTTP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cfgd::server::{AppState, Settings};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cfgd",
+    version,
+    about = "cfgd server: config and flags on etcd over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API
+    #[command(
+        after_help = "Settings come from the flags below, their CFGD_* variables, or the \
+        TOML file given with --config (flags win). Tokens are set in the file:\n\n  \
+        [[tokens]]\n  name = \"order-service\"\n  secret_sha256 = \"<sha256 of the secret, hex>\"\n  \
+        scopes = { prod = \"read\", \"*\" = \"read\" }"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "CFGD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// etcd endpoints, comma separated [default: http://127.0.0.1:2379]
+    #[arg(long, env = "CFGD_ENDPOINTS", value_delimiter = ',')]
+    endpoints: Option<Vec<String>>,
+    /// TOML settings file (tokens, and any of these flags)
+    #[arg(long, env = "CFGD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Serve without authentication: anyone who can reach the port can read and write
+    #[arg(long, env = "CFGD_NO_AUTH")]
+    no_auth: bool,
+    /// Directory for per-namespace snapshots, to start while etcd is down
+    #[arg(long, env = "CFGD_SNAPSHOT")]
+    snapshot: Option<PathBuf>,
+    /// Log format: text or json [default: text]
+    #[arg(long, env = "CFGD_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// etcd user
+    #[arg(long, env = "CFGD_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// etcd password (prefer the environment variable)
+    #[arg(long, env = "CFGD_ETCD_PASSWORD", hide_env_values = true)]
+    etcd_password: Option<String>,
+}
+
+fn settings(args: ServeArgs) -> Result<Settings, String> {
+    let mut settings = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Settings::default(),
+    };
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    if let Some(endpoints) = args.endpoints {
+        settings.endpoints = endpoints;
+    }
+    settings.no_auth |= args.no_auth;
+    if args.snapshot.is_some() {
+        settings.snapshot = args.snapshot;
+    }
+    if let Some(format) = args.log_format {
+        settings.log_format = format;
+    }
+    if args.etcd_user.is_some() {
+        settings.etcd_user = args.etcd_user;
+    }
+    if args.etcd_password.is_some() {
+        settings.etcd_password = args.etcd_password;
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn logs(format: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    let settings = match settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cfgd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logs(&settings.log_format);
+    if settings.no_auth {
+        tracing::warn!(
+            "AUTH IS OFF (--no-auth): anyone who can reach {} can read and write",
+            settings.listen
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cfgd: cannot listen on {}: {e}", settings.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    // On stdout, for scripts and tests that started us on port 0.
+    println!("cfgd listening on http://{address}");
+    let state = AppState::new(settings);
+    match cfgd::server::run(listener, state, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cfgd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The `cfgd` HTTP server: REST over the library, for services in any
+//! language. [`app`] builds the router, [`run`] serves it until shutdown.
+//!
+//! This first part covers settings, bearer-token auth with per-namespace
+//! scopes, `/healthz`, `/readyz`, and config GET/PUT/DELETE with ETags.
+
+mod auth;
+mod error;
+mod rest;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use crate::{Client, ClientBuilder};
+
+pub use auth::{Scope, Token};
+pub use error::ApiError;
+
+/// Everything the server is configured with: from flags, `CFGD_*`
+/// variables or a TOML file (tokens live only in the file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// etcd endpoints.
+    pub endpoints: Vec<String>,
+    /// etcd user and password, if etcd has auth on.
+    pub etcd_user: Option<String>,
+    /// See `etcd_user`.
+    pub etcd_password: Option<String>,
+    /// etcd prefix above all namespaces.
+    pub root: String,
+    /// Serve without tokens. Only when asked for explicitly.
+    pub no_auth: bool,
+    /// Bearer tokens and their scopes.
+    pub tokens: Vec<Token>,
+    /// Snapshot file for starting while etcd is down.
+    pub snapshot: Option<PathBuf>,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    /// How long etcd may take to answer at start.
+    #[serde(with = "secs")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            etcd_user: None,
+            etcd_password: None,
+            root: crate::DEFAULT_ROOT.into(),
+            no_auth: false,
+            tokens: Vec::new(),
+            snapshot: None,
+            log_format: "text".into(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+    }
+}
+
+impl Settings {
+    /// Checks what a server must not start with: no tokens and auth not
+    /// explicitly turned off, a token without a usable secret, a bad scope.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.no_auth && self.tokens.is_empty() {
+            return Err("no tokens configured: add [[tokens]] to the config file, or pass --no-auth to serve without auth".into());
+        }
+        for token in &self.tokens {
+            token.validate()?;
+        }
+        crate::key::validate_root(&self.root).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Shared by every request.
+pub struct AppState {
+    settings: Settings,
+    builder: ClientBuilder,
+    /// One live client per namespace, made on first use.
+    clients: tokio::sync::Mutex<HashMap<String, Client>>,
+}
+
+impl AppState {
+    /// State for `settings` (already validated).
+    pub fn new(settings: Settings) -> Arc<Self> {
+        let mut builder = Client::builder()
+            .endpoints(settings.endpoints.clone())
+            .root(settings.root.clone())
+            .connect_timeout(settings.connect_timeout);
+        if let (Some(user), Some(password)) = (&settings.etcd_user, &settings.etcd_password) {
+            builder = builder.user(user, password);
+        }
+        Arc::new(AppState {
+            settings,
+            builder,
+            clients: Default::default(),
+        })
+    }
+
+    /// The live client of `namespace`, connecting it on first use.
+    pub(crate) async fn client(&self, namespace: &str) -> crate::Result<Client> {
+        crate::key::validate_namespace(namespace)?;
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(namespace) {
+            return Ok(client.clone());
+        }
+        let mut builder = self.builder.clone().namespace(namespace);
+        if let Some(dir) = &self.settings.snapshot {
+            builder = builder.snapshot(dir.join(format!("{namespace}.json")));
+        }
+        let client = builder.connect().await?;
+        clients.insert(namespace.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// The router, ready to serve.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(rest::readyz))
+        .route(
+            "/v1/namespaces/{ns}/config/{*name}",
+            get(rest::get_config)
+                .put(rest::put_config)
+                .delete(rest::delete_config),
+        )
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting and lets requests in flight finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,187 @@
+//! REST over config values.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{self, Scope};
+use super::error::ApiError;
+use super::AppState;
+use crate::Revision;
+
+fn etag(revision: Revision) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
+}
+
+/// The revisions an `If-Match` / `If-None-Match` header names (`*` is 0,
+/// "any").
+fn revisions(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<Vec<Revision>>, ApiError> {
+    let Some(value) = headers.get(&name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("{name} is not text")))?;
+    text.split(',')
+        .map(|tag| {
+            let tag = tag.trim().trim_start_matches("W/");
+            if tag == "*" {
+                return Ok(0);
+            }
+            tag.trim_matches('"').parse::<Revision>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, revision: Option<Revision>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(revision) = revision {
+        headers.insert(header::ETAG, etag(revision));
+    }
+    response
+}
+
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    // Ready when etcd answers within the connect timeout.
+    let probe = state
+        .builder
+        .clone()
+        .live(false)
+        .namespace("readyz")
+        .connect()
+        .await;
+    match probe {
+        Ok(client) => match client.get::<serde_json::Value>("probe").await {
+            Ok(_) => json_response(
+                StatusCode::OK,
+                br#"{"status":"ready","source":"etcd"}"#.to_vec(),
+                None,
+            ),
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+pub(super) async fn get_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let client = state.client(&ns).await?;
+    let entry = client
+        .get_entry::<serde_json::Value>(&name)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound {
+            key: client.etcd_key(&name).unwrap_or_default(),
+            revision: None,
+        })?;
+    if let Some(tags) = revisions(&headers, header::IF_NONE_MATCH)? {
+        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(entry.revision));
+            return Ok(response);
+        }
+    }
+    let body = serde_json::to_vec(&entry.value).expect("a JSON value serializes");
+    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+}
+
+pub(super) async fn put_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Write,
+    )?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let client = state.client(&ns).await?;
+    let revision = match revisions(&headers, header::IF_MATCH)? {
+        None => client.set_json(&name, text).await?,
+        Some(tags) => {
+            let &[expected] = tags.as_slice() else {
+                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
+            };
+            if expected == 0 {
+                // "*": only if it exists.
+                let current = client
+                    .get_entry::<serde_json::Value>(&name)
+                    .await?
+                    .ok_or_else(|| crate::Error::Conflict {
+                        key: client.etcd_key(&name).unwrap_or_default(),
+                        expected: 0,
+                        current: 0,
+                    })?;
+                client.set_json_if(&name, text, current.revision).await?
+            } else {
+                client.set_json_if(&name, text, expected).await?
+            }
+        }
+    };
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    Ok(json_response(StatusCode::OK, body, Some(revision)))
+}
+
+pub(super) async fn delete_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Write,
+    )?;
+    let client = state.client(&ns).await?;
+    let revision = match revisions(&headers, header::IF_MATCH)? {
+        None => client.delete(&name).await?,
+        Some(tags) => {
+            let &[expected] = tags.as_slice() else {
+                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
+            };
+            Some(client.delete_if(&name, expected).await?)
+        }
+    };
+    let revision = revision.ok_or_else(|| crate::Error::NotFound {
+        key: client.etcd_key(&name).unwrap_or_default(),
+        revision: None,
+    })?;
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    Ok(json_response(StatusCode::OK, body, Some(revision)))
+}

@@ -1,0 +1,226 @@
+//! The real `cfgd` binary against real etcd, over HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{self, EtcdCluster, KillOnDrop};
+
+struct Server {
+    _child: KillOnDrop,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+const CONFIG: &str = r#"
+[[tokens]]
+name = "ops"
+secret = "ops-secret"
+scopes = { "*" = "write" }
+
+[[tokens]]
+name = "reader"
+# sha256("reader-secret")
+secret_sha256 = "SHA"
+scopes = { prod = "read" }
+"#;
+
+fn sha256_hex(text: &str) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(text.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum (coreutils)");
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+fn start(etcd: &EtcdCluster) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfgd.toml");
+    std::fs::write(&config, CONFIG.replace("SHA", &sha256_hex("reader-secret"))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfgd"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--endpoints",
+            &etcd.endpoints_arg(),
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env_remove("CFGD_NO_AUTH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cfgd");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first
+        .trim()
+        .strip_prefix("cfgd listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    Server {
+        _child: KillOnDrop(child),
+        address,
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, enough for these tests.
+fn http(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        server.address,
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a full response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+const OPS: (&str, &str) = ("Authorization", "Bearer ops-secret");
+const READER: (&str, &str) = ("Authorization", "Bearer reader-secret");
+
+#[tokio::test]
+async fn rest_config_with_auth_etags_and_validation() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let path = "/v1/namespaces/prod/config/db.pool";
+
+    assert_eq!(http(&server, "GET", "/healthz", &[], "").status, 200);
+    let ready = http(&server, "GET", "/readyz", &[], "");
+    assert_eq!((ready.status, ready.body.contains("\"etcd\"")), (200, true));
+
+    // Auth: none, unknown, out of scope.
+    assert_eq!(http(&server, "GET", path, &[], "").status, 401);
+    assert_eq!(
+        http(
+            &server,
+            "GET",
+            path,
+            &[("Authorization", "Bearer nope")],
+            ""
+        )
+        .status,
+        401
+    );
+    let denied = http(&server, "PUT", path, &[READER], "1");
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("\"forbidden\""), "{}", denied.body);
+    assert_eq!(
+        http(&server, "GET", "/v1/namespaces/dev/config/x", &[READER], "").status,
+        403
+    );
+
+    let put = http(&server, "PUT", path, &[OPS], r#"{"size": 10}"#);
+    assert_eq!(put.status, 200, "{}", put.body);
+    let tag = put.header("etag").unwrap().to_owned();
+
+    let got = http(&server, "GET", path, &[READER], "");
+    assert_eq!((got.status, got.body.as_str()), (200, r#"{"size":10}"#));
+    assert_eq!(got.header("etag"), Some(tag.as_str()));
+    assert_eq!(
+        http(&server, "GET", path, &[READER, ("If-None-Match", &tag)], "").status,
+        304
+    );
+
+    // A write from a stale ETag is refused; the right one goes through.
+    let moved = http(&server, "PUT", path, &[OPS], r#"{"size": 20}"#);
+    let stale = http(
+        &server,
+        "PUT",
+        path,
+        &[OPS, ("If-Match", &tag)],
+        r#"{"size": 30}"#,
+    );
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    let fresh = moved.header("etag").unwrap();
+    assert_eq!(
+        http(&server, "PUT", path, &[OPS, ("If-Match", fresh)], "5").status,
+        200
+    );
+
+    // Bad input changes nothing.
+    let before = etcd.revision().await;
+    let bad_json = http(&server, "PUT", path, &[OPS], "{nope");
+    assert_eq!(bad_json.status, 400);
+    assert!(
+        bad_json.body.contains("not valid JSON"),
+        "{}",
+        bad_json.body
+    );
+    let bad_name = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/prod/config/bad%20name",
+        &[OPS],
+        "1",
+    );
+    assert_eq!(bad_name.status, 400, "{}", bad_name.body);
+    let huge = format!("\"{}\"", "x".repeat((1 << 20) + 10));
+    let too_big = http(&server, "PUT", path, &[OPS], &huge);
+    assert_eq!(
+        too_big.status,
+        413,
+        "{}",
+        &too_big.body[..too_big.body.len().min(200)]
+    );
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+
+    let deleted = http(&server, "DELETE", path, &[OPS], "");
+    assert_eq!(deleted.status, 200);
+    assert_eq!(http(&server, "GET", path, &[READER], "").status, 404);
+    assert_eq!(http(&server, "DELETE", path, &[OPS], "").status, 404);
+}
