@@ -583,6 +583,25 @@ impl Client {
         }))
     }
 
+    /// Deletes a flag; `None` when there was none.
+    pub async fn delete_flag(&self, name: &str) -> Result<Option<Revision>> {
+        let key = self.flag_key(name)?;
+        let mut kv = self.kv().await?;
+        let resp = self
+            .call(
+                &key,
+                None,
+                kv.delete(key.as_str(), Some(DeleteOptions::new())),
+            )
+            .await?;
+        if resp.deleted() == 0 {
+            return Ok(None);
+        }
+        let revision = header_revision(resp.header());
+        self.applied(&key, None, revision);
+        Ok(Some(revision))
+    }
+
     /// Deletes a flag only if it is still at `expected`.
     pub async fn delete_flag_if(&self, name: &str, expected: Revision) -> Result<Revision> {
         let key = self.flag_key(name)?;

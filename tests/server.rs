@@ -224,3 +224,95 @@ async fn rest_config_with_auth_etags_and_validation() {
     assert_eq!(http(&server, "GET", path, &[READER], "").status, 404);
     assert_eq!(http(&server, "DELETE", path, &[OPS], "").status, 404);
 }
+
+#[tokio::test]
+async fn rest_lists_history_and_flags() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    for (name, value) in [
+        ("app/a", "1"),
+        ("app/b", "2"),
+        ("other", "3"),
+        ("app/a", "4"),
+    ] {
+        let put = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/prod/config/{name}"),
+            &[OPS],
+            value,
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    let list = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/config?prefix=app/",
+        &[READER],
+        "",
+    );
+    assert_eq!(list.status, 200, "{}", list.body);
+    let items: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    let names: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app/a", "app/b"]);
+    assert_eq!(items[0]["value"], 4);
+
+    let history = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/config/app/a/history",
+        &[READER],
+        "",
+    );
+    assert_eq!(history.status, 200, "{}", history.body);
+    let versions: serde_json::Value = serde_json::from_str(&history.body).unwrap();
+    let values: Vec<i64> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, [4, 1]);
+
+    // Flags: checked like every other write path.
+    let flag = "/v1/namespaces/prod/flags/new-checkout";
+    let good =
+        r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}"#;
+    let put = http(&server, "PUT", flag, &[OPS], good);
+    assert_eq!(put.status, 200, "{}", put.body);
+    let before = etcd.revision().await;
+    let bad = http(
+        &server,
+        "PUT",
+        flag,
+        &[OPS],
+        r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "off"}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("invalid_flag") && bad.body.contains("defaultVariant"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(http(&server, "PUT", flag, &[OPS], "{oops").status, 400);
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    let got = http(&server, "GET", flag, &[READER], "");
+    assert_eq!(got.status, 200);
+    assert!(
+        got.body.contains("\"defaultVariant\":\"off\""),
+        "{}",
+        got.body
+    );
+    let listed = http(&server, "GET", "/v1/namespaces/prod/flags", &[READER], "");
+    assert!(listed.body.contains("new-checkout"), "{}", listed.body);
+    let stale = http(&server, "PUT", flag, &[OPS, ("If-Match", "\"1\"")], good);
+    assert_eq!(stale.status, 412);
+    assert_eq!(http(&server, "DELETE", flag, &[OPS], "").status, 200);
+    assert_eq!(http(&server, "GET", flag, &[READER], "").status, 404);
+}

@@ -140,11 +140,19 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(rest::readyz))
+        .route("/v1/namespaces/{ns}/config", get(rest::list_config))
         .route(
             "/v1/namespaces/{ns}/config/{*name}",
-            get(rest::get_config)
+            get(rest::get_config_or_history)
                 .put(rest::put_config)
                 .delete(rest::delete_config),
+        )
+        .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
+        .route(
+            "/v1/namespaces/{ns}/flags/{name}",
+            get(rest::get_flag)
+                .put(rest::put_flag)
+                .delete(rest::delete_flag),
         )
         .with_state(state)
 }

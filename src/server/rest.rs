@@ -185,3 +185,178 @@ pub(super) async fn delete_config(
         .expect("serializes");
     Ok(json_response(StatusCode::OK, body, Some(revision)))
 }
+
+#[derive(serde::Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version}))
+        .collect();
+    serde_json::to_vec(&items).expect("serializes")
+}
+
+pub(super) async fn list_config(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let client = state.client(&ns).await?;
+    let entries = client.list::<serde_json::Value>(&query.prefix).await?;
+    Ok(json_response(StatusCode::OK, entries_json(entries), None))
+}
+
+/// `GET …/config/{name}`, or `…/config/{name}/history` for its history.
+pub(super) async fn get_config_or_history(
+    state: State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(name) = name.strip_suffix("/history") {
+        auth::check(
+            &state.settings.tokens,
+            state.settings.no_auth,
+            &headers,
+            &ns,
+            Scope::Read,
+        )?;
+        let client = state.client(&ns).await?;
+        let history = client.history(name, 100).await?;
+        if history.is_empty() {
+            return Err(crate::Error::NotFound {
+                key: client.etcd_key(name).unwrap_or_default(),
+                revision: None,
+            }
+            .into());
+        }
+        return Ok(json_response(StatusCode::OK, entries_json(history), None));
+    }
+    get_config(state, Path((ns, name)), headers).await
+}
+
+pub(super) async fn list_flags(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let client = state.client(&ns).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        entries_json(client.list_flags().await?),
+        None,
+    ))
+}
+
+pub(super) async fn get_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let client = state.client(&ns).await?;
+    let entry = client
+        .get_flag(&name)
+        .await?
+        .ok_or_else(|| crate::Error::NotFound {
+            key: client.flag_etcd_key(&name).unwrap_or_default(),
+            revision: None,
+        })?;
+    if let Some(tags) = revisions(&headers, header::IF_NONE_MATCH)? {
+        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(entry.revision));
+            return Ok(response);
+        }
+    }
+    let body = serde_json::to_vec(&entry.value).expect("serializes");
+    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+}
+
+pub(super) async fn put_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Write,
+    )?;
+    let client = state.client(&ns).await?;
+    let key = client.flag_etcd_key(&name)?;
+    let definition: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|cause| crate::Error::InvalidJson { key, cause })?;
+    let revision = match revisions(&headers, header::IF_MATCH)? {
+        None => client.set_flag(&name, &definition).await?,
+        Some(tags) => {
+            let &[expected] = tags.as_slice() else {
+                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
+            };
+            client.set_flag_if(&name, &definition, expected).await?
+        }
+    };
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    Ok(json_response(StatusCode::OK, body, Some(revision)))
+}
+
+pub(super) async fn delete_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Write,
+    )?;
+    let client = state.client(&ns).await?;
+    let revision = match revisions(&headers, header::IF_MATCH)? {
+        None => client.delete_flag(&name).await?,
+        Some(tags) => {
+            let &[expected] = tags.as_slice() else {
+                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
+            };
+            Some(client.delete_flag_if(&name, expected).await?)
+        }
+    };
+    let revision = revision.ok_or_else(|| crate::Error::NotFound {
+        key: client.flag_etcd_key(&name).unwrap_or_default(),
+        revision: None,
+    })?;
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    Ok(json_response(StatusCode::OK, body, Some(revision)))
+}
