@@ -101,6 +101,26 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token the request presents, if any and known (`None` without one).
+pub(super) fn identify<'t>(
+    tokens: &'t [Token],
+    headers: &HeaderMap,
+) -> Result<Option<&'t Token>, ApiError> {
+    let Some(presented) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Ok(None);
+    };
+    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    tokens
+        .iter()
+        .find(|t| same(&t.digest(), &digest))
+        .map(Some)
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))
+}
+
 /// Checks the request's bearer token against `namespace` and `needed`.
 /// With auth off, everything passes.
 pub(super) fn check<'t>(
@@ -113,16 +133,8 @@ pub(super) fn check<'t>(
     if no_auth {
         return Ok(None);
     }
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let token = identify(tokens, headers)?
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;
-    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-    let token = tokens
-        .iter()
-        .find(|t| same(&t.digest(), &digest))
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     match token.scope(namespace) {
         Some(scope) if scope >= needed => Ok(Some(token)),
         _ => Err(ApiError::forbidden(format!(

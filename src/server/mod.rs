@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod ofrep;
 mod rest;
 
 use std::collections::HashMap;
@@ -153,6 +154,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(rest::get_flag)
                 .put(rest::put_flag)
                 .delete(rest::delete_flag),
+        )
+        .route(
+            "/ofrep/v1/evaluate/flags/{key}",
+            axum::routing::post(ofrep::evaluate_one),
+        )
+        .route(
+            "/ofrep/v1/evaluate/flags",
+            axum::routing::post(ofrep::evaluate_all),
         )
         .with_state(state)
 }

@@ -1,0 +1,165 @@
+//! OFREP, the OpenFeature Remote Evaluation Protocol: any OpenFeature SDK's
+//! stock OFREP provider evaluates cfgd flags with no cfgd-specific code.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::auth::{self, Scope};
+use super::error::ApiError;
+use super::AppState;
+use crate::flags::{Details, ErrorCode, Json as AnyJson, Reason};
+
+/// The namespace: the token's, when it is scoped to exactly one; else the
+/// `X-Cfgd-Namespace` header's.
+fn namespace(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(ns) = headers.get("x-cfgd-namespace") {
+        return ns
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| ApiError::bad_request("X-Cfgd-Namespace is not text"));
+    }
+    if !state.settings.no_auth {
+        // Which token is it? Checking it for an impossible namespace tells
+        // us nothing, so look it up by its scopes instead.
+        if let Some(token) = auth::identify(&state.settings.tokens, headers)? {
+            let mut names = token.scopes.keys().filter(|n| n.as_str() != "*");
+            if let (Some(only), None, false) =
+                (names.next(), names.next(), token.scopes.contains_key("*"))
+            {
+                return Ok(only.clone());
+            }
+        }
+    }
+    Err(ApiError::bad_request(
+        "which namespace? send X-Cfgd-Namespace (the token is not scoped to exactly one)",
+    ))
+}
+
+fn context(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    match request.get("context") {
+        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+        Some(Value::Object(c)) => Ok(Value::Object(c.clone())),
+        Some(_) => Err(ApiError::bad_request("context must be a JSON object")),
+    }
+}
+
+/// One evaluation as OFREP writes it, and whether it is an error (and so
+/// its HTTP status when alone).
+fn render(details: Details<AnyJson>) -> (StatusCode, Value) {
+    let key = details.flag_key;
+    if let Some(code) = details.error_code {
+        let status = match code {
+            ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let code = match code {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            _ => "GENERAL",
+        };
+        return (
+            status,
+            json!({"key": key, "errorCode": code, "errorDetails": details.error_message}),
+        );
+    }
+    let mut out = Map::new();
+    out.insert("key".into(), Value::String(key));
+    out.insert(
+        "reason".into(),
+        Value::String(details.reason.as_str().into()),
+    );
+    // No variant (disabled, or no default variant): no value, and the
+    // provider answers with the caller's default.
+    if let Some(variant) = details.variant {
+        out.insert("variant".into(), Value::String(variant));
+        out.insert("value".into(), details.value.0);
+    }
+    out.insert("metadata".into(), Value::Object(details.metadata));
+    debug_assert!(details.reason != Reason::Error);
+    (StatusCode::OK, Value::Object(out))
+}
+
+pub(super) async fn evaluate_one(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&state, &headers)?;
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let context = context(&body)?;
+    let flags = state.client(&ns).await?.flags()?;
+    let (status, body) = render(flags.details(&key, AnyJson(Value::Null), &context));
+    Ok((status, Json(body)).into_response())
+}
+
+pub(super) async fn evaluate_all(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&state, &headers)?;
+    auth::check(
+        &state.settings.tokens,
+        state.settings.no_auth,
+        &headers,
+        &ns,
+        Scope::Read,
+    )?;
+    let context = context(&body)?;
+    let flags = state.client(&ns).await?.flags()?;
+    let set = flags.snapshot();
+    // The answer depends on the flags and the context only: hash both.
+    let mut fingerprint: Vec<(String, i64)> = set.fingerprint().into_iter().collect();
+    fingerprint.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&fingerprint).expect("serializes"));
+    hasher.update(serde_json::to_vec(&context).expect("serializes"));
+    let digest = hasher.finalize();
+    let tag = format!(
+        "\"{}\"",
+        digest
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let etag = HeaderValue::from_str(&tag).expect("hex is a valid header");
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let mut keys: Vec<&str> = set.keys().collect();
+    keys.sort_unstable();
+    let results: Vec<Value> = keys
+        .into_iter()
+        .map(|key| render(set.evaluate(key, AnyJson(Value::Null), &context)).1)
+        .collect();
+    Ok((
+        StatusCode::OK,
+        [(header::ETAG, etag)],
+        Json(json!({"flags": results})),
+    )
+        .into_response())
+}
