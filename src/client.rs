@@ -818,6 +818,24 @@ impl Client {
         ))
     }
 
+    /// Like [`subscribe`](Self::subscribe), but first delivering every
+    /// change after `revision` (for a consumer that reconnects, as SSE's
+    /// `Last-Event-ID` does). Changes still held in memory (the last few
+    /// thousand) come exactly as they happened; a resume from further back
+    /// gets the current value of each name that changed since, flagged
+    /// resync, deletions included.
+    pub fn subscribe_from(&self, prefix: &str, revision: Revision) -> Result<Subscription> {
+        key::validate_prefix(prefix)?;
+        let shared = self.shared("subscribe")?;
+        Ok(Subscription::resume(
+            self.inner.clone(),
+            shared.clone(),
+            Kind::Config,
+            prefix.to_owned(),
+            revision,
+        ))
+    }
+
     /// A [`Live`] value that follows `name`: the stored value, else the
     /// defaults file's, else `default`.
     pub fn watch<T>(&self, name: &str, default: T) -> Result<Live<T>>

@@ -31,6 +31,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const DEAD_AFTER: Duration = Duration::from_secs(6);
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Recent changes kept for resuming a subscription exactly (SSE
+/// `Last-Event-ID`); older resumes get the current values as resync.
+const RECENT: usize = 4096;
 /// Keys per request when the namespace is read whole.
 const LOAD_PAGE: i64 = 256;
 
@@ -210,6 +213,19 @@ pub(crate) struct Shared {
     pub(crate) flag_changes: watch::Sender<u64>,
     /// Serializes rebuilds, so an older build never replaces a newer one.
     rebuilding: std::sync::Mutex<()>,
+    /// The last [`RECENT`] changes published, oldest first. Its lock is
+    /// held while publishing, so a resume sees each change exactly once:
+    /// either here or from the channel.
+    recent: std::sync::Mutex<Recent>,
+}
+
+#[derive(Default)]
+pub(crate) struct Recent {
+    changes: std::collections::VecDeque<Change>,
+    /// The ring holds every change after this revision: it moves past
+    /// changes dropped for room, and to the revision of each full read of
+    /// the namespace (which cannot name what was deleted before it).
+    complete_after: Revision,
 }
 
 impl Shared {
@@ -225,6 +241,7 @@ impl Shared {
             flags: Default::default(),
             flag_changes: watch::channel(0).0,
             rebuilding: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -320,9 +337,18 @@ impl Shared {
         for change in &changes {
             self.registry.apply(self, change);
         }
-        for change in changes {
-            // No receivers is fine: nobody subscribed yet.
-            let _ = self.changes.send(change);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            for change in changes {
+                if recent.changes.len() == RECENT {
+                    if let Some(dropped) = recent.changes.pop_front() {
+                        recent.complete_after = recent.complete_after.max(dropped.revision);
+                    }
+                }
+                recent.changes.push_back(change.clone());
+                // No receivers is fine: nobody subscribed yet.
+                let _ = self.changes.send(change);
+            }
         }
         self.dirty.notify_one();
     }
@@ -429,6 +455,10 @@ impl Shared {
             mirror.revision = revision;
         }
         changes.sort_by_key(|c| c.revision);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.complete_after = recent.complete_after.max(revision);
+        }
         self.publish(changes);
     }
 
@@ -442,6 +472,10 @@ impl Shared {
                     .insert(name, stored);
             }
             mirror.revision = revision;
+        }
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.complete_after = recent.complete_after.max(revision);
         }
         self.rebuild_flags();
     }
@@ -726,6 +760,48 @@ impl Subscription {
             skip_through: 0,
             _client: client,
         }
+    }
+
+    /// A subscription that first delivers what changed after `revision`:
+    /// exactly, from the recent changes, when they reach back that far;
+    /// otherwise as the current values of everything that changed since
+    /// (flagged resync), as after a lag.
+    pub(crate) fn resume(
+        client: Arc<Inner>,
+        shared: Arc<Shared>,
+        section: Kind,
+        prefix: String,
+        revision: Revision,
+    ) -> Self {
+        let recent = shared.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let stream = BroadcastStream::new(shared.changes.subscribe());
+        let mut sub = Subscription {
+            shared: shared.clone(),
+            prefix,
+            section,
+            stream,
+            pending: Default::default(),
+            seen: revision,
+            skip_through: 0,
+            _client: client,
+        };
+        if revision >= recent.complete_after {
+            let last = recent.changes.back().map_or(revision, |c| c.revision);
+            let missed: Vec<Change> = recent
+                .changes
+                .iter()
+                .filter(|c| c.revision > revision && sub.matches(c))
+                .cloned()
+                .collect();
+            sub.pending.extend(missed);
+            // Everything in the ring is either pending now or older.
+            sub.skip_through = last;
+            drop(recent);
+        } else {
+            drop(recent);
+            sub.catch_up();
+        }
+        sub
     }
 
     fn matches(&self, change: &Change) -> bool {

@@ -441,3 +441,220 @@ async fn ofrep_single_and_bulk_evaluation() {
     .await;
     assert_eq!(bulk(&[("If-None-Match", &tag)]).status, 200);
 }
+
+/// An SSE stream read from a raw HTTP/1.0 connection (so the body is not
+/// chunked), event by event.
+struct Sse {
+    reader: BufReader<TcpStream>,
+}
+
+#[derive(Debug)]
+struct SseEvent {
+    id: i64,
+    kind: String,
+    data: serde_json::Value,
+}
+
+impl Sse {
+    fn open(server: &Server, path: &str, last_event_id: Option<i64>) -> Sse {
+        Self::open_as(server, path, last_event_id, "reader-secret")
+    }
+
+    fn open_as(server: &Server, path: &str, last_event_id: Option<i64>, token: &str) -> Sse {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut request = format!(
+            "GET {path} HTTP/1.0\r\nAccept: text/event-stream\r\nAuthorization: Bearer {token}\r\n"
+        );
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        Sse { reader }
+    }
+
+    fn next(&mut self) -> SseEvent {
+        let (mut id, mut kind, mut data) = (None, None, None);
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .expect("an SSE line within the timeout");
+            assert!(n > 0, "the stream ended");
+            let line = line.trim_end();
+            if line.is_empty() {
+                if let (Some(id), Some(kind), Some(data)) = (id.take(), kind.take(), data.take()) {
+                    return SseEvent { id, kind, data };
+                }
+                continue; // a heartbeat comment ended
+            }
+            if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("event:") {
+                kind = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data = Some(serde_json::from_str(v.trim()).unwrap());
+            }
+        }
+    }
+}
+
+fn cfgctl() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("cfgctl");
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+async fn sse_watch_resumes_without_loss_and_sees_cfgctl_writes() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let put = |name: &str, value: &str| {
+        let reply = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/prod/config/{name}"),
+            &[OPS],
+            value,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply
+            .header("etag")
+            .unwrap()
+            .trim_matches('"')
+            .parse::<i64>()
+            .unwrap()
+    };
+    // The namespace's client must exist before the stream opens.
+    put("warmup", "0");
+    let mut sse = Sse::open(&server, "/v1/namespaces/prod/watch?prefix=app/", None);
+    let first = put("app/a", "1");
+    let second = put("app/b", "2");
+    let a = sse.next();
+    let b = sse.next();
+    assert_eq!(
+        (a.id, a.kind.as_str(), &a.data["value"]),
+        (first, "put", &serde_json::json!(1))
+    );
+    assert_eq!((b.id, b.data["name"].as_str()), (second, Some("app/b")));
+    assert_eq!(b.data["resync"], false);
+    drop(sse);
+
+    // While the client is away.
+    let c = put("app/c", "3");
+    let gone = http(
+        &server,
+        "DELETE",
+        "/v1/namespaces/prod/config/app/a",
+        &[OPS],
+        "",
+    );
+    assert_eq!(gone.status, 200);
+    put("other", "4");
+    let b2 = put("app/b", "5");
+
+    let mut sse = Sse::open(&server, "/v1/namespaces/prod/watch?prefix=app/", Some(b.id));
+    let missed: Vec<(i64, String, String)> = (0..3)
+        .map(|_| {
+            let e = sse.next();
+            assert_eq!(e.data["resync"], false, "exact resume: {e:?}");
+            (e.id, e.kind, e.data["name"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(missed[0], (c, "put".into(), "app/c".into()));
+    assert_eq!(missed[1].1, "delete");
+    assert_eq!(missed[1].2, "app/a");
+    assert_eq!(missed[2], (b2, "put".into(), "app/b".into()));
+
+    // A change made with cfgctl arrives too.
+    let out = Command::new(cfgctl())
+        .args([
+            "--endpoints",
+            &etcd.endpoints_arg(),
+            "-n",
+            "prod",
+            "set",
+            "app/from-cli",
+            r#"{"x":1}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = sse.next();
+    assert_eq!(
+        (e.data["name"].as_str(), &e.data["value"]),
+        (Some("app/from-cli"), &serde_json::json!({"x": 1}))
+    );
+    drop(sse);
+
+    // A namespace the server has not loaded yet, written before it does:
+    // a resume from before its first read gets current values, as resync.
+    for (name, value) in [("app/x", "1"), ("app/y", "2"), ("app/x", "3")] {
+        let out = Command::new(cfgctl())
+            .args([
+                "--endpoints",
+                &etcd.endpoints_arg(),
+                "-n",
+                "late",
+                "set",
+                name,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let out = Command::new(cfgctl())
+        .args([
+            "--endpoints",
+            &etcd.endpoints_arg(),
+            "-n",
+            "late",
+            "delete",
+            "app/y",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut sse = Sse::open_as(
+        &server,
+        "/v1/namespaces/late/watch?prefix=app/",
+        Some(1),
+        "ops-secret",
+    );
+    let e = sse.next();
+    assert_eq!(e.data["resync"], true, "{e:?}");
+    assert_eq!(
+        (e.kind.as_str(), e.data["name"].as_str(), &e.data["value"]),
+        ("put", Some("app/x"), &serde_json::json!(3))
+    );
+}

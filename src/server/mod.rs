@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod ofrep;
 mod rest;
+mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,6 +51,9 @@ pub struct Settings {
     /// How long etcd may take to answer at start.
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
+    /// Seconds between SSE heartbeat comments.
+    #[serde(with = "secs")]
+    pub heartbeat: Duration,
 }
 
 impl Default for Settings {
@@ -65,6 +69,7 @@ impl Default for Settings {
             snapshot: None,
             log_format: "text".into(),
             connect_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -100,6 +105,8 @@ pub struct AppState {
     builder: ClientBuilder,
     /// One live client per namespace, made on first use.
     clients: tokio::sync::Mutex<HashMap<String, Client>>,
+    /// Set at shutdown, ending SSE streams so the server can drain.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -116,6 +123,7 @@ impl AppState {
             settings,
             builder,
             clients: Default::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -148,6 +156,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .put(rest::put_config)
                 .delete(rest::delete_config),
         )
+        .route("/v1/namespaces/{ns}/watch", get(watch::watch))
         .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
         .route(
             "/v1/namespaces/{ns}/flags/{name}",
@@ -173,7 +182,12 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let ending = state.clone();
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open SSE streams end now; other requests finish.
+            ending.shutdown.send_replace(true);
+        })
         .await
 }

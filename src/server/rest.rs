@@ -192,6 +192,12 @@ pub(super) struct ListQuery {
     prefix: String,
 }
 
+impl ListQuery {
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
 fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .into_iter()
