@@ -707,6 +707,22 @@ impl Client {
     }
 }
 
+/// Counters of a live client, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads answered from the decoded-value cache.
+    pub cache_hits: u64,
+    /// Reads that had to decode the stored JSON.
+    pub cache_misses: u64,
+    /// Full re-reads of the namespace (start, compaction, outage) plus
+    /// subscribers caught up after falling behind.
+    pub resyncs: u64,
+    /// How far the applied revision trails the newest revision etcd
+    /// reported on the watch stream.
+    pub lag_revisions: i64,
+}
+
 /// Evaluates a namespace's flags from memory. Made by [`Client::flags`];
 /// cheap to clone.
 #[derive(Clone)]
@@ -861,6 +877,22 @@ impl Client {
         Ok(self.shared("status_changes")?.status.subscribe())
     }
 
+    /// Counters for monitoring a live client (all zero for `live(false)`).
+    pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(shared) = &self.inner.live else {
+            return Stats::default();
+        };
+        let applied = shared.read().revision;
+        let etcd = shared.stats.etcd_revision.load(Relaxed);
+        Stats {
+            cache_hits: shared.stats.cache_hits.load(Relaxed),
+            cache_misses: shared.stats.cache_misses.load(Relaxed),
+            resyncs: shared.stats.resyncs.load(Relaxed),
+            lag_revisions: (etcd - applied).max(0),
+        }
+    }
+
     /// Why the latest edit of the defaults file was refused, if it was.
     pub fn defaults_error(&self) -> Option<Arc<Error>> {
         let watch = self.inner.defaults.as_ref()?;
@@ -948,6 +980,12 @@ impl Client {
                     .get(&slot)
                     .filter(|(revision, _)| *revision == stored.revision)
                     .and_then(|(_, any)| any.downcast::<T>().ok());
+                let counter = if hit.is_some() {
+                    &shared.stats.cache_hits
+                } else {
+                    &shared.stats.cache_misses
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match hit {
                     Some(v) => T::clone(&v),
                     None => {

@@ -111,7 +111,7 @@ pub mod server;
 mod snapshot;
 mod value;
 
-pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Revision, Source};
+pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Revision, Source, Stats};
 pub use error::{Error, Result};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
 pub use live::{Change, ChangeKind, Status, Subscription};

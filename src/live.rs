@@ -217,6 +217,17 @@ pub(crate) struct Shared {
     /// held while publishing, so a resume sees each change exactly once:
     /// either here or from the channel.
     recent: std::sync::Mutex<Recent>,
+    /// Counters for [`Client::stats`](crate::Client::stats).
+    pub(crate) stats: Counters,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) cache_hits: std::sync::atomic::AtomicU64,
+    pub(crate) cache_misses: std::sync::atomic::AtomicU64,
+    pub(crate) resyncs: std::sync::atomic::AtomicU64,
+    /// etcd's revision as last reported on the watch stream.
+    pub(crate) etcd_revision: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Default)]
@@ -242,6 +253,7 @@ impl Shared {
             flag_changes: watch::channel(0).0,
             rebuilding: Default::default(),
             recent: Default::default(),
+            stats: Default::default(),
         }
     }
 
@@ -455,6 +467,9 @@ impl Shared {
             mirror.revision = revision;
         }
         changes.sort_by_key(|c| c.revision);
+        self.stats
+            .resyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             recent.complete_after = recent.complete_after.max(revision);
@@ -667,6 +682,12 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
                 if resp.created() {
                     backoff.reset();
                 }
+                if let Some(header) = resp.header() {
+                    shared
+                        .stats
+                        .etcd_revision
+                        .fetch_max(header.revision(), std::sync::atomic::Ordering::Relaxed);
+                }
                 shared.apply_events(resp.events());
                 // Only a live stream proves the connection; progress
                 // answers carry no events and may run ahead of them on
@@ -841,6 +862,10 @@ impl Subscription {
             .collect();
         changes.sort_by_key(|c| c.revision);
         self.skip_through = mirror.revision;
+        self.shared
+            .stats
+            .resyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         drop(mirror);
         self.pending.extend(changes);
     }

@@ -658,3 +658,88 @@ async fn sse_watch_resumes_without_loss_and_sees_cfgctl_writes() {
         ("put", Some("app/x"), &serde_json::json!(3))
     );
 }
+
+/// Checks a Prometheus/OpenMetrics text exposition line by line and returns
+/// its samples as (series, value).
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    let mut saw_eof = false;
+    for line in text.lines() {
+        assert!(!saw_eof, "nothing may follow # EOF");
+        if line == "# EOF" {
+            saw_eof = true;
+            continue;
+        }
+        if let Some(meta) = line.strip_prefix("# ") {
+            let mut parts = meta.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            assert!(
+                ["HELP", "TYPE", "UNIT"].contains(&kind),
+                "bad comment line {line:?}"
+            );
+            assert!(
+                parts.next().is_some_and(|n| n.starts_with("cfgd_")),
+                "{line:?}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels in {line:?}");
+        }
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        samples.push((series.to_owned(), value));
+    }
+    assert!(saw_eof, "an OpenMetrics exposition ends with # EOF");
+    samples
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .map_or(0.0, |(_, v)| *v)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let healthz =
+        r#"cfgd_http_request_duration_seconds_count{route="/healthz",method="GET",status="200"}"#;
+    let before = parse_metrics(&http(&server, "GET", "/metrics", &[], "").body);
+    for _ in 0..3 {
+        assert_eq!(http(&server, "GET", "/healthz", &[], "").status, 200);
+    }
+    let after = parse_metrics(&http(&server, "GET", "/metrics", &[], "").body);
+    assert_eq!(sample(&after, healthz) - sample(&before, healthz), 3.0);
+
+    http(&server, "PUT", "/v1/namespaces/prod/config/k", &[OPS], "1");
+    let sse = Sse::open(&server, "/v1/namespaces/prod/watch", None);
+    let open = parse_metrics(&http(&server, "GET", "/metrics", &[], "").body);
+    assert_eq!(sample(&open, "cfgd_sse_clients"), 1.0);
+    assert_eq!(
+        sample(&open, r#"cfgd_etcd_connected{namespace="prod"}"#),
+        1.0
+    );
+    drop(sse);
+    common::eventually(Duration::from_secs(20), || async {
+        let now = parse_metrics(&http(&server, "GET", "/metrics", &[], "").body);
+        sample(&now, "cfgd_sse_clients") == 0.0
+    })
+    .await;
+}

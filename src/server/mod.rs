@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod metrics;
 mod ofrep;
 mod rest;
 mod watch;
@@ -107,6 +108,7 @@ pub struct AppState {
     clients: tokio::sync::Mutex<HashMap<String, Client>>,
     /// Set at shutdown, ending SSE streams so the server can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -124,6 +126,7 @@ impl AppState {
             builder,
             clients: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
+            metrics: metrics::Metrics::new(),
         })
     }
 
@@ -172,6 +175,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/ofrep/v1/evaluate/flags",
             axum::routing::post(ofrep::evaluate_all),
         )
+        .route("/metrics", get(metrics::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

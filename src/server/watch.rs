@@ -74,12 +74,32 @@ pub(super) async fn watch(
         None => client.subscribe(query.prefix())?,
     };
     let mut shutdown = state.shutdown.subscribe();
+    // Counts this stream in the gauge for as long as it is open.
+    let open = SseClient::new(state.metrics.sse_clients.clone());
     let stream = changes
-        .map(|change| Ok::<_, Infallible>(event(&change)))
+        .map(move |change| {
+            let _open = &open;
+            Ok::<_, Infallible>(event(&change))
+        })
         // End cleanly when the server shuts down.
         .take_until(async move {
             let _ = shutdown.wait_for(|ending| *ending).await;
         });
     let keep_alive = KeepAlive::new().interval(state.settings.heartbeat);
     Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+}
+
+struct SseClient(prometheus_client::metrics::gauge::Gauge);
+
+impl SseClient {
+    fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        SseClient(gauge)
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
