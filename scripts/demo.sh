@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: starts a throwaway etcd under target/run/ on a free port and
-# walks through cfgd with cfgctl and the quickstart example. In a terminal it
-# then keeps etcd up for you to try commands until Ctrl-C; otherwise (CI, a
-# pipe) it cleans up and exits.
+# `make run`: starts `cfgd dev` (a throwaway etcd plus the cfgd server on
+# it, seeded with examples) and walks through cfgd with cfgctl, curl and the
+# examples. In a terminal it then keeps everything up for you to try
+# commands until Ctrl-C; otherwise (CI, a pipe) it cleans up and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,40 +11,30 @@ dir=target/run
 rm -rf "$dir"
 mkdir -p "$dir"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-  local p
-  for p in $(seq "$1" $(($1 + 200))); do
-    if port_free "$p" && [ "$p" != "${2:-}" ]; then echo "$p"; return; fi
-  done
-  echo "demo: no free port near $1" >&2; exit 1
-}
-client_port=$(pick_port 23790)
-peer_port=$(pick_port $((client_port + 1)) "$client_port")
-endpoint="http://127.0.0.1:$client_port"
-
-etcd --name demo --data-dir "$dir/data" \
-  --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
-  --listen-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "demo=http://127.0.0.1:$peer_port" \
-  --logger zap --log-level warn >"$dir/etcd.log" 2>&1 &
-etcd_pid=$!
+# cfgd dev picks free ports and prints its URLs; it removes its etcd and
+# data when it gets SIGINT.
+"$bin/cfgd" dev >"$dir/dev.out" 2>"$dir/dev.log" &
+dev_pid=$!
 # Only the processes this script started are stopped, by their pids.
-children=("$etcd_pid")
+children=("$dev_pid")
 stop_children() {
   local pid
-  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  kill -INT "$dev_pid" 2>/dev/null || true
+  for pid in "${children[@]:1}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop_children EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 200); do
-  if "$bin/cfgctl" --endpoints "$endpoint" --connect-timeout 200ms list >/dev/null 2>&1; then break; fi
-  kill -0 "$etcd_pid" 2>/dev/null || { echo "demo: etcd failed to start:"; cat "$dir/etcd.log"; exit 1; }
+endpoint="" server=""
+for _ in $(seq 300); do
+  endpoint=$(awk '/^cfgd dev: etcd/ {print $4}' "$dir/dev.out")
+  server=$(awk '/^cfgd dev: server/ {print $4}' "$dir/dev.out")
+  [ -n "$server" ] && break
+  kill -0 "$dev_pid" 2>/dev/null || { echo "demo: cfgd dev failed:"; cat "$dir/dev.log"; exit 1; }
   sleep 0.1
 done
+[ -n "$server" ] || { echo "demo: cfgd dev did not start:"; cat "$dir/dev.log"; exit 1; }
 
 export CFGCTL_ENDPOINTS="$endpoint" CFGCTL_NAMESPACE=demo
 bold="" plain=""
@@ -62,7 +52,7 @@ show() { printf '$ %s\n' "$(quote "$@")"; "$@"; }
 ctl() { show cfgctl "$@"; }
 cfgctl() { "$bin/cfgctl" "$@"; }
 
-echo "etcd $(etcd --version | head -n 1 | awk '{print $3}') is running at $endpoint (data in $dir, pid $etcd_pid)"
+echo "cfgd dev is running: etcd $(etcd --version | head -n 1 | awk '{print $3}') at $endpoint, the cfgd server at $server (auth off)"
 step "Store a JSON value; the answer is its etcd revision"
 ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 20}'
 step "Read it back, as JSON or as a table"
@@ -103,20 +93,26 @@ wait_lines "$dir/flags.out" 3
 wait_lines "$dir/watch.out" 2
 sed 's/^/  live_flags   | /' "$dir/flags.out"
 sed 's/^/  cfgctl watch | /' "$dir/watch.out"
+step "The HTTP server: REST with ETags, and flags over OFREP for any OpenFeature SDK"
+show curl -s -i "$server/v1/namespaces/demo/config/database.config"
+echo
+show curl -s -X POST -H 'X-Cfgd-Namespace: demo' --data '{"context": {"targetingKey": "user-42"}}' "$server/ofrep/v1/evaluate/flags/new-checkout"
+echo
 step "Export the namespace as one JSON document; import checks a document and writes only what differs"
 ctl export
 cfgctl export >"$dir/demo.json"
 ctl import "$dir/demo.json" --dry-run -o table
 
 if [ -t 0 ] && [ -t 1 ]; then
-  printf '\n%s# Try it yourself%s (etcd stays up until Ctrl-C)\n' "$bold" "$plain"
+  printf '\n%s# Try it yourself%s (etcd and the server stay up until Ctrl-C)\n' "$bold" "$plain"
   echo "  export CFGCTL_ENDPOINTS=$endpoint CFGCTL_NAMESPACE=demo"
   echo "  $bin/cfgctl list -o table"
   echo "  $bin/cfgctl set feature.limits '{\"max\": 10}'"
   echo "  $bin/cfgctl watch            # one JSON line per change, until Ctrl-C"
   echo "  $bin/cfgctl --help"
-  wait "$etcd_pid"
+  sed -n '/^Try:/,$p' "$dir/dev.out"
+  wait "$dev_pid"
 else
   echo
-  echo "demo done; etcd stopped (run 'make run' in a terminal to keep it up and try commands)"
+  echo "demo done; cfgd dev stopped (run 'make run' in a terminal to keep it up and try commands)"
 fi

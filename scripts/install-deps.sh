@@ -3,6 +3,7 @@
 #   protoc   - etcd-client compiles etcd's .proto files at build time
 #   etcd     - the tests and `make run` start real etcd processes
 #   etcdctl  - the interop tests check that etcd's own tool sees our data
+#   curl     - `make run` shows the HTTP server with it
 # With --test, also:
 #   node, npm - the differential test runs OpenFeature's reference flag
 #               evaluator (tests/differential/), installed with `npm ci`
@@ -10,11 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=(protoc etcd etcdctl)
+tools=(protoc etcd etcdctl curl)
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${1:-}" = "--test" ]; then
   tools+=(node npm)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)

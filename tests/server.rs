@@ -743,3 +743,72 @@ async fn metrics_parse_and_move() {
     })
     .await;
 }
+
+#[test]
+fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfgd"))
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cfgd dev");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = |what: &str| {
+        let mut l = String::new();
+        out.read_line(&mut l)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        l
+    };
+    let etcd_line = line("etcd line");
+    let data_dir = etcd_line
+        .split("(data in ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{etcd_line:?}"))
+        .to_owned();
+    let server_line = line("server line");
+    let address = server_line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .to_owned();
+    let warning = line("auth warning");
+    assert!(warning.contains("AUTH IS OFF"), "{warning}");
+    let child = KillOnDrop(child);
+    let server = Server {
+        _child: child,
+        address,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let got = http(
+        &server,
+        "GET",
+        "/v1/namespaces/demo/config/database.config",
+        &[],
+        "",
+    );
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert!(got.body.contains("pool_size"), "{}", got.body);
+    let flag = http(
+        &server,
+        "POST",
+        "/ofrep/v1/evaluate/flags/banner-text",
+        &[("X-Cfgd-Namespace", "demo")],
+        r#"{"context": {"email": "a@example.com"}}"#,
+    );
+    assert!(flag.body.contains("Welcome back!"), "{}", flag.body);
+    assert!(std::path::Path::new(&data_dir).exists());
+
+    // Ctrl-C: our own child, by its pid, not yet waited for.
+    let Server {
+        _child: mut child, ..
+    } = server;
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !std::path::Path::new(&data_dir).exists(),
+        "{data_dir} removed"
+    );
+}

@@ -28,6 +28,19 @@ enum Command {
         scopes = { prod = \"read\", \"*\" = \"read\" }"
     )]
     Serve(ServeArgs),
+    /// Start a throwaway etcd and the server on it, seeded with examples (auth off)
+    #[command(
+        after_help = "Needs `etcd` on PATH. Everything lives in a temporary directory that \
+        is removed on Ctrl-C. Not for production: anyone who can reach the port can write."
+    )]
+    Dev(DevArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Address for the server [default: 127.0.0.1:8080, or a free port if taken]
+    #[arg(long, env = "CFGD_LISTEN")]
+    listen: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -90,7 +103,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     Ok(settings)
 }
 
-fn logs(format: &str) {
+pub(crate) fn logs(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO);
@@ -101,7 +114,9 @@ fn logs(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
+mod dev;
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install the SIGTERM handler");
@@ -115,7 +130,10 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Dev(args) => return dev::run(args.listen).await,
+    };
     let settings = match settings(args) {
         Ok(s) => s,
         Err(e) => {
