@@ -55,6 +55,10 @@ fn sha256_hex(text: &str) -> String {
 }
 
 fn start(etcd: &EtcdCluster) -> Server {
+    start_with(etcd, &[])
+}
+
+fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfgd.toml");
     std::fs::write(&config, CONFIG.replace("SHA", &sha256_hex("reader-secret"))).unwrap();
@@ -68,6 +72,7 @@ fn start(etcd: &EtcdCluster) -> Server {
         ])
         .arg("--config")
         .arg(&config)
+        .args(extra)
         .env_remove("CFGD_NO_AUTH")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -810,5 +815,62 @@ fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
     assert!(
         !std::path::Path::new(&data_dir).exists(),
         "{data_dir} removed"
+    );
+}
+
+#[tokio::test]
+async fn with_etcd_down_a_snapshot_serves_reads_and_writes_answer_503() {
+    common::logs();
+    let mut etcd = EtcdCluster::single();
+    let snapshots = tempfile::tempdir().unwrap();
+    let dir = snapshots.path().to_str().unwrap().to_owned();
+    {
+        let server = start_with(&etcd, &["--snapshot", &dir, "--connect-timeout", "1"]);
+        let put = http(
+            &server,
+            "PUT",
+            "/v1/namespaces/prod/config/retries",
+            &[OPS],
+            "3",
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+        let revision = put.header("etag").unwrap().trim_matches('"').to_owned();
+        let file = snapshots.path().join("prod.json");
+        common::eventually(Duration::from_secs(20), || async {
+            std::fs::read_to_string(&file)
+                .is_ok_and(|t| t.contains(&format!("\"revision\":{revision}")))
+        })
+        .await;
+    }
+    etcd.kill(0);
+
+    let server = start_with(&etcd, &["--snapshot", &dir, "--connect-timeout", "1"]);
+    let got = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/config/retries",
+        &[READER],
+        "",
+    );
+    assert_eq!((got.status, got.body.as_str()), (200, "3"));
+    let ready = http(&server, "GET", "/readyz", &[], "");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready.body.contains("\"source\":\"snapshot\""),
+        "{}",
+        ready.body
+    );
+    let write = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/prod/config/retries",
+        &[OPS],
+        "4",
+    );
+    assert_eq!(write.status, 503, "{}", write.body);
+    assert!(
+        write.body.contains("etcd_unavailable") && write.body.contains("unreachable"),
+        "{}",
+        write.body
     );
 }

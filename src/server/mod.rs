@@ -190,6 +190,22 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Namespaces with a snapshot are loaded now, so that they are served
+    // (and /readyz says so) even if etcd is down from the start.
+    if let Some(dir) = &state.settings.snapshot {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Some(ns) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "json") {
+                if let Err(error) = state.client(ns).await {
+                    tracing::warn!(namespace = ns, %error, "not serving this namespace's snapshot");
+                }
+            }
+        }
+    }
     let ending = state.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {

@@ -57,26 +57,56 @@ fn json_response(status: StatusCode, body: Vec<u8>, revision: Option<Revision>) 
     response
 }
 
+/// 200 when etcd answers; 200 with `"source": "snapshot"` (or `"cache"`)
+/// when it does not but namespaces are served from a snapshot (or from
+/// what was loaded before etcd went away); 503 when there is nothing.
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    // Ready when etcd answers within the connect timeout.
-    let probe = state
-        .builder
-        .clone()
-        .live(false)
-        .namespace("readyz")
-        .connect()
-        .await;
-    match probe {
-        Ok(client) => match client.get::<serde_json::Value>("probe").await {
-            Ok(_) => json_response(
+    let probe = async {
+        let client = state
+            .builder
+            .clone()
+            .live(false)
+            .namespace("readyz")
+            .connect()
+            .await?;
+        client.get::<serde_json::Value>("probe").await
+    };
+    let error = match probe.await {
+        Ok(_) => {
+            return json_response(
                 StatusCode::OK,
                 br#"{"status":"ready","source":"etcd"}"#.to_vec(),
                 None,
-            ),
-            Err(e) => ApiError::from(e).into_response(),
-        },
-        Err(e) => ApiError::from(e).into_response(),
-    }
+            )
+        }
+        Err(e) => e,
+    };
+    let statuses: Vec<crate::Status> = state
+        .clients
+        .lock()
+        .await
+        .values()
+        .map(|c| c.status())
+        .collect();
+    let source = if statuses
+        .iter()
+        .any(|s| matches!(s, crate::Status::Offline { .. }))
+    {
+        "snapshot"
+    } else if statuses
+        .iter()
+        .any(|s| matches!(s, crate::Status::Reconnecting { revision, .. } if *revision > 0))
+    {
+        "cache"
+    } else {
+        return ApiError::from(error).into_response();
+    };
+    let body = serde_json::json!({"status": "ready", "source": source, "etcd": error.to_string()});
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("serializes"),
+        None,
+    )
 }
 
 pub(super) async fn get_config(

@@ -63,6 +63,9 @@ struct ServeArgs {
     /// Log format: text or json [default: text]
     #[arg(long, env = "CFGD_LOG_FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Seconds to wait for etcd at start before serving a snapshot (or failing) [default: 5]
+    #[arg(long, env = "CFGD_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    connect_timeout: Option<f64>,
     /// etcd user
     #[arg(long, env = "CFGD_ETCD_USER")]
     etcd_user: Option<String>,
@@ -92,6 +95,10 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     }
     if let Some(format) = args.log_format {
         settings.log_format = format;
+    }
+    if let Some(secs) = args.connect_timeout {
+        settings.connect_timeout = std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("--connect-timeout {secs}: not a number of seconds"))?;
     }
     if args.etcd_user.is_some() {
         settings.etcd_user = args.etcd_user;
