@@ -6,7 +6,8 @@
 #   curl     - `make run` shows the HTTP server with it
 # With --test, also:
 #   node, npm - the differential test runs OpenFeature's reference flag
-#               evaluator (tests/differential/), installed with `npm ci`
+#               evaluator (tests/differential/), and the Node example
+#               (examples/node/) is tested; both installed with `npm ci`
 # Debian and Ubuntu get them from apt; elsewhere it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +27,13 @@ fi
 npm_packages() {
   [ "${1:-}" = "--test" ] || return 0
   # The reference evaluator, at the versions package-lock.json pins.
-  if [ ! -d tests/differential/node_modules/@openfeature/flagd-core ] \
-    || [ tests/differential/package-lock.json -nt tests/differential/node_modules ]; then
-    echo "install-deps: npm ci in tests/differential"
-    (cd tests/differential && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  local dir
+  for dir in tests/differential examples/node; do
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+      echo "install-deps: npm ci in $dir"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -874,3 +874,60 @@ async fn with_etcd_down_a_snapshot_serves_reads_and_writes_answer_503() {
         write.body
     );
 }
+
+#[tokio::test]
+async fn the_node_example_passes_against_a_live_cfgd() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    for (name, definition) in [
+        (
+            "dark-mode",
+            r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#,
+        ),
+        (
+            "banner",
+            r#"{"state": "ENABLED", "variants": {"a": "Hello", "b": "Hi pro"}, "defaultVariant": "a",
+                      "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "b", null]}}"#,
+        ),
+        (
+            "rollout",
+            r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                       "targeting": {"fractional": [["on", 50], ["off", 50]]}}"#,
+        ),
+    ] {
+        let put = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/prod/flags/{name}"),
+            &[OPS],
+            definition,
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node");
+    assert!(
+        dir.join("node_modules/@openfeature/ofrep-provider")
+            .is_dir(),
+        "the Node example's packages are not installed: run `make test` (npm ci in {})",
+        dir.display()
+    );
+    let out = Command::new("node")
+        .args(["--test", "test.mjs"])
+        .current_dir(&dir)
+        .env("CFGD_URL", format!("http://{}", server.address))
+        .env("CFGD_TOKEN", "ops-secret")
+        .env("CFGD_NAMESPACE", "prod")
+        .output()
+        .expect("run node (installed by `make test`)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("# pass 2") && report.contains("# fail 0"),
+        "{report}"
+    );
+}
