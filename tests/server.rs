@@ -931,3 +931,12 @@ async fn the_node_example_passes_against_a_live_cfgd() {
         "{report}"
     );
 }
+
+#[test]
+fn the_compose_settings_file_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cfgd.toml");
+    let settings: cfgd::server::Settings =
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    settings.validate().unwrap();
+    assert_eq!(settings.tokens.len(), 2);
+}

@@ -799,3 +799,73 @@ async fn a_flagd_document_round_trips_through_import_and_export() {
     .fails(2, "medium");
     assert_eq!(etcd.revision().await, settled, "nothing was written");
 }
+
+/// No Docker engine runs in CI, so docker-compose.yml is checked here: it
+/// parses, and what it refers to exists and fits together.
+#[test]
+fn docker_compose_file_is_consistent() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let mut doc: serde_norway::Value = serde_norway::from_str(&text).expect("valid YAML");
+    doc.apply_merge().expect("merge keys resolve");
+    let doc: Value = serde_json::to_value(&doc).unwrap();
+    let services = doc["services"].as_object().expect("services");
+    let volumes = doc["volumes"].as_object().expect("named volumes");
+    for name in ["etcd1", "etcd2", "etcd3", "cfgd", "order-service"] {
+        assert!(services.contains_key(name), "service {name}");
+    }
+    let mut clusters = Vec::new();
+    for (name, service) in services {
+        assert!(
+            service.get("image").is_some() || service.get("build").is_some(),
+            "{name}: image or build"
+        );
+        let test = &service["healthcheck"]["test"];
+        assert!(
+            test.as_array().is_some_and(|t| t.len() > 1),
+            "{name}: health check"
+        );
+        for mount in service["volumes"].as_array().into_iter().flatten() {
+            let source = mount.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with('.') {
+                assert!(root.join(source).exists(), "{name}: {source} exists");
+            } else {
+                assert!(
+                    volumes.contains_key(source),
+                    "{name}: volume {source} is declared"
+                );
+            }
+        }
+        if let Some(deps) = service["depends_on"].as_object() {
+            for dep in deps.keys() {
+                assert!(
+                    services.contains_key(dep),
+                    "{name}: depends on unknown {dep}"
+                );
+            }
+        }
+        for arg in service["command"].as_array().into_iter().flatten() {
+            if let Some(cluster) = arg
+                .as_str()
+                .and_then(|a| a.strip_prefix("--initial-cluster="))
+            {
+                clusters.push(cluster.to_owned());
+                assert!(
+                    cluster.contains(&format!("{name}=http://{name}:2380")),
+                    "{name} in its cluster"
+                );
+            }
+        }
+    }
+    assert_eq!(clusters.len(), 3);
+    assert!(
+        clusters.windows(2).all(|w| w[0] == w[1]),
+        "one initial cluster"
+    );
+    assert_eq!(services["cfgd"]["build"], ".");
+    assert!(root.join("Dockerfile").exists());
+    let endpoints = services["cfgd"]["environment"]["CFGD_ENDPOINTS"]
+        .as_str()
+        .unwrap();
+    assert_eq!(endpoints.split(',').count(), 3);
+}

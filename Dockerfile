@@ -1,0 +1,19 @@
+# The cfgd server. Built by docker-compose.yml; also `docker build -t cfgd .`
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --features server --bin cfgd
+
+FROM debian:bookworm-slim
+# curl: for the container health check.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/cfgd cfgd && mkdir -p /var/lib/cfgd && chown cfgd /var/lib/cfgd
+COPY --from=build /src/target/release/cfgd /usr/local/bin/cfgd
+USER cfgd
+EXPOSE 8080
+ENV CFGD_LISTEN=0.0.0.0:8080 CFGD_LOG_FORMAT=json CFGD_SNAPSHOT=/var/lib/cfgd/snapshots
+ENTRYPOINT ["cfgd"]
+CMD ["serve"]
