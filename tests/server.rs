@@ -940,3 +940,164 @@ fn the_compose_settings_file_is_valid() {
     settings.validate().unwrap();
     assert_eq!(settings.tokens.len(), 2);
 }
+
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test --all-features`",
+        path.display()
+    );
+    path
+}
+
+/// Stands in for the order service: answers every request with 200 and a
+/// JSON list, until dropped.
+struct OrderService {
+    address: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OrderService {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return; // the listener closes: connections are refused
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let body = r#"[{"id": 1, "total": 42}]"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        OrderService { address, stop }
+    }
+}
+
+impl Drop for OrderService {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the stop.
+        let _ = TcpStream::connect(&self.address);
+    }
+}
+
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_service_example_follows_cfgd_live() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("usersvc");
+    let operator = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .connect()
+        .await
+        .unwrap();
+    operator
+        .set(
+            "user-service.circuit",
+            &serde_json::json!({"failure_threshold": 2, "timeout_ms": 500, "open_ms": 60000}),
+        )
+        .await
+        .unwrap();
+    let off = serde_json::json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"});
+    operator.set_flag("new-profile-page", &off).await.unwrap();
+
+    let orders = OrderService::start();
+    let mut child = Command::new(example_binary("user_service"))
+        .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
+        .env("CFGD_NAMESPACE", &ns)
+        .env("ORDER_SERVICE", &orders.address)
+        .env("LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first.trim().rsplit("http://").next().unwrap().to_owned();
+    let service = Server {
+        _child: KillOnDrop(child),
+        address,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+
+    let created = http(
+        &service,
+        "POST",
+        "/users",
+        &[("Content-Type", "application/json")],
+        r#"{"id": "u1", "name": "Ann"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(http(&service, "GET", "/users/u1", &[], "")
+        .body
+        .contains(r#""layout":"old""#));
+    let ok = http(&service, "GET", "/users/u1/orders", &[], "");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.contains("\"total\":42"), "{}", ok.body);
+
+    // The flag, flipped in cfgd, changes the next page.
+    let on = serde_json::json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"});
+    operator.set_flag("new-profile-page", &on).await.unwrap();
+    common::eventually(Duration::from_secs(20), || async {
+        http(&service, "GET", "/users/u1", &[], "")
+            .body
+            .contains(r#""layout":"new""#)
+    })
+    .await;
+
+    // The order service goes away: two failures open the circuit.
+    drop(orders);
+    assert_eq!(
+        http(&service, "GET", "/users/u1/orders", &[], "").status,
+        502
+    );
+    assert_eq!(
+        http(&service, "GET", "/users/u1/orders", &[], "").status,
+        502
+    );
+    let open = http(&service, "GET", "/users/u1/orders", &[], "");
+    assert_eq!(open.status, 503, "{}", open.body);
+    assert!(open.body.contains("circuit open"), "{}", open.body);
+
+    // New breaker settings in cfgd: no longer open for a minute, and a
+    // threshold it will not reach. Failures now stay 502s.
+    operator
+        .set(
+            "user-service.circuit",
+            &serde_json::json!({"failure_threshold": 100, "timeout_ms": 500, "open_ms": 0}),
+        )
+        .await
+        .unwrap();
+    common::eventually(Duration::from_secs(20), || async {
+        http(&service, "GET", "/users/u1/orders", &[], "").status == 502
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            http(&service, "GET", "/users/u1/orders", &[], "").status,
+            502
+        );
+    }
+}
