@@ -55,6 +55,9 @@ pub struct Settings {
     /// Seconds between SSE heartbeat comments.
     #[serde(with = "secs")]
     pub heartbeat: Duration,
+    /// Seconds requests in flight get to finish at shutdown.
+    #[serde(with = "secs")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             log_format: "text".into(),
             connect_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -207,11 +211,25 @@ pub async fn run(
         }
     }
     let ending = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Open SSE streams end now; other requests finish.
-            ending.shutdown.send_replace(true);
-        })
-        .await
+    let drain = state.settings.drain_timeout;
+    let (draining, drained) = tokio::sync::oneshot::channel();
+    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        // Open SSE streams end now; other requests finish.
+        ending.shutdown.send_replace(true);
+        let _ = draining.send(());
+    });
+    tokio::select! {
+        served = serve => served,
+        () = async {
+            if drained.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?drain, "requests still in flight after the drain timeout; stopping anyway");
+            Ok(())
+        }
+    }
 }
