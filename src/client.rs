@@ -570,77 +570,34 @@ impl Client {
     /// A flag's stored definition, read from etcd.
     pub async fn get_flag(&self, name: &str) -> Result<Option<Entry<Value>>> {
         let key = self.flag_key(name)?;
-        let Some(kv) = self.fetch(&key, None).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Entry {
-            name: name.to_owned(),
-            value: value::decode(&key, kv.mod_revision(), kv.value())?,
-            revision: kv.mod_revision(),
-            create_revision: kv.create_revision(),
-            version: kv.version(),
-            source: Source::Etcd,
-        }))
+        match self.fetch(&key, None).await? {
+            Some(kv) => Ok(Some(self.entry_of(Kind::Flags, name, &kv)?)),
+            None => Ok(None),
+        }
     }
 
     /// Deletes a flag; `None` when there was none.
     pub async fn delete_flag(&self, name: &str) -> Result<Option<Revision>> {
-        let key = self.flag_key(name)?;
-        let mut kv = self.kv().await?;
-        let resp = self
-            .call(
-                &key,
-                None,
-                kv.delete(key.as_str(), Some(DeleteOptions::new())),
-            )
-            .await?;
-        if resp.deleted() == 0 {
-            return Ok(None);
-        }
-        let revision = header_revision(resp.header());
-        self.applied(&key, None, revision);
-        Ok(Some(revision))
+        self.delete_key(self.flag_key(name)?).await
     }
 
-    /// Deletes a flag only if it is still at `expected`.
+    /// Deletes a flag only if it is still at `expected`; otherwise
+    /// [`Error::Conflict`]. A flag that is already gone is
+    /// [`Error::NotFound`].
     pub async fn delete_flag_if(&self, name: &str, expected: Revision) -> Result<Revision> {
-        let key = self.flag_key(name)?;
-        let resp = self
-            .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
-            .await?;
-        let revision = header_revision(resp.header());
-        self.applied(&key, None, revision);
-        Ok(revision)
+        self.delete_key_if(self.flag_key(name)?, expected).await
     }
 
     /// Every flag definition (not the evaluators), sorted by name.
     pub async fn list_flags(&self) -> Result<Vec<Entry<Value>>> {
-        let prefix = self.inner.space.kind_prefix(Kind::Flags);
-        let mut kv = self.kv().await?;
-        let resp = self
-            .call(
-                &prefix,
-                None,
-                kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-            )
-            .await?;
         let mut out = Vec::new();
-        for kv in resp.kvs() {
-            let Some(name) = self.inner.space.name_of(Kind::Flags, kv.key()) else {
-                continue;
-            };
-            if name == flags::EVALUATORS {
-                continue;
+        for kv in self.list_raw(Kind::Flags, "").await? {
+            match self.inner.space.name_of(Kind::Flags, kv.key()) {
+                Some(name) if name != flags::EVALUATORS => {
+                    out.push(self.entry_of(Kind::Flags, name, &kv)?)
+                }
+                _ => {}
             }
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            out.push(Entry {
-                name: name.to_owned(),
-                value: value::decode(&key, kv.mod_revision(), kv.value())?,
-                revision: kv.mod_revision(),
-                create_revision: kv.create_revision(),
-                version: kv.version(),
-                source: Source::Etcd,
-            });
         }
         Ok(out)
     }
@@ -1066,7 +1023,16 @@ impl Client {
     /// Deletes `name`. Returns the revision of the deletion, or `None` when
     /// there was nothing to delete.
     pub async fn delete(&self, name: &str) -> Result<Option<Revision>> {
-        let key = self.etcd_key(name)?;
+        self.delete_key(self.etcd_key(name)?).await
+    }
+
+    /// Deletes `name` only if its revision is still `expected`; otherwise
+    /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
+    pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
+        self.delete_key_if(self.etcd_key(name)?, expected).await
+    }
+
+    async fn delete_key(&self, key: String) -> Result<Option<Revision>> {
         let mut kv = self.kv().await?;
         let resp = self
             .call(
@@ -1083,10 +1049,7 @@ impl Client {
         Ok(Some(revision))
     }
 
-    /// Deletes `name` only if its revision is still `expected`; otherwise
-    /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
-    pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
-        let key = self.etcd_key(name)?;
+    async fn delete_key_if(&self, key: String, expected: Revision) -> Result<Revision> {
         let resp = self
             .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
             .await?;
@@ -1377,9 +1340,18 @@ impl Client {
     }
 
     fn entry<T: DeserializeOwned>(&self, name: &str, kv: &KeyValue) -> Result<Entry<T>> {
+        self.entry_of(Kind::Config, name, kv)
+    }
+
+    fn entry_of<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+        kv: &KeyValue,
+    ) -> Result<Entry<T>> {
         let revision = kv.mod_revision();
         let value = value::decode(
-            &self.inner.space.key_unchecked(Kind::Config, name),
+            &self.inner.space.key_unchecked(kind, name),
             revision,
             kv.value(),
         )?;
