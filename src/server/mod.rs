@@ -134,6 +134,24 @@ impl AppState {
         })
     }
 
+    /// The client of `namespace` for a request that needs `scope` there:
+    /// the token is checked first, so nothing is connected for a refused one.
+    pub(crate) async fn authorized(
+        &self,
+        headers: &axum::http::HeaderMap,
+        namespace: &str,
+        scope: Scope,
+    ) -> Result<Client, ApiError> {
+        auth::check(
+            &self.settings.tokens,
+            self.settings.no_auth,
+            headers,
+            namespace,
+            scope,
+        )?;
+        Ok(self.client(namespace).await?)
+    }
+
     /// The live client of `namespace`, connecting it on first use.
     pub(crate) async fn client(&self, namespace: &str) -> crate::Result<Client> {
         crate::key::validate_namespace(namespace)?;

@@ -91,22 +91,25 @@ fn render(details: Details<AnyJson>) -> (StatusCode, Value) {
     (StatusCode::OK, Value::Object(out))
 }
 
+/// What every OFREP request needs: the namespace's flags, after the token
+/// is checked, and the evaluation context from the body.
+async fn request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(crate::Flags, Value), ApiError> {
+    let ns = namespace(state, headers)?;
+    let client = state.authorized(headers, &ns, Scope::Read).await?;
+    Ok((client.flags()?, context(body)?))
+}
+
 pub(super) async fn evaluate_one(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ns = namespace(&state, &headers)?;
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let context = context(&body)?;
-    let flags = state.client(&ns).await?.flags()?;
+    let (flags, context) = request(&state, &headers, &body).await?;
     let (status, body) = render(flags.details(&key, AnyJson(Value::Null), &context));
     Ok((status, Json(body)).into_response())
 }
@@ -116,16 +119,7 @@ pub(super) async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ns = namespace(&state, &headers)?;
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let context = context(&body)?;
-    let flags = state.client(&ns).await?.flags()?;
+    let (flags, context) = request(&state, &headers, &body).await?;
     let set = flags.snapshot();
     // The answer depends on the flags and the context only: hash both.
     let mut fingerprint: Vec<(String, i64)> = set.fingerprint().into_iter().collect();

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{self, Scope};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
 use crate::Revision;
@@ -42,6 +42,47 @@ fn revisions(
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// The one revision an `If-Match` header names, if it has one.
+fn if_match(headers: &HeaderMap) -> Result<Option<Revision>, ApiError> {
+    match revisions(headers, header::IF_MATCH)?.as_deref() {
+        None => Ok(None),
+        Some(&[expected]) => Ok(Some(expected)),
+        Some(_) => Err(ApiError::bad_request("If-Match: give exactly one ETag")),
+    }
+}
+
+/// A stored value with its ETag, or 304 when `If-None-Match` names it.
+fn value_response(
+    headers: &HeaderMap,
+    entry: &crate::Entry<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if let Some(tags) = revisions(headers, header::IF_NONE_MATCH)? {
+        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(entry.revision));
+            return Ok(response);
+        }
+    }
+    let body = serde_json::to_vec(&entry.value).expect("a JSON value serializes");
+    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+}
+
+/// The answer to a write or delete: `{"name", "revision"}` and the ETag.
+fn written(name: &str, revision: Revision) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    json_response(StatusCode::OK, body, Some(revision))
+}
+
+fn not_found(key: Result<String, crate::Error>) -> crate::Error {
+    crate::Error::NotFound {
+        key: key.unwrap_or_default(),
+        revision: None,
+    }
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, revision: Option<Revision>) -> Response {
@@ -114,32 +155,12 @@ pub(super) async fn get_config(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let entry = client
         .get_entry::<serde_json::Value>(&name)
         .await?
-        .ok_or_else(|| crate::Error::NotFound {
-            key: client.etcd_key(&name).unwrap_or_default(),
-            revision: None,
-        })?;
-    if let Some(tags) = revisions(&headers, header::IF_NONE_MATCH)? {
-        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            response
-                .headers_mut()
-                .insert(header::ETAG, etag(entry.revision));
-            return Ok(response);
-        }
-    }
-    let body = serde_json::to_vec(&entry.value).expect("a JSON value serializes");
-    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+        .ok_or_else(|| not_found(client.etcd_key(&name)))?;
+    value_response(&headers, &entry)
 }
 
 pub(super) async fn put_config(
@@ -148,22 +169,12 @@ pub(super) async fn put_config(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Write,
-    )?;
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let client = state.client(&ns).await?;
-    let revision = match revisions(&headers, header::IF_MATCH)? {
+    let revision = match if_match(&headers)? {
         None => client.set_json(&name, text).await?,
-        Some(tags) => {
-            let &[expected] = tags.as_slice() else {
-                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
-            };
+        Some(expected) => {
             if expected == 0 {
                 // "*": only if it exists.
                 let current = client
@@ -180,9 +191,7 @@ pub(super) async fn put_config(
             }
         }
     };
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
-        .expect("serializes");
-    Ok(json_response(StatusCode::OK, body, Some(revision)))
+    Ok(written(&name, revision))
 }
 
 pub(super) async fn delete_config(
@@ -190,30 +199,13 @@ pub(super) async fn delete_config(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Write,
-    )?;
-    let client = state.client(&ns).await?;
-    let revision = match revisions(&headers, header::IF_MATCH)? {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let revision = match if_match(&headers)? {
         None => client.delete(&name).await?,
-        Some(tags) => {
-            let &[expected] = tags.as_slice() else {
-                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
-            };
-            Some(client.delete_if(&name, expected).await?)
-        }
+        Some(expected) => Some(client.delete_if(&name, expected).await?),
     };
-    let revision = revision.ok_or_else(|| crate::Error::NotFound {
-        key: client.etcd_key(&name).unwrap_or_default(),
-        revision: None,
-    })?;
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
-        .expect("serializes");
-    Ok(json_response(StatusCode::OK, body, Some(revision)))
+    let revision = revision.ok_or_else(|| not_found(client.etcd_key(&name)))?;
+    Ok(written(&name, revision))
 }
 
 #[derive(serde::Deserialize)]
@@ -242,14 +234,7 @@ pub(super) async fn list_config(
     axum::extract::Query(query): axum::extract::Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let entries = client.list::<serde_json::Value>(&query.prefix).await?;
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
@@ -261,21 +246,10 @@ pub(super) async fn get_config_or_history(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(name) = name.strip_suffix("/history") {
-        auth::check(
-            &state.settings.tokens,
-            state.settings.no_auth,
-            &headers,
-            &ns,
-            Scope::Read,
-        )?;
-        let client = state.client(&ns).await?;
+        let client = state.authorized(&headers, &ns, Scope::Read).await?;
         let history = client.history(name, 100).await?;
         if history.is_empty() {
-            return Err(crate::Error::NotFound {
-                key: client.etcd_key(name).unwrap_or_default(),
-                revision: None,
-            }
-            .into());
+            return Err(not_found(client.etcd_key(name)).into());
         }
         return Ok(json_response(StatusCode::OK, entries_json(history), None));
     }
@@ -287,14 +261,7 @@ pub(super) async fn list_flags(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
     Ok(json_response(
         StatusCode::OK,
         entries_json(client.list_flags().await?),
@@ -307,32 +274,12 @@ pub(super) async fn get_flag(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let entry = client
         .get_flag(&name)
         .await?
-        .ok_or_else(|| crate::Error::NotFound {
-            key: client.flag_etcd_key(&name).unwrap_or_default(),
-            revision: None,
-        })?;
-    if let Some(tags) = revisions(&headers, header::IF_NONE_MATCH)? {
-        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            response
-                .headers_mut()
-                .insert(header::ETAG, etag(entry.revision));
-            return Ok(response);
-        }
-    }
-    let body = serde_json::to_vec(&entry.value).expect("serializes");
-    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+        .ok_or_else(|| not_found(client.flag_etcd_key(&name)))?;
+    value_response(&headers, &entry)
 }
 
 pub(super) async fn put_flag(
@@ -341,29 +288,15 @@ pub(super) async fn put_flag(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Write,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let key = client.flag_etcd_key(&name)?;
     let definition: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| crate::Error::InvalidJson { key, cause })?;
-    let revision = match revisions(&headers, header::IF_MATCH)? {
+    let revision = match if_match(&headers)? {
         None => client.set_flag(&name, &definition).await?,
-        Some(tags) => {
-            let &[expected] = tags.as_slice() else {
-                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
-            };
-            client.set_flag_if(&name, &definition, expected).await?
-        }
+        Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
     };
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
-        .expect("serializes");
-    Ok(json_response(StatusCode::OK, body, Some(revision)))
+    Ok(written(&name, revision))
 }
 
 pub(super) async fn delete_flag(
@@ -371,28 +304,11 @@ pub(super) async fn delete_flag(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Write,
-    )?;
-    let client = state.client(&ns).await?;
-    let revision = match revisions(&headers, header::IF_MATCH)? {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let revision = match if_match(&headers)? {
         None => client.delete_flag(&name).await?,
-        Some(tags) => {
-            let &[expected] = tags.as_slice() else {
-                return Err(ApiError::bad_request("If-Match: give exactly one ETag"));
-            };
-            Some(client.delete_flag_if(&name, expected).await?)
-        }
+        Some(expected) => Some(client.delete_flag_if(&name, expected).await?),
     };
-    let revision = revision.ok_or_else(|| crate::Error::NotFound {
-        key: client.flag_etcd_key(&name).unwrap_or_default(),
-        revision: None,
-    })?;
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
-        .expect("serializes");
-    Ok(json_response(StatusCode::OK, body, Some(revision)))
+    let revision = revision.ok_or_else(|| not_found(client.flag_etcd_key(&name)))?;
+    Ok(written(&name, revision))
 }

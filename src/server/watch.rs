@@ -16,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use super::auth::{self, Scope};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::rest::ListQuery;
 use super::AppState;
@@ -52,14 +52,7 @@ pub(super) async fn watch(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    auth::check(
-        &state.settings.tokens,
-        state.settings.no_auth,
-        &headers,
-        &ns,
-        Scope::Read,
-    )?;
-    let client = state.client(&ns).await?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let resume = headers
         .get("last-event-id")
         .map(|v| {
