@@ -224,10 +224,17 @@ async fn rest_config_with_auth_etags_and_validation() {
     );
     assert_eq!(etcd.revision().await, before, "nothing was written");
 
-    let deleted = http(&server, "DELETE", path, &[OPS], "");
-    assert_eq!(deleted.status, 200);
+    // `If-Match: *` means "only if it exists", for writes and deletes alike.
+    let any = ("If-Match", "*");
+    assert_eq!(http(&server, "PUT", path, &[OPS, any], "6").status, 200);
+    let deleted = http(&server, "DELETE", path, &[OPS, any], "");
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
     assert_eq!(http(&server, "GET", path, &[READER], "").status, 404);
     assert_eq!(http(&server, "DELETE", path, &[OPS], "").status, 404);
+    let before = etcd.revision().await;
+    assert_eq!(http(&server, "PUT", path, &[OPS, any], "7").status, 412);
+    assert_eq!(http(&server, "DELETE", path, &[OPS, any], "").status, 412);
+    assert_eq!(etcd.revision().await, before, "nothing was written");
 }
 
 #[tokio::test]
@@ -318,8 +325,14 @@ async fn rest_lists_history_and_flags() {
     assert!(listed.body.contains("new-checkout"), "{}", listed.body);
     let stale = http(&server, "PUT", flag, &[OPS, ("If-Match", "\"1\"")], good);
     assert_eq!(stale.status, 412);
-    assert_eq!(http(&server, "DELETE", flag, &[OPS], "").status, 200);
+    let any = ("If-Match", "*");
+    assert_eq!(http(&server, "PUT", flag, &[OPS, any], good).status, 200);
+    assert_eq!(http(&server, "DELETE", flag, &[OPS, any], "").status, 200);
     assert_eq!(http(&server, "GET", flag, &[READER], "").status, 404);
+    let before = etcd.revision().await;
+    assert_eq!(http(&server, "PUT", flag, &[OPS, any], good).status, 412);
+    assert_eq!(http(&server, "DELETE", flag, &[OPS, any], "").status, 412);
+    assert_eq!(etcd.revision().await, before, "nothing was written");
 }
 
 #[tokio::test]

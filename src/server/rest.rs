@@ -44,10 +44,51 @@ fn revisions(
         .map(Some)
 }
 
-/// The one revision an `If-Match` header names, if it has one.
-fn if_match(headers: &HeaderMap) -> Result<Option<Revision>, ApiError> {
+/// The two kinds of value a conditional write can address.
+#[derive(Clone, Copy)]
+enum Section {
+    Config,
+    Flags,
+}
+
+impl Section {
+    fn key(self, client: &crate::Client, name: &str) -> crate::Result<String> {
+        match self {
+            Section::Config => client.etcd_key(name),
+            Section::Flags => client.flag_etcd_key(name),
+        }
+    }
+
+    async fn revision(self, client: &crate::Client, name: &str) -> crate::Result<Option<Revision>> {
+        let entry = match self {
+            Section::Config => client.get_entry::<serde_json::Value>(name).await?,
+            Section::Flags => client.get_flag(name).await?,
+        };
+        Ok(entry.map(|e| e.revision))
+    }
+}
+
+/// The revision a conditional write must find, if `If-Match` asks for one.
+/// `*` means "only if it exists", so it resolves to the current revision and
+/// fails with 412 when there is none: the library's revision 0 would mean the
+/// opposite, "only if absent".
+async fn if_match(
+    headers: &HeaderMap,
+    client: &crate::Client,
+    section: Section,
+    name: &str,
+) -> Result<Option<Revision>, ApiError> {
     match revisions(headers, header::IF_MATCH)?.as_deref() {
         None => Ok(None),
+        Some(&[0]) => match section.revision(client, name).await? {
+            Some(revision) => Ok(Some(revision)),
+            None => Err(crate::Error::Conflict {
+                key: section.key(client, name)?,
+                expected: 0,
+                current: 0,
+            }
+            .into()),
+        },
         Some(&[expected]) => Ok(Some(expected)),
         Some(_) => Err(ApiError::bad_request("If-Match: give exactly one ETag")),
     }
@@ -172,24 +213,9 @@ pub(super) async fn put_config(
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let revision = match if_match(&headers)? {
+    let revision = match if_match(&headers, &client, Section::Config, &name).await? {
         None => client.set_json(&name, text).await?,
-        Some(expected) => {
-            if expected == 0 {
-                // "*": only if it exists.
-                let current = client
-                    .get_entry::<serde_json::Value>(&name)
-                    .await?
-                    .ok_or_else(|| crate::Error::Conflict {
-                        key: client.etcd_key(&name).unwrap_or_default(),
-                        expected: 0,
-                        current: 0,
-                    })?;
-                client.set_json_if(&name, text, current.revision).await?
-            } else {
-                client.set_json_if(&name, text, expected).await?
-            }
-        }
+        Some(expected) => client.set_json_if(&name, text, expected).await?,
     };
     Ok(written(&name, revision))
 }
@@ -200,7 +226,7 @@ pub(super) async fn delete_config(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let revision = match if_match(&headers)? {
+    let revision = match if_match(&headers, &client, Section::Config, &name).await? {
         None => client.delete(&name).await?,
         Some(expected) => Some(client.delete_if(&name, expected).await?),
     };
@@ -292,7 +318,7 @@ pub(super) async fn put_flag(
     let key = client.flag_etcd_key(&name)?;
     let definition: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| crate::Error::InvalidJson { key, cause })?;
-    let revision = match if_match(&headers)? {
+    let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
         None => client.set_flag(&name, &definition).await?,
         Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
     };
@@ -305,7 +331,7 @@ pub(super) async fn delete_flag(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let revision = match if_match(&headers)? {
+    let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
         None => client.delete_flag(&name).await?,
         Some(expected) => Some(client.delete_flag_if(&name, expected).await?),
     };
