@@ -130,6 +130,8 @@ pub struct ClientBuilder {
     snapshot: Option<PathBuf>,
     redact: Vec<String>,
     defaults_file: Option<PathBuf>,
+    /// Another client's connection (and watch) to use instead of a new one.
+    conn: Option<Arc<Conn>>,
 }
 
 impl Default for ClientBuilder {
@@ -147,6 +149,7 @@ impl Default for ClientBuilder {
             snapshot: None,
             redact: Vec::new(),
             defaults_file: None,
+            conn: None,
         }
     }
 }
@@ -245,26 +248,38 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects and proves etcd answers, within the connect timeout. In live
-    /// mode it also reads the namespace and starts the watch; if etcd cannot
-    /// be reached and a snapshot file exists, it starts from the snapshot
-    /// ([`Status::Offline`]) and keeps trying in the background.
-    pub async fn connect(self) -> Result<Client> {
-        let space = KeySpace::new(&self.root, &self.namespace)?;
+    /// Use `client`'s etcd connection and its one watch instead of opening
+    /// new ones: for a process that reads several namespaces. Endpoints,
+    /// user, root and timeouts then come from `client`; the namespace and
+    /// everything else (live, snapshot, defaults file, capacities) from this
+    /// builder. The watch covers the first namespace's keys only, and the
+    /// whole root once a second namespace shares it, so the etcd user needs
+    /// read access to the root for that.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> cfgd::Result<()> {
+    /// let orders = cfgd::Client::builder().namespace("orders").connect().await?;
+    /// let billing = cfgd::Client::builder()
+    ///     .namespace("billing")
+    ///     .share(&orders)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn share(mut self, client: &Client) -> Self {
+        self.conn = Some(client.inner.conn.clone());
+        self
+    }
+
+    /// The connection this builder would open, unopened, for a process that
+    /// attaches namespaces to it as they are needed.
+    pub(crate) fn conn(&self) -> Result<Arc<Conn>> {
+        if let Some(conn) = &self.conn {
+            return Ok(conn.clone());
+        }
+        key::validate_root(&self.root)?;
         if self.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
-        }
-        if !self.live {
-            let what = if self.snapshot.is_some() {
-                Some("a snapshot")
-            } else if self.defaults_file.is_some() {
-                Some("a defaults file")
-            } else {
-                None
-            };
-            if let Some(what) = what {
-                return Err(Error::NotLive { what });
-            }
         }
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
@@ -280,19 +295,50 @@ impl ClientBuilder {
                 .with_user(name.as_str(), password.as_str())
                 .with_auto_token_refresh(true);
         }
-        let spec = ConnectSpec {
-            endpoints: self.endpoints.clone(),
-            options,
-            timeout: self.connect_timeout,
-            probe_key: space.kind_prefix(Kind::Config),
-        };
-        let inner = Inner {
+        Ok(Arc::new(Conn {
             etcd: OnceCell::new(),
-            spec,
+            spec: ConnectSpec {
+                endpoints: self.endpoints.clone(),
+                options,
+                timeout: self.connect_timeout,
+                probe_key: format!("{}/", self.root),
+            },
             endpoints: self.endpoints.join(","),
-            space,
+            root: self.root.clone(),
             request_timeout: self.request_timeout,
             user: self.user.clone(),
+            hub: Default::default(),
+        }))
+    }
+
+    /// Like [`share`](Self::share), from inside the crate.
+    pub(crate) fn on(mut self, conn: Arc<Conn>) -> Self {
+        self.conn = Some(conn);
+        self
+    }
+
+    /// Connects and proves etcd answers, within the connect timeout. In live
+    /// mode it also reads the namespace and starts the watch; if etcd cannot
+    /// be reached and a snapshot file exists, it starts from the snapshot
+    /// ([`Status::Offline`]) and keeps trying in the background.
+    pub async fn connect(self) -> Result<Client> {
+        let conn = self.conn()?;
+        let space = KeySpace::new(&conn.root, &self.namespace)?;
+        if !self.live {
+            let what = if self.snapshot.is_some() {
+                Some("a snapshot")
+            } else if self.defaults_file.is_some() {
+                Some("a defaults file")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(Error::NotLive { what });
+            }
+        }
+        let inner = Inner {
+            conn,
+            space,
             live: None,
             cache: None,
             tasks: Default::default(),
@@ -319,29 +365,32 @@ impl ClientBuilder {
         }
         let snapshot = self.snapshot.as_ref().map(|path| snapshot::Settings {
             path: path.clone(),
-            root: self.root.clone(),
+            root: inner.conn.root.clone(),
             namespace: self.namespace.clone(),
             redact: self.redact.clone(),
         });
-        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let hub = inner.conn.hub();
+        hub.attach(&shared);
+        let conn = &inner.conn;
+        let deadline = tokio::time::Instant::now() + conn.spec.timeout;
         let online = async {
             let etcd = inner.etcd().await?;
             match tokio::time::timeout_at(deadline, live::load(&etcd.client, &shared)).await {
-                Ok(loaded) => loaded
-                    .map_err(|e| classify(e, &shared.base, None, &inner.endpoints, &inner.user)),
+                Ok(loaded) => {
+                    loaded.map_err(|e| classify(e, &shared.base, None, &conn.endpoints, &conn.user))
+                }
                 Err(_) => Err(Error::Unreachable {
-                    endpoints: inner.endpoints.clone(),
-                    waited: self.connect_timeout,
+                    endpoints: conn.endpoints.clone(),
+                    waited: conn.spec.timeout,
                     cause: None,
                 }),
             }
         }
         .await;
-        let loaded = match (online, &snapshot) {
-            (Ok(()), _) => {
-                let revision = shared.read().revision;
+        match (online, &snapshot) {
+            (Ok((revision, fresh)), _) => {
+                hub.activated(&shared, revision, fresh);
                 shared.status.send_replace(Status::Connected { revision });
-                true
             }
             (Err(e), Some(settings)) if e.is_unreachable() => {
                 let Some((revision, entries)) = snapshot::load(settings)? else {
@@ -353,28 +402,22 @@ impl ClientBuilder {
                     since: SystemTime::now(),
                     revision,
                 });
-                false
+                // The hub reads the namespace once etcd answers.
+                hub.needs_load(&shared);
             }
             (Err(e), _) => return Err(e),
-        };
+        }
         inner.cache = Some(moka::sync::Cache::new(self.cache_capacity));
         inner.live = Some(shared.clone());
         let inner = Arc::new(inner);
-        // Spawned only once the Arc exists: a task started inside
-        // `Arc::new_cyclic` may run before it completes and find no client.
-        let mut tasks = vec![tokio::spawn(live::run(
-            Arc::downgrade(&inner),
-            shared.clone(),
-            loaded,
-        ))];
         if let Some(settings) = snapshot {
-            tasks.push(tokio::spawn(snapshot::writer(shared.clone(), settings)));
+            let writer = tokio::spawn(snapshot::writer(shared.clone(), settings));
+            inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(writer);
         }
-        inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(tasks);
         Ok(Client { inner })
     }
 }
@@ -404,13 +447,61 @@ pub struct Client {
 
 type DecodedCache = moka::sync::Cache<(Arc<str>, TypeId), (Revision, Arc<dyn Any + Send + Sync>)>;
 
-pub(crate) struct Inner {
+/// One etcd connection and its one watch, shared by the clients of every
+/// namespace made with [`ClientBuilder::share`].
+pub(crate) struct Conn {
     etcd: OnceCell<Etcd>,
     spec: ConnectSpec,
     endpoints: String,
-    space: KeySpace,
+    root: String,
     request_timeout: Duration,
     user: Option<(String, String)>,
+    hub: std::sync::Mutex<Option<(Arc<live::Hub>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hand-written so the password never reaches a log.
+        f.debug_struct("Conn")
+            .field("endpoints", &self.endpoints)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.hub.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            task.abort();
+        }
+    }
+}
+
+impl Conn {
+    /// The etcd connection, made (and probed) on first use within the
+    /// connect timeout.
+    pub(crate) async fn etcd(&self) -> Result<&Etcd> {
+        self.etcd
+            .get_or_try_init(|| connect_etcd(&self.spec, &self.endpoints, &self.user))
+            .await
+    }
+
+    /// The watch, started by the first live namespace.
+    fn hub(self: &Arc<Self>) -> Arc<live::Hub> {
+        let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        let (hub, _) = hub.get_or_insert_with(|| {
+            let hub = Arc::new(live::Hub::new(&self.root));
+            let task = tokio::spawn(live::run(Arc::downgrade(self), hub.clone()));
+            (hub, task)
+        });
+        hub.clone()
+    }
+}
+
+/// One namespace's view of a [`Conn`].
+pub(crate) struct Inner {
+    conn: Arc<Conn>,
+    space: KeySpace,
     live: Option<Arc<Shared>>,
     /// Decoded values by (name, type), checked against the mirror's revision.
     cache: Option<DecodedCache>,
@@ -427,12 +518,8 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// The etcd connection, made (and probed) on first use within the
-    /// connect timeout.
     pub(crate) async fn etcd(&self) -> Result<&Etcd> {
-        self.etcd
-            .get_or_try_init(|| connect_etcd(&self.spec, &self.endpoints, &self.user))
-            .await
+        self.conn.etcd().await
     }
 }
 
@@ -750,7 +837,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Hand-written so the password never reaches a log.
         f.debug_struct("Client")
-            .field("endpoints", &self.inner.endpoints)
+            .field("endpoints", &self.inner.conn.endpoints)
             .field("namespace", &self.inner.space.namespace())
             .field("live", &self.inner.live.is_some())
             .finish_non_exhaustive()
@@ -1373,7 +1460,7 @@ impl Client {
         revision: Option<Revision>,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        let inner = &self.inner;
+        let inner = &self.inner.conn;
         match tokio::time::timeout(inner.request_timeout, request).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(e, key, revision, &inner.endpoints, &inner.user)),

@@ -59,8 +59,9 @@
 //! ## Live mode
 //!
 //! A live client reads its namespace once at connect and then follows it with
-//! one etcd watch, whatever the number of subscribers. Reads are served from
-//! memory. The watch resumes at the last applied revision after any failure
+//! one etcd watch, whatever the number of subscribers; clients of other
+//! namespaces built with [`ClientBuilder::share`] ride on the same watch.
+//! Reads are served from memory. The watch resumes at the last applied revision after any failure
 //! (with capped, jittered backoff), notices a silent stream within seconds,
 //! and after compaction re-reads the namespace and emits the differences as
 //! changes flagged [`Change::is_resync`]. Optional extras:

@@ -1,7 +1,8 @@
-//! The live engine: one etcd watch per client, a mirror of the namespace, and
-//! the fan-out of changes to every subscriber.
+//! The live engine: one etcd watch per connection (the [`Hub`]), a mirror of
+//! each namespace attached to it, and the fan-out of changes to every
+//! subscriber.
 //!
-//! The mirror holds every key of the namespace (raw JSON and revisions) plus
+//! A mirror holds every key of its namespace (raw JSON and revisions) plus
 //! tombstones of deleted keys. That is what lets a resync after compaction
 //! name the keys that disappeared, lets a lagging subscriber catch up without
 //! a round trip, and lets reads be served without asking etcd.
@@ -12,14 +13,14 @@ use std::sync::{Arc, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Event, EventType, GetOptions, KeyValue, WatchOptions};
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::Stream;
 
-use crate::client::{Inner, Revision, Source};
+use crate::client::{Conn, Inner, Revision, Source};
 use crate::error::Result;
 use crate::key::Kind;
 use crate::live_value::Registry;
@@ -219,6 +220,20 @@ pub(crate) struct Shared {
     recent: std::sync::Mutex<Recent>,
     /// Counters for [`Client::stats`](crate::Client::stats).
     pub(crate) stats: Counters,
+    /// Where the namespace stands with the hub's watch.
+    attach: std::sync::Mutex<Attach>,
+}
+
+/// A namespace's standing with the hub's watch.
+enum Attach {
+    /// Being read whole: watch events wait here until the read is in, and
+    /// those after its revision are applied then.
+    Loading(Vec<Event>),
+    /// To be read by the hub once etcd answers (started from a snapshot, or
+    /// after compaction); events are dropped meanwhile, the read covers them.
+    NeedsLoad,
+    /// Read: watch events apply as they come.
+    Active,
 }
 
 #[derive(Default)]
@@ -254,7 +269,36 @@ impl Shared {
             rebuilding: Default::default(),
             recent: Default::default(),
             stats: Default::default(),
+            attach: std::sync::Mutex::new(Attach::Loading(Vec::new())),
         }
+    }
+
+    fn attach(&self) -> std::sync::MutexGuard<'_, Attach> {
+        self.attach.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands this namespace its part of a batch from the watch.
+    fn deliver(&self, events: &[&Event]) {
+        let mut attach = self.attach();
+        match &mut *attach {
+            Attach::Loading(waiting) => waiting.extend(events.iter().map(|&e| e.clone())),
+            Attach::NeedsLoad => {}
+            Attach::Active => self.apply_events(events),
+        }
+    }
+
+    /// Installs a full read at `revision`, then what the watch brought
+    /// while it was being made.
+    fn activate(&self, revision: Revision, fresh: Vec<Named>) {
+        let mut attach = self.attach();
+        self.replace(revision, fresh);
+        if let Attach::Loading(waiting) = std::mem::replace(&mut *attach, Attach::Active) {
+            self.apply_events(&waiting.iter().collect::<Vec<_>>());
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        matches!(*self.attach(), Attach::Active)
     }
 
     /// Recompiles the flags that changed since the last build.
@@ -295,13 +339,21 @@ impl Shared {
     /// Applies a batch of watch events, then tells live values and
     /// subscribers, in that order, so that a subscriber reading the mirror on
     /// a change sees at least that change.
-    fn apply_events(&self, events: &[etcd_client::Event]) {
+    fn apply_events(&self, events: &[&Event]) {
         let mut changes = Vec::with_capacity(events.len());
         {
             let mut mirror = self.write();
+            // The watch may bring again what a full read already holds (it
+            // runs behind reads of namespaces attached later). A revision's
+            // events never straddle two batches, so all of a batch's events
+            // at or below the start are old.
+            let floor = mirror.revision;
             for event in events {
                 let Some(kv) = event.kv() else { continue };
                 let revision = kv.mod_revision();
+                if revision <= floor {
+                    continue;
+                }
                 mirror.revision = mirror.revision.max(revision);
                 let Some((section, name)) = self.split_key(kv.key()) else {
                     continue;
@@ -537,11 +589,11 @@ fn stored(kv: &KeyValue, origin: Source) -> Stored {
     }
 }
 
-/// Reads the whole namespace at one revision into the mirror.
+/// Reads the whole namespace at one revision.
 pub(crate) async fn load(
     etcd: &etcd_client::Client,
     shared: &Shared,
-) -> std::result::Result<(), etcd_client::Error> {
+) -> std::result::Result<(Revision, Vec<Named>), etcd_client::Error> {
     let base = shared.base.as_bytes().to_vec();
     let mut end = base.clone();
     *end.last_mut().expect("base ends in '/'") += 1;
@@ -568,11 +620,180 @@ pub(crate) async fn load(
                 from = last.key().to_vec();
                 from.push(0);
             }
-            _ => {
-                shared.replace(revision, fresh);
-                return Ok(());
+            _ => return Ok((revision, fresh)),
+        }
+    }
+}
+
+/// The one etcd watch of a connection, shared by every namespace attached to
+/// it. It covers the first namespace's keys only, so that an etcd user
+/// limited to one namespace can run a client, and the whole root once a
+/// second namespace is attached: one etcd watcher per process, however many
+/// namespaces and subscribers it serves.
+pub(crate) struct Hub {
+    state: std::sync::Mutex<HubState>,
+    /// Woken when a namespace is attached or needs reading, and when the
+    /// prefix widens.
+    wake: Notify,
+}
+
+struct HubState {
+    /// `{root}/`.
+    root: String,
+    /// What the watch covers: one namespace's base, or `root`.
+    prefix: Option<String>,
+    /// Every change up to here was handed to the namespaces, so the watch
+    /// resumes after it; 0 when no namespace has been read yet.
+    revision: Revision,
+    /// Namespaces by base. Several clients may attach the same one.
+    namespaces: HashMap<String, Vec<Weak<Shared>>>,
+}
+
+impl Hub {
+    pub(crate) fn new(root: &str) -> Self {
+        Hub {
+            state: std::sync::Mutex::new(HubState {
+                root: format!("{root}/"),
+                prefix: None,
+                revision: 0,
+                namespaces: HashMap::new(),
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a namespace, still loading: the watch's events for it wait
+    /// until [`activated`](Self::activated).
+    pub(crate) fn attach(&self, shared: &Arc<Shared>) {
+        let mut state = self.state();
+        let widen = match &state.prefix {
+            None => {
+                state.prefix = Some(shared.base.clone());
+                false
+            }
+            Some(prefix) => *prefix != shared.base && *prefix != state.root,
+        };
+        if widen {
+            state.prefix = Some(state.root.clone());
+        }
+        state
+            .namespaces
+            .entry(shared.base.clone())
+            .or_default()
+            .push(Arc::downgrade(shared));
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// A namespace was read whole at `revision`: install it, and make sure
+    /// the watch resumes no later than that.
+    pub(crate) fn activated(&self, shared: &Shared, revision: Revision, fresh: Vec<Named>) {
+        {
+            let mut state = self.state();
+            state.revision = match state.revision {
+                0 => revision,
+                at => at.min(revision),
+            };
+        }
+        shared.activate(revision, fresh);
+        self.wake.notify_one();
+    }
+
+    /// A namespace started from its snapshot: read it once etcd answers.
+    pub(crate) fn needs_load(&self, shared: &Shared) {
+        *shared.attach() = Attach::NeedsLoad;
+        self.wake.notify_one();
+    }
+
+    /// The live namespaces, forgetting those whose clients are gone.
+    fn namespaces(&self) -> Vec<Arc<Shared>> {
+        let mut state = self.state();
+        state.namespaces.retain(|_, list| {
+            list.retain(|w| w.strong_count() > 0);
+            !list.is_empty()
+        });
+        state
+            .namespaces
+            .values()
+            .flatten()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// After compaction: every namespace is read again.
+    fn reset(&self) {
+        self.state().revision = 0;
+        for shared in self.namespaces() {
+            let mut attach = shared.attach();
+            if matches!(*attach, Attach::Active) {
+                *attach = Attach::NeedsLoad;
             }
         }
+    }
+
+    /// Where to watch, and from which revision; `None` until a namespace
+    /// has been read.
+    fn position(&self) -> Option<(String, Revision)> {
+        let state = self.state();
+        match (&state.prefix, state.revision) {
+            (Some(prefix), revision) if revision > 0 => Some((prefix.clone(), revision + 1)),
+            _ => None,
+        }
+    }
+
+    fn prefix_is(&self, prefix: &str) -> bool {
+        self.state().prefix.as_deref() == Some(prefix)
+    }
+
+    /// Hands each namespace its events of a batch, then moves the resume
+    /// point past them.
+    fn dispatch(&self, events: &[Event]) {
+        let Some(last) = events.last().and_then(|e| e.kv()) else {
+            return;
+        };
+        let mut groups: HashMap<&[u8], Vec<&Event>> = HashMap::new();
+        let targets = {
+            let state = self.state();
+            let root = state.root.as_bytes();
+            for event in events {
+                let Some(key) = event.kv().map(|kv| kv.key()) else {
+                    continue;
+                };
+                let Some(rest) = key.strip_prefix(root) else {
+                    continue;
+                };
+                let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+                    continue;
+                };
+                groups
+                    .entry(&key[..root.len() + slash + 1])
+                    .or_default()
+                    .push(event);
+            }
+            groups
+                .keys()
+                .filter_map(|base| {
+                    let base = std::str::from_utf8(base).ok()?;
+                    let list = state.namespaces.get(base)?;
+                    Some((
+                        base.to_owned(),
+                        list.iter().filter_map(Weak::upgrade).collect::<Vec<_>>(),
+                    ))
+                })
+                .collect::<Vec<_>>()
+        };
+        for (base, list) in targets {
+            let events = &groups[base.as_bytes()];
+            for shared in list {
+                shared.deliver(events);
+            }
+        }
+        let mut state = self.state();
+        state.revision = state.revision.max(last.mod_revision());
     }
 }
 
@@ -580,57 +801,97 @@ pub(crate) async fn load(
 enum Ended {
     /// The resume revision was compacted: reload, then watch again.
     Compacted,
+    /// The prefix widened: watch again from where we were.
+    Widened,
     /// Anything else: back off, then resume where we were.
     Failed(String),
 }
 
-/// The one background task of a live client: watch, and on any failure
-/// resume from the last applied revision. It ends when the last client
-/// handle is dropped.
-pub(crate) async fn run(client: Weak<Inner>, shared: Arc<Shared>, mut loaded: bool) {
+/// The one background task of a connection: read the namespaces that need
+/// it, watch, and on any failure resume from the last revision handed out.
+/// It ends with the connection.
+pub(crate) async fn run(conn: Weak<Conn>, hub: Arc<Hub>) {
     let mut backoff = Backoff::new();
     loop {
         let etcd = {
-            let Some(inner) = client.upgrade() else {
+            let Some(conn) = conn.upgrade() else {
                 return;
             };
-            inner.etcd().await.map(|e| e.client.clone())
+            conn.etcd().await.map(|e| e.client.clone())
         };
         let etcd = match etcd {
             Ok(etcd) => etcd,
             Err(error) => {
                 tracing::debug!(%error, "etcd not reachable yet");
-                if !matches!(*shared.status.borrow(), Status::Offline { .. }) {
-                    shared.disconnected();
+                for shared in hub.namespaces() {
+                    if !matches!(*shared.status.borrow(), Status::Offline { .. }) {
+                        shared.disconnected();
+                    }
                 }
                 tokio::time::sleep(backoff.next()).await;
                 continue;
             }
         };
-        if !loaded {
-            if let Err(error) = load(&etcd, &shared).await {
-                tracing::warn!(%error, "reading the namespace failed; retrying");
-                tokio::time::sleep(backoff.next()).await;
-                continue;
-            }
-            loaded = true;
+        if let Err(error) = load_waiting(&etcd, &hub).await {
+            tracing::warn!(%error, "reading a namespace failed; retrying");
+            tokio::time::sleep(backoff.next()).await;
+            continue;
         }
-        match watch_once(&etcd, &shared, &mut backoff).await {
+        let Some((prefix, start)) = hub.position() else {
+            hub.wake.notified().await;
+            continue;
+        };
+        match watch_once(&etcd, &hub, &prefix, start, &mut backoff).await {
             Ended::Compacted => {
-                tracing::info!("watch revision compacted; resyncing the namespace");
-                loaded = false;
+                tracing::info!("watch revision compacted; reading the namespaces again");
+                hub.reset();
             }
+            Ended::Widened => tracing::debug!("watching the whole root from now on"),
             Ended::Failed(reason) => {
                 tracing::warn!(%reason, "etcd watch lost; resuming");
-                shared.disconnected();
+                for shared in hub.namespaces() {
+                    shared.disconnected();
+                }
                 tokio::time::sleep(backoff.next()).await;
             }
         }
     }
 }
 
-async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut Backoff) -> Ended {
-    let start = shared.read().revision + 1;
+/// Reads every namespace that waits for it (started offline, or compacted).
+async fn load_waiting(
+    etcd: &etcd_client::Client,
+    hub: &Hub,
+) -> std::result::Result<(), etcd_client::Error> {
+    for shared in hub.namespaces() {
+        {
+            let mut attach = shared.attach();
+            if !matches!(*attach, Attach::NeedsLoad) {
+                continue;
+            }
+            *attach = Attach::Loading(Vec::new());
+        }
+        match load(etcd, &shared).await {
+            Ok((revision, fresh)) => {
+                hub.activated(&shared, revision, fresh);
+                shared.connected();
+            }
+            Err(error) => {
+                *shared.attach() = Attach::NeedsLoad;
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn watch_once(
+    etcd: &etcd_client::Client,
+    hub: &Hub,
+    prefix: &str,
+    start: Revision,
+    backoff: &mut Backoff,
+) -> Ended {
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(start)
@@ -640,7 +901,7 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
     // keeps a resync from starting after we already said `Connected`.
     let mut kv = etcd.kv_client();
     let probe = kv.get(
-        shared.base.as_str(),
+        prefix,
         Some(GetOptions::new().with_count_only().with_revision(start - 1)),
     );
     match tokio::time::timeout(DEAD_AFTER, probe).await {
@@ -652,10 +913,7 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
         Err(_) => return Ended::Failed("etcd did not answer".into()),
     }
     let mut client = etcd.watch_client();
-    let opened = tokio::time::timeout(
-        DEAD_AFTER,
-        client.watch(shared.base.as_str(), Some(options)),
-    );
+    let opened = tokio::time::timeout(DEAD_AFTER, client.watch(prefix, Some(options)));
     let mut stream = match opened.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Ended::Failed(crate::error::etcd_message(&e)),
@@ -682,17 +940,22 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
                 if resp.created() {
                     backoff.reset();
                 }
-                if let Some(header) = resp.header() {
-                    shared
-                        .stats
-                        .etcd_revision
-                        .fetch_max(header.revision(), std::sync::atomic::Ordering::Relaxed);
+                hub.dispatch(resp.events());
+                let etcd_revision = resp.header().map(|h| h.revision());
+                for shared in hub.namespaces() {
+                    if let Some(revision) = etcd_revision {
+                        shared
+                            .stats
+                            .etcd_revision
+                            .fetch_max(revision, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    // Only a live stream proves the connection; progress
+                    // answers carry no events and may run ahead of them on
+                    // etcd 3.4, so they never move the resume revision.
+                    if shared.is_active() {
+                        shared.connected();
+                    }
                 }
-                shared.apply_events(resp.events());
-                // Only a live stream proves the connection; progress
-                // answers carry no events and may run ahead of them on
-                // etcd 3.4, so they never move the resume revision.
-                shared.connected();
             }
             _ = ticker.tick() => {
                 if heard.elapsed() > DEAD_AFTER {
@@ -700,6 +963,11 @@ async fn watch_once(etcd: &etcd_client::Client, shared: &Shared, backoff: &mut B
                 }
                 if let Err(e) = stream.request_progress().await {
                     return Ended::Failed(crate::error::etcd_message(&e));
+                }
+            }
+            () = hub.wake.notified() => {
+                if !hub.prefix_is(prefix) {
+                    return Ended::Widened;
                 }
             }
         }

@@ -40,6 +40,18 @@ async fn writer(endpoints: Vec<String>, namespace: &str) -> Client {
         .expect("connect writer")
 }
 
+/// Waits until the status is `Connected` or `Reconnecting`, as `state` says.
+async fn reaches(status: &mut tokio::sync::watch::Receiver<Status>, state: &str) {
+    let wanted = |s: &Status| match s {
+        Status::Connected { .. } => state == "Connected",
+        Status::Reconnecting { .. } => state == "Reconnecting",
+        _ => false,
+    };
+    within(&format!("status {state}"), status.wait_for(wanted))
+        .await
+        .unwrap();
+}
+
 /// Reads `sub` until it has delivered a change at `revision` or later.
 async fn collect_through(sub: &mut Subscription, revision: i64) -> Vec<Change> {
     let mut seen = Vec::new();
@@ -245,12 +257,7 @@ async fn full_outage_then_convergence() {
     for i in 0..3 {
         etcd.stop(i);
     }
-    within(
-        "status Reconnecting",
-        status.wait_for(|s| matches!(s, Status::Reconnecting { .. })),
-    )
-    .await
-    .unwrap();
+    reaches(&mut status, "Reconnecting").await;
     // Served from memory meanwhile.
     assert_eq!(client.get_or("retries", 0u32).await, 2);
     assert_eq!(*retries.get(), 2);
@@ -267,12 +274,7 @@ async fn full_outage_then_convergence() {
 
     etcd.restart(0);
     etcd.wait_healthy();
-    within(
-        "status Connected",
-        status.wait_for(|s| matches!(s, Status::Connected { .. })),
-    )
-    .await
-    .unwrap();
+    reaches(&mut status, "Connected").await;
     let seen = collect_through(&mut sub, last).await;
     let mut state = BTreeMap::new();
     fold(&mut state, &seen);
@@ -305,12 +307,7 @@ async fn compaction_past_a_disconnected_watcher_resyncs() {
     let mut sub = client.subscribe("").unwrap();
 
     proxy.cut();
-    within(
-        "status Reconnecting",
-        status.wait_for(|s| matches!(s, Status::Reconnecting { .. })),
-    )
-    .await
-    .unwrap();
+    reaches(&mut status, "Reconnecting").await;
     writes.set("changes", &"changes-2").await.unwrap();
     writes.delete("deleted").await.unwrap();
     writes.set("added", &"added-1").await.unwrap();
@@ -318,23 +315,10 @@ async fn compaction_past_a_disconnected_watcher_resyncs() {
     for i in 0..5 {
         writes.set("churn", &i).await.unwrap();
     }
-    let revision = etcd.revision().await;
-    etcd.raw()
-        .await
-        .compact(
-            revision,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await
-        .unwrap();
+    etcd.compact_now().await;
 
     proxy.restore();
-    within(
-        "status Connected",
-        status.wait_for(|s| matches!(s, Status::Connected { .. })),
-    )
-    .await
-    .unwrap();
+    reaches(&mut status, "Connected").await;
     // A write after the reconnect marks the end of the resync.
     let next = writes.set("after", &1).await.unwrap();
     let mut seen = collect_through(&mut sub, next).await;
@@ -694,5 +678,111 @@ async fn a_client_reads_its_own_writes_at_once() {
         let revision = client.set("n", &i).await.unwrap();
         client.delete_if("n", revision).await.unwrap();
         assert_eq!(client.get::<u32>("n").await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_sharing_a_connection_share_one_etcd_watcher() {
+    const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+    let etcd = EtcdCluster::single();
+    assert_eq!(etcd.metric(0, WATCHERS), 0.0);
+    let [a, b, c] = ["share-a", "share-b", "share-c"].map(common::namespace);
+    let first = builder(etcd.endpoints(), &a).connect().await.unwrap();
+    let mut sub_a = first.subscribe("").unwrap();
+
+    // Writes to the first namespace go on while the others attach, which
+    // moves the watch from its prefix to the whole root: none may be lost.
+    let writes_a = writer(etcd.endpoints(), &a).await;
+    let busy = {
+        let writes_a = writes_a.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..300 {
+                acked.push(writes_a.set("n", &i).await.unwrap());
+            }
+            acked
+        })
+    };
+    let share = |ns: &str| Client::builder().namespace(ns).share(&first).connect();
+    let second = share(&b).await.unwrap();
+    let third = share(&c).await.unwrap();
+    let acked = busy.await.unwrap();
+    let seen = collect_through(&mut sub_a, *acked.last().unwrap()).await;
+    assert_eq!(revisions(&seen), acked);
+
+    // Each namespace sees its own changes and nobody else's.
+    let (mut sub_b, mut sub_c) = (second.subscribe("").unwrap(), third.subscribe("").unwrap());
+    let at_b = writer(etcd.endpoints(), &b)
+        .await
+        .set("x", &"b")
+        .await
+        .unwrap();
+    let at_c = writer(etcd.endpoints(), &c)
+        .await
+        .set("x", &"c")
+        .await
+        .unwrap();
+    let at_a = writes_a.set("n", &-1).await.unwrap();
+    for (sub, at, want) in [(&mut sub_b, at_b, "b"), (&mut sub_c, at_c, "c")] {
+        let got = collect_through(sub, at).await;
+        assert_eq!(revisions(&got), [at]);
+        assert_eq!(got[0].value::<String>().unwrap().as_deref(), Some(want));
+    }
+    assert_eq!(revisions(&collect_through(&mut sub_a, at_a).await), [at_a]);
+    assert_eq!(
+        third.get::<String>("x").await.unwrap().as_deref(),
+        Some("c")
+    );
+    assert_eq!(first.get::<String>("x").await.unwrap(), None);
+
+    // etcd holds one watcher for the three, and none once they are gone.
+    common::eventually(ARRIVES_WITHIN, || async { etcd.metric(0, WATCHERS) == 1.0 }).await;
+    drop((first, second, third, sub_a, sub_b, sub_c));
+    common::eventually(ARRIVES_WITHIN, || async { etcd.metric(0, WATCHERS) == 0.0 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_resyncs_every_namespace_of_a_shared_watch() {
+    let etcd = EtcdCluster::single();
+    let proxy = Proxy::start(&etcd.endpoint(0)).await;
+    let names = ["compact-a", "compact-b"].map(common::namespace);
+    let first = builder(vec![proxy.endpoint()], &names[0])
+        .connect()
+        .await
+        .unwrap();
+    let second = Client::builder()
+        .namespace(&names[1])
+        .share(&first)
+        .connect()
+        .await
+        .unwrap();
+    let clients = [first, second];
+    let mut subs: Vec<Subscription> = clients.iter().map(|c| c.subscribe("").unwrap()).collect();
+    let mut status = clients[1].status_changes().unwrap();
+
+    proxy.cut();
+    reaches(&mut status, "Reconnecting").await;
+    let mut written = Vec::new();
+    for ns in &names {
+        let writes = writer(etcd.endpoints(), ns).await;
+        written.push(writes.set("changed", &ns).await.unwrap());
+    }
+    etcd.compact_now().await;
+    proxy.restore();
+
+    for (((ns, sub), client), at) in names.iter().zip(&mut subs).zip(&clients).zip(written) {
+        let seen = collect_through(sub, at).await;
+        assert!(seen.iter().all(Change::is_resync), "{seen:?}");
+        assert_eq!(
+            seen.iter().map(Change::name).collect::<Vec<_>>(),
+            ["changed"]
+        );
+        assert_eq!(
+            client.get::<String>("changed").await.unwrap().as_ref(),
+            Some(ns)
+        );
+        let mut state = BTreeMap::new();
+        fold(&mut state, &seen);
+        assert_eq!(state, etcd_state(&etcd, ns).await);
     }
 }

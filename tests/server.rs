@@ -494,7 +494,11 @@ impl Sse {
         let mut reader = BufReader::new(stream);
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
-        assert!(status.contains(" 200 "), "{status}");
+        if !status.contains(" 200 ") {
+            let mut rest = String::new();
+            let _ = reader.read_to_string(&mut rest);
+            panic!("{status}{rest}");
+        }
         loop {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
@@ -730,6 +734,26 @@ fn sample(samples: &[(String, f64)], series: &str) -> f64 {
         .iter()
         .find(|(s, _)| s == series)
         .map_or(0.0, |(_, v)| *v)
+}
+
+#[tokio::test]
+async fn one_etcd_watcher_serves_every_namespace_and_sse_client() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let mut streams = Vec::new();
+    for ns in ["one", "two", "three"] {
+        let path = format!("/v1/namespaces/{ns}/config/k");
+        assert_eq!(http(&server, "PUT", &path, &[OPS], "1").status, 200);
+        for _ in 0..3 {
+            let path = format!("/v1/namespaces/{ns}/watch");
+            streams.push(Sse::open_as(&server, &path, None, "ops-secret"));
+        }
+    }
+    common::eventually(Duration::from_secs(20), || async {
+        etcd.metric(0, "etcd_debugging_mvcc_watcher_total") == 1.0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -100,6 +100,9 @@ impl Settings {
             token.validate()?;
         }
         crate::key::validate_root(&self.root).map_err(|e| e.to_string())?;
+        if self.endpoints.is_empty() {
+            return Err(crate::Error::NoEndpoints.to_string());
+        }
         Ok(())
     }
 }
@@ -108,7 +111,8 @@ impl Settings {
 pub struct AppState {
     settings: Settings,
     builder: ClientBuilder,
-    /// One live client per namespace, made on first use.
+    /// One live client per namespace, made on first use, all sharing one
+    /// etcd connection and one watch.
     clients: tokio::sync::Mutex<HashMap<String, Client>>,
     /// Set at shutdown, ending SSE streams so the server can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -116,7 +120,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for `settings` (already validated).
+    /// State for `settings`, which [`Settings::validate`] has passed.
     pub fn new(settings: Settings) -> Arc<Self> {
         let mut builder = Client::builder()
             .endpoints(settings.endpoints.clone())
@@ -125,6 +129,11 @@ impl AppState {
         if let (Some(user), Some(password)) = (&settings.etcd_user, &settings.etcd_password) {
             builder = builder.user(user, password);
         }
+        // Nothing is connected yet: namespaces attach as requests name them.
+        let conn = builder
+            .conn()
+            .expect("validated settings have a root and endpoints");
+        let builder = builder.on(conn);
         Arc::new(AppState {
             settings,
             builder,

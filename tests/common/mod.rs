@@ -242,6 +242,46 @@ impl EtcdCluster {
         resp.header().expect("header").revision()
     }
 
+    /// A gauge or counter from member `i`'s Prometheus `/metrics`, such as
+    /// `etcd_debugging_mvcc_watcher_total`.
+    pub fn metric(&self, i: usize, name: &str) -> f64 {
+        let address = format!("127.0.0.1:{}", self.members[i].client_port);
+        let mut stream = TcpStream::connect(&address).expect("connect to etcd's client port");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .expect("read etcd's /metrics");
+        text.lines()
+            .find_map(|line| {
+                let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+                value.trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("etcd's /metrics has no {name}"))
+    }
+
+    /// Compacts (physically) everything before the current revision, which
+    /// it returns: older revisions are gone from then on.
+    pub async fn compact_now(&self) -> i64 {
+        let revision = self.revision().await;
+        self.raw()
+            .await
+            .compact(
+                revision,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .expect("compact etcd");
+        revision
+    }
+
     /// Number of keys under a prefix.
     pub async fn count(&self, prefix: &str) -> i64 {
         self.raw()
