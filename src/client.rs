@@ -132,6 +132,10 @@ pub struct ClientBuilder {
     defaults_file: Option<PathBuf>,
     /// Another client's connection (and watch) to use instead of a new one.
     conn: Option<Arc<Conn>>,
+    /// PEM files: the CA that signs etcd's certificates, and this client's
+    /// certificate and key.
+    ca_file: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ClientBuilder {
@@ -150,6 +154,8 @@ impl Default for ClientBuilder {
             redact: Vec::new(),
             defaults_file: None,
             conn: None,
+            ca_file: None,
+            client_cert: None,
         }
     }
 }
@@ -248,6 +254,22 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS to etcd: trust the CA in this PEM file for etcd's certificates
+    /// (etcd's `--trusted-ca-file` side). Endpoints are then `https://`.
+    #[cfg(feature = "tls")]
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// TLS to etcd: present this certificate and key (PEM files), for an
+    /// etcd started with `--client-cert-auth`.
+    #[cfg(feature = "tls")]
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Use `client`'s etcd connection and its one watch instead of opening
     /// new ones: for a process that reads several namespaces. Endpoints,
     /// user, root and timeouts then come from `client`; the namespace and
@@ -295,6 +317,7 @@ impl ClientBuilder {
                 .with_user(name.as_str(), password.as_str())
                 .with_auto_token_refresh(true);
         }
+        options = self.tls(options)?;
         Ok(Arc::new(Conn {
             etcd: OnceCell::new(),
             spec: ConnectSpec {
@@ -302,6 +325,7 @@ impl ClientBuilder {
                 options,
                 timeout: self.connect_timeout,
                 probe_key: format!("{}/", self.root),
+                without_client_cert: self.ca_file.is_some() && self.client_cert.is_none(),
             },
             endpoints: self.endpoints.join(","),
             root: self.root.clone(),
@@ -311,7 +335,80 @@ impl ClientBuilder {
         }))
     }
 
+    /// Adds the TLS settings to `options`, checking them against the
+    /// endpoints: a half-TLS setup fails here with one clear line, not at the
+    /// first request with a transport error.
+    fn tls(&self, options: ConnectOptions) -> Result<ConnectOptions> {
+        let https = self
+            .endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        let wanted = self.ca_file.is_some() || self.client_cert.is_some();
+        let fail = |what: String| Err(Error::Tls { what });
+        if https > 0 && https < self.endpoints.len() {
+            return fail("mixed http:// and https:// endpoints".into());
+        }
+        if !wanted {
+            if https > 0 {
+                return fail(
+                    "https:// endpoints need the CA that signs etcd's certificates \
+                     (cfgctl --cacert, cfgd --etcd-ca)"
+                        .into(),
+                );
+            }
+            return Ok(options);
+        }
+        if https == 0 {
+            return fail("a CA file or client certificate needs https:// endpoints".into());
+        }
+        #[cfg(feature = "tls")]
+        {
+            // A file of the wrong kind (a key given as the CA) would
+            // otherwise surface later as a puzzling handshake failure.
+            let read = |path: &PathBuf, what: &str, holds: &str| -> Result<Vec<u8>> {
+                let bytes = std::fs::read(path).map_err(|e| Error::Tls {
+                    what: format!("cannot read the {what} {}: {e}", path.display()),
+                })?;
+                let text = String::from_utf8_lossy(&bytes);
+                if !text
+                    .lines()
+                    .any(|l| l.starts_with("-----BEGIN ") && l.ends_with(holds))
+                {
+                    return Err(Error::Tls {
+                        what: format!(
+                            "the {what} {} is not PEM with a {}",
+                            path.display(),
+                            holds.trim_end_matches('-')
+                        ),
+                    });
+                }
+                Ok(bytes)
+            };
+            let Some(ca) = &self.ca_file else {
+                return fail(
+                    "a client certificate needs the CA that signs etcd's certificates too \
+                     (cfgctl --cacert, cfgd --etcd-ca)"
+                        .into(),
+                );
+            };
+            let mut tls = etcd_client::TlsOptions::new().ca_certificate(
+                etcd_client::Certificate::from_pem(read(ca, "CA file", "CERTIFICATE-----")?),
+            );
+            if let Some((cert, key)) = &self.client_cert {
+                tls = tls.identity(etcd_client::Identity::from_pem(
+                    read(cert, "client certificate", "CERTIFICATE-----")?,
+                    read(key, "client key", "PRIVATE KEY-----")?,
+                ));
+            }
+            Ok(options.with_tls(tls))
+        }
+        #[cfg(not(feature = "tls"))]
+        fail("this build has no TLS: enable cfgd's `tls` feature".into())
+    }
+
     /// Like [`share`](Self::share), from inside the crate.
+    #[cfg(feature = "server")]
     pub(crate) fn on(mut self, conn: Arc<Conn>) -> Self {
         self.conn = Some(conn);
         self
@@ -428,6 +525,9 @@ struct ConnectSpec {
     options: ConnectOptions,
     timeout: Duration,
     probe_key: String,
+    /// TLS without a client certificate: an etcd with `--client-cert-auth`
+    /// then hangs up right after the handshake, which says nothing by itself.
+    without_client_cert: bool,
 }
 
 pub(crate) struct Etcd {
@@ -556,6 +656,20 @@ async fn connect_etcd(
             Err(Error::InvalidEndpoints {
                 endpoints: endpoints.to_owned(),
                 cause: e,
+            })
+        }
+        // etcd hangs up after the handshake: the request is then cancelled or
+        // its stream broken, depending on timing. A down etcd says
+        // Unavailable instead.
+        Ok(Err(etcd_client::Error::GRpcStatus(s)))
+            if spec.without_client_cert && matches!(s.code(), Code::Cancelled | Code::Unknown) =>
+        {
+            Err(Error::Tls {
+                what: format!(
+                    "etcd at {endpoints} closed the connection after the TLS handshake: \
+                     with --client-cert-auth it wants a client certificate \
+                     (cfgctl --cert/--key, cfgd --etcd-cert/--etcd-key)"
+                ),
             })
         }
         Ok(Err(e)) => Err(classify(e, &spec.probe_key, None, endpoints, user)),

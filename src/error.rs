@@ -59,6 +59,14 @@ pub enum Error {
         cause: etcd_client::Error,
     },
 
+    /// A TLS file (CA, certificate or key) that cannot be read or holds no
+    /// usable PEM, or TLS settings that do not fit the endpoints.
+    #[error("TLS: {what}")]
+    Tls {
+        /// What is wrong, naming the file.
+        what: String,
+    },
+
     /// JSON text handed in to be stored is not valid JSON.
     #[error("{key}: value is not valid JSON: {cause}")]
     InvalidJson {
@@ -269,10 +277,11 @@ pub(crate) fn etcd_message(e: &etcd_client::Error) -> String {
             while let Some(next) = root.source() {
                 root = next;
             }
-            if std::ptr::addr_eq(root, status) {
+            let root_text = root.to_string();
+            if std::ptr::addr_eq(root, status) || status.message().contains(&root_text) {
                 status.message().to_owned()
             } else {
-                format!("{}: {root}", status.message())
+                format!("{}: {root_text}", status.message())
             }
         }
         other => other.to_string(),
@@ -296,6 +305,7 @@ impl Error {
                 | Error::InvalidRoot { .. }
                 | Error::NoEndpoints
                 | Error::InvalidEndpoints { .. }
+                | Error::Tls { .. }
                 | Error::InvalidJson { .. }
                 | Error::InvalidFlag { .. }
                 | Error::Encode { .. }

@@ -85,6 +85,7 @@ fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
     let address = first
         .trim()
         .strip_prefix("cfgd listening on http://")
+        .or_else(|| first.trim().strip_prefix("cfgd listening on https://"))
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_owned();
     Server {
@@ -754,6 +755,103 @@ async fn one_etcd_watcher_serves_every_namespace_and_sse_client() {
         etcd.metric(0, "etcd_debugging_mvcc_watcher_total") == 1.0
     })
     .await;
+}
+
+/// One HTTPS request through curl, trusting `ca`: (status, body).
+fn curl(ca: &std::path::Path, method: &str, url: &str, body: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            method,
+            "-H",
+            "Authorization: Bearer ops-secret",
+        ])
+        .args(["--data-binary", body, "-w", "\n%{http_code}", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .expect("run curl (installed by `make test`)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_owned())
+}
+
+#[tokio::test]
+async fn https_listener_and_tls_to_etcd_with_client_certificates() {
+    common::logs();
+    let pki = common::pki::Pki::new();
+    let etcd = EtcdCluster::single_tls(&pki);
+    let paths = [
+        pki.ca(),
+        pki.client_cert(),
+        pki.client_key(),
+        pki.server_cert(),
+        pki.server_key(),
+    ];
+    let [ca, client_cert, client_key, server_cert, server_key] =
+        paths.each_ref().map(|p| p.to_str().unwrap());
+    let server = start_with(
+        &etcd,
+        &[
+            "--etcd-ca",
+            ca,
+            "--etcd-cert",
+            client_cert,
+            "--etcd-key",
+            client_key,
+            "--tls-cert",
+            server_cert,
+            "--tls-key",
+            server_key,
+        ],
+    );
+    let url = format!("https://{}/v1/namespaces/prod/config/limit", server.address);
+    assert_eq!(curl(&pki.ca(), "PUT", &url, "7").0, 200);
+    assert_eq!(curl(&pki.ca(), "GET", &url, ""), (200, "7".to_owned()));
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(&server.address).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Half a TLS setup is refused at start, with one line naming it.
+    for (args, says) in [
+        (&["--tls-cert", server_cert][..], "tls_cert and tls_key"),
+        (&["--tls-cert", server_cert, "--tls-key", ca][..], "TLS key"),
+        (&["--etcd-cert", client_cert][..], "etcd_cert and etcd_key"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cfgd"))
+            .args([
+                "serve",
+                "--no-auth",
+                "--endpoints",
+                &etcd.endpoints_arg(),
+                "--etcd-ca",
+                ca,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
 }
 
 #[tokio::test]

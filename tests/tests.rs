@@ -15,3 +15,6 @@ mod live;
 
 #[cfg(feature = "server")]
 mod server;
+
+#[cfg(feature = "tls")]
+mod tls;

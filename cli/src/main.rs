@@ -65,6 +65,18 @@ struct Cli {
     #[arg(long, env = "CFGCTL_PASSWORD", hide_env_values = true, global = true)]
     password: Option<String>,
 
+    /// TLS: PEM file of the CA that signs etcd's certificates (endpoints are then https://)
+    #[arg(long, env = "CFGCTL_CACERT", value_name = "FILE", global = true)]
+    cacert: Option<PathBuf>,
+
+    /// TLS: PEM client certificate, for etcd's --client-cert-auth (with --key)
+    #[arg(long, env = "CFGCTL_CERT", value_name = "FILE", global = true)]
+    cert: Option<PathBuf>,
+
+    /// TLS: PEM private key of --cert
+    #[arg(long, env = "CFGCTL_KEY", value_name = "FILE", global = true)]
+    key: Option<PathBuf>,
+
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Json, global = true)]
     output: Format,
@@ -613,6 +625,14 @@ async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
             return Err(Invalid("--password needs --user (or CFGCTL_USER)".into()).into())
         }
         (None, None) => {}
+    }
+    if let Some(ca) = &cli.cacert {
+        builder = builder.ca_file(ca);
+    }
+    match (&cli.cert, &cli.key) {
+        (Some(cert), Some(key)) => builder = builder.client_cert(cert, key),
+        (None, None) => {}
+        _ => return Err(Invalid("--cert and --key go together".into()).into()),
     }
     Ok(builder.connect().await?)
 }

@@ -434,6 +434,35 @@ async fn user_and_password_authentication() {
         .fails(1, "permission denied");
 }
 
+#[tokio::test]
+async fn tls_with_client_certificates() {
+    let pki = common::pki::Pki::new();
+    let etcd = EtcdCluster::single_tls(&pki);
+    let ctl = Ctl::new(&etcd, "tls");
+    let (ca, cert, key) = (pki.ca(), pki.client_cert(), pki.client_key());
+    let [ca, cert, key] = [&ca, &cert, &key].map(|p| p.to_str().unwrap());
+    ctl.run(&[
+        "--cacert", ca, "--cert", cert, "--key", key, "set", "limit", "7",
+    ])
+    .ok();
+    let env_ctl = Ctl {
+        endpoints: ctl.endpoints.clone(),
+        namespace: ctl.namespace.clone(),
+        env: vec![],
+    }
+    .env("CFGCTL_CACERT", ca)
+    .env("CFGCTL_CERT", cert)
+    .env("CFGCTL_KEY", key);
+    assert_eq!(env_ctl.run(&["get", "limit"]).ok().json(), json!(7));
+
+    ctl.run(&["--cacert", ca, "get", "limit"])
+        .fails(2, "wants a client certificate");
+    ctl.run(&["get", "limit"])
+        .fails(2, "need the CA that signs etcd's certificates");
+    ctl.run(&["--cacert", ca, "--cert", cert, "get", "limit"])
+        .fails(2, "--cert and --key go together");
+}
+
 #[test]
 fn completions_and_help() {
     let run = |args: &[&str]| {

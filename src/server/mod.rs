@@ -9,6 +9,7 @@ mod error;
 mod metrics;
 mod ofrep;
 mod rest;
+mod tls;
 mod watch;
 
 use std::collections::HashMap;
@@ -58,6 +59,18 @@ pub struct Settings {
     /// Seconds requests in flight get to finish at shutdown.
     #[serde(with = "secs")]
     pub drain_timeout: Duration,
+    /// Serve HTTPS with this PEM certificate chain (needs `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// TLS to etcd: the PEM CA that signs etcd's certificates (endpoints are
+    /// then `https://`).
+    pub etcd_ca: Option<PathBuf>,
+    /// TLS to etcd: a PEM client certificate, for etcd's `--client-cert-auth`
+    /// (needs `etcd_key`).
+    pub etcd_cert: Option<PathBuf>,
+    /// The PEM private key of `etcd_cert`.
+    pub etcd_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -75,6 +88,11 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(10),
+            tls_cert: None,
+            tls_key: None,
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
         }
     }
 }
@@ -103,7 +121,49 @@ impl Settings {
         if self.endpoints.is_empty() {
             return Err(crate::Error::NoEndpoints.to_string());
         }
+        if self.etcd_cert.is_some() != self.etcd_key.is_some() {
+            return Err("etcd_cert and etcd_key (--etcd-cert, --etcd-key) go together".into());
+        }
+        // Builds the etcd connection settings, which reads the TLS files and
+        // checks them against the endpoints, without connecting.
+        self.builder().conn().map_err(|e| e.to_string())?;
+        self.listener_tls()?;
         Ok(())
+    }
+
+    /// The listener's TLS settings, when it serves HTTPS.
+    fn listener_tls(&self) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => tls::config(cert, key).map(Some),
+            (None, None) => Ok(None),
+            _ => Err("tls_cert and tls_key (--tls-cert, --tls-key) go together".into()),
+        }
+    }
+
+    /// The URL scheme the server answers on.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn builder(&self) -> ClientBuilder {
+        let mut builder = Client::builder()
+            .endpoints(self.endpoints.clone())
+            .root(self.root.clone())
+            .connect_timeout(self.connect_timeout);
+        if let (Some(user), Some(password)) = (&self.etcd_user, &self.etcd_password) {
+            builder = builder.user(user, password);
+        }
+        if let Some(ca) = &self.etcd_ca {
+            builder = builder.ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.etcd_cert, &self.etcd_key) {
+            builder = builder.client_cert(cert, key);
+        }
+        builder
     }
 }
 
@@ -122,13 +182,7 @@ pub struct AppState {
 impl AppState {
     /// State for `settings`, which [`Settings::validate`] has passed.
     pub fn new(settings: Settings) -> Arc<Self> {
-        let mut builder = Client::builder()
-            .endpoints(settings.endpoints.clone())
-            .root(settings.root.clone())
-            .connect_timeout(settings.connect_timeout);
-        if let (Some(user), Some(password)) = (&settings.etcd_user, &settings.etcd_password) {
-            builder = builder.user(user, password);
-        }
+        let builder = settings.builder();
         // Nothing is connected yet: namespaces attach as requests name them.
         let conn = builder
             .conn()
@@ -214,8 +268,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting and lets requests in flight finish.
+/// Serves `app` on `listener` (with TLS when the settings name a
+/// certificate) until `shutdown` resolves, then stops accepting and lets
+/// requests in flight finish.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -237,6 +292,25 @@ pub async fn run(
             }
         }
     }
+    match state
+        .settings
+        .listener_tls()
+        .map_err(std::io::Error::other)?
+    {
+        Some(config) => serve(tls::Listener::new(listener, config)?, state, shutdown).await,
+        None => serve(listener, state, shutdown).await,
+    }
+}
+
+async fn serve<L>(
+    listener: L,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let ending = state.clone();
     let drain = state.settings.drain_timeout;
     let (draining, drained) = tokio::sync::oneshot::channel();

@@ -5,6 +5,7 @@
 //! why.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod pki;
 pub mod proxy;
 
 use std::io::{Read, Write};
@@ -21,12 +22,16 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    /// Server certificate, key and client CA, when clients must use TLS.
+    tls: Option<[PathBuf; 3]>,
 }
 
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain HTTP `/health` and `/metrics`, whatever the client port speaks.
+    metrics_port: u16,
     child: Option<Child>,
 }
 
@@ -38,6 +43,16 @@ impl EtcdCluster {
 
     /// `size` members forming one cluster, healthy.
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, None)
+    }
+
+    /// One etcd node whose clients must speak TLS and present a
+    /// certificate signed by `pki`'s CA (`--client-cert-auth`).
+    pub fn single_tls(pki: &pki::Pki) -> Self {
+        Self::start_with(1, Some([pki.server_cert(), pki.server_key(), pki.ca()]))
+    }
+
+    fn start_with(size: usize, tls: Option<[PathBuf; 3]>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("cfgd-etcd-")
             .tempdir()
@@ -47,10 +62,11 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
                 child: None,
             })
             .collect();
-        let mut cluster = EtcdCluster { members, dir };
+        let mut cluster = EtcdCluster { members, dir, tls };
         for i in 0..size {
             cluster.spawn(i);
         }
@@ -69,7 +85,8 @@ impl EtcdCluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.members[i].client_port)
     }
 
     /// Kills member `i` with SIGKILL, as a crash would.
@@ -104,7 +121,7 @@ impl EtcdCluster {
             }
             loop {
                 self.check_alive(i);
-                let body = http_get(self.members[i].client_port, "/health");
+                let body = http_get(self.members[i].metrics_port, "/health");
                 if body.as_deref().is_some_and(|b| b.contains("\"true\"")) {
                     break;
                 }
@@ -155,7 +172,8 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = self.endpoint(i);
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(self.log_path(i)).expect("create etcd log file");
         let mut cmd = Command::new("etcd");
@@ -164,6 +182,7 @@ impl EtcdCluster {
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
             .args(["--listen-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
@@ -181,6 +200,15 @@ impl EtcdCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some([cert, key, ca]) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
         // If the test process dies without unwinding (SIGKILL, abort), the
         // kernel still ends etcd: no member outlives the test that owns it.
         unsafe {
@@ -245,20 +273,8 @@ impl EtcdCluster {
     /// A gauge or counter from member `i`'s Prometheus `/metrics`, such as
     /// `etcd_debugging_mvcc_watcher_total`.
     pub fn metric(&self, i: usize, name: &str) -> f64 {
-        let address = format!("127.0.0.1:{}", self.members[i].client_port);
-        let mut stream = TcpStream::connect(&address).expect("connect to etcd's client port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        stream
-            .read_to_string(&mut text)
-            .expect("read etcd's /metrics");
+        let text =
+            http_get(self.members[i].metrics_port, "/metrics").expect("read etcd's /metrics");
         text.lines()
             .find_map(|line| {
                 let value = line.strip_prefix(name)?.strip_prefix(' ')?;

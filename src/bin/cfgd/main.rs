@@ -27,7 +27,7 @@ enum Command {
         [[tokens]]\n  name = \"order-service\"\n  secret_sha256 = \"<sha256 of the secret, hex>\"\n  \
         scopes = { prod = \"read\", \"*\" = \"read\" }"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start a throwaway etcd and the server on it, seeded with examples (auth off)
     #[command(
         after_help = "Needs `etcd` on PATH. Everything lives in a temporary directory that \
@@ -72,6 +72,21 @@ struct ServeArgs {
     /// etcd password (prefer the environment variable)
     #[arg(long, env = "CFGD_ETCD_PASSWORD", hide_env_values = true)]
     etcd_password: Option<String>,
+    /// TLS to etcd: PEM file of the CA that signs etcd's certificates (endpoints are then https://)
+    #[arg(long, env = "CFGD_ETCD_CA", value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// TLS to etcd: PEM client certificate, for etcd's --client-cert-auth (with --etcd-key)
+    #[arg(long, env = "CFGD_ETCD_CERT", value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// TLS to etcd: PEM private key of --etcd-cert
+    #[arg(long, env = "CFGD_ETCD_KEY", value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, env = "CFGD_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "CFGD_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
@@ -106,6 +121,17 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     if args.etcd_password.is_some() {
         settings.etcd_password = args.etcd_password;
     }
+    for (flag, setting) in [
+        (args.etcd_ca, &mut settings.etcd_ca),
+        (args.etcd_cert, &mut settings.etcd_cert),
+        (args.etcd_key, &mut settings.etcd_key),
+        (args.tls_cert, &mut settings.tls_cert),
+        (args.tls_key, &mut settings.tls_key),
+    ] {
+        if flag.is_some() {
+            *setting = flag;
+        }
+    }
     settings.validate()?;
     Ok(settings)
 }
@@ -138,7 +164,7 @@ pub(crate) async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Dev(args) => return dev::run(args.listen).await,
     };
     let settings = match settings(args) {
@@ -167,7 +193,7 @@ async fn main() -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     // On stdout, for scripts and tests that started us on port 0.
-    println!("cfgd listening on http://{address}");
+    println!("cfgd listening on {}://{address}", settings.scheme());
     let state = AppState::new(settings);
     match cfgd::server::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
