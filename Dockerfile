@@ -7,13 +7,15 @@ COPY . .
 RUN cargo build --release --locked --features server --bin cfgd
 
 FROM debian:bookworm-slim
-# curl: for the container health check.
+# curl: for the container health check. The snapshot directory exists (owned by
+# cfgd) so that a named volume mounted there starts out writable.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /var/lib/cfgd cfgd && mkdir -p /var/lib/cfgd && chown cfgd /var/lib/cfgd
+    && useradd --system --home /var/lib/cfgd cfgd \
+    && mkdir -p /var/lib/cfgd/snapshots && chown -R cfgd /var/lib/cfgd
 COPY --from=build /src/target/release/cfgd /usr/local/bin/cfgd
 USER cfgd
 EXPOSE 8080
-ENV CFGD_LISTEN=0.0.0.0:8080 CFGD_LOG_FORMAT=json CFGD_SNAPSHOT=/var/lib/cfgd/snapshots
+ENV CFGD_LISTEN=0.0.0.0:8080 CFGD_LOG_FORMAT=json CFGD_SNAPSHOT=/var/lib/cfgd/snapshots/snapshot.json
 ENTRYPOINT ["cfgd"]
 CMD ["serve"]

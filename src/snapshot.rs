@@ -1,5 +1,7 @@
-//! The offline snapshot: the last known values of a namespace on disk, so a
-//! service can start while etcd is down.
+//! The offline snapshot: the last known values on disk, so a service can
+//! start while etcd is down. One file holds any number of namespaces of one
+//! root, so a process serving many (the `cfgd` server) keeps one file; each
+//! namespace's writer replaces only its own part.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::key::Kind;
 use crate::live::{Named, Shared, Stored};
 
-const FORMAT: &str = "cfgd-snapshot/1";
+const FORMAT: &str = "cfgd-snapshot/2";
 /// Writes are gathered for this long, so a burst of changes costs one write.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -22,7 +24,12 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 struct File {
     format: String,
     root: String,
-    namespace: String,
+    namespaces: std::collections::BTreeMap<String, Namespace>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Namespace {
     revision: Revision,
     entries: Vec<Entry>,
 }
@@ -57,9 +64,8 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a snapshot whole, or refuses it: nothing is half-loaded.
-pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>> {
-    let path = &settings.path;
+/// Reads a snapshot file; `None` when there is none.
+fn read_any(path: &Path) -> Result<Option<File>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -70,15 +76,40 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
     if file.format != FORMAT {
         return Err(invalid(path, format!("unknown format {:?}", file.format)));
     }
-    if file.root != settings.root || file.namespace != settings.namespace {
-        return Err(invalid(
-            path,
-            format!(
-                "it is for namespace {:?} under {:?}, not {:?} under {:?}",
-                file.namespace, file.root, settings.namespace, settings.root
-            ),
-        ));
+    Ok(Some(file))
+}
+
+/// Reads a snapshot file of `root`; `None` when there is none.
+fn read(path: &Path, root: &str) -> Result<Option<File>> {
+    let file = read_any(path)?;
+    if let Some(file) = &file {
+        if file.root != root {
+            return Err(invalid(
+                path,
+                format!("it holds namespaces under {:?}, not {root:?}", file.root),
+            ));
+        }
     }
+    Ok(file)
+}
+
+/// The namespaces a snapshot file holds (none when there is no file).
+pub(crate) fn namespaces(path: &Path, root: &str) -> Result<Vec<String>> {
+    Ok(read(path, root)?
+        .map(|file| file.namespaces.into_keys().collect())
+        .unwrap_or_default())
+}
+
+/// Reads one namespace from a snapshot, whole, or refuses it: nothing is
+/// half-loaded. `None` when the file does not hold the namespace.
+pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>> {
+    let path = &settings.path;
+    let Some(mut file) = read(path, &settings.root)? else {
+        return Ok(None);
+    };
+    let Some(file) = file.namespaces.remove(&settings.namespace) else {
+        return Ok(None);
+    };
     let mut entries = Vec::with_capacity(file.entries.len());
     for e in file.entries {
         let kind = Kind::from_segment(&e.kind)
@@ -105,7 +136,7 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
     Ok(Some((file.revision, entries)))
 }
 
-fn encode(settings: &Settings, shared: &Shared) -> Option<Vec<u8>> {
+fn encode(settings: &Settings, shared: &Shared) -> Option<Namespace> {
     let mirror = shared.read();
     let mut entries = Vec::new();
     for kind in [Kind::Config, Kind::Flags] {
@@ -129,14 +160,38 @@ fn encode(settings: &Settings, shared: &Shared) -> Option<Vec<u8>> {
     let revision = mirror.revision;
     drop(mirror);
     entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    serde_json::to_vec(&File {
+    Some(Namespace { revision, entries })
+}
+
+/// Replaces this namespace's part of the file, keeping the others.
+fn merge_and_write(settings: &Settings, part: Namespace) -> std::io::Result<()> {
+    // One writer at a time in this process: namespaces sharing a file must
+    // not each write back what they read before the other's write.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    let empty = || File {
         format: FORMAT.into(),
         root: settings.root.clone(),
-        namespace: settings.namespace.clone(),
-        revision,
-        entries,
-    })
-    .ok()
+        namespaces: Default::default(),
+    };
+    let mut file = match read_any(&settings.path) {
+        Ok(Some(file)) if file.root == settings.root => file,
+        // A file of another root is someone else's: never overwrite it.
+        Ok(Some(file)) => {
+            return Err(std::io::Error::other(format!(
+                "the file holds namespaces under {:?}, not {:?}",
+                file.root, settings.root
+            )))
+        }
+        Ok(None) => empty(),
+        Err(e) => {
+            tracing::warn!(error = %e, "replacing an unreadable snapshot");
+            empty()
+        }
+    };
+    file.namespaces.insert(settings.namespace.clone(), part);
+    let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+    write_atomic(&settings.path, &bytes)
 }
 
 /// Temp file in the same directory, fsync, rename, fsync the directory: a
@@ -172,11 +227,11 @@ pub(crate) async fn writer(shared: Arc<Shared>, settings: Settings) {
         if matches!(*shared.status.borrow(), crate::Status::Offline { .. }) {
             continue;
         }
-        let Some(bytes) = encode(&settings, &shared) else {
+        let Some(part) = encode(&settings, &shared) else {
             continue;
         };
-        let path = settings.path.clone();
-        let written = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await;
+        let to = settings.clone();
+        let written = tokio::task::spawn_blocking(move || merge_and_write(&to, part)).await;
         match written {
             Ok(Ok(())) => tracing::debug!(path = %settings.path.display(), "snapshot written"),
             Ok(Err(error)) => {

@@ -495,7 +495,7 @@ async fn offline_start_serves_the_snapshot_then_converges() {
             std::fs::read_to_string(&path)
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .is_some_and(|s| s["revision"] == json!(last))
+                .is_some_and(|s| s["namespaces"][&ns]["revision"] == json!(last))
         };
         common::eventually(ARRIVES_WITHIN, || async { written() }).await;
     }
@@ -575,9 +575,19 @@ async fn a_bad_snapshot_is_refused_whole() {
     // The good file loads (proving the cases below fail for their reason).
     offline(&ns).await.unwrap();
 
+    // A namespace the file does not hold has no snapshot: the outage is the
+    // error. A file of another root is refused.
     let err = offline("other").await.unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    let err = builder(endpoints.clone(), &ns)
+        .root("/elsewhere")
+        .connect_timeout(Duration::from_millis(500))
+        .snapshot(&path)
+        .connect()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Snapshot { .. }), "{err}");
-    assert!(err.to_string().contains("other"), "{err}");
+    assert!(err.to_string().contains("/elsewhere"), "{err}");
 
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     let err = offline(&ns).await.unwrap_err();

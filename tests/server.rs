@@ -958,28 +958,38 @@ async fn with_etcd_down_a_snapshot_serves_reads_and_writes_answer_503() {
     common::logs();
     let mut etcd = EtcdCluster::single();
     let snapshots = tempfile::tempdir().unwrap();
-    let dir = snapshots.path().to_str().unwrap().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_cfgd"))
+        .args(["serve", "--no-auth", "--snapshot"])
+        .arg(snapshots.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("a directory; give a file"), "{stderr}");
+    // One file for every namespace, in a directory cfgd makes.
+    let file = snapshots.path().join("state/cfgd.json");
+    let path = file.to_str().unwrap().to_owned();
     {
-        let server = start_with(&etcd, &["--snapshot", &dir, "--connect-timeout", "1"]);
-        let put = http(
-            &server,
-            "PUT",
-            "/v1/namespaces/prod/config/retries",
-            &[OPS],
-            "3",
-        );
-        assert_eq!(put.status, 200, "{}", put.body);
-        let revision = put.header("etag").unwrap().trim_matches('"').to_owned();
-        let file = snapshots.path().join("prod.json");
+        let server = start_with(&etcd, &["--snapshot", &path, "--connect-timeout", "1"]);
+        let mut revisions = Vec::new();
+        for (ns, value) in [("prod", "3"), ("staging", "4")] {
+            let url = format!("/v1/namespaces/{ns}/config/retries");
+            let put = http(&server, "PUT", &url, &[OPS], value);
+            assert_eq!(put.status, 200, "{}", put.body);
+            revisions.push(put.header("etag").unwrap().trim_matches('"').to_owned());
+        }
         common::eventually(Duration::from_secs(20), || async {
-            std::fs::read_to_string(&file)
-                .is_ok_and(|t| t.contains(&format!("\"revision\":{revision}")))
+            std::fs::read_to_string(&file).is_ok_and(|t| {
+                revisions
+                    .iter()
+                    .all(|r| t.contains(&format!("\"revision\":{r}")))
+            })
         })
         .await;
     }
     etcd.kill(0);
 
-    let server = start_with(&etcd, &["--snapshot", &dir, "--connect-timeout", "1"]);
+    let server = start_with(&etcd, &["--snapshot", &path, "--connect-timeout", "1"]);
     let got = http(
         &server,
         "GET",
@@ -988,6 +998,14 @@ async fn with_etcd_down_a_snapshot_serves_reads_and_writes_answer_503() {
         "",
     );
     assert_eq!((got.status, got.body.as_str()), (200, "3"));
+    let staging = http(
+        &server,
+        "GET",
+        "/v1/namespaces/staging/config/retries",
+        &[OPS],
+        "",
+    );
+    assert_eq!((staging.status, staging.body.as_str()), (200, "4"));
     let ready = http(&server, "GET", "/readyz", &[], "");
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(

@@ -46,7 +46,8 @@ pub struct Settings {
     pub no_auth: bool,
     /// Bearer tokens and their scopes.
     pub tokens: Vec<Token>,
-    /// Snapshot file for starting while etcd is down.
+    /// Snapshot file (every namespace served, in one file) for starting
+    /// while etcd is down.
     pub snapshot: Option<PathBuf>,
     /// `text` or `json` logs.
     pub log_format: String,
@@ -120,6 +121,12 @@ impl Settings {
         crate::key::validate_root(&self.root).map_err(|e| e.to_string())?;
         if self.endpoints.is_empty() {
             return Err(crate::Error::NoEndpoints.to_string());
+        }
+        if let Some(file) = self.snapshot.as_ref().filter(|f| f.is_dir()) {
+            return Err(format!(
+                "snapshot {}: a directory; give a file (all namespaces go in one)",
+                file.display()
+            ));
         }
         if self.etcd_cert.is_some() != self.etcd_key.is_some() {
             return Err("etcd_cert and etcd_key (--etcd-cert, --etcd-key) go together".into());
@@ -223,8 +230,8 @@ impl AppState {
             return Ok(client.clone());
         }
         let mut builder = self.builder.clone().namespace(namespace);
-        if let Some(dir) = &self.settings.snapshot {
-            builder = builder.snapshot(dir.join(format!("{namespace}.json")));
+        if let Some(file) = &self.settings.snapshot {
+            builder = builder.snapshot(file);
         }
         let client = builder.connect().await?;
         clients.insert(namespace.to_owned(), client.clone());
@@ -276,19 +283,20 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Namespaces with a snapshot are loaded now, so that they are served
+    // Namespaces in the snapshot are loaded now, so that they are served
     // (and /readyz says so) even if etcd is down from the start.
-    if let Some(dir) = &state.settings.snapshot {
-        std::fs::create_dir_all(dir)?;
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let Some(ns) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            if path.extension().is_some_and(|e| e == "json") {
-                if let Err(error) = state.client(ns).await {
-                    tracing::warn!(namespace = ns, %error, "not serving this namespace's snapshot");
-                }
+    if let Some(file) = &state.settings.snapshot {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let namespaces = crate::snapshot::namespaces(file, &state.settings.root)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "not serving the snapshot; it is replaced once etcd answers");
+                Vec::new()
+            });
+        for ns in namespaces {
+            if let Err(error) = state.client(&ns).await {
+                tracing::warn!(namespace = ns, %error, "not serving this namespace's snapshot");
             }
         }
     }

@@ -57,8 +57,8 @@ struct ServeArgs {
     /// Serve without authentication: anyone who can reach the port can read and write
     #[arg(long, env = "CFGD_NO_AUTH")]
     no_auth: bool,
-    /// Directory for per-namespace snapshots, to start while etcd is down
-    #[arg(long, env = "CFGD_SNAPSHOT")]
+    /// Snapshot file of every namespace served, kept current, to start while etcd is down
+    #[arg(long, env = "CFGD_SNAPSHOT", value_name = "FILE")]
     snapshot: Option<PathBuf>,
     /// Log format: text or json [default: text]
     #[arg(long, env = "CFGD_LOG_FORMAT", value_parser = ["text", "json"])]
