@@ -1,7 +1,8 @@
 # The two entry points: `make run` (a local etcd and a guided demo) and
 # `make test` (every check CI runs). Both install what is missing first.
+# `make bench` measures cfgd against its peers.
 
-.PHONY: run test deps build
+.PHONY: run test bench deps build
 
 deps:
 	@scripts/install-deps.sh
@@ -17,3 +18,11 @@ test:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	cargo test --workspace --all-features
+	# Benchmarks are not run by the tests, only built.
+	cargo bench --workspace --all-features --no-run
+
+# cfgd against its peers, side by side (see BENCHMARKS.md). Starts its own
+# etcd on free ports.
+bench: deps
+	cargo bench -p cfgd-bench --bench read
+	cargo bench --bench flag_eval

@@ -66,6 +66,35 @@ pub struct Entry<T = serde_json::Value> {
     pub source: Source,
 }
 
+/// An entry's metadata, without its name and value.
+#[derive(Clone, Copy)]
+struct Meta {
+    revision: Revision,
+    create_revision: Revision,
+    version: i64,
+    source: Source,
+}
+
+impl Meta {
+    fn of(stored: &live::Stored) -> Self {
+        Meta {
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: stored.origin,
+        }
+    }
+
+    fn defaults() -> Self {
+        Meta {
+            revision: 0,
+            create_revision: 0,
+            version: 0,
+            source: Source::Defaults,
+        }
+    }
+}
+
 /// What [`Client::import`] wrote, or would write with `dry_run`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -1069,7 +1098,14 @@ impl Client {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        Ok(self.get_entry(name).await?.map(|e| e.value))
+        if let Some(shared) = &self.inner.live {
+            // The hot path of a live client: no key string, no entry built.
+            key::validate_name(name)?;
+            return Ok(self.read_mirror(shared, name)?.map(|(value, _)| value));
+        }
+        // Boxed so that this future stays small: the etcd request's state
+        // would otherwise be moved around on every cached read too.
+        Ok(Box::pin(self.get_entry(name)).await?.map(|e| e.value))
     }
 
     /// Reads `name` as a `T`, or returns `default` when it is missing or
@@ -1082,8 +1118,8 @@ impl Client {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        match self.get_entry(name).await {
-            Ok(Some(entry)) => entry.value,
+        match self.get(name).await {
+            Ok(Some(value)) => value,
             Ok(None) => default,
             Err(error) => {
                 tracing::warn!(name, %error, "config read failed; using the default");
@@ -1099,7 +1135,14 @@ impl Client {
     {
         let key = self.etcd_key(name)?;
         if let Some(shared) = &self.inner.live {
-            return self.read_mirror(shared, name, &key);
+            return Ok(self.read_mirror(shared, name)?.map(|(value, meta)| Entry {
+                name: name.to_owned(),
+                value,
+                revision: meta.revision,
+                create_revision: meta.create_revision,
+                version: meta.version,
+                source: meta.source,
+            }));
         }
         Ok(match self.fetch(&key, None).await? {
             Some(kv) => Some(self.entry(name, &kv)?),
@@ -1107,62 +1150,74 @@ impl Client {
         })
     }
 
-    fn read_mirror<T>(&self, shared: &Shared, name: &str, key: &str) -> Result<Option<Entry<T>>>
+    /// A read from the mirror (then the defaults file) of a live client.
+    /// Decoded values are kept first in the entry itself, for the first type
+    /// read, then in the bounded cache for other types.
+    fn read_mirror<T>(&self, shared: &Shared, name: &str) -> Result<Option<(T, Meta)>>
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let found = shared
-            .read()
-            .section(Kind::Config)
-            .entries
-            .get_key_value(name)
-            .map(|(n, s)| (n.clone(), s.clone()));
-        let Some((cache_name, stored)) = found else {
-            let defaults = shared.defaults.load();
-            let Some(raw) = defaults.get(name) else {
-                return Ok(None);
+        let count = |hit: bool| {
+            let counter = if hit {
+                &shared.stats.cache_hits
+            } else {
+                &shared.stats.cache_misses
             };
-            return Ok(Some(Entry {
-                name: name.to_owned(),
-                value: value::decode(key, 0, raw)?,
-                revision: 0,
-                create_revision: 0,
-                version: 0,
-                source: Source::Defaults,
-            }));
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let value = match &self.inner.cache {
-            Some(cache) => {
-                let slot = (cache_name, TypeId::of::<T>());
-                let hit = cache
-                    .get(&slot)
-                    .filter(|(revision, _)| *revision == stored.revision)
-                    .and_then(|(_, any)| any.downcast::<T>().ok());
-                let counter = if hit.is_some() {
-                    &shared.stats.cache_hits
-                } else {
-                    &shared.stats.cache_misses
+        let found = {
+            let mirror = shared.read();
+            let Some((cache_name, stored)) =
+                mirror.section(Kind::Config).entries.get_key_value(name)
+            else {
+                drop(mirror);
+                let defaults = shared.defaults.load();
+                let Some(raw) = defaults.get(name) else {
+                    return Ok(None);
                 };
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match hit {
-                    Some(v) => T::clone(&v),
-                    None => {
-                        let v: T = value::decode(key, stored.revision, &stored.raw)?;
-                        cache.insert(slot, (stored.revision, Arc::new(v.clone())));
-                        v
-                    }
-                }
+                let value = value::decode(&self.etcd_key(name)?, 0, raw)?;
+                return Ok(Some((value, Meta::defaults())));
+            };
+            let meta = Meta::of(stored);
+            if let Some(value) = stored
+                .decoded
+                .get()
+                .filter(|(type_id, _)| *type_id == TypeId::of::<T>())
+                .and_then(|(_, any)| any.downcast_ref::<T>())
+            {
+                let value = value.clone();
+                drop(mirror);
+                count(true);
+                return Ok(Some((value, meta)));
             }
-            None => value::decode(key, stored.revision, &stored.raw)?,
+            (cache_name.clone(), stored.clone(), meta)
         };
-        Ok(Some(Entry {
-            name: name.to_owned(),
-            value,
-            revision: stored.revision,
-            create_revision: stored.create_revision,
-            version: stored.version,
-            source: stored.origin,
-        }))
+        let (cache_name, stored, meta) = found;
+        let slot = (cache_name, TypeId::of::<T>());
+        let cache = self.inner.cache.as_ref();
+        if let Some(value) = cache
+            .and_then(|c| c.get(&slot))
+            .filter(|(revision, _)| *revision == stored.revision)
+            .and_then(|(_, any)| any.downcast::<T>().ok())
+        {
+            count(true);
+            return Ok(Some((T::clone(&value), meta)));
+        }
+        count(false);
+        let value: T = value::decode(&self.etcd_key(name)?, stored.revision, &stored.raw)?;
+        let shared_value: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+        if stored
+            .decoded
+            .set((TypeId::of::<T>(), shared_value.clone()))
+            .is_err()
+        {
+            // The entry already holds another type: the bounded cache
+            // keeps this one.
+            if let Some(cache) = cache {
+                cache.insert(slot, (stored.revision, shared_value));
+            }
+        }
+        Ok(Some((value, meta)))
     }
 
     /// Reads `name` as it was at `revision` (while etcd still has that

@@ -106,15 +106,17 @@ fn check_name(name: &str, prefix: bool) -> Result<()> {
     if name.starts_with('/') {
         return fail("it must not start with '/'");
     }
-    let mut segments: Vec<&str> = name.split('/').collect();
-    if prefix {
-        // The last segment of a prefix may be cut anywhere, even empty
-        // ("app/"), and "." may be the start of ".env".
-        segments.pop();
-    } else if name.ends_with('/') {
+    if !prefix && name.ends_with('/') {
         return fail("it must not end with '/'");
     }
-    for segment in segments {
+    // Without collecting: reads validate every name they are given.
+    let mut segments = name.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        if prefix && segments.peek().is_none() {
+            // The last segment of a prefix may be cut anywhere, even empty
+            // ("app/"), and "." may be the start of ".env".
+            break;
+        }
         match segment {
             "" => return fail("it contains an empty segment ('//')"),
             "." | ".." => return fail("'.' and '..' are not allowed as segments"),

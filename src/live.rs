@@ -143,7 +143,14 @@ pub(crate) struct Stored {
     pub(crate) version: i64,
     /// `Cache` when it came from etcd, `Snapshot` when from the file.
     pub(crate) origin: Source,
+    /// The value decoded, for the first type it was read as. It lives and
+    /// dies with this revision of the key, so it can never be stale, and a
+    /// read that hits it costs a lookup and a clone of the value.
+    pub(crate) decoded: Arc<std::sync::OnceLock<Decoded>>,
 }
+
+/// A decoded value and the type it was decoded as.
+pub(crate) type Decoded = (std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>);
 
 #[derive(Default)]
 pub(crate) struct Section {
@@ -442,6 +449,7 @@ impl Shared {
                         create_revision,
                         version,
                         origin: Source::Cache,
+                        decoded: Default::default(),
                     };
                     let raw = stored.raw.clone();
                     mirror
@@ -586,6 +594,7 @@ fn stored(kv: &KeyValue, origin: Source) -> Stored {
         create_revision: kv.create_revision(),
         version: kv.version(),
         origin,
+        decoded: Default::default(),
     }
 }
 

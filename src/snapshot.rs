@@ -94,6 +94,7 @@ fn read(path: &Path, root: &str) -> Result<Option<File>> {
 }
 
 /// The namespaces a snapshot file holds (none when there is no file).
+#[cfg(feature = "server")]
 pub(crate) fn namespaces(path: &Path, root: &str) -> Result<Vec<String>> {
     Ok(read(path, root)?
         .map(|file| file.namespaces.into_keys().collect())
@@ -130,6 +131,7 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
                 create_revision: e.create_revision,
                 version: e.version,
                 origin: Source::Snapshot,
+                decoded: Default::default(),
             },
         ));
     }

@@ -683,6 +683,14 @@ async fn a_client_reads_its_own_writes_at_once() {
         let revision = client.set("n", &i).await.unwrap();
         let entry = client.get_entry::<u32>("n").await.unwrap().unwrap();
         assert_eq!((entry.value, entry.revision), (i, revision));
+        // Decoded values are kept per revision and per type: reading the same
+        // revision as other types, twice each, gives each type's own value.
+        for _ in 0..2 {
+            assert_eq!(client.get::<u32>("n").await.unwrap(), Some(i));
+            assert_eq!(client.get::<f64>("n").await.unwrap(), Some(f64::from(i)));
+            assert_eq!(client.get::<Value>("n").await.unwrap(), Some(json!(i)));
+        }
+        assert!(client.get::<String>("n").await.is_err());
         client.delete("n").await.unwrap().unwrap();
         assert_eq!(client.get::<u32>("n").await.unwrap(), None);
         let revision = client.set("n", &i).await.unwrap();
