@@ -23,6 +23,8 @@ test:
 
 # cfgd against its peers, side by side (see BENCHMARKS.md). Starts its own
 # etcd on free ports.
-bench: deps
+bench:
+	@scripts/install-deps.sh --test
 	cargo bench -p cfgd-bench --bench read
+	cargo bench -p cfgd-bench --bench propagation
 	cargo bench --bench flag_eval

@@ -1,5 +1,7 @@
 //! Flag evaluation, cfgd against `flagd-evaluation-engine` 0.1 (the Rust
-//! engine `open-feature-flagd` uses), side by side in one run.
+//! engine `open-feature-flagd` uses) and `@openfeature/flagd-core` on Node
+//! (the reference evaluator, from `tests/differential`'s npm install), side
+//! by side in one run, single-threaded.
 //!
 //! Run: `cargo bench --bench flag_eval`. Each engine evaluates the same
 //! flag for the same contexts; the figure is the median of several rounds,
@@ -33,6 +35,47 @@ fn time<F: FnMut(usize)>(mut f: F) -> Duration {
     median(rounds)
 }
 
+/// `@openfeature/flagd-core` on Node over the same flag and contexts: the
+/// median ns per evaluation and the variant for each context.
+fn flagd_core(
+    document: &Value,
+    contexts: &[(Value, EvaluationContext)],
+) -> Result<(f64, Vec<Option<String>>), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential");
+    if !dir.join("node_modules/@openfeature/flagd-core").exists() {
+        return Err("tests/differential has no npm install (make test or npm ci there)".into());
+    }
+    let mut child = Command::new("node")
+        .arg("throughput.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("node: {e}"))?;
+    let input = json!({"document": document.to_string(), "rounds": ROUNDS, "perRound": PER_ROUND,
+        "contexts": contexts.iter().map(|(json, _)| json).collect::<Vec<_>>()});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("node exited with {}", out.status));
+    }
+    let answer: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let variants = answer["variants"]
+        .as_array()
+        .ok_or("no variants")?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    Ok((answer["ns"].as_f64().ok_or("no ns")?, variants))
+}
+
 fn main() {
     let cases: Vec<(&str, Value)> = vec![
         (
@@ -43,6 +86,11 @@ fn main() {
         (
             "fractional 25/75",
             json!({"fractional": [["on", 25], ["off", 75]]}),
+        ),
+        (
+            "in + fractional 50/50",
+            json!({"if": [{"in": [{"var": "country"}, ["de", "fr", "us"]]},
+                          {"fractional": [["on", 50], ["off", 50]]}, "off"]}),
         ),
         (
             "sem_ver >=",
@@ -67,8 +115,8 @@ fn main() {
 
     println!("flag evaluation, median of {ROUNDS} rounds x {PER_ROUND} evaluations");
     println!(
-        "{:<22} {:>12} {:>18} {:>8}",
-        "targeting", "cfgd", "flagd-eval-engine", "ratio"
+        "{:<22} {:>12} {:>12} {:>18} {:>8} {:>14} {:>8}",
+        "targeting", "cfgd", "cfgd eval/s", "flagd-eval-engine", "ratio", "flagd-core", "ratio"
     );
     let theirs_engine = Operator::new();
     for (name, targeting) in cases {
@@ -80,7 +128,7 @@ fn main() {
         // (Except fractional: flagd-evaluation-engine 0.1 still buckets with
         // flagd's legacy "v1" float algorithm, cfgd with the current "v2",
         // so some users land in other buckets; the work is the same.)
-        for (json, of) in contexts.iter().filter(|_| !name.starts_with("fractional")) {
+        for (json, of) in contexts.iter().filter(|_| !name.contains("fractional")) {
             let a = ours.evaluate("f", false, json).variant.unwrap_or_default();
             let b = theirs_engine
                 .apply("f", &rule, of)
@@ -100,12 +148,30 @@ fn main() {
                     .unwrap(),
             );
         });
+        let ours_ns = t_ours.as_nanos().max(1) as f64;
+        let node = match flagd_core(&document, &contexts) {
+            Ok((ns, variants)) => {
+                // flagd-core buckets fractional as cfgd does (v2): every
+                // answer must agree, fractional included.
+                for ((json, _), theirs) in contexts.iter().zip(&variants) {
+                    let ours = ours.evaluate("f", false, json).variant;
+                    assert_eq!(
+                        ours.as_deref(),
+                        theirs.as_deref(),
+                        "{name}: flagd-core disagrees for {json}"
+                    );
+                }
+                format!("{ns:>11.0} ns {:>7.1}x", ns / ours_ns)
+            }
+            Err(reason) => format!("not run: {reason}"),
+        };
         println!(
-            "{:<22} {:>9.0} ns {:>15.0} ns {:>7.1}x",
+            "{:<22} {:>9.0} ns {:>12.0} {:>15.0} ns {:>7.1}x {node}",
             name,
-            t_ours.as_nanos() as f64,
+            ours_ns,
+            1e9 / ours_ns,
             t_theirs.as_nanos() as f64,
-            t_theirs.as_nanos() as f64 / t_ours.as_nanos().max(1) as f64
+            t_theirs.as_nanos() as f64 / ours_ns
         );
     }
 }

@@ -270,6 +270,11 @@ impl EtcdCluster {
         resp.header().expect("header").revision()
     }
 
+    /// The process id of member `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
     /// A gauge or counter from member `i`'s Prometheus `/metrics`, such as
     /// `etcd_debugging_mvcc_watcher_total`.
     pub fn metric(&self, i: usize, name: &str) -> f64 {

@@ -1,0 +1,391 @@
+//! Propagation latency and etcd's cost of fan-out, cfgd against its peers in
+//! one run:
+//! - cfgd: one client, N subscribers (`Client::subscribe`) in this process;
+//! - N direct etcd watchers through etcd-client, on etcd itself;
+//! - the same N watchers through etcd's gRPC proxy (`etcd grpc-proxy`),
+//!   which coalesces watchers of one key;
+//! - dynamic-config-etcd: one watch feeding one config type (its model has
+//!   one watch per type, so it is measured at N = 1 only).
+//!
+//! Latency runs from the moment the writer has etcd's answer to its put, to
+//! the moment each subscriber's code sees the change (0 if the change came
+//! first). etcd's side is read from its own `/metrics`
+//! (`etcd_debugging_mvcc_watcher_total`, `..._watch_stream_total`) and its
+//! CPU time (`/proc/<pid>/stat`) over the puts.
+//!
+//! Run: `cargo bench -p cfgd-bench --bench propagation` (or `make bench`).
+//! Writes `target/bench/propagation.json`.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::WatchOptions;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_stream::StreamExt;
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+const KEY: &str = "feature.flags";
+const SIZES: [usize; 3] = [1, 100, 10_000];
+
+/// What every subscriber of one round shares with the writer. Each
+/// subscriber writes its own slot, so that recording costs no lock: a shared
+/// lock here would be the harness measuring itself.
+struct Round {
+    base: Instant,
+    /// Nanoseconds after `base` at which each subscriber saw the change.
+    seen: Vec<std::sync::atomic::AtomicU64>,
+    count: AtomicUsize,
+    all_in: Notify,
+}
+
+impl Round {
+    fn new(subscribers: usize) -> Self {
+        Round {
+            base: Instant::now(),
+            seen: (0..subscribers).map(|_| Default::default()).collect(),
+            count: AtomicUsize::new(0),
+            all_in: Notify::new(),
+        }
+    }
+
+    fn saw(&self, subscriber: usize) {
+        let at = self.base.elapsed().as_nanos() as u64;
+        self.seen[subscriber].store(at, Ordering::Release);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.seen.len() {
+            self.all_in.notify_one();
+        }
+    }
+}
+
+/// Puts `rounds` new values through `writer` and collects, for each, the
+/// delay from the put's answer to every subscriber seeing it.
+async fn measure(
+    writer: &mut etcd_client::Client,
+    key: &str,
+    rounds: usize,
+    round: &Round,
+) -> Vec<Duration> {
+    let subscribers = round.seen.len();
+    let mut delays = Vec::with_capacity(subscribers * rounds);
+    for i in 0..rounds {
+        round.count.store(0, Ordering::Release);
+        let all_in = round.all_in.notified();
+        let value = json!({"dark_mode": i % 2 == 0, "round": i}).to_string();
+        writer.put(key, value, None).await.expect("put");
+        let acked = round.base.elapsed();
+        tokio::time::timeout(Duration::from_secs(60), all_in)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "round {i}: {} of {subscribers} subscribers saw the put within 60 s",
+                    round.count.load(Ordering::Acquire)
+                )
+            });
+        delays.extend(
+            round
+                .seen
+                .iter()
+                .map(|at| Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(acked)),
+        );
+    }
+    delays
+}
+
+fn summary(mut delays: Vec<Duration>) -> Value {
+    delays.sort();
+    let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    json!({"samples": delays.len(), "p50_ms": ms(at(0.5)), "p99_ms": ms(at(0.99)), "max_ms": ms(at(1.0))})
+}
+
+/// etcd's CPU time so far (user + system), from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read etcd's /proc stat");
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Resident memory of this process.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+fn rounds_for(subscribers: usize) -> usize {
+    if subscribers >= 10_000 {
+        20
+    } else {
+        100
+    }
+}
+
+/// etcd's watcher gauges and its CPU time over the measured puts.
+struct EtcdSide<'a> {
+    etcd: &'a common::EtcdCluster,
+    cpu_before: Duration,
+}
+
+impl<'a> EtcdSide<'a> {
+    fn start(etcd: &'a common::EtcdCluster) -> Self {
+        EtcdSide {
+            etcd,
+            cpu_before: cpu_time(etcd.pid(0).unwrap()),
+        }
+    }
+
+    fn finish(self) -> Value {
+        let cpu = cpu_time(self.etcd.pid(0).unwrap()) - self.cpu_before;
+        json!({
+            "watchers": self.etcd.metric(0, "etcd_debugging_mvcc_watcher_total"),
+            "watch_streams": self.etcd.metric(0, "etcd_debugging_mvcc_watch_stream_total"),
+            "cpu_ms": cpu.as_millis() as u64,
+        })
+    }
+}
+
+async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
+    let client = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace("bench")
+        .connect()
+        .await
+        .expect("connect cfgd");
+    let key = client.etcd_key(KEY).unwrap();
+    let round = Arc::new(Round::new(n));
+    let rss_before = rss_bytes();
+    let mut tasks = Vec::with_capacity(n);
+    for id in 0..n {
+        let mut sub = client.subscribe(KEY).expect("subscribe");
+        let round = round.clone();
+        tasks.push(tokio::spawn(async move {
+            while sub.next().await.is_some() {
+                round.saw(id);
+            }
+        }));
+    }
+    let bytes_per_subscriber = rss_bytes().saturating_sub(rss_before) / n as u64;
+    let mut writer = etcd.raw().await;
+    let side = EtcdSide::start(etcd);
+    let delays = measure(&mut writer, &key, rounds_for(n), &round).await;
+    let etcd_side = side.finish();
+    for task in tasks {
+        task.abort();
+    }
+    json!({"latency": summary(delays), "etcd": etcd_side, "rss_bytes_per_subscriber": bytes_per_subscriber})
+}
+
+async fn direct(etcd: &common::EtcdCluster, endpoint: &str, n: usize) -> Value {
+    let key = format!("/direct/{KEY}");
+    let watcher = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("connect");
+    let round = Arc::new(Round::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for id in 0..n {
+        let mut watch = watcher.watch_client();
+        let mut stream = watch
+            .watch(key.as_str(), Some(WatchOptions::new()))
+            .await
+            .expect("open a watch");
+        let round = round.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Some(resp)) = stream.message().await {
+                for _ in resp.events() {
+                    round.saw(id);
+                }
+            }
+        }));
+    }
+    let mut writer = etcd.raw().await;
+    let side = EtcdSide::start(etcd);
+    let delays = measure(&mut writer, &key, rounds_for(n), &round).await;
+    let etcd_side = side.finish();
+    for task in tasks {
+        task.abort();
+    }
+    json!({"latency": summary(delays), "etcd": etcd_side})
+}
+
+/// The floor under any design with a task per subscriber: a unit value
+/// sent on a tokio broadcast channel to `n` tasks, on this runtime, with no
+/// etcd and no cfgd in the way. Timed from the send.
+async fn floor(n: usize) -> Value {
+    let (send, _) = tokio::sync::broadcast::channel::<usize>(16);
+    let round = Arc::new(Round::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for id in 0..n {
+        let mut receive = send.subscribe();
+        let round = round.clone();
+        tasks.push(tokio::spawn(async move {
+            while receive.recv().await.is_ok() {
+                round.saw(id);
+            }
+        }));
+    }
+    // Every task is parked on its receiver before the first send.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut delays = Vec::new();
+    for i in 0..rounds_for(n) {
+        round.count.store(0, Ordering::Release);
+        let all_in = round.all_in.notified();
+        let sent = round.base.elapsed();
+        send.send(i).expect("receivers");
+        all_in.await;
+        delays.extend(
+            round
+                .seen
+                .iter()
+                .map(|at| Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(sent)),
+        );
+    }
+    for task in tasks {
+        task.abort();
+    }
+    json!({"latency": summary(delays)})
+}
+
+#[dynamic_config::dynamic_config]
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Flags {
+    dark_mode: bool,
+    round: u64,
+}
+
+async fn dynamic_config(etcd: &common::EtcdCluster) -> Value {
+    let key = format!("/dynamic/{KEY}.json");
+    let mut writer = etcd.raw().await;
+    writer
+        .put(key.as_str(), r#"{"dark_mode": false, "round": 0}"#, None)
+        .await
+        .unwrap();
+    let source = || async {
+        dynamic_config_etcd::Etcd::new(etcd.endpoints(), key.as_str())
+            .await
+            .expect("dynamic-config-etcd source")
+    };
+    Flags::set_remote_async(source().await);
+    Flags::refresh_remote_async().await.expect("fetch");
+    Flags::builder("flags")
+        .whole_document()
+        .init_async()
+        .await
+        .expect("init");
+    let sink = Flags::remote_sink();
+    let round = Arc::new(Round::new(1));
+    let watcher = source().await;
+    let seen = round.clone();
+    let task = tokio::spawn(async move {
+        let _ = watcher
+            .watch(move |document| {
+                let applied = sink.apply(document);
+                seen.saw(0);
+                applied
+            })
+            .await;
+    });
+    // Let its watch open before the first put.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let side = EtcdSide::start(etcd);
+    let delays = measure(&mut writer, &key, rounds_for(1), &round).await;
+    let etcd_side = side.finish();
+    task.abort();
+    json!({"latency": summary(delays), "etcd": etcd_side})
+}
+
+/// `etcd grpc-proxy start` in front of `etcd`, on a free port.
+fn grpc_proxy(etcd: &common::EtcdCluster) -> (common::KillOnDrop, String) {
+    let port = common::free_port();
+    let mut command = Command::new("etcd");
+    command
+        .args(["grpc-proxy", "start", "--endpoints", &etcd.endpoints_arg()])
+        .args(["--listen-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // The proxy dies with this process, however it ends.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .expect("start etcd grpc-proxy (the etcd binary on PATH)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "grpc-proxy did not listen within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (
+        common::KillOnDrop(child),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut results = serde_json::Map::new();
+    // CFGD_BENCH_SIZES=10000 runs one size only, when working on one.
+    let sizes: Vec<usize> = match std::env::var("CFGD_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("a number"))
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    };
+    for n in sizes {
+        // A fresh etcd per size, so that watcher gauges and CPU time are
+        // this size's alone.
+        let result = rt.block_on(floor(n));
+        println!("{n:>6} subscribers  {:<16} {result}", "floor (tokio)");
+        results.insert(format!("tokio broadcast floor / {n}"), result);
+        for peer in ["cfgd", "etcd direct", "etcd grpc-proxy"] {
+            let etcd = common::EtcdCluster::single();
+            let result = rt.block_on(async {
+                match peer {
+                    "cfgd" => cfgd(&etcd, n).await,
+                    "etcd direct" => direct(&etcd, &etcd.endpoint(0), n).await,
+                    _ => {
+                        let (_proxy, endpoint) = grpc_proxy(&etcd);
+                        direct(&etcd, &endpoint, n).await
+                    }
+                }
+            });
+            println!("{n:>6} subscribers  {peer:<16} {result}");
+            results.insert(format!("{peer} / {n}"), result);
+        }
+    }
+    let etcd = common::EtcdCluster::single();
+    let result = rt.block_on(dynamic_config(&etcd));
+    println!("{:>6} subscribers  {:<16} {result}", 1, "dynamic-config");
+    results.insert("dynamic-config-etcd / 1".into(), result);
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("propagation.json");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&Value::Object(results)).unwrap(),
+    )
+    .unwrap();
+    println!("wrote {}", out.display());
+}
