@@ -176,14 +176,27 @@ async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
         }));
     }
     let bytes_per_subscriber = rss_bytes().saturating_sub(rss_before) / n as u64;
+    let mut result = puts_and_etcd_side(etcd, &key, n, &round, tasks).await;
+    result["rss_bytes_per_subscriber"] = bytes_per_subscriber.into();
+    result
+}
+
+/// The measured puts, etcd's side of them, then the subscribers stopped.
+async fn puts_and_etcd_side(
+    etcd: &common::EtcdCluster,
+    key: &str,
+    n: usize,
+    round: &Round,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Value {
     let mut writer = etcd.raw().await;
     let side = EtcdSide::start(etcd);
-    let delays = measure(&mut writer, &key, rounds_for(n), &round).await;
+    let delays = measure(&mut writer, key, rounds_for(n), round).await;
     let etcd_side = side.finish();
     for task in tasks {
         task.abort();
     }
-    json!({"latency": summary(delays), "etcd": etcd_side, "rss_bytes_per_subscriber": bytes_per_subscriber})
+    json!({"latency": summary(delays), "etcd": etcd_side})
 }
 
 async fn direct(etcd: &common::EtcdCluster, endpoint: &str, n: usize) -> Value {
@@ -208,14 +221,7 @@ async fn direct(etcd: &common::EtcdCluster, endpoint: &str, n: usize) -> Value {
             }
         }));
     }
-    let mut writer = etcd.raw().await;
-    let side = EtcdSide::start(etcd);
-    let delays = measure(&mut writer, &key, rounds_for(n), &round).await;
-    let etcd_side = side.finish();
-    for task in tasks {
-        task.abort();
-    }
-    json!({"latency": summary(delays), "etcd": etcd_side})
+    puts_and_etcd_side(etcd, &key, n, &round, tasks).await
 }
 
 /// The floor under any design with a task per subscriber: a unit value
