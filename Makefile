@@ -24,7 +24,7 @@ test:
 # cfgd against its peers, side by side (see BENCHMARKS.md). Starts its own
 # etcd on free ports.
 bench:
-	@scripts/install-deps.sh --test
+	@scripts/install-deps.sh --bench
 	cargo bench -p cfgd-bench --bench read
 	cargo bench -p cfgd-bench --bench propagation
 	cargo bench --bench flag_eval

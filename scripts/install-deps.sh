@@ -8,9 +8,12 @@
 #   node, npm - the differential test runs OpenFeature's reference flag
 #               evaluator (tests/differential/), and the Node example
 #               (examples/node/) is tested; both installed with `npm ci`
+# With --bench, all of --test and:
+#   wrk       - `make bench` loads the HTTP server and etcd's gateway with it
 # Debian and Ubuntu get them from apt; elsewhere it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode="${1:-}"
 
 tools=(protoc etcd etcdctl curl)
 missing=()
@@ -18,14 +21,18 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ "${1:-}" = "--test" ]; then
+if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   tools+=(node npm)
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
+if [ "$mode" = "--bench" ]; then
+  tools+=(wrk)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+fi
 
 npm_packages() {
-  [ "${1:-}" = "--test" ] || return 0
+  [ "$mode" = "--test" ] || [ "$mode" = "--bench" ] || return 0
   # The reference evaluator, at the versions package-lock.json pins.
   local dir
   for dir in tests/differential examples/node; do
@@ -37,7 +44,7 @@ npm_packages() {
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
-  npm_packages "${1:-}"
+  npm_packages
   exit 0
 fi
 
@@ -63,4 +70,4 @@ for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool still missing after apt-get" >&2; exit 1; }
 done
 echo "install-deps: $(etcd --version | head -n 1), $(protoc --version)"
-npm_packages "${1:-}"
+npm_packages
