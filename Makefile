@@ -27,4 +27,6 @@ bench:
 	@scripts/install-deps.sh --bench
 	cargo bench -p cfgd-bench --bench read
 	cargo bench -p cfgd-bench --bench propagation
+	cargo bench -p cfgd-bench --bench http
+	cargo bench -p cfgd-bench --bench memory
 	cargo bench --bench flag_eval

@@ -122,7 +122,7 @@ const MAX_TXN_OPS: usize = 128;
 const LIST_PAGE: i64 = 64;
 /// etcd accepts values up to 1.5 MiB from other tools, so a full page of the
 /// largest values must still decode.
-const MAX_DECODE: usize = 128 * 1024 * 1024;
+const MAX_DECODE: usize = live::MAX_DECODE;
 /// HTTP/2 pings find a dead connection without waiting for TCP; etcd's
 /// default `--grpc-keepalive-min-time` of 5 s forbids pinging faster.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);

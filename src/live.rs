@@ -35,8 +35,17 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Recent changes kept for resuming a subscription exactly (SSE
 /// `Last-Event-ID`); older resumes get the current values as resync.
 const RECENT: usize = 4096;
-/// Keys per request when the namespace is read whole.
+/// Keys in the first request when the namespace is read whole.
 const LOAD_PAGE: i64 = 256;
+/// Pages grow (4x at a time, up to this many keys) while they stay under
+/// `LOAD_PAGE_BYTES`: etcd 3.4 walks the whole rest of the range on every
+/// page, so a namespace of 100,000 small keys read 256 at a time takes
+/// seconds, and in a few large pages, a fraction of one.
+const LOAD_PAGE_MAX: i64 = 65_536;
+const LOAD_PAGE_BYTES: usize = 8 << 20;
+/// The largest answer accepted: a page that grew onto large values is
+/// retried smaller rather than refused.
+pub(crate) const MAX_DECODE: usize = 128 << 20;
 
 /// What a [`Change`] did to its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -609,20 +618,35 @@ pub(crate) async fn load(
     let mut from = base;
     let mut at = None;
     let mut fresh = Vec::new();
-    let mut kv = etcd.kv_client();
+    let mut kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
+    let mut page = LOAD_PAGE;
     loop {
         let mut options = GetOptions::new()
             .with_range(end.clone())
-            .with_limit(LOAD_PAGE);
+            .with_limit(page);
         if let Some(revision) = at {
             options = options.with_revision(revision);
         }
-        let resp = kv.get(from.clone(), Some(options)).await?;
+        let resp = match kv.get(from.clone(), Some(options)).await {
+            Ok(resp) => resp,
+            Err(etcd_client::Error::GRpcStatus(status))
+                if page > 1 && status.code() == tonic::Code::OutOfRange =>
+            {
+                page = (page / 16).max(1);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let revision = *at.get_or_insert(resp.header().map_or(0, |h| h.revision()));
+        let mut bytes = 0;
         for kv in resp.kvs() {
+            bytes += kv.key().len() + kv.value().len();
             if let Some((section, name)) = shared.split_key(kv.key()) {
                 fresh.push((section, Arc::from(name), stored(kv, Source::Cache)));
             }
+        }
+        if bytes < LOAD_PAGE_BYTES / 4 {
+            page = (page * 4).min(LOAD_PAGE_MAX);
         }
         match resp.kvs().last() {
             Some(last) if resp.more() => {
