@@ -621,9 +621,7 @@ pub(crate) async fn load(
     let mut kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
     let mut page = LOAD_PAGE;
     loop {
-        let mut options = GetOptions::new()
-            .with_range(end.clone())
-            .with_limit(page);
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
         if let Some(revision) = at {
             options = options.with_revision(revision);
         }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 const CONNECTIONS: &str = "64";
 const DURATION: &str = "5s";
@@ -43,10 +44,7 @@ fn wrk(url: &str, script: Option<&std::path::Path>) -> f64 {
 
 fn main() {
     let etcd = common::EtcdCluster::single();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let (address, key) = rt.block_on(async {
         let writer = cfgd::Client::builder()
             .endpoints(etcd.endpoints())
@@ -120,9 +118,7 @@ fn main() {
     println!("ratio               {ratio:>10.2}x");
     let results = json!({"connections": CONNECTIONS, "duration": DURATION,
         "cfgd_rps": cfgd_rps, "gateway_rps": gateway_rps, "ratio": ratio});
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("http.json"), results.to_string()).unwrap();
+    support::write_results("http", &results);
     drop(rt);
 }
 

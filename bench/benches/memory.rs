@@ -10,23 +10,15 @@ use serde_json::{json, Value};
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 const KEYS: usize = 100_000;
 /// etcd's default `--max-txn-ops`.
 const PER_TXN: usize = 128;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
 fn main() {
     let etcd = common::EtcdCluster::single();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let result = rt.block_on(async {
         // A typical small value per key: about 60 bytes of JSON.
         let mut raw = etcd.raw().await;
@@ -46,7 +38,7 @@ fn main() {
                 .collect();
             raw.txn(Txn::new().and_then(ops)).await.expect("write keys");
         }
-        let before = rss_bytes();
+        let before = support::rss_bytes("self");
         let client = cfgd::Client::builder()
             .endpoints(etcd.endpoints())
             .namespace("bench")
@@ -54,11 +46,11 @@ fn main() {
             .connect()
             .await
             .expect("connect");
-        let mirrored = rss_bytes();
+        let mirrored = support::rss_bytes("self");
         for name in &names {
             assert!(client.get::<Value>(name).await.unwrap().is_some(), "{name}");
         }
-        let read = rss_bytes();
+        let read = support::rss_bytes("self");
         let per_key = |bytes: u64| bytes.saturating_sub(before) as f64 / KEYS as f64;
         json!({
             "keys": KEYS,
@@ -70,7 +62,5 @@ fn main() {
         })
     });
     println!("memory, {KEYS} keys: {result}");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("memory.json"), result.to_string()).unwrap();
+    support::write_results("memory", &result);
 }

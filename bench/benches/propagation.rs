@@ -30,6 +30,7 @@ use tokio_stream::StreamExt;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 const KEY: &str = "feature.flags";
 const SIZES: [usize; 3] = [1, 100, 10_000];
@@ -116,13 +117,6 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
-/// Resident memory of this process.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split(' ').nth(1).unwrap().parse().unwrap();
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
-
 fn rounds_for(subscribers: usize) -> usize {
     if subscribers >= 10_000 {
         20
@@ -164,7 +158,7 @@ async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
         .expect("connect cfgd");
     let key = client.etcd_key(KEY).unwrap();
     let round = Arc::new(Round::new(n));
-    let rss_before = rss_bytes();
+    let rss_before = support::rss_bytes("self");
     let mut tasks = Vec::with_capacity(n);
     for id in 0..n {
         let mut sub = client.subscribe(KEY).expect("subscribe");
@@ -175,7 +169,7 @@ async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
             }
         }));
     }
-    let bytes_per_subscriber = rss_bytes().saturating_sub(rss_before) / n as u64;
+    let bytes_per_subscriber = support::rss_bytes("self").saturating_sub(rss_before) / n as u64;
     let mut result = puts_and_etcd_side(etcd, &key, n, &round, tasks).await;
     result["rss_bytes_per_subscriber"] = bytes_per_subscriber.into();
     result
@@ -345,10 +339,7 @@ fn grpc_proxy(etcd: &common::EtcdCluster) -> (common::KillOnDrop, String) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let mut results = serde_json::Map::new();
     // CFGD_BENCH_SIZES=10000 runs one size only, when working on one.
     let sizes: Vec<usize> = match std::env::var("CFGD_BENCH_SIZES") {
@@ -385,13 +376,5 @@ fn main() {
     println!("{:>6} subscribers  {:<16} {result}", 1, "dynamic-config");
     results.insert("dynamic-config-etcd / 1".into(), result);
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("propagation.json");
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&Value::Object(results)).unwrap(),
-    )
-    .unwrap();
-    println!("wrote {}", out.display());
+    support::write_results("propagation", &Value::Object(results));
 }
