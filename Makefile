@@ -29,4 +29,5 @@ bench:
 	cargo bench -p cfgd-bench --bench propagation
 	cargo bench -p cfgd-bench --bench http
 	cargo bench -p cfgd-bench --bench memory
+	cargo bench -p cfgd-bench --bench sse
 	cargo bench --bench flag_eval

@@ -16,7 +16,6 @@
 //! Run: `cargo bench -p cfgd-bench --bench propagation` (or `make bench`).
 //! Writes `target/bench/propagation.json`.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -314,13 +313,7 @@ fn grpc_proxy(etcd: &common::EtcdCluster) -> (common::KillOnDrop, String) {
         .args(["--listen-addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // The proxy dies with this process, however it ends.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    support::dies_with_us(&mut command);
     let child = command
         .spawn()
         .expect("start etcd grpc-proxy (the etcd binary on PATH)");

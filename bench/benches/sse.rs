@@ -1,0 +1,182 @@
+//! 10,000 concurrent SSE clients on one cfgd: delivery latency after a put
+//! (from etcd's answer to the client reading the event) and the server's
+//! resident memory per client.
+//!
+//! The server runs in a child process (this same binary, re-executed), so
+//! its memory is its own; the clients are tasks in this process.
+//!
+//! Run: `cargo bench -p cfgd-bench --bench sse` (or `make bench`). Writes
+//! `target/bench/sse.json`.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Notify;
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod support;
+
+const CLIENTS: usize = 10_000;
+const PUTS: usize = 20;
+const SERVER: &str = "CFGD_BENCH_SSE_SERVER";
+
+/// Lets this process hold as many sockets as the machine allows.
+fn raise_fd_limit() {
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// The child: cfgd on a free port over the etcd named in `SERVER`.
+fn serve(endpoint: String) {
+    raise_fd_limit();
+    support::runtime().block_on(async {
+        let settings = cfgd::server::Settings {
+            endpoints: vec![endpoint],
+            no_auth: true,
+            ..Default::default()
+        };
+        settings.validate().expect("settings");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let state = cfgd::server::AppState::new(settings);
+        cfgd::server::run(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+struct Seen {
+    at: Vec<AtomicU64>,
+    count: AtomicUsize,
+    all_in: Notify,
+    base: Instant,
+}
+
+fn main() {
+    if let Ok(endpoint) = std::env::var(SERVER) {
+        return serve(endpoint);
+    }
+    raise_fd_limit();
+    let etcd = common::EtcdCluster::single();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .env(SERVER, etcd.endpoint(0))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    support::dies_with_us(&mut command);
+    let mut child = command.spawn().expect("start the server");
+    let pid = child.id().to_string();
+    let mut address = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let address = address.trim().to_owned();
+    let server = common::KillOnDrop(child);
+
+    let result = support::runtime().block_on(async {
+        let mut writer = etcd.raw().await;
+        let key = "/cfgd/bench/config/feature.flags";
+        writer.put(key, "0", None).await.unwrap();
+        // The server before any client: its namespace is loaded by the
+        // first, so the per-client figure carries that small share too.
+        let idle = support::rss_bytes(&pid);
+        let seen = Arc::new(Seen {
+            at: (0..CLIENTS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicUsize::new(0),
+            all_in: Notify::new(),
+            base: Instant::now(),
+        });
+        let opened = Arc::new(AtomicUsize::new(0));
+        let connecting = Arc::new(tokio::sync::Semaphore::new(256));
+        let mut tasks = Vec::with_capacity(CLIENTS);
+        for id in 0..CLIENTS {
+            let (seen, opened, connecting) = (seen.clone(), opened.clone(), connecting.clone());
+            let address = address.clone();
+            tasks.push(tokio::spawn(async move {
+                let permit = connecting.acquire().await.unwrap();
+                let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+                stream
+                    .write_all(b"GET /v1/namespaces/bench/watch?prefix=feature HTTP/1.1\r\nHost: cfgd\r\nAccept: text/event-stream\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut lines = BufReader::new(stream).lines();
+                while let Some(line) = lines.next_line().await.unwrap() {
+                    if line.is_empty() {
+                        break; // end of the response head
+                    }
+                }
+                drop(permit);
+                opened.fetch_add(1, Ordering::AcqRel);
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("data:") {
+                        let at = seen.base.elapsed().as_nanos() as u64;
+                        seen.at[id].store(at, Ordering::Release);
+                        if seen.count.fetch_add(1, Ordering::AcqRel) + 1 == CLIENTS {
+                            seen.all_in.notify_one();
+                        }
+                    }
+                }
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while opened.load(Ordering::Acquire) < CLIENTS {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {CLIENTS} SSE clients connected in 120 s",
+                opened.load(Ordering::Acquire)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let connected = support::rss_bytes(&pid);
+        let mut delays = Vec::with_capacity(CLIENTS * PUTS);
+        for i in 0..PUTS {
+            seen.count.store(0, Ordering::Release);
+            let all_in = seen.all_in.notified();
+            writer.put(key, (i + 1).to_string(), None).await.unwrap();
+            let acked = seen.base.elapsed();
+            tokio::time::timeout(Duration::from_secs(60), all_in)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "put {i}: {} of {CLIENTS} clients got the event in 60 s",
+                        seen.count.load(Ordering::Acquire)
+                    )
+                });
+            delays.extend(seen.at.iter().map(|at| {
+                Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(acked)
+            }));
+        }
+        for task in tasks {
+            task.abort();
+        }
+        delays.sort();
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let at = |q: f64| ms(delays[((delays.len() - 1) as f64 * q).round() as usize]);
+        json!({
+            "clients": CLIENTS,
+            "puts": PUTS,
+            "p50_ms": at(0.5),
+            "p99_ms": at(0.99),
+            "max_ms": at(1.0),
+            "server_rss_idle_bytes": idle,
+            "server_rss_bytes_per_client": connected.saturating_sub(idle) / CLIENTS as u64,
+        })
+    });
+    drop(server);
+    println!("SSE, {CLIENTS} clients: {result}");
+    support::write_results("sse", &result);
+}
