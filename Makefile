@@ -31,3 +31,4 @@ bench:
 	cargo bench -p cfgd-bench --bench memory
 	cargo bench -p cfgd-bench --bench sse
 	cargo bench --bench flag_eval
+	cargo bench -p cfgd-bench --bench report

@@ -119,6 +119,7 @@ fn main() {
         "targeting", "cfgd", "cfgd eval/s", "flagd-eval-engine", "ratio", "flagd-core", "ratio"
     );
     let theirs_engine = Operator::new();
+    let mut rows = Vec::new();
     for (name, targeting) in cases {
         let document = json!({"flags": {"f": {"state": "ENABLED",
             "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": targeting}}});
@@ -149,8 +150,11 @@ fn main() {
             );
         });
         let ours_ns = t_ours.as_nanos().max(1) as f64;
+        let mut row = json!({"targeting": name, "cfgd_ns": ours_ns,
+            "flagd_evaluation_engine_ns": t_theirs.as_nanos() as f64});
         let node = match flagd_core(&document, &contexts) {
             Ok((ns, variants)) => {
+                row["flagd_core_ns"] = ns.into();
                 // flagd-core buckets fractional as cfgd does (v2): every
                 // answer must agree, fractional included.
                 for ((json, _), theirs) in contexts.iter().zip(&variants) {
@@ -163,8 +167,12 @@ fn main() {
                 }
                 format!("{ns:>11.0} ns {:>7.1}x", ns / ours_ns)
             }
-            Err(reason) => format!("not run: {reason}"),
+            Err(reason) => {
+                row["flagd_core_not_run"] = reason.clone().into();
+                format!("not run: {reason}")
+            }
         };
+        rows.push(row);
         println!(
             "{:<22} {:>9.0} ns {:>12.0} {:>15.0} ns {:>7.1}x {node}",
             name,
@@ -174,4 +182,8 @@ fn main() {
             t_theirs.as_nanos() as f64 / ours_ns
         );
     }
+    // For `make bench`'s report (bench/benches/report.rs).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    std::fs::write(dir.join("flag_eval.json"), Value::Array(rows).to_string()).expect("write");
 }

@@ -1,0 +1,294 @@
+//! The last step of `make bench`: gathers what the other benches wrote
+//! (`target/bench/*.json`, criterion's estimates for `read`) into
+//! `target/bench/results.json`, and rewrites the generated part of
+//! `BENCHMARKS.md` (between its `make bench` markers) from it. A bench that
+//! did not run shows as such, with no figure.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+const START: &str =
+    "<!-- make bench: generated from target/bench/results.json; edits here are lost -->";
+const END: &str = "<!-- make bench: end -->";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(name: &str) -> Option<Value> {
+    let text =
+        std::fs::read_to_string(root().join("target/bench").join(format!("{name}.json"))).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Criterion's median for one function of the `read` group, in ns.
+fn criterion(function: &str) -> Option<f64> {
+    let dir = function.replace("::", "__");
+    let path = root()
+        .join("target/criterion/read")
+        .join(dir)
+        .join("new/estimates.json");
+    let estimates: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn ns(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} ms", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} µs", v / 1e3)
+    } else {
+        format!("{v:.1} ns")
+    }
+}
+
+fn ratio(theirs: Option<f64>, ours: Option<f64>) -> String {
+    match (theirs, ours) {
+        (Some(t), Some(o)) if o > 0.0 => format!("{:.2}", t / o),
+        _ => "—".into(),
+    }
+}
+
+fn cell(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map_or_else(|| "not run".into(), f)
+}
+
+fn main() {
+    let mut results = Map::new();
+    let mut md = String::new();
+
+    // 1. Read latency.
+    let names = [
+        ("live", "cfgd Live::get"),
+        ("dynamic_config", "dynamic-config current()"),
+        ("cached", "cfgd Client::get (cached)"),
+        ("clone", "clone of the value alone"),
+        ("etcd_linearizable", "etcd range, linearizable"),
+        ("etcd_serializable", "etcd range, serializable"),
+    ];
+    let reads: Map<String, Value> = names
+        .iter()
+        .map(|(k, f)| (k.to_string(), criterion(f).map_or(Value::Null, Value::from)))
+        .collect();
+    let get = |k: &str| reads[k].as_f64();
+    writeln!(
+        md,
+        "### 1. Read latency (`cargo bench -p cfgd-bench --bench read`, criterion median)\n"
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| read | cfgd | peer | peer ÷ cfgd | target |\n| --- | ---: | ---: | ---: | --- |"
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| `Live::get` vs dynamic-config 0.10 `current()` | {} | {} | {} | ≤ 20 ns, ratio ≥ 1 |",
+        cell(get("live"), ns),
+        cell(get("dynamic_config"), ns),
+        ratio(get("dynamic_config"), get("live"))
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| cached `get::<T>` vs etcd linearizable range | {} | {} | {} | ≤ 250 ns, ratio ≥ 1000 |",
+        cell(get("cached"), ns),
+        cell(get("etcd_linearizable"), ns),
+        ratio(get("etcd_linearizable"), get("cached"))
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| cached `get::<T>` vs etcd serializable range | {} | {} | {} | |",
+        cell(get("cached"), ns),
+        cell(get("etcd_serializable"), ns),
+        ratio(get("etcd_serializable"), get("cached"))
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| (clone of the value `get` hands out, alone) | {} | | | |\n",
+        cell(get("clone"), ns)
+    )
+    .unwrap();
+    results.insert("read_ns".into(), Value::Object(reads));
+
+    // 2 and 3. Propagation and etcd's side.
+    writeln!(md, "### 2–3. Propagation latency and etcd's cost (`cargo bench -p cfgd-bench --bench propagation`)\n").unwrap();
+    match read("propagation") {
+        Some(p) => {
+            writeln!(md, "From etcd's answer to a put to each subscriber seeing it; etcd's watcher gauge and CPU time over the puts.\n").unwrap();
+            writeln!(md, "| subscribers | peer | p50 | p99 | max | etcd watchers | etcd CPU | p99 ÷ cfgd's |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
+            for n in [1, 100, 10_000] {
+                let cfgd_p99 = p[format!("cfgd / {n}")]["latency"]["p99_ms"].as_f64();
+                for peer in [
+                    "cfgd",
+                    "etcd direct",
+                    "etcd grpc-proxy",
+                    "dynamic-config-etcd",
+                    "tokio broadcast floor",
+                ] {
+                    let Some(r) = p.get(format!("{peer} / {n}")) else {
+                        continue;
+                    };
+                    let l = &r["latency"];
+                    let f = |v: &Value| v.as_f64().map_or("—".into(), |x| format!("{x:.2} ms"));
+                    let watchers = r["etcd"]["watchers"]
+                        .as_f64()
+                        .map_or("—".into(), |w| format!("{w:.0}"));
+                    let cpu = r["etcd"]["cpu_ms"]
+                        .as_f64()
+                        .map_or("—".into(), |c| format!("{c:.0} ms"));
+                    writeln!(
+                        md,
+                        "| {n} | {peer} | {} | {} | {} | {watchers} | {cpu} | {} |",
+                        f(&l["p50_ms"]),
+                        f(&l["p99_ms"]),
+                        f(&l["max_ms"]),
+                        ratio(l["p99_ms"].as_f64(), cfgd_p99)
+                    )
+                    .unwrap();
+                }
+            }
+            writeln!(md, "\nTargets: p99 ≤ 5 ms at 10,000 subscribers; exactly one etcd watcher per process.\n").unwrap();
+            results.insert("propagation".into(), p);
+        }
+        None => writeln!(md, "Not run.\n").unwrap(),
+    }
+
+    // 4. HTTP.
+    writeln!(
+        md,
+        "### 4. HTTP (`cargo bench -p cfgd-bench --bench http` and `--bench sse`)\n"
+    )
+    .unwrap();
+    match read("http") {
+        Some(h) => {
+            writeln!(
+                md,
+                "| wrk -t1 -c{} -d{} | requests/s |\n| --- | ---: |",
+                h["connections"].as_str().unwrap_or("?"),
+                h["duration"].as_str().unwrap_or("?")
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| cfgd `GET /v1/namespaces/{{ns}}/config/{{name}}` | {:.0} |",
+                h["cfgd_rps"].as_f64().unwrap_or(0.0)
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| etcd JSON gateway `POST /v3/kv/range` | {:.0} |",
+                h["gateway_rps"].as_f64().unwrap_or(0.0)
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| **cfgd ÷ gateway** (target ≥ 3) | **{:.2}** |\n",
+                h["ratio"].as_f64().unwrap_or(0.0)
+            )
+            .unwrap();
+            results.insert("http".into(), h);
+        }
+        None => writeln!(md, "HTTP: not run.\n").unwrap(),
+    }
+    match read("sse") {
+        Some(s) => {
+            writeln!(md, "| {} SSE clients, {} puts | p50 | p99 | max | server RSS per client |\n| --- | ---: | ---: | ---: | ---: |", s["clients"], s["puts"]).unwrap();
+            writeln!(md, "| delivery after the put (target p99 ≤ 50 ms) | {} ms | {} ms | {} ms | {} bytes |\n",
+                s["p50_ms"], s["p99_ms"], s["max_ms"], s["server_rss_bytes_per_client"]).unwrap();
+            results.insert("sse".into(), s);
+        }
+        None => writeln!(md, "SSE: not run.\n").unwrap(),
+    }
+
+    // 5. Flag evaluation.
+    writeln!(
+        md,
+        "### 5. Flag evaluation, single-threaded (`cargo bench --bench flag_eval`)\n"
+    )
+    .unwrap();
+    match read("flag_eval") {
+        Some(f) => {
+            writeln!(md, "| targeting | cfgd | evaluations/s | flagd-evaluation-engine | ÷ cfgd | flagd-core (Node) | ÷ cfgd |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |").unwrap();
+            for row in f.as_array().into_iter().flatten() {
+                let ours = row["cfgd_ns"].as_f64();
+                let engine = row["flagd_evaluation_engine_ns"].as_f64();
+                let node = row["flagd_core_ns"].as_f64();
+                writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} | {} | {} |",
+                    row["targeting"].as_str().unwrap_or("?"),
+                    cell(ours, ns),
+                    ours.map_or(0.0, |o| 1e9 / o),
+                    cell(engine, ns),
+                    ratio(engine, ours),
+                    node.map_or_else(
+                        || format!(
+                            "not run: {}",
+                            row["flagd_core_not_run"].as_str().unwrap_or("?")
+                        ),
+                        ns
+                    ),
+                    ratio(node, ours)
+                )
+                .unwrap();
+            }
+            writeln!(md, "\nTarget: ≥ 1,000,000 evaluations/s for targeting + fractional, and ahead of both.\n").unwrap();
+            results.insert("flag_eval".into(), f);
+        }
+        None => writeln!(md, "Not run.\n").unwrap(),
+    }
+
+    // 6. Memory.
+    writeln!(md, "### 6. Memory (`cargo bench -p cfgd-bench --bench memory`; subscribers from `propagation`)\n").unwrap();
+    match read("memory") {
+        Some(m) => {
+            writeln!(
+                md,
+                "| {} keys, {:.0}-byte values | RSS added | per key |\n| --- | ---: | ---: |",
+                m["keys"],
+                m["value_bytes_per_key"].as_f64().unwrap_or(0.0)
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| mirrored (connected) | {:.1} MiB | {:.0} bytes |",
+                m["rss_added_mirrored_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+                m["bytes_per_key_mirrored"].as_f64().unwrap_or(0.0)
+            )
+            .unwrap();
+            writeln!(md, "| every key read once as `serde_json::Value` (decoded kept) | {:.1} MiB | {:.0} bytes |", m["rss_added_after_reading_all_bytes"].as_f64().unwrap_or(0.0) / 1048576.0, m["bytes_per_key_read"].as_f64().unwrap_or(0.0)).unwrap();
+            results.insert("memory".into(), m);
+        }
+        None => writeln!(md, "Not run.").unwrap(),
+    }
+    if let Some(per) = results
+        .get("propagation")
+        .and_then(|p| p["cfgd / 10000"]["rss_bytes_per_subscriber"].as_f64())
+    {
+        writeln!(
+            md,
+            "| one in-process subscriber (of 10,000) | | {per:.0} bytes |"
+        )
+        .unwrap();
+    }
+
+    let out = root().join("target/bench/results.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&json!(results)).unwrap()).unwrap();
+    let doc_path = root().join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("read BENCHMARKS.md");
+    let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
+        panic!("BENCHMARKS.md lacks the make bench markers");
+    };
+    let updated = format!("{}{START}\n\n{md}\n{}", &doc[..a], &doc[b..]);
+    std::fs::write(&doc_path, updated).unwrap();
+    println!(
+        "wrote {} and the tables in {}",
+        out.display(),
+        doc_path.display()
+    );
+}
