@@ -586,7 +586,23 @@ async fn sse_watch_resumes_without_loss_and_sees_cfgctl_writes() {
     );
     assert_eq!((b.id, b.data["name"].as_str()), (second, Some("app/b")));
     assert_eq!(b.data["resync"], false);
-    drop(sse);
+    // Values other tools stored: JSON over several lines (with carriage
+    // returns, which an SSE line cannot carry) arrives compact, and text
+    // that is not JSON arrives as a string.
+    let mut others = Sse::open(&server, "/v1/namespaces/prod/watch?prefix=other/", None);
+    let mut raw = etcd.raw().await;
+    for (name, text) in [
+        ("other/pretty", "{\r\n  \"x\": 1\r\n}"),
+        ("other/text", "plain words"),
+    ] {
+        raw.put(format!("/cfgd/prod/config/{name}"), text, None)
+            .await
+            .unwrap();
+    }
+    let (pretty, text) = (others.next(), others.next());
+    assert_eq!(pretty.data["value"], serde_json::json!({"x": 1}));
+    assert_eq!(text.data["value"], serde_json::json!("plain words"));
+    drop((sse, others));
 
     // While the client is away.
     let c = put("app/c", "3");
