@@ -197,9 +197,23 @@ fn main() {
     }
     match read("sse") {
         Some(s) => {
-            writeln!(md, "| {} SSE clients, {} puts | p50 | p99 | max | server RSS per client |\n| --- | ---: | ---: | ---: | ---: |", s["clients"], s["puts"]).unwrap();
-            writeln!(md, "| delivery after the put (target p99 ≤ 50 ms) | {} ms | {} ms | {} ms | {} bytes |\n",
-                s["p50_ms"], s["p99_ms"], s["max_ms"], s["server_rss_bytes_per_client"]).unwrap();
+            writeln!(md, "| {} SSE clients, {} puts, delivery after the put | p50 | p99 | max | server RSS per client |\n| --- | ---: | ---: | ---: | ---: |",
+                s["cfgd"]["clients"], s["cfgd"]["puts"]).unwrap();
+            for (label, r) in [
+                ("cfgd (target p99 ≤ 50 ms)", &s["cfgd"]),
+                (
+                    "bare fan-out floor: one etcd watch, a tokio TCP server",
+                    &s["floor"],
+                ),
+            ] {
+                writeln!(
+                    md,
+                    "| {label} | {} ms | {} ms | {} ms | {} bytes |",
+                    r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_rss_bytes_per_client"]
+                )
+                .unwrap();
+            }
+            writeln!(md).unwrap();
             results.insert("sse".into(), s);
         }
         None => writeln!(md, "SSE: not run.\n").unwrap(),

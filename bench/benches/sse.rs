@@ -3,7 +3,9 @@
 //! resident memory per client.
 //!
 //! The server runs in a child process (this same binary, re-executed), so
-//! its memory is its own; the clients are tasks in this process.
+//! its memory is its own; the clients are tasks in this process. The same
+//! clients then measure a floor: a bare tokio TCP server that writes one
+//! etcd watch's events to every connection, with nothing of cfgd in it.
 //!
 //! Run: `cargo bench -p cfgd-bench --bench sse` (or `make bench`). Writes
 //! `target/bench/sse.json`.
@@ -25,6 +27,8 @@ mod support;
 const CLIENTS: usize = 10_000;
 const PUTS: usize = 20;
 const SERVER: &str = "CFGD_BENCH_SSE_SERVER";
+const FLOOR: &str = "CFGD_BENCH_SSE_FLOOR";
+const KEY: &str = "/cfgd/bench/config/feature.flags";
 
 /// Lets this process hold as many sockets as the machine allows.
 fn raise_fd_limit() {
@@ -58,6 +62,55 @@ fn serve(endpoint: String) {
     });
 }
 
+/// The floor: no cfgd, just one etcd watch whose events are written to
+/// every connection as SSE lines by a bare tokio TCP server. What a put
+/// costs to reach 10,000 sockets on this machine, whatever the server.
+fn serve_floor(endpoint: String) {
+    raise_fd_limit();
+    support::runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let (send, _) = tokio::sync::broadcast::channel::<Arc<str>>(64);
+        let events = send.clone();
+        tokio::spawn(async move {
+            let client = etcd_client::Client::connect([endpoint], None)
+                .await
+                .unwrap();
+            let mut stream = client.watch_client().watch(KEY, None).await.expect("watch");
+            while let Ok(Some(resp)) = stream.message().await {
+                for event in resp.events() {
+                    let value = event
+                        .kv()
+                        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+                    let _ = events.send(format!("data: {}\n\n", value.unwrap_or_default()).into());
+                }
+            }
+        });
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut receive = send.subscribe();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.is_empty() {
+                        break;
+                    }
+                }
+                let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+                if write.write_all(head).await.is_err() {
+                    return;
+                }
+                while let Ok(message) = receive.recv().await {
+                    if write.write_all(message.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
 struct Seen {
     at: Vec<AtomicU64>,
     count: AtomicUsize,
@@ -69,11 +122,24 @@ fn main() {
     if let Ok(endpoint) = std::env::var(SERVER) {
         return serve(endpoint);
     }
+    if let Ok(endpoint) = std::env::var(FLOOR) {
+        return serve_floor(endpoint);
+    }
     raise_fd_limit();
     let etcd = common::EtcdCluster::single();
+    let cfgd = run(&etcd, SERVER);
+    println!("SSE, {CLIENTS} clients, cfgd: {cfgd}");
+    let floor = run(&etcd, FLOOR);
+    println!("SSE, {CLIENTS} clients, bare fan-out floor: {floor}");
+    support::write_results("sse", &json!({"cfgd": cfgd, "floor": floor}));
+}
+
+/// Starts the server this binary becomes under `mode`, connects the
+/// clients, and times the puts.
+fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .env(SERVER, etcd.endpoint(0))
+        .env(mode, etcd.endpoint(0))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     support::dies_with_us(&mut command);
@@ -88,7 +154,7 @@ fn main() {
 
     let result = support::runtime().block_on(async {
         let mut writer = etcd.raw().await;
-        let key = "/cfgd/bench/config/feature.flags";
+        let key = KEY;
         writer.put(key, "0", None).await.unwrap();
         // The server before any client: its namespace is loaded by the
         // first, so the per-client figure carries that small share too.
@@ -177,6 +243,5 @@ fn main() {
         })
     });
     drop(server);
-    println!("SSE, {CLIENTS} clients: {result}");
-    support::write_results("sse", &result);
+    result
 }
