@@ -781,8 +781,13 @@ impl Hub {
     }
 
     /// Hands each namespace its events of a batch, then moves the resume
-    /// point past them.
-    fn dispatch(&self, events: &[Event]) {
+    /// point past them, but only while `prefix` (the one the batch came
+    /// through) is still the hub's. Once a namespace outside it has been
+    /// attached, that namespace may already have been read at a revision
+    /// this watch goes past without carrying its events: the wider watch
+    /// must start from where the narrow one was when it attached, and the
+    /// namespaces skip what they already have.
+    fn dispatch(&self, events: &[Event], prefix: &str) {
         let Some(last) = events.last().and_then(|e| e.kv()) else {
             return;
         };
@@ -824,7 +829,9 @@ impl Hub {
             }
         }
         let mut state = self.state();
-        state.revision = state.revision.max(last.mod_revision());
+        if state.prefix.as_deref() == Some(prefix) {
+            state.revision = state.revision.max(last.mod_revision());
+        }
     }
 }
 
@@ -971,7 +978,7 @@ async fn watch_once(
                 if resp.created() {
                     backoff.reset();
                 }
-                hub.dispatch(resp.events());
+                hub.dispatch(resp.events(), prefix);
                 let etcd_revision = resp.header().map(|h| h.revision());
                 for shared in hub.namespaces() {
                     if let Some(revision) = etcd_revision {

@@ -721,12 +721,40 @@ async fn namespaces_sharing_a_connection_share_one_etcd_watcher() {
             acked
         })
     };
+    // Writes to the second namespace go on while it attaches too: whatever
+    // its first read misses, the watch must bring.
+    let writes_b = writer(etcd.endpoints(), &b).await;
+    let busy_b = {
+        let writes_b = writes_b.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..300 {
+                acked.push(writes_b.set("m", &i).await.unwrap());
+            }
+            acked
+        })
+    };
     let share = |ns: &str| Client::builder().namespace(ns).share(&first).connect();
     let second = share(&b).await.unwrap();
+    let read_at = second.status().revision();
+    let mut since_read = second.subscribe_from("", read_at).unwrap();
     let third = share(&c).await.unwrap();
     let acked = busy.await.unwrap();
     let seen = collect_through(&mut sub_a, *acked.last().unwrap()).await;
     assert_eq!(revisions(&seen), acked);
+    let acked_b: Vec<i64> = busy_b
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|&r| r > read_at)
+        .collect();
+    if let Some(&last) = acked_b.last() {
+        assert_eq!(
+            revisions(&collect_through(&mut since_read, last).await),
+            acked_b
+        );
+    }
+    drop(since_read);
 
     // Each namespace sees its own changes and nobody else's.
     let (mut sub_b, mut sub_c) = (second.subscribe("").unwrap(), third.subscribe("").unwrap());
