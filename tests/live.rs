@@ -699,6 +699,17 @@ async fn a_client_reads_its_own_writes_at_once() {
     }
 }
 
+/// 300 writes to `name` in the background; the revisions etcd acknowledged.
+fn keep_writing(client: Client, name: &'static str) -> tokio::task::JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..300 {
+            acked.push(client.set(name, &i).await.unwrap());
+        }
+        acked
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_sharing_a_connection_share_one_etcd_watcher() {
     const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
@@ -711,29 +722,10 @@ async fn namespaces_sharing_a_connection_share_one_etcd_watcher() {
     // Writes to the first namespace go on while the others attach, which
     // moves the watch from its prefix to the whole root: none may be lost.
     let writes_a = writer(etcd.endpoints(), &a).await;
-    let busy = {
-        let writes_a = writes_a.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..300 {
-                acked.push(writes_a.set("n", &i).await.unwrap());
-            }
-            acked
-        })
-    };
+    let busy = keep_writing(writes_a.clone(), "n");
     // Writes to the second namespace go on while it attaches too: whatever
     // its first read misses, the watch must bring.
-    let writes_b = writer(etcd.endpoints(), &b).await;
-    let busy_b = {
-        let writes_b = writes_b.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..300 {
-                acked.push(writes_b.set("m", &i).await.unwrap());
-            }
-            acked
-        })
-    };
+    let busy_b = keep_writing(writer(etcd.endpoints(), &b).await, "m");
     let share = |ns: &str| Client::builder().namespace(ns).share(&first).connect();
     let second = share(&b).await.unwrap();
     let read_at = second.status().revision();
