@@ -56,9 +56,16 @@ pub enum ChangeKind {
     Delete,
 }
 
-/// One change to one key, as delivered to subscribers. Cheap to clone.
+/// One change to one key, as delivered to subscribers. Cheap to clone: one
+/// `Arc`, since every subscriber clones every change it is handed, and at
+/// thousands of subscribers each shared counter touched is felt.
 #[derive(Debug, Clone)]
 pub struct Change {
+    pub(crate) data: Arc<ChangeData>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ChangeData {
     pub(crate) section: Kind,
     pub(crate) name: Arc<str>,
     pub(crate) kind: ChangeKind,
@@ -67,39 +74,48 @@ pub struct Change {
     pub(crate) raw: Option<Arc<[u8]>>,
 }
 
+impl ChangeData {
+    fn into_change(self) -> Change {
+        Change {
+            data: Arc::new(self),
+        }
+    }
+}
+
 impl Change {
     /// The name within the namespace.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.data.name
     }
 
     /// Put or delete.
     pub fn kind(&self) -> ChangeKind {
-        self.kind
+        self.data.kind
     }
 
     /// The etcd revision of the change. For a delete found by a resync the
     /// exact revision is gone, and this is the revision the resync read at.
     pub fn revision(&self) -> Revision {
-        self.revision
+        self.data.revision
     }
 
     /// True when this change was not seen as it happened but found by a
     /// resync (after compaction, an outage, or a subscriber falling behind).
     pub fn is_resync(&self) -> bool {
-        self.resync
+        self.data.resync
     }
 
     /// The new value as JSON text; `None` for a delete.
     pub fn raw(&self) -> Option<&[u8]> {
-        self.raw.as_deref()
+        self.data.raw.as_deref()
     }
 
     /// The new value decoded as `T`; `None` for a delete.
     pub fn value<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        self.raw
+        self.data
+            .raw
             .as_deref()
-            .map(|raw| value::decode(&self.name, self.revision, raw))
+            .map(|raw| value::decode(&self.data.name, self.data.revision, raw))
             .transpose()
     }
 }
@@ -380,7 +396,7 @@ impl Shared {
                         let stored = stored(kv, Source::Cache);
                         let raw = stored.raw.clone();
                         mirror.put(section, &name, stored, true);
-                        Change {
+                        ChangeData {
                             section,
                             name,
                             kind: ChangeKind::Put,
@@ -388,10 +404,11 @@ impl Shared {
                             resync: false,
                             raw: Some(raw),
                         }
+                        .into_change()
                     }
                     EventType::Delete => {
                         mirror.delete(section, &name, revision);
-                        Change {
+                        ChangeData {
                             section,
                             name,
                             kind: ChangeKind::Delete,
@@ -399,6 +416,7 @@ impl Shared {
                             resync: false,
                             raw: None,
                         }
+                        .into_change()
                     }
                 };
                 changes.push(change);
@@ -411,7 +429,7 @@ impl Shared {
         if changes.is_empty() {
             return;
         }
-        if changes.iter().any(|c| c.section == Kind::Flags) {
+        if changes.iter().any(|c| c.data.section == Kind::Flags) {
             self.rebuild_flags();
         }
         for change in &changes {
@@ -422,7 +440,7 @@ impl Shared {
             for change in changes {
                 if recent.changes.len() == RECENT {
                     if let Some(dropped) = recent.changes.pop_front() {
-                        recent.complete_after = recent.complete_after.max(dropped.revision);
+                        recent.complete_after = recent.complete_after.max(dropped.data.revision);
                     }
                 }
                 recent.changes.push_back(change.clone());
@@ -467,21 +485,24 @@ impl Shared {
                 }
                 None => mirror.delete(section, &name, revision).then_some(None),
             };
-            applied.map(|raw| Change {
-                section,
-                kind: if raw.is_some() {
-                    ChangeKind::Put
-                } else {
-                    ChangeKind::Delete
-                },
-                name,
-                revision,
-                resync: false,
-                raw,
+            applied.map(|raw| {
+                ChangeData {
+                    section,
+                    kind: if raw.is_some() {
+                        ChangeKind::Put
+                    } else {
+                        ChangeKind::Delete
+                    },
+                    name,
+                    revision,
+                    resync: false,
+                    raw,
+                }
+                .into_change()
             })
         };
         if let Some(change) = change {
-            if change.section == Kind::Flags {
+            if change.data.section == Kind::Flags {
                 self.rebuild_flags();
             }
             self.registry.apply(self, &change);
@@ -507,35 +528,41 @@ impl Shared {
                         .get(name)
                         .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
                     if !same {
-                        changes.push(Change {
-                            section,
-                            name: name.clone(),
-                            kind: ChangeKind::Put,
-                            revision: stored.revision,
-                            resync: true,
-                            raw: Some(stored.raw.clone()),
-                        });
+                        changes.push(
+                            ChangeData {
+                                section,
+                                name: name.clone(),
+                                kind: ChangeKind::Put,
+                                revision: stored.revision,
+                                resync: true,
+                                raw: Some(stored.raw.clone()),
+                            }
+                            .into_change(),
+                        );
                     }
                     old.tombstones.remove(name);
                 }
                 for name in old.entries.keys() {
                     if !new.contains_key(name) {
                         old.tombstones.insert(name.clone(), revision);
-                        changes.push(Change {
-                            section,
-                            name: name.clone(),
-                            kind: ChangeKind::Delete,
-                            revision,
-                            resync: true,
-                            raw: None,
-                        });
+                        changes.push(
+                            ChangeData {
+                                section,
+                                name: name.clone(),
+                                kind: ChangeKind::Delete,
+                                revision,
+                                resync: true,
+                                raw: None,
+                            }
+                            .into_change(),
+                        );
                     }
                 }
                 old.entries = std::mem::take(&mut next[section.index()]);
             }
             mirror.revision = revision;
         }
-        changes.sort_by_key(|c| c.revision);
+        changes.sort_by_key(|c| c.data.revision);
         self.stats
             .resyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1113,11 +1140,11 @@ impl Subscription {
             _client: client,
         };
         if revision >= recent.complete_after {
-            let last = recent.changes.back().map_or(revision, |c| c.revision);
+            let last = recent.changes.back().map_or(revision, |c| c.data.revision);
             let missed: Vec<Change> = recent
                 .changes
                 .iter()
-                .filter(|c| c.revision > revision && sub.matches(c))
+                .filter(|c| c.data.revision > revision && sub.matches(c))
                 .cloned()
                 .collect();
             sub.pending.extend(missed);
@@ -1132,7 +1159,7 @@ impl Subscription {
     }
 
     fn matches(&self, change: &Change) -> bool {
-        change.section == self.section && change.name.starts_with(&self.prefix)
+        change.data.section == self.section && change.data.name.starts_with(&self.prefix)
     }
 
     /// Everything under the prefix that changed after `self.seen`.
@@ -1143,30 +1170,36 @@ impl Subscription {
             .entries
             .iter()
             .filter(|(name, s)| s.revision > self.seen && name.starts_with(&self.prefix))
-            .map(|(name, s)| Change {
-                section: self.section,
-                name: name.clone(),
-                kind: ChangeKind::Put,
-                revision: s.revision,
-                resync: true,
-                raw: Some(s.raw.clone()),
+            .map(|(name, s)| {
+                ChangeData {
+                    section: self.section,
+                    name: name.clone(),
+                    kind: ChangeKind::Put,
+                    revision: s.revision,
+                    resync: true,
+                    raw: Some(s.raw.clone()),
+                }
+                .into_change()
             })
             .chain(
                 section
                     .tombstones
                     .iter()
                     .filter(|(name, &r)| r > self.seen && name.starts_with(&self.prefix))
-                    .map(|(name, &revision)| Change {
-                        section: self.section,
-                        name: name.clone(),
-                        kind: ChangeKind::Delete,
-                        revision,
-                        resync: true,
-                        raw: None,
+                    .map(|(name, &revision)| {
+                        ChangeData {
+                            section: self.section,
+                            name: name.clone(),
+                            kind: ChangeKind::Delete,
+                            revision,
+                            resync: true,
+                            raw: None,
+                        }
+                        .into_change()
                     }),
             )
             .collect();
-        changes.sort_by_key(|c| c.revision);
+        changes.sort_by_key(|c| c.data.revision);
         self.skip_through = mirror.revision;
         self.shared
             .stats
@@ -1183,7 +1216,7 @@ impl Stream for Subscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Change>> {
         loop {
             if let Some(change) = self.pending.pop_front() {
-                self.seen = self.seen.max(change.revision);
+                self.seen = self.seen.max(change.data.revision);
                 return Poll::Ready(Some(change));
             }
             match Pin::new(&mut self.stream).poll_next(cx) {
@@ -1194,10 +1227,10 @@ impl Stream for Subscription {
                     self.catch_up();
                 }
                 Poll::Ready(Some(Ok(change))) => {
-                    if change.revision <= self.skip_through || !self.matches(&change) {
+                    if change.data.revision <= self.skip_through || !self.matches(&change) {
                         continue;
                     }
-                    self.seen = self.seen.max(change.revision);
+                    self.seen = self.seen.max(change.data.revision);
                     return Poll::Ready(Some(change));
                 }
             }

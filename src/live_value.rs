@@ -58,22 +58,22 @@ impl Registry {
     /// Passes an etcd change to the live values of its name. A delete falls
     /// back to the defaults file, if it has the name.
     pub(crate) fn apply(&self, shared: &Shared, change: &Change) {
-        if change.section != Kind::Config {
+        if change.data.section != Kind::Config {
             return;
         }
-        let sinks = self.sinks(&change.name);
+        let sinks = self.sinks(&change.data.name);
         if sinks.is_empty() {
             return;
         }
         let defaults = shared.defaults.load();
-        let (raw, source) = match (&change.raw, defaults.get(&*change.name)) {
+        let (raw, source) = match (&change.data.raw, defaults.get(&*change.data.name)) {
             (Some(raw), _) => (Some(&raw[..]), Source::Cache),
             (None, Some(fallback)) => (Some(&fallback[..]), Source::Defaults),
             (None, None) => (None, Source::Default),
         };
         for sink in sinks {
             sink.apply(Update {
-                revision: Some(change.revision),
+                revision: Some(change.data.revision),
                 raw,
                 source,
             });
