@@ -446,7 +446,7 @@ impl Flag {
             Rule::Invalid(reason) => {
                 return Resolution::error(ErrorCode::ParseError, format!("{key}: {reason}"))
             }
-            Rule::Compiled(logic) => match run(logic, key, context) {
+            Rule::Compiled(logic) => match run(logic, key, context, &self.variants) {
                 // A rule that compiled but fails on this context (a number
                 // compared with a word, say): flagd-core's GENERAL, kept
                 // apart from rules that never compiled.
@@ -463,22 +463,20 @@ impl Flag {
                         format!("{key}: targeting gave {json}, not a variant name"),
                     )
                 }
-                Ok(Outcome::Variant(name)) => match self.variants.get_key_value(&name) {
-                    Some((variant, value)) => {
-                        return Resolution {
-                            variant: Some(variant),
-                            value: Some(value),
-                            reason: Reason::TargetingMatch,
-                            error: None,
-                        }
+                Ok(Outcome::Variant(variant, value)) => {
+                    return Resolution {
+                        variant: Some(variant),
+                        value: Some(value),
+                        reason: Reason::TargetingMatch,
+                        error: None,
                     }
-                    None => {
-                        return Resolution::error(
-                            ErrorCode::General,
-                            format!("{key}: targeting chose {name:?}, which is not a variant"),
-                        )
-                    }
-                },
+                }
+                Ok(Outcome::Unknown(name)) => {
+                    return Resolution::error(
+                        ErrorCode::General,
+                        format!("{key}: targeting chose {name:?}, which is not a variant"),
+                    )
+                }
             },
         };
         match chosen.and_then(|v| self.variants.get_key_value(v)) {
@@ -500,11 +498,15 @@ impl Flag {
 }
 
 /// What a targeting rule gave.
-enum Outcome {
+enum Outcome<'f> {
     /// null: the default variant.
     Nothing,
-    /// A variant name (a boolean result names "true" or "false").
-    Variant(String),
+    /// One of the flag's variants, found by the name the rule gave (a
+    /// boolean result names "true" or "false"): borrowed from the flag, so
+    /// an evaluation allocates nothing for it.
+    Variant(&'f str, &'f Value),
+    /// A name that is not a variant, for the error message.
+    Unknown(String),
     /// Anything else, as JSON, for the error message.
     Other(String),
 }
@@ -517,11 +519,12 @@ thread_local! {
 /// Runs a compiled rule over the caller's context plus `$flagd.flagKey` and
 /// `$flagd.timestamp`, built straight in the arena (no copy of the context
 /// as JSON).
-fn run(
+fn run<'f>(
     logic: &datalogic_rs::Logic,
     key: &str,
     context: &Value,
-) -> std::result::Result<Outcome, datalogic_rs::Error> {
+    variants: &'f Map<String, Value>,
+) -> std::result::Result<Outcome<'f>, datalogic_rs::Error> {
     use datalogic_rs::{DataValue, EvalInput};
     ARENA.with(|cell| {
         let mut arena = cell.borrow_mut();
@@ -539,14 +542,29 @@ fn run(
             ("flagKey", DataValue::String(arena.alloc_str(key))),
             ("timestamp", DataValue::from_i64(timestamp)),
         ]));
-        let mut all = Vec::with_capacity(fields.len() + 1);
-        all.extend(fields.iter().copied().filter(|(k, _)| *k != "$flagd"));
-        all.push(("$flagd", flagd));
-        let root: &DataValue<'_> = arena.alloc(DataValue::Object(arena.alloc_slice_copy(&all)));
+        // The caller's fields plus `$flagd`, which replaces any of theirs.
+        let all: &[(&str, DataValue<'_>)] = if fields.iter().any(|(k, _)| *k == "$flagd") {
+            let mut all: Vec<_> = fields
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "$flagd")
+                .collect();
+            all.push(("$flagd", flagd));
+            arena.alloc_slice_copy(&all)
+        } else {
+            arena.alloc_slice_fill_with(fields.len() + 1, |i| {
+                fields.get(i).copied().unwrap_or(("$flagd", flagd))
+            })
+        };
+        let root: &DataValue<'_> = arena.alloc(DataValue::Object(all));
+        let named = |name: &str| match variants.get_key_value(name) {
+            Some((variant, value)) => Outcome::Variant(variant, value),
+            None => Outcome::Unknown(name.to_owned()),
+        };
         Ok(match engine().evaluate(logic, root, arena)? {
             DataValue::Null => Outcome::Nothing,
-            DataValue::String(s) => Outcome::Variant((*s).to_owned()),
-            DataValue::Bool(b) => Outcome::Variant(b.to_string()),
+            DataValue::String(s) => named(s),
+            DataValue::Bool(b) => named(if *b { "true" } else { "false" }),
             other => Outcome::Other(other.to_json_string()),
         })
     })
