@@ -120,9 +120,6 @@ const MAX_TXN_OPS: usize = 128;
 /// Keys fetched per `list` request: bounded so one page of 1 MiB values stays
 /// far below the decoding limit below.
 const LIST_PAGE: i64 = 64;
-/// etcd accepts values up to 1.5 MiB from other tools, so a full page of the
-/// largest values must still decode.
-const MAX_DECODE: usize = live::MAX_DECODE;
 /// HTTP/2 pings find a dead connection without waiting for TCP; etcd's
 /// default `--grpc-keepalive-min-time` of 5 s forbids pinging faster.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -678,7 +675,9 @@ async fn connect_etcd(
     };
     match tokio::time::timeout(spec.timeout, attempt).await {
         Ok(Ok(client)) => {
-            let kv = client.kv_client().max_decoding_message_size(MAX_DECODE);
+            let kv = client
+                .kv_client()
+                .max_decoding_message_size(live::MAX_DECODE);
             Ok(Etcd { client, kv })
         }
         Ok(Err(e @ (etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_)))) => {

@@ -43,8 +43,10 @@ const LOAD_PAGE: i64 = 256;
 /// seconds, and in a few large pages, a fraction of one.
 const LOAD_PAGE_MAX: i64 = 65_536;
 const LOAD_PAGE_BYTES: usize = 8 << 20;
-/// The largest answer accepted: a page that grew onto large values is
-/// retried smaller rather than refused.
+/// The largest answer accepted, by reads and lists alike. etcd accepts
+/// values up to 1.5 MiB from other tools, so a full page of the largest must
+/// still decode; a namespace read whose page grew past it is retried
+/// smaller rather than refused.
 pub(crate) const MAX_DECODE: usize = 128 << 20;
 
 /// What a [`Change`] did to its key.
@@ -68,16 +70,28 @@ pub struct Change {
 pub(crate) struct ChangeData {
     pub(crate) section: Kind,
     pub(crate) name: Arc<str>,
-    pub(crate) kind: ChangeKind,
     pub(crate) revision: Revision,
     pub(crate) resync: bool,
+    /// The new value; `None` for a delete, which is what makes it one.
     pub(crate) raw: Option<Arc<[u8]>>,
 }
 
-impl ChangeData {
-    fn into_change(self) -> Change {
+impl Change {
+    fn new(
+        section: Kind,
+        name: Arc<str>,
+        revision: Revision,
+        resync: bool,
+        raw: Option<Arc<[u8]>>,
+    ) -> Self {
         Change {
-            data: Arc::new(self),
+            data: Arc::new(ChangeData {
+                section,
+                name,
+                revision,
+                resync,
+                raw,
+            }),
         }
     }
 }
@@ -90,7 +104,10 @@ impl Change {
 
     /// Put or delete.
     pub fn kind(&self) -> ChangeKind {
-        self.data.kind
+        match self.data.raw {
+            Some(_) => ChangeKind::Put,
+            None => ChangeKind::Delete,
+        }
     }
 
     /// The etcd revision of the change. For a delete found by a resync the
@@ -305,6 +322,17 @@ impl Shared {
         }
     }
 
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A full read at `revision` cannot name what was deleted before it, so
+    /// the ring of recent changes is complete only from there on.
+    fn complete_from(&self, revision: Revision) {
+        let mut recent = self.recent();
+        recent.complete_after = recent.complete_after.max(revision);
+    }
+
     fn attach(&self) -> std::sync::MutexGuard<'_, Attach> {
         self.attach.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -396,27 +424,11 @@ impl Shared {
                         let stored = stored(kv, Source::Cache);
                         let raw = stored.raw.clone();
                         mirror.put(section, &name, stored, true);
-                        ChangeData {
-                            section,
-                            name,
-                            kind: ChangeKind::Put,
-                            revision,
-                            resync: false,
-                            raw: Some(raw),
-                        }
-                        .into_change()
+                        Change::new(section, name, revision, false, Some(raw))
                     }
                     EventType::Delete => {
                         mirror.delete(section, &name, revision);
-                        ChangeData {
-                            section,
-                            name,
-                            kind: ChangeKind::Delete,
-                            revision,
-                            resync: false,
-                            raw: None,
-                        }
-                        .into_change()
+                        Change::new(section, name, revision, false, None)
                     }
                 };
                 changes.push(change);
@@ -436,7 +448,7 @@ impl Shared {
             self.registry.apply(self, change);
         }
         {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut recent = self.recent();
             for change in changes {
                 if recent.changes.len() == RECENT {
                     if let Some(dropped) = recent.changes.pop_front() {
@@ -485,21 +497,7 @@ impl Shared {
                 }
                 None => mirror.delete(section, &name, revision).then_some(None),
             };
-            applied.map(|raw| {
-                ChangeData {
-                    section,
-                    kind: if raw.is_some() {
-                        ChangeKind::Put
-                    } else {
-                        ChangeKind::Delete
-                    },
-                    name,
-                    revision,
-                    resync: false,
-                    raw,
-                }
-                .into_change()
-            })
+            applied.map(|raw| Change::new(section, name, revision, false, raw))
         };
         if let Some(change) = change {
             if change.data.section == Kind::Flags {
@@ -528,34 +526,20 @@ impl Shared {
                         .get(name)
                         .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
                     if !same {
-                        changes.push(
-                            ChangeData {
-                                section,
-                                name: name.clone(),
-                                kind: ChangeKind::Put,
-                                revision: stored.revision,
-                                resync: true,
-                                raw: Some(stored.raw.clone()),
-                            }
-                            .into_change(),
-                        );
+                        changes.push(Change::new(
+                            section,
+                            name.clone(),
+                            stored.revision,
+                            true,
+                            Some(stored.raw.clone()),
+                        ));
                     }
                     old.tombstones.remove(name);
                 }
                 for name in old.entries.keys() {
                     if !new.contains_key(name) {
                         old.tombstones.insert(name.clone(), revision);
-                        changes.push(
-                            ChangeData {
-                                section,
-                                name: name.clone(),
-                                kind: ChangeKind::Delete,
-                                revision,
-                                resync: true,
-                                raw: None,
-                            }
-                            .into_change(),
-                        );
+                        changes.push(Change::new(section, name.clone(), revision, true, None));
                     }
                 }
                 old.entries = std::mem::take(&mut next[section.index()]);
@@ -566,10 +550,7 @@ impl Shared {
         self.stats
             .resyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.complete_after = recent.complete_after.max(revision);
-        }
+        self.complete_from(revision);
         self.publish(changes);
     }
 
@@ -584,10 +565,7 @@ impl Shared {
             }
             mirror.revision = revision;
         }
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.complete_after = recent.complete_after.max(revision);
-        }
+        self.complete_from(revision);
         self.rebuild_flags();
     }
 
@@ -1102,13 +1080,23 @@ impl Subscription {
         section: Kind,
         prefix: String,
     ) -> Self {
-        let stream = BroadcastStream::new(shared.changes.subscribe());
         let seen = shared.read().revision;
+        Self::open(client, shared, section, prefix, seen)
+    }
+
+    /// Subscribed to the channel from now on, having seen `seen`.
+    fn open(
+        client: Arc<Inner>,
+        shared: Arc<Shared>,
+        section: Kind,
+        prefix: String,
+        seen: Revision,
+    ) -> Self {
         Subscription {
+            stream: BroadcastStream::new(shared.changes.subscribe()),
             shared,
             prefix,
             section,
-            stream,
             pending: Default::default(),
             seen,
             skip_through: 0,
@@ -1127,18 +1115,10 @@ impl Subscription {
         prefix: String,
         revision: Revision,
     ) -> Self {
-        let recent = shared.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let stream = BroadcastStream::new(shared.changes.subscribe());
-        let mut sub = Subscription {
-            shared: shared.clone(),
-            prefix,
-            section,
-            stream,
-            pending: Default::default(),
-            seen: revision,
-            skip_through: 0,
-            _client: client,
-        };
+        // Subscribed under the ring's lock: each change is then either in
+        // the ring now or on the channel later, never both nor neither.
+        let recent = shared.recent();
+        let mut sub = Self::open(client, shared.clone(), section, prefix, revision);
         if revision >= recent.complete_after {
             let last = recent.changes.back().map_or(revision, |c| c.data.revision);
             let missed: Vec<Change> = recent
@@ -1171,15 +1151,13 @@ impl Subscription {
             .iter()
             .filter(|(name, s)| s.revision > self.seen && name.starts_with(&self.prefix))
             .map(|(name, s)| {
-                ChangeData {
-                    section: self.section,
-                    name: name.clone(),
-                    kind: ChangeKind::Put,
-                    revision: s.revision,
-                    resync: true,
-                    raw: Some(s.raw.clone()),
-                }
-                .into_change()
+                Change::new(
+                    self.section,
+                    name.clone(),
+                    s.revision,
+                    true,
+                    Some(s.raw.clone()),
+                )
             })
             .chain(
                 section
@@ -1187,15 +1165,7 @@ impl Subscription {
                     .iter()
                     .filter(|(name, &r)| r > self.seen && name.starts_with(&self.prefix))
                     .map(|(name, &revision)| {
-                        ChangeData {
-                            section: self.section,
-                            name: name.clone(),
-                            kind: ChangeKind::Delete,
-                            revision,
-                            resync: true,
-                            raw: None,
-                        }
-                        .into_change()
+                        Change::new(self.section, name.clone(), revision, true, None)
                     }),
             )
             .collect();
