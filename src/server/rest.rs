@@ -44,7 +44,8 @@ fn revisions(
         .map(Some)
 }
 
-/// The two kinds of value a conditional write can address.
+/// The two kinds of value the REST routes address; what differs between
+/// config and flags for reads and deletes.
 #[derive(Clone, Copy)]
 enum Section {
     Config,
@@ -59,13 +60,67 @@ impl Section {
         }
     }
 
-    async fn revision(self, client: &crate::Client, name: &str) -> crate::Result<Option<Revision>> {
-        let entry = match self {
-            Section::Config => client.get_entry::<serde_json::Value>(name).await?,
-            Section::Flags => client.get_flag(name).await?,
-        };
-        Ok(entry.map(|e| e.revision))
+    async fn entry(
+        self,
+        client: &crate::Client,
+        name: &str,
+    ) -> crate::Result<Option<crate::Entry<serde_json::Value>>> {
+        match self {
+            Section::Config => client.get_entry(name).await,
+            Section::Flags => client.get_flag(name).await,
+        }
     }
+
+    /// Deletes `name`, only at revision `expected` if given; `None` when
+    /// there was nothing to delete.
+    async fn delete(
+        self,
+        client: &crate::Client,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> crate::Result<Option<Revision>> {
+        match (self, expected) {
+            (Section::Config, None) => client.delete(name).await,
+            (Section::Config, Some(expected)) => client.delete_if(name, expected).await.map(Some),
+            (Section::Flags, None) => client.delete_flag(name).await,
+            (Section::Flags, Some(expected)) => {
+                client.delete_flag_if(name, expected).await.map(Some)
+            }
+        }
+    }
+}
+
+/// `GET` of a config value or a flag: the value with its ETag, 304, or 404.
+async fn get_in(
+    section: Section,
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Read).await?;
+    let entry = section
+        .entry(&client, name)
+        .await?
+        .ok_or_else(|| not_found(section.key(&client, name)))?;
+    value_response(headers, &entry)
+}
+
+/// `DELETE` of a config value or a flag, with `If-Match`.
+async fn delete_in(
+    section: Section,
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Write).await?;
+    let expected = if_match(headers, &client, section, name).await?;
+    let revision = section
+        .delete(&client, name, expected)
+        .await?
+        .ok_or_else(|| not_found(section.key(&client, name)))?;
+    Ok(written(name, revision))
 }
 
 /// The revision a conditional write must find, if `If-Match` asks for one.
@@ -80,8 +135,8 @@ async fn if_match(
 ) -> Result<Option<Revision>, ApiError> {
     match revisions(headers, header::IF_MATCH)?.as_deref() {
         None => Ok(None),
-        Some(&[0]) => match section.revision(client, name).await? {
-            Some(revision) => Ok(Some(revision)),
+        Some(&[0]) => match section.entry(client, name).await? {
+            Some(entry) => Ok(Some(entry.revision)),
             None => Err(crate::Error::Conflict {
                 key: section.key(client, name)?,
                 expected: 0,
@@ -196,12 +251,7 @@ pub(super) async fn get_config(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let entry = client
-        .get_entry::<serde_json::Value>(&name)
-        .await?
-        .ok_or_else(|| not_found(client.etcd_key(&name)))?;
-    value_response(&headers, &entry)
+    get_in(Section::Config, &state, &ns, &name, &headers).await
 }
 
 pub(super) async fn put_config(
@@ -225,13 +275,7 @@ pub(super) async fn delete_config(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let revision = match if_match(&headers, &client, Section::Config, &name).await? {
-        None => client.delete(&name).await?,
-        Some(expected) => Some(client.delete_if(&name, expected).await?),
-    };
-    let revision = revision.ok_or_else(|| not_found(client.etcd_key(&name)))?;
-    Ok(written(&name, revision))
+    delete_in(Section::Config, &state, &ns, &name, &headers).await
 }
 
 #[derive(serde::Deserialize)]
@@ -300,12 +344,7 @@ pub(super) async fn get_flag(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let entry = client
-        .get_flag(&name)
-        .await?
-        .ok_or_else(|| not_found(client.flag_etcd_key(&name)))?;
-    value_response(&headers, &entry)
+    get_in(Section::Flags, &state, &ns, &name, &headers).await
 }
 
 pub(super) async fn put_flag(
@@ -330,11 +369,5 @@ pub(super) async fn delete_flag(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
-        None => client.delete_flag(&name).await?,
-        Some(expected) => Some(client.delete_flag_if(&name, expected).await?),
-    };
-    let revision = revision.ok_or_else(|| not_found(client.flag_etcd_key(&name)))?;
-    Ok(written(&name, revision))
+    delete_in(Section::Flags, &state, &ns, &name, &headers).await
 }
