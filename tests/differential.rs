@@ -295,12 +295,8 @@ fn reference(document: &str, cases: &[Value]) -> Vec<Value> {
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = node.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "node: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("node printed JSON")
+    let printed = crate::common::stdout_of("node evaluate.mjs", out);
+    serde_json::from_str(&printed).expect("node printed JSON")
 }
 
 fn same(a: &Value, b: &Value) -> bool {

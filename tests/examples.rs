@@ -22,21 +22,23 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Runs an example to its end against `etcd`, which it must leave with
+/// success; its standard output.
+fn run_example(name: &str, etcd: &EtcdCluster, env: &[(&str, &str)]) -> String {
+    let out = Command::new(example(name))
+        .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    crate::common::stdout_of(format!("example {name}"), out)
+}
+
 #[test]
 fn quickstart_falls_back_then_reads_the_stored_value() {
     let etcd = EtcdCluster::single();
     // Twice: the example must be repeatable against the same etcd.
     for _ in 0..2 {
-        let out = Command::new(example("quickstart"))
-            .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = run_example("quickstart", &etcd, &[]);
         let lines: Vec<&str> = stdout.lines().collect();
         assert!(
             lines[0].contains("default") && lines[0].contains("localhost"),
@@ -110,17 +112,8 @@ async fn live_flags_prints_each_change() {
 #[test]
 fn openfeature_evaluates_through_the_standard_api_and_sees_the_change() {
     let etcd = EtcdCluster::single();
-    let out = Command::new(example("openfeature"))
-        .env("CFGD_ENDPOINTS", etcd.endpoints_arg())
-        .env("CFGD_NAMESPACE", crate::common::namespace("of"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ns = crate::common::namespace("of");
+    let stdout = run_example("openfeature", &etcd, &[("CFGD_NAMESPACE", &ns)]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 6, "{stdout}");
     for line in &lines[..4] {

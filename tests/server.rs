@@ -225,16 +225,22 @@ async fn rest_config_with_auth_etags_and_validation() {
     );
     assert_eq!(etcd.revision().await, before, "nothing was written");
 
-    // `If-Match: *` means "only if it exists", for writes and deletes alike.
+    if_match_any_means_it_exists(&server, &etcd, path, "6").await;
+}
+
+/// `If-Match: *` means "only if it exists", for writes and deletes alike:
+/// on the existing `path` a write and a delete go through, and once it is
+/// gone both answer 412 and write nothing.
+async fn if_match_any_means_it_exists(server: &Server, etcd: &EtcdCluster, path: &str, body: &str) {
     let any = ("If-Match", "*");
-    assert_eq!(http(&server, "PUT", path, &[OPS, any], "6").status, 200);
-    let deleted = http(&server, "DELETE", path, &[OPS, any], "");
+    assert_eq!(http(server, "PUT", path, &[OPS, any], body).status, 200);
+    let deleted = http(server, "DELETE", path, &[OPS, any], "");
     assert_eq!(deleted.status, 200, "{}", deleted.body);
-    assert_eq!(http(&server, "GET", path, &[READER], "").status, 404);
-    assert_eq!(http(&server, "DELETE", path, &[OPS], "").status, 404);
+    assert_eq!(http(server, "GET", path, &[READER], "").status, 404);
+    assert_eq!(http(server, "DELETE", path, &[OPS], "").status, 404);
     let before = etcd.revision().await;
-    assert_eq!(http(&server, "PUT", path, &[OPS, any], "7").status, 412);
-    assert_eq!(http(&server, "DELETE", path, &[OPS, any], "").status, 412);
+    assert_eq!(http(server, "PUT", path, &[OPS, any], body).status, 412);
+    assert_eq!(http(server, "DELETE", path, &[OPS, any], "").status, 412);
     assert_eq!(etcd.revision().await, before, "nothing was written");
 }
 
@@ -326,14 +332,7 @@ async fn rest_lists_history_and_flags() {
     assert!(listed.body.contains("new-checkout"), "{}", listed.body);
     let stale = http(&server, "PUT", flag, &[OPS, ("If-Match", "\"1\"")], good);
     assert_eq!(stale.status, 412);
-    let any = ("If-Match", "*");
-    assert_eq!(http(&server, "PUT", flag, &[OPS, any], good).status, 200);
-    assert_eq!(http(&server, "DELETE", flag, &[OPS, any], "").status, 200);
-    assert_eq!(http(&server, "GET", flag, &[READER], "").status, 404);
-    let before = etcd.revision().await;
-    assert_eq!(http(&server, "PUT", flag, &[OPS, any], good).status, 412);
-    assert_eq!(http(&server, "DELETE", flag, &[OPS, any], "").status, 412);
-    assert_eq!(etcd.revision().await, before, "nothing was written");
+    if_match_any_means_it_exists(&server, &etcd, flag, good).await;
 }
 
 #[tokio::test]
@@ -643,11 +642,7 @@ async fn sse_watch_resumes_without_loss_and_sees_cfgctl_writes() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stdout_of("cfgctl set", out);
     let e = sse.next();
     assert_eq!(
         (e.data["name"].as_str(), &e.data["value"]),
@@ -788,12 +783,7 @@ fn curl(ca: &std::path::Path, method: &str, url: &str, body: &str) -> (u16, Stri
         .arg(url)
         .output()
         .expect("run curl (installed by `make test`)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::stdout_of(format!("curl {url}"), out);
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.parse().unwrap(), body.to_owned())
 }
@@ -1089,12 +1079,7 @@ async fn the_node_example_passes_against_a_live_cfgd() {
         .env("CFGD_NAMESPACE", "prod")
         .output()
         .expect("run node (installed by `make test`)");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = common::stdout_of("the Node example's test", out);
     assert!(
         report.contains("# pass 2") && report.contains("# fail 0"),
         "{report}"

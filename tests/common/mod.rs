@@ -427,6 +427,19 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(body)
 }
 
+/// The standard output of a finished command that must have succeeded; if
+/// it did not, the test fails naming `what`, with both its outputs.
+pub fn stdout_of(what: impl std::fmt::Display, out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Runs etcd's own `etcdctl` against `endpoints` and returns its stdout.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
     let out = std::process::Command::new("etcdctl")
