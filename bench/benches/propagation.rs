@@ -315,7 +315,7 @@ fn grpc_proxy(etcd: &common::EtcdCluster) -> (common::KillOnDrop, String) {
         .args(["--listen-addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    support::dies_with_us(&mut command);
+    common::dies_with_us(&mut command);
     let child = command
         .spawn()
         .expect("start etcd grpc-proxy (the etcd binary on PATH)");

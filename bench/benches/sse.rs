@@ -142,7 +142,7 @@ fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
         .env(mode, etcd.endpoint(0))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    support::dies_with_us(&mut command);
+    common::dies_with_us(&mut command);
     let mut child = command.spawn().expect("start the server");
     let pid = child.id().to_string();
     let mut address = String::new();

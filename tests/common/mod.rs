@@ -209,14 +209,7 @@ impl EtcdCluster {
                 .arg(ca)
                 .arg("--client-cert-auth");
         }
-        // If the test process dies without unwinding (SIGKILL, abort), the
-        // kernel still ends etcd: no member outlives the test that owns it.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        dies_with_us(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start `etcd` from PATH ({e}). Install it with `make test` \
@@ -390,6 +383,19 @@ pub fn logs() {
         .with_test_writer()
         .with_max_level(tracing::Level::INFO)
         .try_init();
+}
+
+/// Makes the kernel kill the child when this process ends, however it ends
+/// (SIGKILL and abort included, which skip every drop): no etcd, proxy or
+/// server outlives the test or bench that started it.
+pub fn dies_with_us(command: &mut Command) -> &mut Command {
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
 }
 
 /// A namespace no other test uses.

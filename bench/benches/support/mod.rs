@@ -26,16 +26,3 @@ pub fn write_results(name: &str, results: &Value) {
     std::fs::write(&path, serde_json::to_string_pretty(results).unwrap()).expect("write results");
     println!("wrote {}", path.display());
 }
-
-/// Makes the kernel kill the child when this process ends, however it ends:
-/// no etcd, proxy or server outlives a bench.
-pub fn dies_with_us(command: &mut std::process::Command) -> &mut std::process::Command {
-    use std::os::unix::process::CommandExt;
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    command
-}
