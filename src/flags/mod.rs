@@ -10,6 +10,8 @@ mod ops;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use datalogic_rs::bumpalo::collections::Vec as BumpVec;
+use datalogic_rs::DataValue;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -432,6 +434,21 @@ impl<'f> Resolution<'f> {
 }
 
 impl Flag {
+    /// A variant by name. Flags have a handful of variants, where a scan
+    /// beats hashing the name (serde_json's map hashes with SipHash).
+    fn variant(&self, name: &str) -> Option<(&str, &Value)> {
+        if self.variants.len() <= 8 {
+            self.variants
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(k, v)| (k.as_str(), v))
+        } else {
+            self.variants
+                .get_key_value(name)
+                .map(|(k, v)| (k.as_str(), v))
+        }
+    }
+
     fn resolve(&self, key: &str, context: &Value) -> Resolution<'_> {
         if !self.enabled {
             return Resolution {
@@ -446,7 +463,7 @@ impl Flag {
             Rule::Invalid(reason) => {
                 return Resolution::error(ErrorCode::ParseError, format!("{key}: {reason}"))
             }
-            Rule::Compiled(logic) => match run(logic, key, context, &self.variants) {
+            Rule::Compiled(logic) => match run(logic, key, context, self) {
                 // A rule that compiled but fails on this context (a number
                 // compared with a word, say): flagd-core's GENERAL, kept
                 // apart from rules that never compiled.
@@ -479,7 +496,7 @@ impl Flag {
                 }
             },
         };
-        match chosen.and_then(|v| self.variants.get_key_value(v)) {
+        match chosen.and_then(|v| self.variant(v)) {
             Some((variant, value)) => Resolution {
                 variant: Some(variant),
                 value: Some(value),
@@ -516,6 +533,29 @@ thread_local! {
     static ARENA: std::cell::RefCell<datalogic_rs::bumpalo::Bump> = Default::default();
 }
 
+/// The caller's context as the engine's value, built in the arena. Unlike
+/// datalogic-rs's own conversion, strings and keys are borrowed from the
+/// context rather than copied: it outlives the evaluation anyway.
+fn to_data<'a>(value: &'a Value, arena: &'a datalogic_rs::bumpalo::Bump) -> DataValue<'a> {
+    use datalogic_rs::datavalue::NumberValue;
+    match value {
+        Value::Null => DataValue::Null,
+        Value::Bool(b) => DataValue::Bool(*b),
+        // As datalogic-rs converts: integers stay integers, the rest floats.
+        Value::Number(n) => DataValue::Number(match n.as_i64() {
+            Some(i) => NumberValue::Integer(i),
+            None => NumberValue::Float(n.as_f64().unwrap_or(0.0)),
+        }),
+        Value::String(s) => DataValue::String(s),
+        Value::Array(items) => {
+            DataValue::Array(arena.alloc_slice_fill_iter(items.iter().map(|v| to_data(v, arena))))
+        }
+        Value::Object(map) => DataValue::Object(
+            arena.alloc_slice_fill_iter(map.iter().map(|(k, v)| (k.as_str(), to_data(v, arena)))),
+        ),
+    }
+}
+
 /// Runs a compiled rule over the caller's context plus `$flagd.flagKey` and
 /// `$flagd.timestamp`, built straight in the arena (no copy of the context
 /// as JSON).
@@ -523,41 +563,32 @@ fn run<'f>(
     logic: &datalogic_rs::Logic,
     key: &str,
     context: &Value,
-    variants: &'f Map<String, Value>,
+    flag: &'f Flag,
 ) -> std::result::Result<Outcome<'f>, datalogic_rs::Error> {
-    use datalogic_rs::{DataValue, EvalInput};
     ARENA.with(|cell| {
         let mut arena = cell.borrow_mut();
         arena.reset();
         let arena = &*arena;
-        let user = context.into_arena_value(arena)?;
-        let fields: &[(&str, DataValue<'_>)] = match user {
-            DataValue::Object(fields) => fields,
-            _ => &[],
-        };
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let flagd = DataValue::Object(arena.alloc_slice_copy(&[
-            ("flagKey", DataValue::String(arena.alloc_str(key))),
+            ("flagKey", DataValue::String(key)),
             ("timestamp", DataValue::from_i64(timestamp)),
         ]));
         // The caller's fields plus `$flagd`, which replaces any of theirs.
-        let all: &[(&str, DataValue<'_>)] = if fields.iter().any(|(k, _)| *k == "$flagd") {
-            let mut all: Vec<_> = fields
-                .iter()
-                .copied()
-                .filter(|(k, _)| *k != "$flagd")
-                .collect();
-            all.push(("$flagd", flagd));
-            arena.alloc_slice_copy(&all)
-        } else {
-            arena.alloc_slice_fill_with(fields.len() + 1, |i| {
-                fields.get(i).copied().unwrap_or(("$flagd", flagd))
-            })
-        };
-        let root: &DataValue<'_> = arena.alloc(DataValue::Object(all));
-        let named = |name: &str| match variants.get_key_value(name) {
+        let user = context.as_object();
+        let mut all = BumpVec::with_capacity_in(user.map_or(0, Map::len) + 1, arena);
+        if let Some(user) = user {
+            all.extend(
+                user.iter()
+                    .filter(|(k, _)| *k != "$flagd")
+                    .map(|(k, v)| (k.as_str(), to_data(v, arena))),
+            );
+        }
+        all.push(("$flagd", flagd));
+        let root: &DataValue<'_> = arena.alloc(DataValue::Object(all.into_bump_slice()));
+        let named = |name: &str| match flag.variant(name) {
             Some((variant, value)) => Outcome::Variant(variant, value),
             None => Outcome::Unknown(name.to_owned()),
         };
@@ -574,7 +605,9 @@ fn run<'f>(
 /// to evaluate. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct FlagSet {
-    flags: Arc<HashMap<String, Arc<Flag>>>,
+    /// Every evaluation looks its flag up here: foldhash rather than
+    /// SipHash, as only the set's own names are ever inserted.
+    flags: Arc<foldhash::HashMap<String, Arc<Flag>>>,
     metadata: Arc<Map<String, Value>>,
     /// For a set built from etcd: the revision each flag was compiled from,
     /// and that of `$evaluators`, so a rebuild recompiles only what changed.
@@ -600,7 +633,8 @@ impl FlagSet {
     /// `PARSE_ERROR` when evaluated; use [`validate_document`] to refuse it.
     pub fn from_document(document: &str) -> Result<FlagSet> {
         let parsed = parse_document(document)?;
-        let mut flags = HashMap::with_capacity(parsed.flags.len());
+        let mut flags =
+            foldhash::HashMap::with_capacity_and_hasher(parsed.flags.len(), Default::default());
         for (name, definition) in &parsed.flags {
             let flag =
                 Flag::parse(definition, &parsed.evaluators, Check::Lenient).map_err(|reason| {
@@ -638,7 +672,8 @@ impl FlagSet {
             }
         }
         let same_evaluators = evaluators.1 == previous.evaluators_revision;
-        let mut flags = HashMap::with_capacity(definitions.len());
+        let mut flags =
+            foldhash::HashMap::with_capacity_and_hasher(definitions.len(), Default::default());
         let mut revisions = HashMap::with_capacity(definitions.len());
         for (name, raw, revision) in definitions {
             let reuse = same_evaluators
@@ -672,10 +707,13 @@ impl FlagSet {
             None => Resolution::error(ErrorCode::FlagNotFound, format!("flag {key:?} not found")),
         };
         let mut metadata = Map::new();
-        if flag.is_some() {
-            metadata.extend(self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if let Some(flag) = flag {
-                metadata.extend(flag.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(flag) = flag {
+            // The flag's entries override the set's. Most have none, and
+            // extending by nothing would still reserve.
+            for source in [&*self.metadata, &flag.metadata] {
+                if !source.is_empty() {
+                    metadata.extend(source.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
             }
         }
         let mut details = Details {

@@ -69,7 +69,15 @@ pub(crate) fn rewrite(rule: &serde_json::Value) -> serde_json::Value {
                 _ => None,
             };
             if let (Some((at, guard)), Value::Array(items)) = (guard, &mut args) {
-                if let Some(arg) = items.get_mut(at) {
+                // A literal list (or, for `in`, a literal string) passes
+                // the guard whatever the context: skip it, and with it a
+                // custom-operator lookup per evaluation.
+                let literal = |arg: &Value| match arg {
+                    Value::Array(_) => true,
+                    Value::String(_) => guard == IN_TARGET,
+                    _ => false,
+                };
+                if let Some(arg) = items.get_mut(at).filter(|arg| !literal(arg)) {
                     *arg = serde_json::json!({ guard: [arg.take()] });
                 }
             }
