@@ -74,6 +74,7 @@
 //!
 //! let mut dark_mode = client.watch("feature.dark_mode", false)?;
 //! if *dark_mode.get() { /* … */ }
+//! if *dark_mode.borrow() { /* … */ } // no reference count: hold it briefly
 //! dark_mode.changed().await;
 //!
 //! let mut changes = client.subscribe("feature.")?;
@@ -116,5 +117,5 @@ pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Revision, So
 pub use error::{Error, Result};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
 pub use live::{Change, ChangeKind, Status, Subscription};
-pub use live_value::Live;
+pub use live_value::{Live, LiveRef};
 pub use value::MAX_VALUE_LEN;

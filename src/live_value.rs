@@ -280,6 +280,26 @@ impl<T> Live<T> {
             .unwrap_or_else(|| self.default.clone())
     }
 
+    /// The current value, as [`get`](Live::get) gives it, without touching
+    /// its reference count: the cheapest read, for the hottest paths.
+    ///
+    /// Hold it as briefly as a lock guard (it blocks nobody): read what you
+    /// need and drop it. A thread that holds several at once makes its later
+    /// borrows slower, and a replaced value is freed only when its last
+    /// borrow ends. To keep the value, across an `.await` say, use `get`.
+    ///
+    /// ```no_run
+    /// # fn demo(limits: cfgd::Live<u32>) {
+    /// let under_limit = 3 < *limits.borrow();
+    /// # }
+    /// ```
+    pub fn borrow(&self) -> LiveRef<'_, T> {
+        LiveRef {
+            guard: self.cell.value.load(),
+            default: &self.default,
+        }
+    }
+
     /// Waits until the value changes (a new value, a delete, a defaults-file
     /// edit). A value that fails to decode is not a change.
     pub async fn changed(&mut self) {
@@ -305,5 +325,25 @@ impl<T> Live<T> {
     /// The name this value follows.
     pub fn name(&self) -> &str {
         &self.cell.name
+    }
+}
+
+/// A borrowed read of a [`Live`] value: see [`Live::borrow`].
+pub struct LiveRef<'a, T> {
+    guard: arc_swap::Guard<Option<Arc<T>>>,
+    default: &'a T,
+}
+
+impl<T> std::ops::Deref for LiveRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.guard.as_deref().unwrap_or(self.default)
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for LiveRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        T::fmt(self, f)
     }
 }

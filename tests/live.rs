@@ -395,6 +395,7 @@ async fn live_values_follow_their_key() {
 
     let mut limit = client.watch("rate.limit", 10u32).unwrap();
     assert_eq!(*limit.get(), 10);
+    assert_eq!(*limit.borrow(), 10);
     assert_eq!(limit.source(), Source::Default);
 
     writes.set("rate.limit", &50u32).await.unwrap();
@@ -413,11 +414,16 @@ async fn live_values_follow_their_key() {
     assert!(err.to_string().contains("rate.limit"), "{err}");
     assert!(limit.revision() < bad);
 
+    let reader = limit.clone();
+    let held = reader.borrow();
     writes.set("rate.limit", &70u32).await.unwrap();
     tokio::time::timeout(ARRIVES_WITHIN, limit.changed())
         .await
         .unwrap();
     assert_eq!(*limit.get(), 70);
+    assert_eq!(*limit.borrow(), 70);
+    assert_eq!(*held, 50, "a borrow keeps the value it was taken at");
+    drop(held);
     assert!(limit.last_error().is_none());
 
     // A second handle on the same key shares the decoded value.
@@ -430,6 +436,7 @@ async fn live_values_follow_their_key() {
         .unwrap();
     assert_eq!(*limit.get(), 10);
     assert_eq!(*again.get(), 1, "each handle keeps its own default");
+    assert_eq!((*limit.borrow(), *again.borrow()), (10, 1));
     assert_eq!(limit.source(), Source::Default);
 }
 

@@ -1,5 +1,6 @@
 //! Read latency, cfgd against its peers in one run (criterion):
-//! - `Live<T>::get()` against a `dynamic-config` read (arc-swap both);
+//! - `Live<T>::get()` and `Live<T>::borrow()` against a `dynamic-config`
+//!   read (arc-swap all three);
 //! - a cached `Client::get::<T>` against an etcd round trip through
 //!   etcd-client, linearizable and serializable: what a naive config manager
 //!   does on a cache miss, and what hand-written glue does on every read.
@@ -84,6 +85,10 @@ fn reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("read");
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("cfgd Live::get", |b| b.iter(|| black_box(live.get())));
+    // The same value without a reference count: what a hot path reads.
+    group.bench_function("cfgd Live::borrow", |b| {
+        b.iter(|| black_box(black_box(live.borrow()).max_items))
+    });
     group.bench_function("dynamic-config current()", |b| {
         b.iter(|| black_box(PeerLimits::current()))
     });
