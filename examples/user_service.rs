@@ -7,6 +7,10 @@
 //!   breaker whose threshold and timeouts come from the config value
 //!   `user-service.circuit`.
 //!
+//! New breaker settings also close an open breaker the moment they land
+//! (`Client::on_change`), so an operator who raises the threshold need not
+//! wait out `open_ms`.
+//!
 //! Change either with cfgctl and the next request behaves differently, no
 //! restart:
 //!
@@ -197,6 +201,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         users: Mutex::default(),
         order_service: std::env::var("ORDER_SERVICE").unwrap_or("127.0.0.1:3000".into()),
     });
+    // Called on the watch's task as each change lands: quick, never blocks.
+    let breaker_state = state.clone();
+    let _reset_on_change = client.on_change("user-service.circuit", move |change| {
+        *breaker_state.breaker.lock().unwrap() = Breaker::default();
+        println!(
+            "circuit settings changed at revision {}: breaker closed",
+            change.revision()
+        );
+    })?;
     let app = Router::new()
         .route("/users", post(create_user))
         .route("/users/{id}", get(get_user))

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use tokio::sync::OnceCell;
 
-use crate::live::{self, Shared, Status, Subscription};
+use crate::live::{self, Change, OnChange, Shared, Status, Subscription};
 use crate::live_value::Live;
 use crate::{defaults, snapshot};
 use etcd_client::{
@@ -1017,6 +1017,41 @@ impl Client {
             shared.clone(),
             Kind::Config,
             prefix.to_owned(),
+        ))
+    }
+
+    /// Calls `f` with every change to names starting with `prefix` (`""` for
+    /// all), in revision order, from now on, until the returned handle is
+    /// dropped. The cheapest way to follow changes: no task and no channel
+    /// per callback.
+    ///
+    /// `f` runs on the watch's own task, right after the change is
+    /// applied, so it must be quick and never block: hand longer work to a
+    /// task or a channel. A callback that panics is logged and kept. It may
+    /// read this client, and add or drop callbacks. A call already under
+    /// way when the handle is dropped still finishes.
+    ///
+    /// Unlike a [`Subscription`], a callback never falls behind: it is
+    /// called for each change before the watch reads further.
+    ///
+    /// ```no_run
+    /// # fn demo(client: cfgd::Client) -> cfgd::Result<()> {
+    /// let _keep = client.on_change("feature.", |change| {
+    ///     println!("{} changed at {}", change.name(), change.revision());
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_change<F>(&self, prefix: &str, f: F) -> Result<OnChange>
+    where
+        F: FnMut(&Change) + Send + 'static,
+    {
+        key::validate_prefix(prefix)?;
+        let shared = self.shared("on_change")?;
+        Ok(OnChange::new(
+            self.inner.clone(),
+            shared.clone(),
+            prefix.to_owned(),
+            Box::new(f),
         ))
     }
 

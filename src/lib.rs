@@ -77,6 +77,9 @@
 //! if *dark_mode.borrow() { /* … */ } // no reference count: hold it briefly
 //! dark_mode.changed().await;
 //!
+//! // A callback on the watch's task: the cheapest way to follow changes.
+//! let _keep = client.on_change("feature.", |change| println!("{} changed", change.name()))?;
+//!
 //! let mut changes = client.subscribe("feature.")?;
 //! while let Some(change) = changes.next().await {
 //!     println!("{} is now {:?}", change.name(), change.value::<serde_json::Value>()?);
@@ -116,6 +119,6 @@ mod value;
 pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Revision, Source, Stats};
 pub use error::{Error, Result};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
-pub use live::{Change, ChangeKind, Status, Subscription};
+pub use live::{Change, ChangeKind, OnChange, Status, Subscription};
 pub use live_value::{Live, LiveRef};
 pub use value::MAX_VALUE_LEN;

@@ -271,6 +271,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     /// Where the namespace stands with the hub's watch.
     attach: std::sync::Mutex<Attach>,
+    /// Callbacks of [`Client::on_change`](crate::Client::on_change).
+    hooks: std::sync::Mutex<Vec<Arc<Hook>>>,
 }
 
 /// A namespace's standing with the hub's watch.
@@ -319,6 +321,30 @@ impl Shared {
             recent: Default::default(),
             stats: Default::default(),
             attach: std::sync::Mutex::new(Attach::Loading(Vec::new())),
+            hooks: Default::default(),
+        }
+    }
+
+    fn hooks(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Hook>>> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls every callback with the changes it asked for. Publishing is
+    /// serialized (under `attach`), so each callback sees changes in
+    /// revision order, one at a time.
+    fn call_hooks(&self, changes: &[Change]) {
+        // A copy, so that a callback may add or drop callbacks.
+        let hooks = {
+            let hooks = self.hooks();
+            if hooks.is_empty() {
+                return;
+            }
+            hooks.clone()
+        };
+        for change in changes {
+            for hook in &hooks {
+                hook.call(change);
+            }
         }
     }
 
@@ -449,7 +475,7 @@ impl Shared {
         }
         {
             let mut recent = self.recent();
-            for change in changes {
+            for change in &changes {
                 if recent.changes.len() == RECENT {
                     if let Some(dropped) = recent.changes.pop_front() {
                         recent.complete_after = recent.complete_after.max(dropped.data.revision);
@@ -457,9 +483,12 @@ impl Shared {
                 }
                 recent.changes.push_back(change.clone());
                 // No receivers is fine: nobody subscribed yet.
-                let _ = self.changes.send(change);
+                let _ = self.changes.send(change.clone());
             }
         }
+        // After the channel (its subscribers wake on other threads while
+        // these run), and outside `recent`, which a callback may need.
+        self.call_hooks(&changes);
         self.dirty.notify_one();
     }
 
@@ -1043,6 +1072,87 @@ impl Backoff {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+/// A callback of [`Client::on_change`](crate::Client::on_change).
+pub(crate) struct Hook {
+    prefix: String,
+    /// Changes up to here were in the mirror when the callback was added.
+    after: Revision,
+    active: std::sync::atomic::AtomicBool,
+    #[allow(clippy::type_complexity)]
+    call: std::sync::Mutex<Box<dyn FnMut(&Change) + Send>>,
+}
+
+impl Hook {
+    fn call(&self, change: &Change) {
+        if change.data.section != Kind::Config
+            || change.data.revision <= self.after
+            || !change.data.name.starts_with(&self.prefix)
+            || !self.active.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        // Never contended: calls are serialized, and only a drop in
+        // progress could hold it otherwise.
+        let mut call = self.call.lock().unwrap_or_else(|e| e.into_inner());
+        let run = std::panic::AssertUnwindSafe(|| (*call)(change));
+        // The watch task runs every namespace's changes: one callback's
+        // panic must not stop it.
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!(prefix = %self.prefix, revision = change.data.revision,
+                "an on_change callback panicked; it stays registered");
+        }
+    }
+}
+
+/// Keeps a callback of [`Client::on_change`](crate::Client::on_change)
+/// registered; dropping it stops the callback.
+pub struct OnChange {
+    hook: Arc<Hook>,
+    shared: Arc<Shared>,
+    _client: Arc<Inner>,
+}
+
+impl OnChange {
+    pub(crate) fn new(
+        client: Arc<Inner>,
+        shared: Arc<Shared>,
+        prefix: String,
+        call: Box<dyn FnMut(&Change) + Send>,
+    ) -> Self {
+        let hook = Arc::new(Hook {
+            prefix,
+            after: shared.read().revision,
+            active: true.into(),
+            call: std::sync::Mutex::new(call),
+        });
+        shared.hooks().push(hook.clone());
+        OnChange {
+            hook,
+            shared,
+            _client: client,
+        }
+    }
+}
+
+impl Drop for OnChange {
+    fn drop(&mut self) {
+        self.hook
+            .active
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.shared
+            .hooks()
+            .retain(|hook| !Arc::ptr_eq(hook, &self.hook));
+    }
+}
+
+impl std::fmt::Debug for OnChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnChange")
+            .field("prefix", &self.hook.prefix)
+            .finish_non_exhaustive()
     }
 }
 

@@ -2,6 +2,7 @@
 //! outages, compaction and slow readers; `Live<T>`; snapshot; defaults file.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cfgd::{Change, ChangeKind, Client, ClientBuilder, Error, Source, Status, Subscription};
@@ -107,6 +108,31 @@ fn fold(state: &mut BTreeMap<String, Value>, changes: &[Change]) {
     }
 }
 
+type Recorded = Arc<std::sync::Mutex<Vec<Change>>>;
+
+/// A callback that keeps every change it is given.
+fn recorder(client: &Client, prefix: &str) -> (Recorded, cfgd::OnChange) {
+    let seen = Recorded::default();
+    let keep = seen.clone();
+    let hook = client
+        .on_change(prefix, move |change| {
+            keep.lock().unwrap().push(change.clone())
+        })
+        .unwrap();
+    (seen, hook)
+}
+
+/// Waits until a recorder has a change at `revision` or later.
+async fn recorded_through(seen: &Recorded, revision: i64) {
+    common::eventually(ARRIVES_WITHIN, || async {
+        seen.lock()
+            .unwrap()
+            .last()
+            .is_some_and(|c| c.revision() >= revision)
+    })
+    .await;
+}
+
 fn revisions(changes: &[Change]) -> Vec<i64> {
     changes.iter().map(Change::revision).collect()
 }
@@ -117,6 +143,7 @@ async fn every_subscriber_sees_every_revision_once_in_order() {
     let ns = common::namespace("order");
     let client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
     let mut subs: Vec<Subscription> = (0..3).map(|_| client.subscribe("").unwrap()).collect();
+    let (called, _keep) = recorder(&client, "");
 
     let writes = writer(etcd.endpoints(), &ns).await;
     let mut acked = Vec::new();
@@ -125,6 +152,21 @@ async fn every_subscriber_sees_every_revision_once_in_order() {
         acked.push((name.clone(), writes.set(&name, &i).await.unwrap(), i));
     }
     let last = acked.last().unwrap().1;
+
+    recorded_through(&called, last).await;
+    let got: Vec<(String, i64, u32)> = called
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                c.revision(),
+                c.value().unwrap().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, acked, "the callback");
 
     for sub in &mut subs {
         let seen = collect_through(sub, last).await;
@@ -305,6 +347,7 @@ async fn compaction_past_a_disconnected_watcher_resyncs() {
     })
     .await;
     let mut sub = client.subscribe("").unwrap();
+    let (called, _keep) = recorder(&client, "");
 
     proxy.cut();
     reaches(&mut status, "Reconnecting").await;
@@ -335,6 +378,18 @@ async fn compaction_past_a_disconnected_watcher_resyncs() {
             ("churn", ChangeKind::Put),
             ("deleted", ChangeKind::Delete),
         ]
+    );
+    recorded_through(&called, next).await;
+    let resync = |c: &Change| (c.name().to_owned(), c.revision(), c.is_resync());
+    assert_eq!(
+        called
+            .lock()
+            .unwrap()
+            .iter()
+            .map(resync)
+            .collect::<Vec<_>>(),
+        seen.iter().chain([&after]).map(resync).collect::<Vec<_>>(),
+        "the callback gets the resync the subscriber got"
     );
 
     let truth = etcd_state(&etcd, &ns).await;
@@ -384,6 +439,70 @@ async fn a_slow_subscriber_is_brought_to_the_current_values() {
         fold(&mut state, seen);
         assert_eq!(state, etcd_state(&etcd, &ns).await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_see_their_prefix_survive_panics_and_stop_when_dropped() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("onchange");
+    let client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
+    let writes = writer(etcd.endpoints(), &ns).await;
+    let before = writes.set("feature.a", &0).await.unwrap();
+    common::eventually(ARRIVES_WITHIN, || async {
+        client.get::<i32>("feature.a").await.unwrap() == Some(0)
+    })
+    .await;
+
+    let (features, keep_features) = recorder(&client, "feature.");
+    let (everything, _keep_everything) = recorder(&client, "");
+    // Panics on its first change; it must be called again for the next.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let _panicky = client
+        .on_change("", move |_| {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                panic!("a callback's bug");
+            }
+        })
+        .unwrap();
+
+    let a = writes.set("feature.a", &1).await.unwrap();
+    let other = writes.set("other", &1).await.unwrap();
+    let gone = writes
+        .delete("feature.a")
+        .await
+        .unwrap()
+        .expect("it existed");
+    recorded_through(&everything, gone).await;
+    let seen = |r: &Recorded| {
+        r.lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.revision(), c.kind()))
+            .collect::<Vec<_>>()
+    };
+    assert!(before < a, "nothing from before the callback was added");
+    assert_eq!(
+        seen(&features),
+        [
+            ("feature.a".to_owned(), a, ChangeKind::Put),
+            ("feature.a".to_owned(), gone, ChangeKind::Delete),
+        ]
+    );
+    assert_eq!(
+        seen(&everything).iter().map(|c| c.1).collect::<Vec<_>>(),
+        [a, other, gone]
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    drop(keep_features);
+    let last = writes.set("feature.b", &2).await.unwrap();
+    recorded_through(&everything, last).await;
+    assert_eq!(seen(&features).len(), 2, "a dropped callback is not called");
+    assert!(matches!(
+        client.on_change("/bad", |_| {}).unwrap_err(),
+        Error::InvalidName { .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1235,17 +1235,19 @@ async fn the_user_service_example_follows_cfgd_live() {
     assert_eq!(open.status, 503, "{}", open.body);
     assert!(open.body.contains("circuit open"), "{}", open.body);
 
-    // New breaker settings in cfgd: no longer open for a minute, and a
-    // threshold it will not reach. Failures now stay 502s.
+    // New breaker settings in cfgd close the open breaker at once (the
+    // example's on_change), though open_ms is still a minute, and set a
+    // threshold it will not reach. Failures now stay 502s, counted afresh.
     operator
         .set(
             "user-service.circuit",
-            &serde_json::json!({"failure_threshold": 100, "timeout_ms": 500, "open_ms": 0}),
+            &serde_json::json!({"failure_threshold": 100, "timeout_ms": 500, "open_ms": 60000}),
         )
         .await
         .unwrap();
     common::eventually(Duration::from_secs(20), || async {
-        http(&service, "GET", "/users/u1/orders", &[], "").status == 502
+        let answer = http(&service, "GET", "/users/u1/orders", &[], "");
+        answer.status == 502 && answer.body.contains(r#""failures":1}"#)
     })
     .await;
     for _ in 0..3 {

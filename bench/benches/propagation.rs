@@ -1,6 +1,7 @@
 //! Propagation latency and etcd's cost of fan-out, cfgd against its peers in
 //! one run:
-//! - cfgd: one client, N subscribers (`Client::subscribe`) in this process;
+//! - cfgd: one client, N subscribers (`Client::subscribe`, a stream each)
+//!   in this process; and the same N as callbacks (`Client::on_change`);
 //! - N direct etcd watchers through etcd-client, on etcd itself;
 //! - the same N watchers through etcd's gRPC proxy (`etcd grpc-proxy`),
 //!   which coalesces watchers of one key;
@@ -150,7 +151,34 @@ impl<'a> EtcdSide<'a> {
     }
 }
 
-async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
+/// Counts the heap in use, so that the bytes each subscriber costs are
+/// exact: RSS moves by whole pages and lags the allocator.
+struct Counting;
+
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// One cfgd client with `n` subscribers, made by `subscribe` (each is told
+/// its index and the round to report to).
+async fn cfgd<S>(
+    etcd: &common::EtcdCluster,
+    n: usize,
+    subscribe: impl Fn(&cfgd::Client, usize, Arc<Round>) -> S,
+) -> Value {
     let client = cfgd::Client::builder()
         .endpoints(etcd.endpoints())
         .namespace("bench")
@@ -159,39 +187,53 @@ async fn cfgd(etcd: &common::EtcdCluster, n: usize) -> Value {
         .expect("connect cfgd");
     let key = client.etcd_key(KEY).unwrap();
     let round = Arc::new(Round::new(n));
-    let rss_before = support::rss_bytes("self");
-    let mut tasks = Vec::with_capacity(n);
-    for id in 0..n {
-        let mut sub = client.subscribe(KEY).expect("subscribe");
-        let round = round.clone();
-        tasks.push(tokio::spawn(async move {
-            while sub.next().await.is_some() {
-                round.saw(id);
-            }
-        }));
-    }
-    let bytes_per_subscriber = support::rss_bytes("self").saturating_sub(rss_before) / n as u64;
-    let mut result = puts_and_etcd_side(etcd, &key, n, &round, tasks).await;
-    result["rss_bytes_per_subscriber"] = bytes_per_subscriber.into();
+    let heap_before = HEAP.load(Ordering::Relaxed);
+    let subscribers: Vec<S> = (0..n)
+        .map(|id| subscribe(&client, id, round.clone()))
+        .collect();
+    let per_subscriber = HEAP.load(Ordering::Relaxed).saturating_sub(heap_before) / n;
+    let mut result = puts_and_etcd_side(etcd, &key, n, &round).await;
+    drop(subscribers);
+    result["heap_bytes_per_subscriber"] = per_subscriber.into();
     result
 }
 
-/// The measured puts, etcd's side of them, then the subscribers stopped.
+/// A subscriber as a stream: a task that awaits its `Subscription`.
+fn stream(client: &cfgd::Client, id: usize, round: Arc<Round>) -> AbortOnDrop {
+    let mut sub = client.subscribe(KEY).expect("subscribe");
+    AbortOnDrop(tokio::spawn(async move {
+        while sub.next().await.is_some() {
+            round.saw(id);
+        }
+    }))
+}
+
+/// A subscriber as a callback: no task, no channel.
+fn callback(client: &cfgd::Client, id: usize, round: Arc<Round>) -> cfgd::OnChange {
+    client
+        .on_change(KEY, move |_| round.saw(id))
+        .expect("on_change")
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The measured puts and etcd's side of them.
 async fn puts_and_etcd_side(
     etcd: &common::EtcdCluster,
     key: &str,
     n: usize,
     round: &Round,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
 ) -> Value {
     let mut writer = etcd.raw().await;
     let side = EtcdSide::start(etcd);
     let delays = measure(&mut writer, key, rounds_for(n), round).await;
-    let etcd_side = side.finish();
-    for task in tasks {
-        task.abort();
-    }
-    json!({"latency": summary(delays), "etcd": etcd_side})
+    json!({"latency": summary(delays), "etcd": side.finish()})
 }
 
 async fn direct(etcd: &common::EtcdCluster, endpoint: &str, n: usize) -> Value {
@@ -208,15 +250,15 @@ async fn direct(etcd: &common::EtcdCluster, endpoint: &str, n: usize) -> Value {
             .await
             .expect("open a watch");
         let round = round.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(AbortOnDrop(tokio::spawn(async move {
             while let Ok(Some(resp)) = stream.message().await {
                 for _ in resp.events() {
                     round.saw(id);
                 }
             }
-        }));
+        })));
     }
-    puts_and_etcd_side(etcd, &key, n, &round, tasks).await
+    puts_and_etcd_side(etcd, &key, n, &round).await
 }
 
 /// The floor under any design with a task per subscriber: a unit value
@@ -350,11 +392,12 @@ fn main() {
         let result = rt.block_on(floor(n));
         println!("{n:>6} subscribers  {:<16} {result}", "floor (tokio)");
         results.insert(format!("tokio broadcast floor / {n}"), result);
-        for peer in ["cfgd", "etcd direct", "etcd grpc-proxy"] {
+        for peer in ["cfgd", "cfgd on_change", "etcd direct", "etcd grpc-proxy"] {
             let etcd = common::EtcdCluster::single();
             let result = rt.block_on(async {
                 match peer {
-                    "cfgd" => cfgd(&etcd, n).await,
+                    "cfgd" => cfgd(&etcd, n, stream).await,
+                    "cfgd on_change" => cfgd(&etcd, n, callback).await,
                     "etcd direct" => direct(&etcd, &etcd.endpoint(0), n).await,
                     _ => {
                         let (_proxy, endpoint) = grpc_proxy(&etcd);

@@ -137,6 +137,7 @@ fn main() {
                 let cfgd_p99 = p[format!("cfgd / {n}")]["latency"]["p99_ms"].as_f64();
                 for peer in [
                     "cfgd",
+                    "cfgd on_change",
                     "etcd direct",
                     "etcd grpc-proxy",
                     "dynamic-config-etcd",
@@ -292,15 +293,20 @@ fn main() {
         }
         None => writeln!(md, "Not run.").unwrap(),
     }
-    if let Some(per) = results
-        .get("propagation")
-        .and_then(|p| p["cfgd / 10000"]["rss_bytes_per_subscriber"].as_f64())
-    {
-        writeln!(
-            md,
-            "| one in-process subscriber (of 10,000) | | {per:.0} bytes |"
-        )
-        .unwrap();
+    for (peer, what) in [
+        ("cfgd", "a `Subscription` and its task"),
+        ("cfgd on_change", "an `on_change` callback"),
+    ] {
+        if let Some(per) = results
+            .get("propagation")
+            .and_then(|p| p[format!("{peer} / 10000")]["heap_bytes_per_subscriber"].as_f64())
+        {
+            writeln!(
+                md,
+                "| one in-process subscriber of 10,000: {what} (heap) | | {per:.0} bytes |"
+            )
+            .unwrap();
+        }
     }
 
     let out = root().join("target/bench/results.json");
