@@ -48,6 +48,11 @@ fn document() -> Value {
             "between-incl": bool_flag(pick(json!({"<=": [18, {"var": "age"}, 65]}))),
             "in-list": bool_flag(pick(json!({"in": [{"var": "country"}, ["de", "fr", "it"]]}))),
             "in-string": bool_flag(pick(json!({"in": ["@", {"var": "email"}]}))),
+            // The clock is read only for rules that can read it: each of
+            // these must see a real time (after November 2023).
+            "timestamp": bool_flag(pick(json!({">": [{"var": "$flagd.timestamp"}, 1_700_000_000]}))),
+            "timestamp-default": bool_flag(pick(json!({">": [{"var": ["$flagd.timestamp", 0]}, 1_700_000_000]}))),
+            "timestamp-computed": bool_flag(pick(json!({">": [{"var": {"cat": ["$flagd.", "timestamp"]}}, 1_700_000_000]}))),
             "in-literal-string": bool_flag(pick(json!({"in": [{"var": "country"}, "de fr it"]}))),
             "in-literal-rules": bool_flag(pick(json!({"in": [{"var": "tier"}, [{"var": "tier"}, "x"]]}))),
             "and": bool_flag(pick(json!({"and": [{"var": "beta"}, {">": [{"var": "age"}, 20]}]}))),
