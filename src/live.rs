@@ -74,6 +74,10 @@ pub(crate) struct ChangeData {
     pub(crate) resync: bool,
     /// The new value; `None` for a delete, which is what makes it one.
     pub(crate) raw: Option<Arc<[u8]>>,
+    /// The server's SSE `data` for this change, made by the first stream
+    /// that sends it and reused by the others.
+    #[cfg(feature = "server")]
+    pub(crate) sse_data: std::sync::OnceLock<String>,
 }
 
 impl Change {
@@ -91,6 +95,8 @@ impl Change {
                 revision,
                 resync,
                 raw,
+                #[cfg(feature = "server")]
+                sse_data: Default::default(),
             }),
         }
     }

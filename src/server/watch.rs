@@ -23,27 +23,31 @@ use super::AppState;
 use crate::{Change, ChangeKind};
 
 fn event(change: &Change) -> Event {
-    let value = match change.raw() {
-        Some(raw) => serde_json::from_slice(raw).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
-        }),
-        None => serde_json::Value::Null,
-    };
     let kind = match change.kind() {
         ChangeKind::Put => "put",
         ChangeKind::Delete => "delete",
     };
-    let data = serde_json::json!({
-        "name": change.name(),
-        "kind": kind,
-        "value": value,
-        "revision": change.revision(),
-        "resync": change.is_resync(),
+    // Every stream of this change sends the same data: made once.
+    let data = change.data.sse_data.get_or_init(|| {
+        let value = match change.raw() {
+            Some(raw) => serde_json::from_slice(raw).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
+            }),
+            None => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "name": change.name(),
+            "kind": kind,
+            "value": value,
+            "revision": change.revision(),
+            "resync": change.is_resync(),
+        })
+        .to_string()
     });
     Event::default()
         .id(change.revision().to_string())
         .event(kind)
-        .data(data.to_string())
+        .data(data)
 }
 
 pub(super) async fn watch(
