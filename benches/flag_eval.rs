@@ -6,6 +6,11 @@
 //! Run: `cargo bench --bench flag_eval`. Each engine evaluates the same
 //! flag for the same contexts; the figure is the median of several rounds,
 //! and the ratio is what to read on a shared, noisy machine.
+//!
+//! `CFGD_BENCH_PROFILE=N` runs only cfgd, N evaluations per case, for a
+//! profiler: `CFGD_BENCH_PROFILE=200000 valgrind --tool=callgrind <binary>`
+//! (the path `cargo bench --bench flag_eval --no-run` prints), or
+//! `perf record -e cpu-clock -g` in front of the same.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -76,6 +81,12 @@ fn flagd_core(
     Ok((answer["ns"].as_f64().ok_or("no ns")?, variants))
 }
 
+/// A document of one boolean flag, `f`, with this targeting.
+fn flag_document(targeting: &Value) -> Value {
+    json!({"flags": {"f": {"state": "ENABLED",
+        "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": targeting}}})
+}
+
 fn main() {
     let cases: Vec<(&str, Value)> = vec![
         (
@@ -113,6 +124,22 @@ fn main() {
         })
         .collect();
 
+    if let Ok(n) = std::env::var("CFGD_BENCH_PROFILE") {
+        let n: usize = n
+            .parse()
+            .expect("CFGD_BENCH_PROFILE: a number of evaluations");
+        for (name, targeting) in &cases {
+            let ours = FlagSet::from_document(&flag_document(targeting).to_string()).unwrap();
+            let start = Instant::now();
+            for i in 0..n {
+                let (json, _) = &contexts[i % contexts.len()];
+                black_box(ours.evaluate("f", false, black_box(json)));
+            }
+            println!("{name}: {:?} per evaluation", start.elapsed() / n as u32);
+        }
+        return;
+    }
+
     println!("flag evaluation, median of {ROUNDS} rounds x {PER_ROUND} evaluations");
     println!(
         "{:<22} {:>12} {:>12} {:>18} {:>8} {:>14} {:>8}",
@@ -121,8 +148,7 @@ fn main() {
     let theirs_engine = Operator::new();
     let mut rows = Vec::new();
     for (name, targeting) in cases {
-        let document = json!({"flags": {"f": {"state": "ENABLED",
-            "variants": {"on": true, "off": false}, "defaultVariant": "off", "targeting": targeting}}});
+        let document = flag_document(&targeting);
         let ours = FlagSet::from_document(&document.to_string()).unwrap();
         let rule = targeting.to_string();
         // Same answers first: a benchmark of different work means nothing.
