@@ -277,8 +277,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     /// Where the namespace stands with the hub's watch.
     attach: std::sync::Mutex<Attach>,
-    /// Callbacks of [`Client::on_change`](crate::Client::on_change).
-    hooks: std::sync::Mutex<Vec<Arc<Hook>>>,
+    /// Callbacks of [`Client::on_change`](crate::Client::on_change). The
+    /// list is copied on write only while a publish holds it, so taking it
+    /// costs one reference count, however many callbacks there are.
+    hooks: std::sync::Mutex<Arc<Vec<Arc<Hook>>>>,
 }
 
 /// A namespace's standing with the hub's watch.
@@ -331,7 +333,7 @@ impl Shared {
         }
     }
 
-    fn hooks(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Hook>>> {
+    fn hooks(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Hook>>>> {
         self.hooks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -339,16 +341,16 @@ impl Shared {
     /// serialized (under `attach`), so each callback sees changes in
     /// revision order, one at a time.
     fn call_hooks(&self, changes: &[Change]) {
-        // A copy, so that a callback may add or drop callbacks.
+        // Not under the lock, so that a callback may add or drop callbacks.
         let hooks = {
             let hooks = self.hooks();
             if hooks.is_empty() {
                 return;
             }
-            hooks.clone()
+            Arc::clone(&hooks)
         };
         for change in changes {
-            for hook in &hooks {
+            for hook in hooks.iter() {
                 hook.call(change);
             }
         }
@@ -1134,7 +1136,7 @@ impl OnChange {
             active: true.into(),
             call: std::sync::Mutex::new(call),
         });
-        shared.hooks().push(hook.clone());
+        Arc::make_mut(&mut shared.hooks()).push(hook.clone());
         OnChange {
             hook,
             shared,
@@ -1148,9 +1150,7 @@ impl Drop for OnChange {
         self.hook
             .active
             .store(false, std::sync::atomic::Ordering::Release);
-        self.shared
-            .hooks()
-            .retain(|hook| !Arc::ptr_eq(hook, &self.hook));
+        Arc::make_mut(&mut self.shared.hooks()).retain(|hook| !Arc::ptr_eq(hook, &self.hook));
     }
 }
 
