@@ -514,6 +514,7 @@ impl ClientBuilder {
             (Ok((revision, fresh)), _) => {
                 hub.activated(&shared, revision, fresh);
                 shared.status.send_replace(Status::Connected { revision });
+                hub.wait_for_watch(&shared, deadline).await;
             }
             (Err(e), Some(settings)) if e.is_unreachable() => {
                 let Some((revision, entries)) = snapshot::load(settings)? else {

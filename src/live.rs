@@ -708,6 +708,8 @@ pub(crate) struct Hub {
     /// Woken when a namespace is attached or needs reading, and when the
     /// prefix widens.
     wake: Notify,
+    /// The prefix of the watch etcd has confirmed, while it stands.
+    watching: watch::Sender<Option<String>>,
 }
 
 struct HubState {
@@ -732,7 +734,25 @@ impl Hub {
                 namespaces: HashMap::new(),
             }),
             wake: Notify::new(),
+            watching: watch::channel(None).0,
         }
+    }
+
+    /// Waits until etcd has confirmed a watch that covers `shared`, so that
+    /// a change made from now on reaches it at once. A watch created after
+    /// the change would only be caught up by etcd's sync loop (every
+    /// 100 ms). Gives up quietly at `deadline`, or after a second: a watch
+    /// that slow is failing, which the client's status says, and it catches
+    /// up when it stands.
+    pub(crate) async fn wait_for_watch(&self, shared: &Shared, deadline: tokio::time::Instant) {
+        let deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let mut watching = self.watching.subscribe();
+        let covers = |prefix: &Option<String>| {
+            prefix
+                .as_deref()
+                .is_some_and(|prefix| shared.base.starts_with(prefix))
+        };
+        let _ = tokio::time::timeout_at(deadline, watching.wait_for(covers)).await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
@@ -921,7 +941,9 @@ pub(crate) async fn run(conn: Weak<Conn>, hub: Arc<Hub>) {
             hub.wake.notified().await;
             continue;
         };
-        match watch_once(&etcd, &hub, &prefix, start, &mut backoff).await {
+        let ended = watch_once(&etcd, &hub, &prefix, start, &mut backoff).await;
+        hub.watching.send_replace(None);
+        match ended {
             Ended::Compacted => {
                 tracing::info!("watch revision compacted; reading the namespaces again");
                 hub.reset();
@@ -1019,6 +1041,7 @@ async fn watch_once(
                 }
                 if resp.created() {
                     backoff.reset();
+                    hub.watching.send_replace(Some(prefix.to_owned()));
                 }
                 hub.dispatch(resp.events(), prefix);
                 let etcd_revision = resp.header().map(|h| h.revision());

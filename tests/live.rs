@@ -837,6 +837,21 @@ fn keep_writing(client: Client, name: &'static str) -> tokio::task::JoinHandle<V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_returns_once_etcd_holds_the_watch() {
+    // A watch etcd creates after a change must be caught up by etcd's sync
+    // loop (every 100 ms); one it holds, in sync, gets the change at once.
+    // So connect waits for it: with etcd's gauges read at once, no waiting.
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("watchready");
+    let _client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
+    assert_eq!(etcd.metric(0, "etcd_debugging_mvcc_watcher_total"), 1.0);
+    assert_eq!(
+        etcd.metric(0, "etcd_debugging_mvcc_slow_watcher_total"),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_sharing_a_connection_share_one_etcd_watcher() {
     const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
     let etcd = EtcdCluster::single();
