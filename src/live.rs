@@ -1112,9 +1112,10 @@ pub(crate) struct Hook {
     /// Changes up to here were in the mirror when the callback was added.
     after: Revision,
     active: std::sync::atomic::AtomicBool,
-    #[allow(clippy::type_complexity)]
-    call: std::sync::Mutex<Box<dyn FnMut(&Change) + Send>>,
+    call: std::sync::Mutex<Callback>,
 }
+
+pub(crate) type Callback = Box<dyn FnMut(&Change) + Send>;
 
 impl Hook {
     fn call(&self, change: &Change) {
@@ -1151,7 +1152,7 @@ impl OnChange {
         client: Arc<Inner>,
         shared: Arc<Shared>,
         prefix: String,
-        call: Box<dyn FnMut(&Change) + Send>,
+        call: Callback,
     ) -> Self {
         let hook = Arc::new(Hook {
             prefix,
