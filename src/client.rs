@@ -1027,10 +1027,11 @@ impl Client {
     /// per callback.
     ///
     /// `f` runs on the watch's own task, right after the change is
-    /// applied, so it must be quick and never block: hand longer work to a
-    /// task or a channel. A callback that panics is logged and kept. It may
-    /// read this client, and add or drop callbacks. A call already under
-    /// way when the handle is dropped still finishes.
+    /// applied, so it must be quick and never block: hand longer work, and
+    /// anything that awaits, to a task or a channel. It may use the
+    /// client's other non-async methods, and add or drop callbacks. A
+    /// callback that panics is logged and kept. A call already under way
+    /// when the handle is dropped still finishes.
     ///
     /// Unlike a [`Subscription`], a callback never falls behind: it is
     /// called for each change before the watch reads further.
