@@ -495,10 +495,25 @@ async fn callbacks_see_their_prefix_survive_panics_and_stop_when_dropped() {
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
 
+    // A callback may use the client's non-async methods: nothing it needs
+    // is locked while callbacks run.
+    let reentrant = client.clone();
+    let made = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep_made = made.clone();
+    let _reenters = client
+        .on_change("feature.", move |_| {
+            let subscription = reentrant.subscribe("").unwrap();
+            let live = reentrant.watch("feature.a", 0).unwrap();
+            let hook = reentrant.on_change("", |_| {}).unwrap();
+            keep_made.lock().unwrap().push((subscription, live, hook));
+        })
+        .unwrap();
+
     drop(keep_features);
     let last = writes.set("feature.b", &2).await.unwrap();
     recorded_through(&everything, last).await;
     assert_eq!(seen(&features).len(), 2, "a dropped callback is not called");
+    common::eventually(ARRIVES_WITHIN, || async { made.lock().unwrap().len() == 1 }).await;
     assert!(matches!(
         client.on_change("/bad", |_| {}).unwrap_err(),
         Error::InvalidName { .. }
