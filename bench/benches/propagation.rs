@@ -25,85 +25,35 @@ use std::time::{Duration, Instant};
 use etcd_client::WatchOptions;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 use tokio_stream::StreamExt;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod support;
 
+use support::{summary, Round};
+
 const KEY: &str = "feature.flags";
 const SIZES: [usize; 3] = [1, 100, 10_000];
-
-/// What every subscriber of one round shares with the writer. Each
-/// subscriber writes its own slot, so that recording costs no lock: a shared
-/// lock here would be the harness measuring itself.
-struct Round {
-    base: Instant,
-    /// Nanoseconds after `base` at which each subscriber saw the change.
-    seen: Vec<std::sync::atomic::AtomicU64>,
-    count: AtomicUsize,
-    all_in: Notify,
-}
-
-impl Round {
-    fn new(subscribers: usize) -> Self {
-        Round {
-            base: Instant::now(),
-            seen: (0..subscribers).map(|_| Default::default()).collect(),
-            count: AtomicUsize::new(0),
-            all_in: Notify::new(),
-        }
-    }
-
-    fn saw(&self, subscriber: usize) {
-        let at = self.base.elapsed().as_nanos() as u64;
-        self.seen[subscriber].store(at, Ordering::Release);
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.seen.len() {
-            self.all_in.notify_one();
-        }
-    }
-}
 
 /// Puts `rounds` new values through `writer` and collects, for each, the
 /// delay from the put's answer to every subscriber seeing it.
 async fn measure(
-    writer: &mut etcd_client::Client,
+    writer: &etcd_client::Client,
     key: &str,
     rounds: usize,
     round: &Round,
 ) -> Vec<Duration> {
-    let subscribers = round.seen.len();
-    let mut delays = Vec::with_capacity(subscribers * rounds);
-    for i in 0..rounds {
-        round.count.store(0, Ordering::Release);
-        let all_in = round.all_in.notified();
-        let value = json!({"dark_mode": i % 2 == 0, "round": i}).to_string();
-        writer.put(key, value, None).await.expect("put");
-        let acked = round.base.elapsed();
-        tokio::time::timeout(Duration::from_secs(60), all_in)
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "round {i}: {} of {subscribers} subscribers saw the put within 60 s",
-                    round.count.load(Ordering::Acquire)
-                )
-            });
-        delays.extend(
-            round
-                .seen
-                .iter()
-                .map(|at| Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(acked)),
-        );
-    }
-    delays
-}
-
-fn summary(mut delays: Vec<Duration>) -> Value {
-    delays.sort();
-    let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
-    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    json!({"samples": delays.len(), "p50_ms": ms(at(0.5)), "p99_ms": ms(at(0.99)), "max_ms": ms(at(1.0))})
+    round
+        .time(rounds, |i| {
+            let mut writer = writer.clone();
+            let value = json!({"dark_mode": i % 2 == 0, "round": i}).to_string();
+            async move {
+                writer.put(key, value, None).await.expect("put");
+                round.now()
+            }
+        })
+        .await
 }
 
 /// etcd's CPU time so far (user + system), from `/proc/<pid>/stat`.
@@ -230,9 +180,9 @@ async fn puts_and_etcd_side(
     n: usize,
     round: &Round,
 ) -> Value {
-    let mut writer = etcd.raw().await;
+    let writer = etcd.raw().await;
     let side = EtcdSide::start(etcd);
-    let delays = measure(&mut writer, key, rounds_for(n), round).await;
+    let delays = measure(&writer, key, rounds_for(n), round).await;
     json!({"latency": summary(delays), "etcd": side.finish()})
 }
 
@@ -279,20 +229,13 @@ async fn floor(n: usize) -> Value {
     }
     // Every task is parked on its receiver before the first send.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut delays = Vec::new();
-    for i in 0..rounds_for(n) {
-        round.count.store(0, Ordering::Release);
-        let all_in = round.all_in.notified();
-        let sent = round.base.elapsed();
-        send.send(i).expect("receivers");
-        all_in.await;
-        delays.extend(
-            round
-                .seen
-                .iter()
-                .map(|at| Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(sent)),
-        );
-    }
+    let delays = round
+        .time(rounds_for(n), |i| {
+            let sent = round.now();
+            send.send(i).expect("receivers");
+            async move { sent }
+        })
+        .await;
     for task in tasks {
         task.abort();
     }
@@ -342,7 +285,7 @@ async fn dynamic_config(etcd: &common::EtcdCluster) -> Value {
     // Let its watch open before the first put.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let side = EtcdSide::start(etcd);
-    let delays = measure(&mut writer, &key, rounds_for(1), &round).await;
+    let delays = measure(&writer, &key, rounds_for(1), &round).await;
     let etcd_side = side.finish();
     task.abort();
     json!({"latency": summary(delays), "etcd": etcd_side})

@@ -12,13 +12,12 @@
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::Notify;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -111,13 +110,6 @@ fn serve_floor(endpoint: String) {
     });
 }
 
-struct Seen {
-    at: Vec<AtomicU64>,
-    count: AtomicUsize,
-    all_in: Notify,
-    base: Instant,
-}
-
 fn main() {
     if let Ok(endpoint) = std::env::var(SERVER) {
         return serve(endpoint);
@@ -154,17 +146,11 @@ fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
 
     let result = support::runtime().block_on(async {
         let mut writer = etcd.raw().await;
-        let key = KEY;
-        writer.put(key, "0", None).await.unwrap();
+        writer.put(KEY, "0", None).await.unwrap();
         // The server before any client: its namespace is loaded by the
         // first, so the per-client figure carries that small share too.
         let idle = support::rss_bytes(&pid);
-        let seen = Arc::new(Seen {
-            at: (0..CLIENTS).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicUsize::new(0),
-            all_in: Notify::new(),
-            base: Instant::now(),
-        });
+        let seen = Arc::new(support::Round::new(CLIENTS));
         let opened = Arc::new(AtomicUsize::new(0));
         let connecting = Arc::new(tokio::sync::Semaphore::new(256));
         let mut tasks = Vec::with_capacity(CLIENTS);
@@ -188,11 +174,7 @@ fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
                 opened.fetch_add(1, Ordering::AcqRel);
                 while let Ok(Some(line)) = lines.next_line().await {
                     if line.starts_with("data:") {
-                        let at = seen.base.elapsed().as_nanos() as u64;
-                        seen.at[id].store(at, Ordering::Release);
-                        if seen.count.fetch_add(1, Ordering::AcqRel) + 1 == CLIENTS {
-                            seen.all_in.notify_one();
-                        }
+                        seen.saw(id);
                     }
                 }
             }));
@@ -208,39 +190,25 @@ fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let connected = support::rss_bytes(&pid);
-        let mut delays = Vec::with_capacity(CLIENTS * PUTS);
-        for i in 0..PUTS {
-            seen.count.store(0, Ordering::Release);
-            let all_in = seen.all_in.notified();
-            writer.put(key, (i + 1).to_string(), None).await.unwrap();
-            let acked = seen.base.elapsed();
-            tokio::time::timeout(Duration::from_secs(60), all_in)
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "put {i}: {} of {CLIENTS} clients got the event in 60 s",
-                        seen.count.load(Ordering::Acquire)
-                    )
-                });
-            delays.extend(seen.at.iter().map(|at| {
-                Duration::from_nanos(at.load(Ordering::Acquire)).saturating_sub(acked)
-            }));
-        }
+        let round = &*seen;
+        let delays = round
+            .time(PUTS, |i| {
+                let mut writer = writer.clone();
+                async move {
+                    writer.put(KEY, (i + 1).to_string(), None).await.unwrap();
+                    round.now()
+                }
+            })
+            .await;
         for task in tasks {
             task.abort();
         }
-        delays.sort();
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        let at = |q: f64| ms(delays[((delays.len() - 1) as f64 * q).round() as usize]);
-        json!({
-            "clients": CLIENTS,
-            "puts": PUTS,
-            "p50_ms": at(0.5),
-            "p99_ms": at(0.99),
-            "max_ms": at(1.0),
-            "server_rss_idle_bytes": idle,
-            "server_rss_bytes_per_client": connected.saturating_sub(idle) / CLIENTS as u64,
-        })
+        let mut result = support::summary(delays);
+        result["clients"] = CLIENTS.into();
+        result["puts"] = PUTS.into();
+        result["server_rss_idle_bytes"] = idle.into();
+        result["server_rss_bytes_per_client"] = (connected.saturating_sub(idle) / CLIENTS as u64).into();
+        result
     });
     drop(server);
     result
