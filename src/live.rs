@@ -100,6 +100,11 @@ impl Change {
             }),
         }
     }
+
+    /// Whether a subscriber of `prefix` in `section` wants this change.
+    fn is_under(&self, section: Kind, prefix: &str) -> bool {
+        self.data.section == section && self.data.name.starts_with(prefix)
+    }
 }
 
 impl Change {
@@ -1119,9 +1124,8 @@ pub(crate) type Callback = Box<dyn FnMut(&Change) + Send>;
 
 impl Hook {
     fn call(&self, change: &Change) {
-        if change.data.section != Kind::Config
-            || change.data.revision <= self.after
-            || !change.data.name.starts_with(&self.prefix)
+        if change.data.revision <= self.after
+            || !change.is_under(Kind::Config, &self.prefix)
             || !self.active.load(std::sync::atomic::Ordering::Acquire)
         {
             return;
@@ -1279,7 +1283,7 @@ impl Subscription {
     }
 
     fn matches(&self, change: &Change) -> bool {
-        change.data.section == self.section && change.data.name.starts_with(&self.prefix)
+        change.is_under(self.section, &self.prefix)
     }
 
     /// Everything under the prefix that changed after `self.seen`.
