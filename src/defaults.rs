@@ -6,12 +6,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use notify::{RecursiveMode, Watcher};
 
 use crate::error::{Error, Result};
-use crate::live::Shared;
 
 pub(crate) type Values = HashMap<String, Arc<[u8]>>;
 
@@ -42,14 +41,15 @@ pub(crate) fn read(path: &Path) -> Result<Values> {
 }
 
 /// Keeps the defaults current while it lives.
-pub(crate) struct Watch {
+pub(crate) struct FileWatcher {
     _watcher: notify::RecommendedWatcher,
     pub(crate) last_error: Arc<Mutex<Option<Arc<Error>>>>,
 }
 
 /// Watches the file's directory (editors replace files by renaming, which a
-/// watch on the file itself would lose) and reloads on every change to it.
-pub(crate) fn watch(path: PathBuf, shared: Weak<Shared>) -> Result<Watch> {
+/// watch on the file itself would lose) and hands every good edit of the
+/// file to `apply`. A bad edit is logged and kept as the last error.
+pub(crate) fn watch(path: PathBuf, apply: impl Fn(Values) + Send + 'static) -> Result<FileWatcher> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -63,12 +63,11 @@ pub(crate) fn watch(path: PathBuf, shared: Weak<Shared>) -> Result<Watch> {
         if !event.paths.iter().any(|p| p.file_name() == file_name.as_deref()) {
             return;
         }
-        let Some(shared) = shared.upgrade() else { return };
         let mut last = errors.lock().unwrap_or_else(|e| e.into_inner());
         match read(&watched) {
             Ok(values) => {
                 *last = None;
-                apply(&shared, values);
+                apply(values);
             }
             Err(error) => {
                 tracing::error!(%error, "defaults file edit refused; keeping the previous defaults");
@@ -80,22 +79,8 @@ pub(crate) fn watch(path: PathBuf, shared: Weak<Shared>) -> Result<Watch> {
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| invalid(&path, format!("cannot watch {}: {e}", dir.display())))?;
-    Ok(Watch {
+    Ok(FileWatcher {
         _watcher: watcher,
         last_error,
     })
-}
-
-/// Swaps in new defaults and tells the live values whose default changed.
-fn apply(shared: &Shared, values: Values) {
-    let old = shared.defaults.swap(Arc::new(values));
-    let new = shared.defaults.load();
-    for (name, raw) in new.iter() {
-        if old.get(name) != Some(raw) {
-            shared.registry.apply_default(name, Some(raw));
-        }
-    }
-    for name in old.keys().filter(|n| !new.contains_key(*n)) {
-        shared.registry.apply_default(name, None);
-    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Revision;
+use crate::types::Revision;
 
 /// The result type of every fallible call in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,6 +65,9 @@ pub enum Error {
     Tls {
         /// What is wrong, naming the file.
         what: String,
+        /// The setting that is missing, when that is the fix; a binary adds
+        /// the name of its own flag for it.
+        needs: Option<TlsSetting>,
     },
 
     /// JSON text handed in to be stored is not valid JSON.
@@ -253,6 +256,19 @@ pub enum Error {
         /// The underlying error.
         cause: etcd_client::Error,
     },
+}
+
+/// A TLS setting of [`ClientBuilder`](crate::ClientBuilder), named in
+/// [`Error::Tls`] when it is the one missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsSetting {
+    /// [`ClientBuilder::ca_file`](crate::ClientBuilder::ca_file): the CA
+    /// that signs etcd's certificates.
+    CaFile,
+    /// [`ClientBuilder::client_cert`](crate::ClientBuilder::client_cert): a
+    /// client certificate and key.
+    ClientCert,
 }
 
 fn at_revision(revision: Option<Revision>) -> String {

@@ -203,6 +203,23 @@ impl KeySpace {
     }
 }
 
+/// The kind and name of a key under `base` (a namespace's prefix, ending in
+/// `/`); `None` for a key of no kind cfgd knows.
+pub(crate) fn split_key<'k>(base: &str, key: &'k [u8]) -> Option<(Kind, &'k str)> {
+    let rest = std::str::from_utf8(key.strip_prefix(base.as_bytes())?).ok()?;
+    let (section, name) = rest.split_once('/')?;
+    Some((Kind::from_segment(section)?, name))
+}
+
+/// The smallest key above every key that starts with `prefix`.
+pub(crate) fn prefix_end(mut prefix: Vec<u8>) -> Vec<u8> {
+    // Keys are validated ASCII, so the last byte is never 0xff.
+    if let Some(last) = prefix.last_mut() {
+        *last += 1;
+    }
+    prefix
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,23 +102,34 @@
 //!   the `open-feature` crate.
 #![deny(missing_docs)]
 
+// Top to bottom: each module uses only those below it (see "How the crate
+// is built" above).
+mod cells;
+mod change;
 mod client;
 mod defaults;
 mod error;
+mod etcd;
 pub mod flags;
+mod hub;
 mod key;
-mod live;
 mod live_value;
+mod mirror;
+mod namespace;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 #[cfg(feature = "server")]
 pub mod server;
 mod snapshot;
+mod subscription;
+mod types;
 mod value;
 
-pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Revision, Source, Stats};
-pub use error::{Error, Result};
+pub use change::{Change, ChangeKind};
+pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Rollout, Stats};
+pub use error::{Error, Result, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
-pub use live::{Change, ChangeKind, OnChange, Status, Subscription};
 pub use live_value::{Live, LiveRef};
+pub use subscription::{OnChange, Subscription};
+pub use types::{Revision, Source, Status};
 pub use value::MAX_VALUE_LEN;

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Revision, Source};
 use crate::error::{Error, Result};
 use crate::key::Kind;
-use crate::live::{Named, Shared, Stored};
+use crate::mirror::{Mirror, Named, Stored};
+use crate::types::{Revision, Source};
 
 const FORMAT: &str = "cfgd-snapshot/2";
 /// Writes are gathered for this long, so a burst of changes costs one write.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,7 @@ struct File {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Namespace {
+pub(crate) struct Namespace {
     revision: Revision,
     entries: Vec<Entry>,
 }
@@ -138,8 +138,8 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
     Ok(Some((file.revision, entries)))
 }
 
-fn encode(settings: &Settings, shared: &Shared) -> Option<Namespace> {
-    let mirror = shared.read();
+/// This namespace's part of the file, as `mirror` holds it now.
+pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Namespace {
     let mut entries = Vec::new();
     for kind in [Kind::Config, Kind::Flags] {
         for (name, stored) in &mirror.section(kind).entries {
@@ -160,13 +160,11 @@ fn encode(settings: &Settings, shared: &Shared) -> Option<Namespace> {
         }
     }
     let revision = mirror.revision;
-    drop(mirror);
     entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    Some(Namespace { revision, entries })
+    Namespace { revision, entries }
 }
-
 /// Replaces this namespace's part of the file, keeping the others.
-fn merge_and_write(settings: &Settings, part: Namespace) -> std::io::Result<()> {
+pub(crate) fn merge_and_write(settings: &Settings, part: Namespace) -> std::io::Result<()> {
     // One writer at a time in this process: namespaces sharing a file must
     // not each write back what they read before the other's write.
     static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -217,29 +215,4 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// Writes the snapshot after each burst of changes, unless the mirror only
-/// holds what the snapshot itself gave (offline start). The client aborts
-/// this task when its last handle drops.
-pub(crate) async fn writer(shared: Arc<Shared>, settings: Settings) {
-    loop {
-        shared.dirty.notified().await;
-        tokio::time::sleep(DEBOUNCE).await;
-        if matches!(*shared.status.borrow(), crate::Status::Offline { .. }) {
-            continue;
-        }
-        let Some(part) = encode(&settings, &shared) else {
-            continue;
-        };
-        let to = settings.clone();
-        let written = tokio::task::spawn_blocking(move || merge_and_write(&to, part)).await;
-        match written {
-            Ok(Ok(())) => tracing::debug!(path = %settings.path.display(), "snapshot written"),
-            Ok(Err(error)) => {
-                tracing::warn!(path = %settings.path.display(), %error, "writing the snapshot failed")
-            }
-            Err(_) => return,
-        }
-    }
 }

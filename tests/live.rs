@@ -530,7 +530,7 @@ async fn live_values_follow_their_key() {
     let mut limit = client.watch("rate.limit", 10u32).unwrap();
     assert_eq!(*limit.get(), 10);
     assert_eq!(*limit.borrow(), 10);
-    assert_eq!(limit.source(), Source::Default);
+    assert_eq!(limit.source(), Source::CodeDefault);
 
     writes.set("rate.limit", &50u32).await.unwrap();
     tokio::time::timeout(ARRIVES_WITHIN, limit.changed())
@@ -571,7 +571,7 @@ async fn live_values_follow_their_key() {
     assert_eq!(*limit.get(), 10);
     assert_eq!(*again.get(), 1, "each handle keeps its own default");
     assert_eq!((*limit.borrow(), *again.borrow()), (10, 1));
-    assert_eq!(limit.source(), Source::Default);
+    assert_eq!(limit.source(), Source::CodeDefault);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -758,13 +758,13 @@ async fn defaults_file_edits_apply_live() {
 
     assert_eq!(client.get_or("timeout.ms", 1u32).await, 100);
     assert_eq!(*timeout.get(), 100);
-    assert_eq!(timeout.source(), Source::Defaults);
+    assert_eq!(timeout.source(), Source::DefaultsFile);
     let entry = client
         .get_entry::<u32>("timeout.ms")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(entry.source, Source::Defaults);
+    assert_eq!(entry.source, Source::DefaultsFile);
     assert_eq!(client.get_or("held", String::new()).await, "etcd");
 
     std::fs::write(&path, r#"{"timeout.ms": 250, "held": "file2"}"#).unwrap();

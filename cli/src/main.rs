@@ -296,9 +296,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` keeps the context chain on the one line scripts grep.
-            eprintln!("cfgctl: {err:#}");
+            eprintln!("cfgctl: {err:#}{}", hint(&err));
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// The flags that supply a setting the library says is missing.
+fn hint(err: &anyhow::Error) -> &'static str {
+    match err.downcast_ref::<cfgd::Error>() {
+        Some(cfgd::Error::Tls {
+            needs: Some(cfgd::TlsSetting::CaFile),
+            ..
+        }) => " (--cacert)",
+        Some(cfgd::Error::Tls {
+            needs: Some(cfgd::TlsSetting::ClientCert),
+            ..
+        }) => " (--cert and --key)",
+        _ => "",
     }
 }
 
@@ -396,12 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.written(&name, revision, Some(to))
         }
         Command::Watch { prefix, count } => watch(&client, &prefix, count).await,
-        Command::Export { prefix } => {
-            let entries = client.list::<Value>(&prefix).await?;
-            let document: serde_json::Map<String, Value> =
-                entries.into_iter().map(|e| (e.name, e.value)).collect();
-            out.document(&Value::Object(document))
-        }
+        Command::Export { prefix } => out.document(&client.export(&prefix).await?),
         Command::Import { file, dry_run } => {
             let text = read_value(None, Some(file))?;
             let report = client.import(&text, dry_run).await?;
@@ -412,34 +422,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A change made to a flag definition between reading and writing it back.
-type FlagEdit = Box<dyn FnOnce(&mut serde_json::Map<String, Value>) -> anyhow::Result<()>>;
-
 async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> anyhow::Result<()> {
     let not_found = |name: &str| cfgd::Error::NotFound {
         key: client
             .flag_etcd_key(name)
             .unwrap_or_else(|_| name.to_owned()),
         revision: None,
-    };
-    // Read, change, write back only if nobody wrote in between (exit 4).
-    let edit = |name: String, change: FlagEdit| async move {
-        let entry = client
-            .get_flag(&name)
-            .await?
-            .ok_or_else(|| not_found(&name))?;
-        let mut definition = entry.value;
-        let Value::Object(map) = &mut definition else {
-            return Err(Invalid(format!(
-                "flag {name:?} is stored as something other than an object"
-            ))
-            .into());
-        };
-        change(map)?;
-        let revision = client
-            .set_flag_if(&name, &definition, entry.revision)
-            .await?;
-        out.written(&name, revision, None)
     };
     match command {
         FlagCommand::List => {
@@ -476,28 +464,17 @@ async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> any
             };
             out.written(&name, revision, None)
         }
+        // Read, change, write back only if nobody wrote in between (exit 4).
         FlagCommand::Enable { name } => {
-            edit(
-                name,
-                Box::new(|m| {
-                    m.insert("state".into(), "ENABLED".into());
-                    Ok(())
-                }),
-            )
-            .await
+            let revision = client.enable_flag(&name).await?;
+            out.written(&name, revision, None)
         }
         FlagCommand::Disable { name } => {
-            edit(
-                name,
-                Box::new(|m| {
-                    m.insert("state".into(), "DISABLED".into());
-                    Ok(())
-                }),
-            )
-            .await
+            let revision = client.disable_flag(&name).await?;
+            out.written(&name, revision, None)
         }
         FlagCommand::Rollout { name, variants } => {
-            let mut buckets = Vec::new();
+            let mut rollout = cfgd::Rollout::new();
             for pair in &variants {
                 let (variant, weight) = pair.split_once('=').ok_or_else(|| {
                     Invalid(format!("--variant {pair:?}: expected VARIANT=WEIGHT"))
@@ -505,19 +482,10 @@ async fn flag(client: &cfgd::Client, command: FlagCommand, out: &Printer) -> any
                 let weight: u32 = weight.trim().parse().map_err(|_| {
                     Invalid(format!("--variant {pair:?}: weight must be a whole number"))
                 })?;
-                buckets.push(serde_json::json!([variant.trim(), weight]));
+                rollout = rollout.variant(variant.trim(), weight);
             }
-            edit(
-                name,
-                Box::new(move |m| {
-                    m.insert(
-                        "targeting".into(),
-                        serde_json::json!({ "fractional": buckets }),
-                    );
-                    Ok(())
-                }),
-            )
-            .await
+            let revision = client.set_rollout(&name, &rollout).await?;
+            out.written(&name, revision, None)
         }
         FlagCommand::Eval { name, context } => {
             let context: Value = serde_json::from_str(&context)
@@ -561,22 +529,7 @@ async fn watch(client: &cfgd::Client, prefix: &str, count: Option<u64>) -> anyho
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { return Ok(()) };
-                let value = match change.raw() {
-                    Some(raw) => serde_json::from_slice(raw)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned())),
-                    None => Value::Null,
-                };
-                let line = serde_json::json!({
-                    "name": change.name(),
-                    "kind": match change.kind() {
-                        cfgd::ChangeKind::Put => "put",
-                        cfgd::ChangeKind::Delete => "delete",
-                    },
-                    "value": value,
-                    "revision": change.revision(),
-                    "resync": change.is_resync(),
-                });
-                if !output::line(&line.to_string())? {
+                if !output::line(change.to_json())? {
                     return Ok(()); // stdout closed
                 }
                 printed += 1;

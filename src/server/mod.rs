@@ -1,16 +1,21 @@
-//! The `cfgd` HTTP server: REST over the library, for services in any
+//! The `cfgd` HTTP server: the library over HTTP, for services in any
 //! language. [`app`] builds the router, [`run`] serves it until shutdown.
 //!
-//! This first part covers settings, bearer-token auth with per-namespace
-//! scopes, `/healthz`, `/readyz`, and config GET/PUT/DELETE with ETags.
+//! - Settings from flags, `CFGD_*` variables or a TOML file ([`Settings`]).
+//! - Bearer tokens with read, write and admin scopes per namespace.
+//! - REST: config and flags with ETags and compare-and-set, lists, history.
+//! - Server-Sent Events: every change under a prefix, resumable with
+//!   `Last-Event-ID`.
+//! - OFREP: flag evaluation for any OpenFeature SDK's OFREP provider.
+//! - Operations: `/healthz`, `/readyz`, `/metrics`, HTTPS, graceful shutdown.
 
 mod auth;
 mod error;
 mod metrics;
 mod ofrep;
 mod rest;
+mod sse;
 mod tls;
-mod watch;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -133,7 +138,13 @@ impl Settings {
         }
         // Builds the etcd connection settings, which reads the TLS files and
         // checks them against the endpoints, without connecting.
-        self.builder().conn().map_err(|e| e.to_string())?;
+        self.builder().link().map_err(|e| match &e {
+            crate::Error::Tls {
+                needs: Some(setting),
+                ..
+            } => format!("{e} ({})", setting_flag(*setting)),
+            _ => e.to_string(),
+        })?;
         self.listener_tls()?;
         Ok(())
     }
@@ -174,6 +185,14 @@ impl Settings {
     }
 }
 
+/// The setting of ours that supplies a missing TLS setting of the library.
+fn setting_flag(setting: crate::TlsSetting) -> &'static str {
+    match setting {
+        crate::TlsSetting::ClientCert => "etcd_cert and etcd_key: --etcd-cert, --etcd-key",
+        _ => "etcd_ca: --etcd-ca",
+    }
+}
+
 /// Shared by every request.
 pub struct AppState {
     settings: Settings,
@@ -191,10 +210,10 @@ impl AppState {
     pub fn new(settings: Settings) -> Arc<Self> {
         let builder = settings.builder();
         // Nothing is connected yet: namespaces attach as requests name them.
-        let conn = builder
-            .conn()
+        let link = builder
+            .link()
             .expect("validated settings have a root and endpoints");
-        let builder = builder.on(conn);
+        let builder = builder.on(link);
         Arc::new(AppState {
             settings,
             builder,
@@ -251,7 +270,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .put(rest::put_config)
                 .delete(rest::delete_config),
         )
-        .route("/v1/namespaces/{ns}/watch", get(watch::watch))
+        .route("/v1/namespaces/{ns}/watch", get(sse::watch))
         .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
         .route(
             "/v1/namespaces/{ns}/flags/{name}",

@@ -3,7 +3,9 @@
 //! Each change is one event: `id` is its revision, `event` is `put` or
 //! `delete`, `data` is `{"name", "kind", "value", "revision", "resync"}`.
 //! A client that reconnects with `Last-Event-ID` gets everything after that
-//! revision (exactly, or as resync values when it is too far back). A
+//! revision (exactly, or as resync values when it is too far back). From
+//! further back than the deletes cfgd still remembers, it gets a `reset`
+//! event, then every current value: it must drop names not among them. A
 //! client that cannot keep up is caught up the same way, so no client makes
 //! the server hold more than a bounded buffer.
 
@@ -20,34 +22,14 @@ use super::auth::Scope;
 use super::error::ApiError;
 use super::rest::ListQuery;
 use super::AppState;
-use crate::{Change, ChangeKind};
+use crate::Change;
 
 fn event(change: &Change) -> Event {
-    let kind = match change.kind() {
-        ChangeKind::Put => "put",
-        ChangeKind::Delete => "delete",
-    };
-    // Every stream of this change sends the same data: made once.
-    let data = change.data.sse_data.get_or_init(|| {
-        let value = match change.raw() {
-            Some(raw) => serde_json::from_slice(raw).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
-            }),
-            None => serde_json::Value::Null,
-        };
-        serde_json::json!({
-            "name": change.name(),
-            "kind": kind,
-            "value": value,
-            "revision": change.revision(),
-            "resync": change.is_resync(),
-        })
-        .to_string()
-    });
+    // Every stream of this change sends the same data, made once.
     Event::default()
         .id(change.revision().to_string())
-        .event(kind)
-        .data(data)
+        .event(change.kind().as_str())
+        .data(change.to_json())
 }
 
 pub(super) async fn watch(
@@ -73,10 +55,18 @@ pub(super) async fn watch(
     let mut shutdown = state.shutdown.subscribe();
     // Counts this stream in the gauge for as long as it is open.
     let open = SseClient::new(state.metrics.sse_clients.clone());
-    let stream = changes
-        .map(move |change| {
+    // Resumed from too far back to be told every delete: the client must
+    // drop what it holds and take the full set of values that follows.
+    let reset = changes.is_reset().then(|| {
+        Event::default()
+            .event("reset")
+            .data(r#"{"reason":"resumed from before the deletes cfgd still knows; the current values follow"}"#)
+    });
+    let stream = futures_util::stream::iter(reset)
+        .chain(changes.map(|change| event(&change)))
+        .map(move |event| {
             let _open = &open;
-            Ok::<_, Infallible>(event(&change))
+            Ok::<_, Infallible>(event)
         })
         // End cleanly when the server shuts down.
         .take_until(async move {

@@ -1,0 +1,17 @@
+//! The config client: typed reads and writes of JSON values in one
+//! namespace, live values, subscriptions and flags.
+//!
+//! Split by job, bottom to top: `handle` ([`Client`] and what its clones
+//! share, live values and subscriptions), `reads`, `writes` (which reads
+//! first where it must), `flags` (flag operations on top of both, and the
+//! [`Flags`] evaluator) and `builder` (settings, and connecting).
+
+mod builder;
+mod flags;
+mod handle;
+mod reads;
+mod writes;
+
+pub use builder::ClientBuilder;
+pub use flags::{Flags, Rollout};
+pub use handle::{Client, Entry, ImportReport, Stats};

@@ -1,0 +1,325 @@
+//! Reads: from the mirror of a live client, or from etcd.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+
+use etcd_client::{GetOptions, KeyValue};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::handle::{Client, Entry};
+use crate::error::{Error, Result};
+use crate::etcd::header_revision;
+use crate::key::{self, Kind};
+use crate::mirror::Stored;
+use crate::namespace::LiveNamespace;
+use crate::types::{Revision, Source};
+use crate::value;
+
+/// Keys fetched per `list` request: bounded so one page of 1 MiB values stays
+/// far below the decoding limit.
+const LIST_PAGE: i64 = 64;
+
+/// An entry's metadata, without its name and value.
+#[derive(Clone, Copy)]
+struct Meta {
+    revision: Revision,
+    create_revision: Revision,
+    version: i64,
+    source: Source,
+}
+
+impl Meta {
+    fn of(stored: &Stored) -> Self {
+        Meta {
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: stored.origin,
+        }
+    }
+
+    fn defaults() -> Self {
+        Meta {
+            revision: 0,
+            create_revision: 0,
+            version: 0,
+            source: Source::DefaultsFile,
+        }
+    }
+}
+
+impl Client {
+    /// Reads `name` as a `T`; `None` when it does not exist.
+    ///
+    /// A live client answers from memory: the value etcd's watch last
+    /// delivered (or this client last wrote), decoded once per change.
+    pub async fn get<T>(&self, name: &str) -> Result<Option<T>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if let Some(shared) = &self.state.live {
+            // The hot path of a live client: no key string, no entry built.
+            key::validate_name(name)?;
+            return Ok(self.read_mirror(shared, name)?.map(|(value, _)| value));
+        }
+        // Boxed so that this future stays small: the etcd request's state
+        // would otherwise be moved around on every cached read too.
+        Ok(Box::pin(self.get_entry(name)).await?.map(|e| e.value))
+    }
+
+    /// Reads `name` as a `T`, or returns `default` when it is missing or
+    /// anything goes wrong. Failures are logged (with `tracing`), never returned:
+    /// this is the call for code that must keep running on its defaults.
+    ///
+    /// Precedence: etcd, then the snapshot, then the defaults file, then
+    /// `default`.
+    pub async fn get_or<T>(&self, name: &str, default: T) -> T
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        match self.get(name).await {
+            Ok(Some(value)) => value,
+            Ok(None) => default,
+            Err(error) => {
+                tracing::warn!(name, %error, "config read failed; using the default");
+                default
+            }
+        }
+    }
+
+    /// Reads `name` with its revision and provenance ([`Entry::source`]).
+    pub async fn get_entry<T>(&self, name: &str) -> Result<Option<Entry<T>>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let key = self.etcd_key(name)?;
+        if let Some(shared) = &self.state.live {
+            return Ok(self.read_mirror(shared, name)?.map(|(value, meta)| Entry {
+                name: name.to_owned(),
+                value,
+                revision: meta.revision,
+                create_revision: meta.create_revision,
+                version: meta.version,
+                source: meta.source,
+            }));
+        }
+        Ok(match self.fetch(&key, None).await? {
+            Some(kv) => Some(self.entry(name, &kv)?),
+            None => None,
+        })
+    }
+
+    /// A read from the mirror (then the defaults file) of a live client.
+    /// Decoded values are kept first in the entry itself, for the first type
+    /// read, then in the bounded cache for other types.
+    fn read_mirror<T>(&self, shared: &LiveNamespace, name: &str) -> Result<Option<(T, Meta)>>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let count = |hit: bool| {
+            let counter = if hit {
+                &shared.stats.cache_hits
+            } else {
+                &shared.stats.cache_misses
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let found = {
+            let mirror = shared.read();
+            let Some((cache_name, stored)) =
+                mirror.section(Kind::Config).entries.get_key_value(name)
+            else {
+                drop(mirror);
+                let defaults = shared.defaults.load();
+                let Some(raw) = defaults.get(name) else {
+                    return Ok(None);
+                };
+                let value = value::decode(&self.etcd_key(name)?, 0, raw)?;
+                return Ok(Some((value, Meta::defaults())));
+            };
+            let meta = Meta::of(stored);
+            if let Some(value) = stored
+                .decoded
+                .get()
+                .filter(|(type_id, _)| *type_id == TypeId::of::<T>())
+                .and_then(|(_, any)| any.downcast_ref::<T>())
+            {
+                let value = value.clone();
+                drop(mirror);
+                count(true);
+                return Ok(Some((value, meta)));
+            }
+            (cache_name.clone(), stored.clone(), meta)
+        };
+        let (cache_name, stored, meta) = found;
+        let slot = (cache_name, TypeId::of::<T>());
+        let cache = self.state.cache.as_ref();
+        if let Some(value) = cache
+            .and_then(|c| c.get(&slot))
+            .filter(|(revision, _)| *revision == stored.revision)
+            .and_then(|(_, any)| any.downcast::<T>().ok())
+        {
+            count(true);
+            return Ok(Some((T::clone(&value), meta)));
+        }
+        count(false);
+        let value: T = value::decode(&self.etcd_key(name)?, stored.revision, &stored.raw)?;
+        let shared_value: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+        if stored
+            .decoded
+            .set((TypeId::of::<T>(), shared_value.clone()))
+            .is_err()
+        {
+            // The entry already holds another type: the bounded cache
+            // keeps this one.
+            if let Some(cache) = cache {
+                cache.insert(slot, (stored.revision, shared_value));
+            }
+        }
+        Ok(Some((value, meta)))
+    }
+
+    /// Reads `name` as it was at `revision` (while etcd still has that
+    /// revision; see [`Error::Compacted`]).
+    pub async fn get_entry_at<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        revision: Revision,
+    ) -> Result<Option<Entry<T>>> {
+        let key = self.etcd_key(name)?;
+        Ok(match self.fetch(&key, Some(revision)).await? {
+            Some(kv) => Some(self.entry(name, &kv)?),
+            None => None,
+        })
+    }
+
+    /// Every entry whose name starts with `prefix` (`""` for the whole
+    /// namespace), sorted by name, all read at one revision.
+    pub async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Entry<T>>> {
+        self.list_raw(Kind::Config, prefix)
+            .await?
+            .iter()
+            .filter_map(|kv| {
+                let name = self.state.space.name_of(Kind::Config, kv.key())?;
+                Some(self.entry(name, kv))
+            })
+            .collect()
+    }
+
+    pub(super) async fn list_raw(&self, kind: Kind, prefix: &str) -> Result<Vec<KeyValue>> {
+        key::validate_prefix(prefix)?;
+        let start = self.state.space.key_unchecked(kind, prefix);
+        let end = key::prefix_end(start.clone().into_bytes());
+        let mut from = start.clone().into_bytes();
+        let mut at = None;
+        let mut out = Vec::new();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE);
+            if let Some(revision) = at {
+                // Later pages read the revision of the first, so the list is
+                // one consistent picture even while others write.
+                options = options.with_revision(revision);
+            }
+            let mut kv = self.state.etcd().kv().await?;
+            let mut resp = self
+                .state
+                .etcd()
+                .call(&start, at, kv.get(from.clone(), Some(options)))
+                .await?;
+            at.get_or_insert(header_revision(resp.header()));
+            let more = resp.more();
+            let page = resp.take_kvs();
+            match page.last() {
+                Some(last) if more => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                    out.extend(page);
+                }
+                _ => {
+                    out.extend(page);
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    /// Every value whose name starts with `prefix` as one JSON object of
+    /// name → value, read at one revision: the document
+    /// [`import`](Self::import) takes back.
+    pub async fn export(&self, prefix: &str) -> Result<Value> {
+        let document = self
+            .list::<Value>(prefix)
+            .await?
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        Ok(Value::Object(document))
+    }
+
+    /// Past values of `name`, newest first, at most `limit` of them: the
+    /// revisions of its current life that etcd has not compacted.
+    pub async fn history(&self, name: &str, limit: usize) -> Result<Vec<Entry>> {
+        let key = self.etcd_key(name)?;
+        let mut out = Vec::new();
+        let mut at = None;
+        while out.len() < limit {
+            let kv = match self.fetch(&key, at).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) | Err(Error::Compacted { .. }) => break,
+                Err(e) => return Err(e),
+            };
+            let entry: Entry = self.entry(name, &kv)?;
+            let first = entry.version <= 1;
+            at = Some(entry.revision - 1);
+            out.push(entry);
+            if first {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn fetch(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<Option<KeyValue>> {
+        let options = revision.map(|r| GetOptions::new().with_revision(r));
+        let mut kv = self.state.etcd().kv().await?;
+        let mut resp = self
+            .state
+            .etcd()
+            .call(key, revision, kv.get(key, options))
+            .await?;
+        Ok(resp.take_kvs().into_iter().next())
+    }
+
+    fn entry<T: DeserializeOwned>(&self, name: &str, kv: &KeyValue) -> Result<Entry<T>> {
+        self.entry_of(Kind::Config, name, kv)
+    }
+
+    pub(super) fn entry_of<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+        kv: &KeyValue,
+    ) -> Result<Entry<T>> {
+        let revision = kv.mod_revision();
+        let value = value::decode(
+            &self.state.space.key_unchecked(kind, name),
+            revision,
+            kv.value(),
+        )?;
+        Ok(Entry {
+            name: name.to_owned(),
+            value,
+            revision,
+            create_revision: kv.create_revision(),
+            version: kv.version(),
+            source: Source::Etcd,
+        })
+    }
+}

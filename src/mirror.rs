@@ -1,0 +1,126 @@
+//! The in-memory mirror of one namespace: every key (raw JSON and
+//! revisions) plus tombstones of recently deleted keys.
+//!
+//! That is what lets a resync after compaction name the keys that
+//! disappeared, lets a lagging subscriber catch up without a round trip, and
+//! lets reads be served without asking etcd.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::key::Kind;
+use crate::types::{Revision, Source};
+
+/// One entry of a namespace read: section, name and what is stored.
+pub(crate) type Named = (Kind, Arc<str>, Stored);
+
+/// A decoded value and the type it was decoded as.
+pub(crate) type Decoded = (std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>);
+
+/// A stored key as the mirror knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) raw: Arc<[u8]>,
+    pub(crate) revision: Revision,
+    pub(crate) create_revision: Revision,
+    pub(crate) version: i64,
+    /// `Cache` when it came from etcd, `Snapshot` when from the file.
+    pub(crate) origin: Source,
+    /// The value decoded, for the first type it was read as. It lives and
+    /// dies with this revision of the key, so it can never be stale, and a
+    /// read that hits it costs a lookup and a clone of the value.
+    pub(crate) decoded: Arc<std::sync::OnceLock<Decoded>>,
+}
+
+impl Stored {
+    pub(crate) fn from_etcd(kv: &etcd_client::KeyValue) -> Self {
+        Stored {
+            raw: kv.value().into(),
+            revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+            version: kv.version(),
+            origin: Source::Cache,
+            decoded: Default::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Section {
+    pub(crate) entries: HashMap<Arc<str>, Stored>,
+    /// Deleted names and the revision that deleted them, so that a lagging
+    /// subscriber learns of deletes it missed. Pruned once no subscriber
+    /// can need them ([`Mirror::prune_tombstones`]).
+    pub(crate) tombstones: HashMap<Arc<str>, Revision>,
+}
+
+#[derive(Default)]
+pub(crate) struct Mirror {
+    /// Everything up to this revision has been applied.
+    pub(crate) revision: Revision,
+    pub(crate) sections: [Section; 2],
+    /// Tombstones of deletes up to here were pruned: a catch-up from before
+    /// it cannot name every delete.
+    pub(crate) pruned_through: Revision,
+}
+
+impl Mirror {
+    pub(crate) fn section(&self, kind: Kind) -> &Section {
+        &self.sections[kind.index()]
+    }
+
+    /// Applies a put unless a newer revision is already there. `authoritative`
+    /// (the watch) may also replace an entry of the same revision, since it
+    /// carries etcd's own create revision and version.
+    pub(crate) fn put(
+        &mut self,
+        kind: Kind,
+        name: &Arc<str>,
+        stored: Stored,
+        authoritative: bool,
+    ) -> bool {
+        let section = &mut self.sections[kind.index()];
+        if let Some(old) = section.entries.get(name) {
+            let newer = stored.revision > old.revision
+                || (authoritative && stored.revision == old.revision);
+            if !newer {
+                return false;
+            }
+        }
+        if matches!(section.tombstones.get(name), Some(&r) if r > stored.revision) {
+            return false;
+        }
+        section.tombstones.remove(name);
+        section.entries.insert(name.clone(), stored);
+        true
+    }
+
+    pub(crate) fn delete(&mut self, kind: Kind, name: &Arc<str>, revision: Revision) -> bool {
+        let section = &mut self.sections[kind.index()];
+        if matches!(section.entries.get(name), Some(old) if old.revision > revision) {
+            return false;
+        }
+        section.entries.remove(name);
+        section.tombstones.insert(name.clone(), revision);
+        true
+    }
+
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.sections.iter().map(|s| s.tombstones.len()).sum()
+    }
+
+    /// Forgets the deletes at or below `through`. A tombstone also guards a
+    /// local write against an older put the watch brings late, so those of
+    /// deletes newer than the applied revision always stay.
+    pub(crate) fn prune_tombstones(&mut self, through: Revision) {
+        let through = through.min(self.revision);
+        if through <= self.pruned_through {
+            return;
+        }
+        for section in &mut self.sections {
+            section.tombstones.retain(|_, deleted| *deleted > through);
+            section.tombstones.shrink_to(section.tombstones.len() * 2);
+        }
+        self.pruned_through = through;
+    }
+}

@@ -1,0 +1,527 @@
+//! A live namespace: the mirror of one namespace, kept current by the hub's
+//! watch (or this process's own writes), and the fan-out of every change to
+//! the live values, subscriptions and callbacks that follow it.
+//!
+//! Changes are published in revision order, one batch at a time: applied to
+//! the mirror first, then handed to live values, the ring of recent changes
+//! and the channel of subscriptions, then to callbacks, so that anyone
+//! reading the mirror on a change sees at least that change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::SystemTime;
+
+use etcd_client::{Event, EventType};
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::cells::Registry;
+use crate::change::Change;
+use crate::defaults::Values;
+use crate::flags::FlagSet;
+use crate::key::{self, Kind};
+use crate::mirror::{Mirror, Named, Stored};
+use crate::types::{Revision, Source, Status};
+
+/// Recent changes kept for resuming a subscription exactly (SSE
+/// `Last-Event-ID`); older resumes get the current values as resync.
+pub(crate) const RECENT: usize = 4096;
+/// Tombstones are pruned once there are this many more than after the last
+/// pruning, so that pruning costs O(1) per delete.
+const PRUNE_EVERY: usize = 1024;
+
+/// One namespace kept live: its mirror, and the fan-out of its changes to
+/// live values, subscriptions and callbacks. Held by the client handles, the
+/// hub's watch task and every subscriber.
+pub(crate) struct LiveNamespace {
+    pub(crate) mirror: RwLock<Mirror>,
+    pub(crate) changes: broadcast::Sender<Change>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) registry: Registry,
+    /// Woken after every applied batch, for the snapshot writer.
+    pub(crate) dirty: Notify,
+    /// The etcd prefix of the namespace, ending in `/`.
+    pub(crate) base: String,
+    /// The defaults file's values (empty without one).
+    pub(crate) defaults: arc_swap::ArcSwap<Values>,
+    /// The namespace's flags, compiled; rebuilt on every flag change.
+    pub(crate) flags: arc_swap::ArcSwap<FlagSet>,
+    /// Bumped after each rebuild of `flags`.
+    pub(crate) flag_changes: watch::Sender<u64>,
+    /// Serializes rebuilds, so an older build never replaces a newer one.
+    rebuilding: std::sync::Mutex<()>,
+    /// The last [`RECENT`] changes published, oldest first. Its lock is
+    /// held while publishing, so a resume sees each change exactly once:
+    /// either here or from the channel.
+    recent: std::sync::Mutex<Recent>,
+    /// Counters for [`Client::stats`](crate::Client::stats).
+    pub(crate) stats: Counters,
+    /// Where the namespace stands with the hub's watch.
+    attach: std::sync::Mutex<Attach>,
+    /// Callbacks of [`Client::on_change`](crate::Client::on_change). The
+    /// list is copied on write only while a publish holds it, so taking it
+    /// costs one reference count, however many callbacks there are.
+    hooks: std::sync::Mutex<Arc<Vec<Arc<Hook>>>>,
+    /// How far each open subscription has taken what it needs: tombstones
+    /// at or below the lowest of them can go.
+    positions: std::sync::Mutex<Vec<Weak<AtomicI64>>>,
+    /// Prune tombstones when there are more than this many.
+    prune_at: std::sync::atomic::AtomicUsize,
+}
+
+/// A namespace's standing with the hub's watch.
+enum Attach {
+    /// Being read whole: watch events wait here until the read is in, and
+    /// those after its revision are applied then.
+    Loading(Vec<Event>),
+    /// To be read by the hub once etcd answers (started from a snapshot, or
+    /// after compaction); events are dropped meanwhile, the read covers them.
+    NeedsLoad,
+    /// Read: watch events apply as they come.
+    Active,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) cache_hits: std::sync::atomic::AtomicU64,
+    pub(crate) cache_misses: std::sync::atomic::AtomicU64,
+    pub(crate) resyncs: std::sync::atomic::AtomicU64,
+    /// etcd's revision as last reported on the watch stream.
+    pub(crate) etcd_revision: std::sync::atomic::AtomicI64,
+}
+
+#[derive(Default)]
+pub(crate) struct Recent {
+    pub(crate) changes: std::collections::VecDeque<Change>,
+    /// The ring holds every change after this revision: it moves past
+    /// changes dropped for room, and to the revision of each full read of
+    /// the namespace (which cannot name what was deleted before it).
+    pub(crate) complete_after: Revision,
+}
+
+impl LiveNamespace {
+    pub(crate) fn new(base: String, capacity: usize, status: Status) -> Self {
+        LiveNamespace {
+            mirror: RwLock::new(Mirror::default()),
+            changes: broadcast::channel(capacity).0,
+            status: watch::channel(status).0,
+            registry: Registry::default(),
+            dirty: Notify::new(),
+            base,
+            defaults: Default::default(),
+            flags: Default::default(),
+            flag_changes: watch::channel(0).0,
+            rebuilding: Default::default(),
+            recent: Default::default(),
+            stats: Default::default(),
+            attach: std::sync::Mutex::new(Attach::Loading(Vec::new())),
+            hooks: Default::default(),
+            positions: Default::default(),
+            prune_at: PRUNE_EVERY.into(),
+        }
+    }
+
+    /// A position for a new subscription, starting at `revision`; the
+    /// subscription moves it as it takes changes.
+    pub(crate) fn position(&self, revision: Revision) -> Arc<AtomicI64> {
+        let position = Arc::new(AtomicI64::new(revision));
+        let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        positions.retain(|p| p.strong_count() > 0);
+        positions.push(Arc::downgrade(&position));
+        position
+    }
+
+    /// Drops tombstones that no open subscription can need. A resume from
+    /// before what was pruned is told so ([`Mirror::pruned_through`]).
+    fn prune_tombstones(&self, mirror: &mut Mirror) {
+        let count = mirror.tombstone_count();
+        if count <= self.prune_at.load(Ordering::Relaxed) {
+            return;
+        }
+        let lowest = {
+            let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+            positions.retain(|p| p.strong_count() > 0);
+            positions
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|p| p.load(Ordering::Acquire))
+                .min()
+                .unwrap_or(Revision::MAX)
+        };
+        mirror.prune_tombstones(lowest);
+        let left = mirror.tombstone_count();
+        tracing::debug!(base = %self.base, pruned = count - left, left, "tombstones pruned");
+        self.prune_at.store(left + PRUNE_EVERY, Ordering::Relaxed);
+    }
+
+    /// Hands new defaults-file values to the live values whose default
+    /// changed.
+    pub(crate) fn apply_defaults(&self, values: Values) {
+        let old = self.defaults.swap(Arc::new(values));
+        let new = self.defaults.load();
+        for (name, raw) in new.iter() {
+            if old.get(name) != Some(raw) {
+                self.registry.apply_default(name, Some(raw));
+            }
+        }
+        for name in old.keys().filter(|n| !new.contains_key(*n)) {
+            self.registry.apply_default(name, None);
+        }
+    }
+
+    /// To be read by the hub once etcd answers (started from a snapshot).
+    pub(crate) fn needs_load(&self) {
+        *self.attach() = Attach::NeedsLoad;
+    }
+
+    /// After compaction: an active namespace is read again.
+    pub(crate) fn reload(&self) {
+        let mut attach = self.attach();
+        if matches!(*attach, Attach::Active) {
+            *attach = Attach::NeedsLoad;
+        }
+    }
+
+    /// Whether the hub should read this namespace now; if so, it is marked
+    /// as being read, and events wait for the read.
+    pub(crate) fn start_load(&self) -> bool {
+        let mut attach = self.attach();
+        if !matches!(*attach, Attach::NeedsLoad) {
+            return false;
+        }
+        *attach = Attach::Loading(Vec::new());
+        true
+    }
+
+    pub(crate) fn hooks(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Hook>>>> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls every callback with the changes it asked for. Publishing is
+    /// serialized (under `attach`), so each callback sees changes in
+    /// revision order, one at a time.
+    fn call_hooks(&self, changes: &[Change]) {
+        // Not under the lock, so that a callback may add or drop callbacks.
+        let hooks = {
+            let hooks = self.hooks();
+            if hooks.is_empty() {
+                return;
+            }
+            Arc::clone(&hooks)
+        };
+        for change in changes {
+            for hook in hooks.iter() {
+                hook.call(change);
+            }
+        }
+    }
+
+    pub(crate) fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A full read at `revision` cannot name what was deleted before it, so
+    /// the ring of recent changes is complete only from there on.
+    fn complete_from(&self, revision: Revision) {
+        let mut recent = self.recent();
+        recent.complete_after = recent.complete_after.max(revision);
+    }
+
+    fn attach(&self) -> std::sync::MutexGuard<'_, Attach> {
+        self.attach.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands this namespace its part of a batch from the watch.
+    pub(crate) fn deliver(&self, events: &[&Event]) {
+        let mut attach = self.attach();
+        match &mut *attach {
+            Attach::Loading(waiting) => waiting.extend(events.iter().map(|&e| e.clone())),
+            Attach::NeedsLoad => {}
+            Attach::Active => self.apply_events(events),
+        }
+    }
+
+    /// Installs a full read at `revision`, then what the watch brought
+    /// while it was being made.
+    pub(crate) fn activate(&self, revision: Revision, fresh: Vec<Named>) {
+        let mut attach = self.attach();
+        self.replace(revision, fresh);
+        if let Attach::Loading(waiting) = std::mem::replace(&mut *attach, Attach::Active) {
+            self.apply_events(&waiting.iter().collect::<Vec<_>>());
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        matches!(*self.attach(), Attach::Active)
+    }
+
+    /// Recompiles the flags that changed since the last build.
+    pub(crate) fn rebuild_flags(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        let next = {
+            let mirror = self.read();
+            let previous = self.flags.load();
+            FlagSet::from_store(
+                mirror
+                    .section(Kind::Flags)
+                    .entries
+                    .iter()
+                    .map(|(name, s)| (&**name, &*s.raw, s.revision)),
+                &previous,
+            )
+        };
+        self.flags.store(Arc::new(next));
+        self.flag_changes.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
+        // A panic while holding the lock cannot leave the mirror half
+        // updated in a way later updates would not repair.
+        self.mirror.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Mirror> {
+        self.mirror.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a batch of watch events, then tells live values and
+    /// subscribers, in that order, so that a subscriber reading the mirror on
+    /// a change sees at least that change.
+    fn apply_events(&self, events: &[&Event]) {
+        let mut changes = Vec::with_capacity(events.len());
+        {
+            let mut mirror = self.write();
+            // The watch may bring again what a full read already holds (it
+            // runs behind reads of namespaces attached later). A revision's
+            // events never straddle two batches, so all of a batch's events
+            // at or below the start are old.
+            let floor = mirror.revision;
+            for event in events {
+                let Some(kv) = event.kv() else { continue };
+                let revision = kv.mod_revision();
+                if revision <= floor {
+                    continue;
+                }
+                mirror.revision = mirror.revision.max(revision);
+                let Some((section, name)) = key::split_key(&self.base, kv.key()) else {
+                    continue;
+                };
+                let name: Arc<str> = name.into();
+                let change = match event.event_type() {
+                    EventType::Put => {
+                        let stored = Stored::from_etcd(kv);
+                        let raw = stored.raw.clone();
+                        mirror.put(section, &name, stored, true);
+                        Change::new(section, name, revision, false, Some(raw))
+                    }
+                    EventType::Delete => {
+                        mirror.delete(section, &name, revision);
+                        Change::new(section, name, revision, false, None)
+                    }
+                };
+                changes.push(change);
+            }
+            self.prune_tombstones(&mut mirror);
+        }
+        self.publish(changes);
+    }
+
+    fn publish(&self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        if changes.iter().any(|c| c.section() == Kind::Flags) {
+            self.rebuild_flags();
+        }
+        for change in &changes {
+            self.registry.apply(&self.defaults.load(), change);
+        }
+        {
+            let mut recent = self.recent();
+            for change in &changes {
+                if recent.changes.len() == RECENT {
+                    if let Some(dropped) = recent.changes.pop_front() {
+                        recent.complete_after = recent.complete_after.max(dropped.revision());
+                    }
+                }
+                recent.changes.push_back(change.clone());
+                // No receivers is fine: nobody subscribed yet.
+                let _ = self.changes.send(change.clone());
+            }
+        }
+        // After the channel (its subscribers wake on other threads while
+        // these run), and outside `recent`, which a callback may need.
+        self.call_hooks(&changes);
+        self.dirty.notify_one();
+    }
+
+    /// A write this client made, applied at once so that a read right after
+    /// it sees it. The watch delivers the same revision later, to subscribers.
+    pub(crate) fn apply_local(
+        &self,
+        section: Kind,
+        name: &str,
+        raw: Option<Vec<u8>>,
+        revision: Revision,
+    ) {
+        let name: Arc<str> = name.into();
+        let change = {
+            let mut mirror = self.write();
+            let applied = match raw {
+                Some(raw) => {
+                    let (create_revision, version) =
+                        match mirror.section(section).entries.get(&name) {
+                            Some(old) => (old.create_revision, old.version + 1),
+                            None => (revision, 1),
+                        };
+                    let stored = Stored {
+                        raw: raw.into(),
+                        revision,
+                        create_revision,
+                        version,
+                        origin: Source::Cache,
+                        decoded: Default::default(),
+                    };
+                    let raw = stored.raw.clone();
+                    mirror
+                        .put(section, &name, stored, false)
+                        .then_some(Some(raw))
+                }
+                None => mirror.delete(section, &name, revision).then_some(None),
+            };
+            applied.map(|raw| Change::new(section, name, revision, false, raw))
+        };
+        if let Some(change) = change {
+            if change.section() == Kind::Flags {
+                self.rebuild_flags();
+            }
+            self.registry.apply(&self.defaults.load(), &change);
+        }
+    }
+
+    /// Replaces the mirror with a full read of the namespace, emitting what
+    /// differs as resync changes.
+    fn replace(&self, revision: Revision, fresh: Vec<Named>) {
+        let mut changes = Vec::new();
+        {
+            let mut mirror = self.write();
+            let mut next: [HashMap<Arc<str>, Stored>; 2] = Default::default();
+            for (section, name, stored) in fresh {
+                next[section.index()].insert(name, stored);
+            }
+            for section in [Kind::Config, Kind::Flags] {
+                let old = &mut mirror.sections[section.index()];
+                let new = &next[section.index()];
+                for (name, stored) in new {
+                    let same = old
+                        .entries
+                        .get(name)
+                        .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
+                    if !same {
+                        changes.push(Change::new(
+                            section,
+                            name.clone(),
+                            stored.revision,
+                            true,
+                            Some(stored.raw.clone()),
+                        ));
+                    }
+                    old.tombstones.remove(name);
+                }
+                for name in old.entries.keys() {
+                    if !new.contains_key(name) {
+                        old.tombstones.insert(name.clone(), revision);
+                        changes.push(Change::new(section, name.clone(), revision, true, None));
+                    }
+                }
+                old.entries = std::mem::take(&mut next[section.index()]);
+            }
+            mirror.revision = revision;
+            self.prune_tombstones(&mut mirror);
+        }
+        changes.sort_by_key(|c| c.revision());
+        self.stats
+            .resyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.complete_from(revision);
+        self.publish(changes);
+    }
+
+    /// Loads snapshot entries into an empty mirror (offline start).
+    pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
+        {
+            let mut mirror = self.write();
+            for (section, name, stored) in entries {
+                mirror.sections[section.index()]
+                    .entries
+                    .insert(name, stored);
+            }
+            mirror.revision = revision;
+        }
+        self.complete_from(revision);
+        self.rebuild_flags();
+    }
+
+    /// Wakes status subscribers on a change of state only; the revision is
+    /// kept current in place without waking anyone.
+    fn set_status(&self, status: Status) {
+        self.status.send_if_modified(|old| {
+            if std::mem::discriminant(old) == std::mem::discriminant(&status) {
+                match old {
+                    Status::Connected { revision }
+                    | Status::Reconnecting { revision, .. }
+                    | Status::Offline { revision, .. } => *revision = status.revision(),
+                }
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+
+    pub(crate) fn connected(&self) {
+        let revision = self.read().revision;
+        self.set_status(Status::Connected { revision });
+    }
+
+    pub(crate) fn disconnected(&self) {
+        let revision = self.read().revision;
+        self.set_status(Status::Reconnecting {
+            since: SystemTime::now(),
+            revision,
+        });
+    }
+}
+
+/// A callback of [`Client::on_change`](crate::Client::on_change).
+pub(crate) struct Hook {
+    pub(crate) prefix: String,
+    /// Changes up to here were in the mirror when the callback was added.
+    pub(crate) after: Revision,
+    pub(crate) active: std::sync::atomic::AtomicBool,
+    pub(crate) call: std::sync::Mutex<Callback>,
+}
+
+pub(crate) type Callback = Box<dyn FnMut(&Change) + Send>;
+
+impl Hook {
+    fn call(&self, change: &Change) {
+        if change.revision() <= self.after
+            || !change.is_under(Kind::Config, &self.prefix)
+            || !self.active.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        // Never contended: calls are serialized, and only a drop in
+        // progress could hold it otherwise.
+        let mut call = self.call.lock().unwrap_or_else(|e| e.into_inner());
+        let run = std::panic::AssertUnwindSafe(|| (*call)(change));
+        // The watch task runs every namespace's changes: one callback's
+        // panic must not stop it.
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!(prefix = %self.prefix, revision = change.revision(),
+                "an on_change callback panicked; it stays registered");
+        }
+    }
+}
