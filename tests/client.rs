@@ -567,3 +567,33 @@ async fn authentication_with_user_and_password() {
         "on"
     );
 }
+
+#[tokio::test]
+async fn export_gives_a_document_import_takes_back() {
+    let etcd = EtcdCluster::single();
+    let source = connect(&etcd, &common::namespace("export")).await;
+    source.set("feature.a", &json!({"on": true})).await.unwrap();
+    source.set("feature.b", &2).await.unwrap();
+    source.set("other", &"x").await.unwrap();
+
+    let features = source.export("feature.").await.unwrap();
+    assert_eq!(features, json!({"feature.a": {"on": true}, "feature.b": 2}));
+    let all = source.export("").await.unwrap();
+    assert_eq!(all.as_object().unwrap().len(), 3);
+    assert!(source
+        .export("nothing/")
+        .await
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        source.export("/abs").await,
+        Err(Error::InvalidName { .. })
+    ));
+
+    let target = connect(&etcd, &common::namespace("export-to")).await;
+    let report = target.import(&all.to_string(), false).await.unwrap();
+    assert_eq!(report.created.len(), 3);
+    assert_eq!(target.export("").await.unwrap(), all);
+}

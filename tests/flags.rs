@@ -217,3 +217,90 @@ async fn the_openfeature_provider_reports_edits_made_elsewhere() {
     assert_eq!(event.flags_changed, ["beta"]);
     assert!(provider.resolve_bool_value("beta", &ctx).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_disable_and_rollout_edit_the_stored_flag() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("flagops");
+    let client = client(&etcd, &ns).await;
+    let flags = client.flags().unwrap();
+    let mut definition = on_off("on");
+    definition["metadata"] = json!({"team": "checkout"});
+    client.set_flag("beta", &definition).await.unwrap();
+    let stored = |client: Client| async move { client.get_flag("beta").await.unwrap().unwrap() };
+
+    let revision = client.disable_flag("beta").await.unwrap();
+    let now = stored(client.clone()).await;
+    assert_eq!(now.revision, revision);
+    assert_eq!(now.value["state"], "DISABLED");
+    assert_eq!(
+        now.value["metadata"], definition["metadata"],
+        "the rest is kept"
+    );
+    let details = flags.details("beta", false, &json!({}));
+    assert_eq!((details.value, details.reason), (false, Reason::Disabled));
+    client.enable_flag("beta").await.unwrap();
+    assert_eq!(stored(client.clone()).await.value["state"], "ENABLED");
+    assert!(flags.bool("beta", false, &json!({})));
+
+    // A 30/70 rollout is stored as flagd's fractional, and splits users so.
+    let rollout = cfgd::Rollout::new().variant("on", 30).variant("off", 70);
+    client.set_rollout("beta", &rollout).await.unwrap();
+    assert_eq!(
+        stored(client.clone()).await.value["targeting"],
+        json!({"fractional": [["on", 30], ["off", 70]]})
+    );
+    let on = (0..1000)
+        .filter(|i| flags.bool("beta", false, &json!({"targetingKey": format!("user-{i}")})))
+        .count();
+    assert!((250..=350).contains(&on), "{on} of 1000 users on at 30%");
+
+    // Refused before anything is written.
+    let before = etcd.revision().await;
+    for (bad, says) in [
+        (cfgd::Rollout::new(), "at least one variant"),
+        (cfgd::Rollout::new().variant("on", 0), "sum to 0"),
+        (
+            cfgd::Rollout::new().variant("on", 1).variant("on", 1),
+            "twice",
+        ),
+        (
+            cfgd::Rollout::new().variant("maybe", 100),
+            "does not have (it has on, off)",
+        ),
+    ] {
+        let error = client.set_rollout("beta", &bad).await.unwrap_err();
+        assert!(matches!(error, Error::InvalidFlag { .. }), "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    let missing = client.enable_flag("nope").await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+
+    // A write between the read and the write back is a conflict, not lost.
+    let other = client.clone();
+    let error = client
+        .update_flag("beta", move |flag| {
+            let sneaked = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(other.disable_flag("beta")).unwrap()
+            });
+            sneaked.join().unwrap();
+            flag.insert("defaultVariant".into(), "off".into());
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Conflict { .. }), "{error}");
+    let now = stored(client.clone()).await;
+    assert_eq!(
+        (&now.value["state"], &now.value["defaultVariant"]),
+        (&json!("DISABLED"), &json!("on"))
+    );
+
+    // A stored definition that is not an object (written by another tool).
+    let key = client.flag_etcd_key("beta").unwrap();
+    etcd.raw().await.put(key, "[1]", None).await.unwrap();
+    let error = client.enable_flag("beta").await.unwrap_err();
+    assert!(error.to_string().contains("not a JSON object"), "{error}");
+}

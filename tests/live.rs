@@ -980,3 +980,81 @@ async fn compaction_resyncs_every_namespace_of_a_shared_watch() {
         assert_eq!(state, etcd_state(&etcd, ns).await);
     }
 }
+
+/// 100,000 names created and deleted, in transactions of 100, as sessions
+/// or jobs come and go: the deleted names a client remembers stay bounded,
+/// while a subscriber still ends with exactly what etcd holds and a resume
+/// from before the pruned deletes is told to start over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_of_churned_names_stay_bounded() {
+    const CYCLES: usize = 100_000;
+    const BATCH: usize = 100;
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("churn");
+    let client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
+
+    // One subscriber keeps its own copy of everything; another follows a
+    // prefix nothing is written to. Neither may hold tombstones back.
+    let mut all = client.subscribe("").unwrap();
+    let kept = client.set("kept", &1).await.unwrap();
+    let (progress, mut through) = tokio::sync::watch::channel(0);
+    let copy = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let follower = {
+        let copy = copy.clone();
+        tokio::spawn(async move {
+            while let Some(change) = all.next().await {
+                fold(&mut copy.lock().unwrap(), std::slice::from_ref(&change));
+                progress.send_replace(change.revision());
+            }
+        })
+    };
+    let mut quiet = client.subscribe("other/").unwrap();
+    let idle = tokio::spawn(async move { while quiet.next().await.is_some() {} });
+
+    let mut raw = etcd.raw().await;
+    let key = |i: usize| format!("/cfgd/{ns}/config/session/{i}");
+    let mut peak = 0;
+    let mut last = 0;
+    for start in (0..CYCLES).step_by(BATCH) {
+        let puts = (start..start + BATCH).map(|i| etcd_client::TxnOp::put(key(i), "{}", None));
+        raw.txn(etcd_client::Txn::new().and_then(puts.collect::<Vec<_>>()))
+            .await
+            .unwrap();
+        let deletes = (start..start + BATCH).map(|i| etcd_client::TxnOp::delete(key(i), None));
+        let done = raw
+            .txn(etcd_client::Txn::new().and_then(deletes.collect::<Vec<_>>()))
+            .await
+            .unwrap();
+        last = done.header().unwrap().revision();
+        peak = peak.max(client.stats().tombstones);
+    }
+    within(
+        "the subscriber reaches the last delete",
+        through.wait_for(|r| *r >= last),
+    )
+    .await
+    .unwrap();
+    let stats = client.stats();
+    peak = peak.max(stats.tombstones);
+    eprintln!(
+        "{CYCLES} create/delete cycles: at most {peak} tombstones held, {} at the end",
+        stats.tombstones
+    );
+    // Unpruned, the mirror would hold one per name: 100,000.
+    assert!(peak <= 10_000, "{peak} tombstones held at the peak");
+
+    // A resume from before the pruned deletes cannot be told each of them:
+    // it is a reset, with every current value.
+    let mut resumed = client.subscribe_from("", kept - 1).unwrap();
+    assert!(resumed.is_reset());
+    let first = within("the reset's values", resumed.next()).await.unwrap();
+    assert_eq!((first.name(), first.is_resync()), ("kept", true));
+    // One from the recent past is exact, and not a reset.
+    let recent = client.subscribe_from("", last - 1).unwrap();
+    assert!(!recent.is_reset());
+
+    idle.abort();
+    follower.abort();
+    let state = copy.lock().unwrap().clone();
+    assert_eq!(state, etcd_state(&etcd, &ns).await, "the subscriber's copy");
+}

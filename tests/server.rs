@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use crate::common::{self, EtcdCluster, KillOnDrop};
 
-struct Server {
+pub(crate) struct Server {
     _child: KillOnDrop,
-    address: String,
+    pub(crate) address: String,
     _dir: tempfile::TempDir,
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -58,7 +58,7 @@ fn start(etcd: &EtcdCluster) -> Server {
     start_with(etcd, &[])
 }
 
-fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
+pub(crate) fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfgd.toml");
     std::fs::write(&config, CONFIG.replace("SHA", &sha256_hex("reader-secret"))).unwrap();
@@ -96,7 +96,13 @@ fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
 }
 
 /// One HTTP/1.1 request with `Connection: close`, enough for these tests.
-fn http(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+pub(crate) fn http(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(&server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -135,8 +141,8 @@ fn http(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], bod
     }
 }
 
-const OPS: (&str, &str) = ("Authorization", "Bearer ops-secret");
-const READER: (&str, &str) = ("Authorization", "Bearer reader-secret");
+pub(crate) const OPS: (&str, &str) = ("Authorization", "Bearer ops-secret");
+pub(crate) const READER: (&str, &str) = ("Authorization", "Bearer reader-secret");
 
 #[tokio::test]
 async fn rest_config_with_auth_etags_and_validation() {
@@ -285,7 +291,7 @@ async fn rest_lists_history_and_flags() {
     let history = http(
         &server,
         "GET",
-        "/v1/namespaces/prod/config/app/a/history",
+        "/v1/namespaces/prod/history/app/a",
         &[READER],
         "",
     );
@@ -298,6 +304,51 @@ async fn rest_lists_history_and_flags() {
         .map(|v| v["value"].as_i64().unwrap())
         .collect();
     assert_eq!(values, [4, 1]);
+    let one = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/history/app/a?limit=1",
+        &[READER],
+        "",
+    );
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&one.body).unwrap()[0]["value"],
+        4
+    );
+    for bad in ["0", "1001", "x"] {
+        let path = format!("/v1/namespaces/prod/history/app/a?limit={bad}");
+        assert_eq!(
+            http(&server, "GET", &path, &[READER], "").status,
+            400,
+            "limit={bad}"
+        );
+    }
+    let none = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/history/app/none",
+        &[READER],
+        "",
+    );
+    assert_eq!(none.status, 404, "{}", none.body);
+
+    // A name whose last segment is `history` is a name like any other.
+    let jobs = "/v1/namespaces/prod/config/jobs/history";
+    assert_eq!(
+        http(&server, "PUT", jobs, &[OPS], r#"{"keep": 30}"#).status,
+        200
+    );
+    let got = http(&server, "GET", jobs, &[READER], "");
+    assert_eq!((got.status, got.body.as_str()), (200, r#"{"keep":30}"#));
+    let past = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/history/jobs/history",
+        &[READER],
+        "",
+    );
+    assert_eq!(past.status, 200, "{}", past.body);
 
     // Flags: checked like every other write path.
     let flag = "/v1/namespaces/prod/flags/new-checkout";

@@ -14,6 +14,9 @@ mod flags;
 mod live;
 
 #[cfg(feature = "server")]
+mod limits;
+
+#[cfg(feature = "server")]
 mod server;
 
 #[cfg(feature = "tls")]

@@ -201,10 +201,21 @@ impl Client {
     /// compare-and-set on the revision read, checked as
     /// [`set_flag`](Self::set_flag) checks it. A concurrent write makes it
     /// fail with [`Error::Conflict`] rather than be overwritten; a missing
-    /// flag is [`Error::NotFound`].
+    /// flag is [`Error::NotFound`]; an error from `edit` writes nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cfgd::Client) -> cfgd::Result<()> {
+    /// client
+    ///     .update_flag("new-checkout", |flag| {
+    ///         flag.insert("defaultVariant".into(), "on".into());
+    ///         Ok(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn update_flag<F>(&self, name: &str, edit: F) -> Result<Revision>
     where
-        F: FnOnce(&mut Map<String, Value>),
+        F: FnOnce(&mut Map<String, Value>) -> Result<()>,
     {
         let key = self.flag_key(name)?;
         let Some(entry) = self.get_flag(name).await? else {
@@ -220,7 +231,7 @@ impl Client {
                 reason: "the stored definition is not a JSON object".into(),
             });
         };
-        edit(map);
+        edit(map)?;
         self.set_flag_if(name, &definition, entry.revision).await
     }
 
@@ -238,6 +249,7 @@ impl Client {
     async fn set_flag_state(&self, name: &str, state: &str) -> Result<Revision> {
         self.update_flag(name, |flag| {
             flag.insert("state".into(), state.into());
+            Ok(())
         })
         .await
     }
@@ -249,7 +261,26 @@ impl Client {
         let key = self.flag_key(name)?;
         let targeting = rollout.targeting(&key)?;
         self.update_flag(name, |flag| {
+            let variants = flag.get("variants").and_then(Value::as_object);
+            let unknown = rollout
+                .buckets()
+                .iter()
+                .find(|(variant, _)| !variants.is_some_and(|v| v.contains_key(variant)));
+            if let Some((variant, _)) = unknown {
+                let known: Vec<&str> = variants
+                    .map(|v| v.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                return Err(Error::InvalidFlag {
+                    key,
+                    reason: format!(
+                        "the rollout names variant {variant:?}, which the flag does not have \
+                         (it has {})",
+                        known.join(", ")
+                    ),
+                });
+            }
             flag.insert("targeting".into(), targeting);
+            Ok(())
         })
         .await
     }

@@ -142,6 +142,9 @@ pub struct Stats {
     /// How far the applied revision trails the newest revision etcd
     /// reported on the watch stream.
     pub lag_revisions: i64,
+    /// Deleted names still remembered for subscribers that may need them;
+    /// pruned once every open subscription has moved past them.
+    pub tombstones: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -274,13 +277,17 @@ impl Client {
         let Some(shared) = &self.state.live else {
             return Stats::default();
         };
-        let applied = shared.read().revision;
+        let (applied, tombstones) = {
+            let mirror = shared.read();
+            (mirror.revision, mirror.tombstone_count() as u64)
+        };
         let etcd = shared.stats.etcd_revision.load(Relaxed);
         Stats {
             cache_hits: shared.stats.cache_hits.load(Relaxed),
             cache_misses: shared.stats.cache_misses.load(Relaxed),
             resyncs: shared.stats.resyncs.load(Relaxed),
             lag_revisions: (etcd - applied).max(0),
+            tombstones,
         }
     }
 

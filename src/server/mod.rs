@@ -65,6 +65,12 @@ pub struct Settings {
     /// Seconds requests in flight get to finish at shutdown.
     #[serde(with = "secs")]
     pub drain_timeout: Duration,
+    /// Seconds a client gets to send a request's headers, and an idle
+    /// keep-alive connection to start its next request, before the
+    /// connection is closed: slow or stalled clients cannot hold
+    /// connections open.
+    #[serde(with = "secs")]
+    pub header_read_timeout: Duration,
     /// Serve HTTPS with this PEM certificate chain (needs `tls_key`).
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
@@ -94,6 +100,7 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
             tls_cert: None,
             tls_key: None,
             etcd_ca: None,
@@ -132,6 +139,9 @@ impl Settings {
                 "snapshot {}: a directory; give a file (all namespaces go in one)",
                 file.display()
             ));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err("header_read_timeout must be more than 0 seconds".into());
         }
         if self.etcd_cert.is_some() != self.etcd_key.is_some() {
             return Err("etcd_cert and etcd_key (--etcd-cert, --etcd-key) go together".into());
@@ -266,9 +276,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/namespaces/{ns}/config", get(rest::list_config))
         .route(
             "/v1/namespaces/{ns}/config/{*name}",
-            get(rest::get_config_or_history)
+            get(rest::get_config)
                 .put(rest::put_config)
                 .delete(rest::delete_config),
+        )
+        .route(
+            "/v1/namespaces/{ns}/history/{*name}",
+            get(rest::get_history),
         )
         .route("/v1/namespaces/{ns}/watch", get(sse::watch))
         .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
@@ -329,35 +343,59 @@ pub async fn run(
     }
 }
 
+/// Serves each connection with hyper's HTTP/1, under a header read
+/// timeout, which `axum::serve` does not set: without it a client that
+/// sends a header line every few seconds keeps its connection forever.
 async fn serve<L>(
-    listener: L,
+    mut listener: L,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
-    let ending = state.clone();
-    let drain = state.settings.drain_timeout;
-    let (draining, drained) = tokio::sync::oneshot::channel();
-    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        // Open SSE streams end now; other requests finish.
-        ending.shutdown.send_replace(true);
-        let _ = draining.send(());
-    });
-    tokio::select! {
-        served = serve => served,
-        () = async {
-            if drained.await.is_ok() {
-                tokio::time::sleep(drain).await;
-            } else {
-                std::future::pending::<()>().await;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let router = app(state.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.settings.header_read_timeout);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        // Reap finished connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
+        let connection =
+            http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
+        let mut ending = state.shutdown.subscribe();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = async { drop(ending.wait_for(|ending| *ending).await) } => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
-        } => {
-            tracing::warn!(?drain, "requests still in flight after the drain timeout; stopping anyway");
-            Ok(())
-        }
+        });
     }
+    drop(listener);
+    // Open SSE streams end now; other requests finish.
+    state.shutdown.send_replace(true);
+    let drain = state.settings.drain_timeout;
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, drained).await.is_err() {
+        tracing::warn!(
+            ?drain,
+            "requests still in flight after the drain timeout; stopping anyway"
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }

@@ -309,21 +309,37 @@ pub(super) async fn list_config(
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
 
-/// `GET …/config/{name}`, or `…/config/{name}/history` for its history.
-pub(super) async fn get_config_or_history(
-    state: State<Arc<AppState>>,
+/// How many earlier values `GET …/history/{name}` gives unless asked.
+const HISTORY_DEFAULT: usize = 100;
+/// The most it gives however many are asked for.
+const HISTORY_MAX: usize = 1000;
+
+#[derive(serde::Deserialize)]
+pub(super) struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/namespaces/{ns}/history/{name}?limit=N`: earlier values of a
+/// name, newest first. Beside `config/` rather than under it, so that no
+/// name (`jobs/history`, say) is taken for the route.
+pub(super) async fn get_history(
+    State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(name) = name.strip_suffix("/history") {
-        let client = state.authorized(&headers, &ns, Scope::Read).await?;
-        let history = client.history(name, 100).await?;
-        if history.is_empty() {
-            return Err(not_found(client.etcd_key(name)).into());
-        }
-        return Ok(json_response(StatusCode::OK, entries_json(history), None));
+    let limit = query.limit.unwrap_or(HISTORY_DEFAULT);
+    if limit == 0 || limit > HISTORY_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {HISTORY_MAX}"
+        )));
     }
-    get_config(state, Path((ns, name)), headers).await
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let history = client.history(&name, limit).await?;
+    if history.is_empty() {
+        return Err(not_found(client.etcd_key(&name)).into());
+    }
+    Ok(json_response(StatusCode::OK, entries_json(history), None))
 }
 
 pub(super) async fn list_flags(

@@ -66,6 +66,10 @@ struct ServeArgs {
     /// Seconds to wait for etcd at start before serving a snapshot (or failing) [default: 5]
     #[arg(long, env = "CFGD_CONNECT_TIMEOUT", value_name = "SECONDS")]
     connect_timeout: Option<f64>,
+    /// Seconds a client gets to send a request's headers (and an idle
+    /// keep-alive connection to start its next request) before it is closed [default: 10]
+    #[arg(long, env = "CFGD_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    header_read_timeout: Option<f64>,
     /// etcd user
     #[arg(long, env = "CFGD_ETCD_USER")]
     etcd_user: Option<String>,
@@ -111,9 +115,24 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     if let Some(format) = args.log_format {
         settings.log_format = format;
     }
-    if let Some(secs) = args.connect_timeout {
-        settings.connect_timeout = std::time::Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("--connect-timeout {secs}: not a number of seconds"))?;
+    for (flag, secs, setting) in [
+        (
+            "--connect-timeout",
+            args.connect_timeout,
+            &mut settings.connect_timeout,
+        ),
+        (
+            "--header-read-timeout",
+            args.header_read_timeout,
+            &mut settings.header_read_timeout,
+        ),
+    ] {
+        if let Some(secs) = secs {
+            *setting = std::time::Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{flag} {secs}: not a positive number of seconds"))?;
+        }
     }
     if args.etcd_user.is_some() {
         settings.etcd_user = args.etcd_user;

@@ -1,0 +1,203 @@
+//! Limits against abuse, on the real `cfgd` binary: clients that send a
+//! request's headers slowly (slowloris) are cut off.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{self, EtcdCluster};
+use crate::server::{http, start_with, Server, OPS, READER};
+
+/// The server's `--header-read-timeout` in these tests.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// How late past the timeout a close may come on a loaded 2-core machine
+/// running hundreds of clients beside the server.
+const SLACK: Duration = Duration::from_secs(6);
+/// How long a slow client waits for the server before calling it a failure.
+const GIVE_UP: Duration = Duration::from_secs(30);
+
+/// Sends a request line, then a header line every 500 ms, never ending the
+/// head. Returns how long the server kept the connection, or `None` when it
+/// was still open after [`GIVE_UP`].
+async fn hold_open<S>(stream: S) -> Option<Duration>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let (mut read, mut write) = tokio::io::split(stream);
+    let writing = async {
+        if write
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: cfgd\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if write.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return;
+            }
+        }
+    };
+    let reading = async {
+        // The server may answer 408 first; the close is what counts.
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = read.read(&mut buf).await {
+            let _ = n;
+        }
+    };
+    tokio::select! {
+        () = reading => Some(started.elapsed()),
+        () = writing => Some(started.elapsed()),
+        () = tokio::time::sleep(GIVE_UP) => None,
+    }
+}
+
+/// Each slow client was cut off by the header read timeout: not before it,
+/// and not long after.
+fn check_closed(held: Vec<Option<Duration>>) {
+    let count = held.len();
+    let held: Vec<Duration> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| h.unwrap_or_else(|| panic!("slow client {i} still open after {GIVE_UP:?}")))
+        .collect();
+    let (first, last) = (held.iter().min().unwrap(), held.iter().max().unwrap());
+    eprintln!("{count} slow clients closed after {first:?} to {last:?}");
+    assert!(
+        *first >= TIMEOUT - Duration::from_millis(200),
+        "a slow client was closed after {first:?}, before the {TIMEOUT:?} timeout"
+    );
+    assert!(
+        *last <= TIMEOUT + SLACK,
+        "a slow client was closed only after {last:?}"
+    );
+}
+
+/// Times `n` ordinary requests made one after another.
+fn ordinary_requests(server: &Server, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            let reply = http(
+                server,
+                "GET",
+                "/v1/namespaces/prod/config/limit",
+                &[READER],
+                "",
+            );
+            assert_eq!(
+                reply.status, 200,
+                "an ordinary request failed during the attack"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_are_cut_off_while_others_are_served() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = Arc::new(start_with(&etcd, &["--header-read-timeout", "2"]));
+    let put = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/prod/config/limit",
+        &[OPS],
+        "7",
+    );
+    assert_eq!(put.status, 200);
+    let quiet = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || ordinary_requests(&server, 20))
+            .await
+            .unwrap()
+    };
+
+    let slow: Vec<_> = (0..300)
+        .map(|_| {
+            let address = server.address.clone();
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(&address).await.expect("connect");
+                hold_open(stream).await
+            })
+        })
+        .collect();
+    // Ordinary clients are served while the slow ones hold on.
+    let busy = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || ordinary_requests(&server, 20))
+            .await
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for task in slow {
+        held.push(task.await.unwrap());
+    }
+    eprintln!(
+        "ordinary requests: median {:?} alone, {:?} beside 300 slow clients",
+        median(quiet),
+        median(busy)
+    );
+    check_closed(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_are_cut_off_over_https() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+    common::logs();
+    let pki = common::pki::Pki::new();
+    let etcd = EtcdCluster::single();
+    let [cert, key] = [pki.server_cert(), pki.server_key()];
+    let server = start_with(
+        &etcd,
+        &[
+            "--header-read-timeout",
+            "2",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(pki.ca()).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let slow: Vec<_> = (0..50)
+        .map(|_| {
+            let (address, connector) = (server.address.clone(), connector.clone());
+            tokio::spawn(async move {
+                let tcp = TcpStream::connect(&address).await.expect("connect");
+                let name = ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+                hold_open(tls).await
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for task in slow {
+        held.push(task.await.unwrap());
+    }
+    check_closed(held);
+}
