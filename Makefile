@@ -13,11 +13,18 @@ build: deps
 run: build
 	@scripts/demo.sh
 
+# The etcd-backed suites run twice: against Debian's etcd 3.4 on PATH, then
+# against etcd 3.5 (fetched by install-deps), which the test harness takes
+# from CFGD_TEST_ETCD; PATH covers `cfgd dev` and etcdctl.
+ETCD35 := $(CURDIR)/target/etcd-3.5.1
+
 test:
 	@scripts/install-deps.sh --test
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	cargo test --workspace --all-features
+	PATH="$(ETCD35):$$PATH" CFGD_TEST_ETCD="$(ETCD35)/etcd" \
+		cargo test --workspace --all-features --test integration --test cli
 	# Benchmarks are not run by the tests, only built.
 	cargo bench --workspace --all-features --no-run
 

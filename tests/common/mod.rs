@@ -176,7 +176,7 @@ impl EtcdCluster {
         let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(self.log_path(i)).expect("create etcd log file");
-        let mut cmd = Command::new("etcd");
+        let mut cmd = Command::new(etcd_binary());
         cmd.arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -212,8 +212,10 @@ impl EtcdCluster {
         dies_with_us(&mut cmd);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
-                "cannot start `etcd` from PATH ({e}). Install it with `make test` \
-                 (it runs scripts/install-deps.sh) or your package manager (etcd-server)."
+                "cannot start etcd as {:?} ({e}). Install it with `make test` \
+                 (it runs scripts/install-deps.sh) or your package manager (etcd-server), \
+                 or point CFGD_TEST_ETCD at an etcd binary.",
+                etcd_binary()
             )
         });
         self.members[i].child = Some(child);
@@ -446,9 +448,42 @@ pub fn stdout_of(what: impl std::fmt::Display, out: std::process::Output) -> Str
     stdout
 }
 
+/// The etcd the tests start: `CFGD_TEST_ETCD` (a path, as `make test`
+/// sets it to run the suite against etcd 3.5 too), else `etcd` from PATH.
+/// Says once per test binary which etcd that is.
+pub fn etcd_binary() -> PathBuf {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let binary = std::env::var_os("CFGD_TEST_ETCD").map_or_else(|| "etcd".into(), PathBuf::from);
+    ONCE.call_once(|| {
+        let version = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .unwrap_or_else(|e| format!("cannot run it: {e}"));
+        eprintln!("tests use etcd {binary:?}: {version}");
+    });
+    binary
+}
+
+/// `etcdctl` beside the etcd the tests use, else from PATH.
+fn etcdctl_binary() -> PathBuf {
+    let beside = etcd_binary().with_file_name("etcdctl");
+    if beside.is_file() {
+        beside
+    } else {
+        "etcdctl".into()
+    }
+}
+
 /// Runs etcd's own `etcdctl` against `endpoints` and returns its stdout.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("etcdctl")
+    let out = std::process::Command::new(etcdctl_binary())
         .env("ETCDCTL_API", "3")
         .arg("--endpoints")
         .arg(endpoints)
