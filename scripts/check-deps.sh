@@ -37,7 +37,7 @@ for tool in etcd etcdctl curl; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool not found on PATH"
 done
 if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
-  for tool in node npm; do
+  for tool in node npm docker-compose; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool not found on PATH"
   done
   v=$(target/etcd-3.5.1/etcd --version 2>/dev/null | head -n 1)

