@@ -11,14 +11,18 @@
 //!   [`get_or`](Client::get_or), [`get`](Client::get) and
 //!   [`get_entry`](Client::get_entry); write with [`set`](Client::set) and
 //!   the compare-and-set [`set_if`](Client::set_if); look back with
-//!   [`history`](Client::history) and [`rollback`](Client::rollback).
+//!   [`history`](Client::history) and [`rollback`](Client::rollback); move
+//!   whole namespaces with [`export`](Client::export) and
+//!   [`import`](Client::import).
 //! - Live mode (the default): [`Client::subscribe`] gives a [`Subscription`],
 //!   a stream of every [`Change`] under a prefix, in revision order;
 //!   [`Client::watch`] gives a [`Live`] value whose `get()` is an atomic load;
 //!   [`Client::status`] tells whether the client is [`Status::Connected`].
 //! - Feature flags in flagd's format: [`Client::set_flag`] stores a checked
-//!   definition, [`Client::flags`] evaluates live ([`Flags::bool`],
-//!   [`Flags::details`], ...); [`flags`] holds the evaluator itself.
+//!   definition, [`Client::enable_flag`], [`Client::disable_flag`] and
+//!   [`Client::set_rollout`] (a [`Rollout`]) edit one with compare-and-set,
+//!   [`Client::flags`] evaluates live ([`Flags::bool`], [`Flags::details`],
+//!   ...); [`flags`] holds the evaluator itself.
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
@@ -96,10 +100,55 @@
 //!
 //! Anything else is refused with an [`Error`] before a request is sent.
 //!
+//! ## How the crate is built
+//!
+//! Each module uses only those below it. Top to bottom:
+//!
+//! - `client/`: the public [`Client`], split by job: `handle` (the client,
+//!   what its clones share, live values, subscriptions and status),
+//!   `reads`, `writes`, `flags` (flag edits and the [`Flags`] evaluator),
+//!   and `builder` ([`ClientBuilder`], connecting).
+//! - `live_value`: [`Live<T>`], a typed value read without a lock.
+//! - `subscription`: [`Subscription`] streams and [`OnChange`] callbacks.
+//! - `hub`: the one etcd watch of a connection and the task that keeps it
+//!   standing, resuming after failures and re-reading after compaction.
+//! - `namespace`: a live namespace, its mirror kept current, and the
+//!   fan-out of each change to live values, subscriptions and callbacks.
+//! - `cells`: the per-(name, type) cells that hold a value decoded once per
+//!   change, behind every `Live<T>` of that name and type.
+//! - `etcd`: the connection to etcd (endpoints, user, TLS), request
+//!   timeouts, and the mapping of etcd's failures to [`Error`].
+//! - `snapshot` and `defaults`: the snapshot file and the defaults file,
+//!   each given what it needs (a mirror to write, a callback to call).
+//! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
+//!   deletes.
+//! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
+//! - `key`, `value`, `error`, `types`: the key layout and its rules, JSON
+//!   encoding and limits, [`Error`], and the plain types ([`Revision`],
+//!   [`Source`], [`Status`]).
+//!
+//! Beside them, [`flags`] is the flagd evaluator (used by `namespace` to
+//! compile a namespace's flags), and `server` (cargo feature `server`)
+//! and `openfeature` sit on top, using only the public API.
+//!
+//! One change, followed through: etcd's watch response reaches the `hub`,
+//! which hands each event to the namespace it belongs to. The `namespace`
+//! applies the batch to its `mirror` under one lock, then publishes each
+//! change: to the `cells` of its name (so every [`Live<T>`] of it sees the
+//! new value, decoded once), to the ring of recent changes and the channel
+//! that every [`Subscription`] reads, and to the [`OnChange`] callbacks. In
+//! the server, an SSE stream is a `Subscription`; it sends
+//! [`Change::to_json`], made once and shared by every stream, with the
+//! revision as the event id.
+//!
 //! ## Feature flags (cargo)
 //!
 //! - `openfeature` (default): [`openfeature::CfgdProvider`], a provider for
 //!   the `open-feature` crate.
+//! - `tls`: TLS to etcd ([`ClientBuilder::ca_file`],
+//!   [`ClientBuilder::client_cert`]), with rustls.
+//! - `server`: the `cfgd` HTTP server (module `server`) and its binary; turns on
+//!   `tls`.
 #![deny(missing_docs)]
 
 // Top to bottom: each module uses only those below it (see "How the crate
