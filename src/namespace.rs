@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use etcd_client::{Event, EventType};
@@ -29,6 +29,31 @@ pub(crate) const RECENT: usize = 4096;
 /// Tombstones are pruned once there are this many more than after the last
 /// pruning, so that pruning costs O(1) per delete.
 const PRUNE_EVERY: usize = 1024;
+/// Subscription positions are kept in chunks of this many slots: no
+/// allocation per subscription, and a pruning scan reads them in order.
+const CHUNK: usize = 64;
+/// A slot no subscription holds.
+const FREE: Revision = Revision::MAX;
+
+/// The slots where open subscriptions say how far they have read.
+#[derive(Default)]
+struct Positions {
+    chunks: Vec<Arc<[AtomicI64; CHUNK]>>,
+    free: Vec<usize>,
+}
+
+/// One subscription's slot: everything under its prefix up to the revision
+/// stored here has been handed out, so it needs no tombstone at or below it.
+pub(crate) struct Position {
+    chunk: Arc<[AtomicI64; CHUNK]>,
+    index: usize,
+}
+
+impl Position {
+    pub(crate) fn store(&self, revision: Revision) {
+        self.chunk[self.index % CHUNK].store(revision, Ordering::Release);
+    }
+}
 
 /// One namespace kept live: its mirror, and the fan-out of its changes to
 /// live values, subscriptions and callbacks. Held by the client handles, the
@@ -64,7 +89,7 @@ pub(crate) struct LiveNamespace {
     hooks: std::sync::Mutex<Arc<Vec<Arc<Hook>>>>,
     /// How far each open subscription has taken what it needs: tombstones
     /// at or below the lowest of them can go.
-    positions: std::sync::Mutex<Vec<Weak<AtomicI64>>>,
+    positions: std::sync::Mutex<Positions>,
     /// Prune tombstones when there are more than this many.
     prune_at: std::sync::atomic::AtomicUsize,
 }
@@ -121,14 +146,39 @@ impl LiveNamespace {
         }
     }
 
+    fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
+        self.positions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A position for a new subscription, starting at `revision`; the
-    /// subscription moves it as it takes changes.
-    pub(crate) fn position(&self, revision: Revision) -> Arc<AtomicI64> {
-        let position = Arc::new(AtomicI64::new(revision));
-        let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-        positions.retain(|p| p.strong_count() > 0);
-        positions.push(Arc::downgrade(&position));
+    /// subscription moves it as it takes changes, and hands it back with
+    /// [`release`](Self::release).
+    pub(crate) fn position(&self, revision: Revision) -> Position {
+        let mut positions = self.positions();
+        let index = match positions.free.pop() {
+            Some(index) => index,
+            None => {
+                let first = positions.chunks.len() * CHUNK;
+                positions
+                    .chunks
+                    .push(Arc::new(std::array::from_fn(|_| AtomicI64::new(FREE))));
+                // Lowest last, so that slots are reused from the front.
+                positions.free.extend((first + 1..first + CHUNK).rev());
+                first
+            }
+        };
+        let position = Position {
+            chunk: positions.chunks[index / CHUNK].clone(),
+            index,
+        };
+        position.store(revision);
         position
+    }
+
+    /// Hands back a closed subscription's position.
+    pub(crate) fn release(&self, position: &Position) {
+        position.store(FREE);
+        self.positions().free.push(position.index);
     }
 
     /// Drops tombstones that no open subscription can need. A resume from
@@ -138,16 +188,14 @@ impl LiveNamespace {
         if count <= self.prune_at.load(Ordering::Relaxed) {
             return;
         }
-        let lowest = {
-            let mut positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-            positions.retain(|p| p.strong_count() > 0);
-            positions
-                .iter()
-                .filter_map(Weak::upgrade)
-                .map(|p| p.load(Ordering::Acquire))
-                .min()
-                .unwrap_or(Revision::MAX)
-        };
+        let lowest = self
+            .positions()
+            .chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .map(|slot| slot.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(FREE);
         mirror.prune_tombstones(lowest);
         let left = mirror.tombstone_count();
         tracing::debug!(base = %self.base, pruned = count - left, left, "tombstones pruned");

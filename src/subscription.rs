@@ -2,7 +2,6 @@
 //! [`on_change`](crate::Client::on_change) callbacks.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +11,7 @@ use tokio_stream::Stream;
 
 use crate::change::Change;
 use crate::key::Kind;
-use crate::namespace::{Callback, Hook, LiveNamespace};
+use crate::namespace::{Callback, Hook, LiveNamespace, Position};
 use crate::types::{KeepAlive, Revision};
 
 /// Keeps a callback of [`Client::on_change`](crate::Client::on_change)
@@ -79,7 +78,7 @@ pub struct Subscription {
     /// Everything under the prefix up to here has been handed out.
     seen: Revision,
     /// `seen`, as the namespace reads it to prune tombstones.
-    position: Arc<AtomicI64>,
+    position: Position,
     /// After a catch-up: changes up to here were covered by it.
     skip_through: Revision,
     /// Resumed from before what the namespace still knows of deletes.
@@ -141,7 +140,7 @@ impl Subscription {
     fn saw(&mut self, revision: Revision) {
         if revision > self.seen {
             self.seen = revision;
-            self.position.store(revision, Ordering::Release);
+            self.position.store(revision);
         }
     }
 
@@ -178,6 +177,7 @@ impl Subscription {
             );
             sub.reset = true;
             sub.seen = 0;
+            sub.position.store(0);
             sub.catch_up();
         } else if revision >= recent.complete_after {
             let last = recent.changes.back().map_or(revision, |c| c.revision());
@@ -237,6 +237,12 @@ impl Subscription {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         drop(mirror);
         self.pending.extend(changes);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.shared.release(&self.position);
     }
 }
 
