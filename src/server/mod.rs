@@ -15,6 +15,7 @@ mod metrics;
 mod ofrep;
 mod rest;
 mod sse;
+mod timer;
 mod tls;
 
 use std::collections::HashMap;
@@ -354,12 +355,12 @@ async fn serve<L>(
 where
     L: axum::serve::Listener,
 {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
 
     let router = app(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    http.timer(timer::LazyTimer)
         .header_read_timeout(state.settings.header_read_timeout);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
