@@ -123,6 +123,7 @@
 //! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
 //!   deletes.
 //! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
+//! - [`diff`]: structural diffs of JSON values, path by path.
 //! - `key`, `value`, `error`, `types`: the key layout and its rules, JSON
 //!   encoding and limits, [`Error`], and the plain types ([`Revision`],
 //!   [`Source`], [`Status`]).
@@ -151,12 +152,13 @@
 //!   `tls`.
 #![deny(missing_docs)]
 
-// Top to bottom: each module uses only those below it (see "How the crate
-// is built" above).
+// rustfmt sorts these; the order that matters, top to bottom, is in "How
+// the crate is built" above.
 mod cells;
 mod change;
 mod client;
 mod defaults;
+pub mod diff;
 mod error;
 mod etcd;
 pub mod flags;

@@ -77,9 +77,9 @@ struct Cli {
     #[arg(long, env = "CFGCTL_KEY", value_name = "FILE", global = true)]
     key: Option<PathBuf>,
 
-    /// Output format
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Json, global = true)]
-    output: Format,
+    /// Output format [default: json; for diffs, text]
+    #[arg(short = 'o', long, value_enum, global = true)]
+    output: Option<Format>,
 
     /// Give up connecting after this long (5s, 500ms, 1m)
     #[arg(long, value_parser = parse_duration, default_value = "5s", global = true)]
@@ -152,6 +152,30 @@ enum Command {
         /// Show at most this many revisions
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Show each revision as what it changed from the one before
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Show what differs, path by path: a file against the namespace (what
+    /// `import` would change), or another namespace against this one
+    #[command(after_help = "Examples:\n  \
+        cfgctl -n prod diff release.json\n  \
+        cfgctl -n staging diff --against prod payments/   # what promoting staging would change in prod\n\n\
+        Lines: '+ /path: value' added, '- /path: value' removed, '~ /path: old → new' changed;\n\
+        a whole name added or removed is one line at path /. -o json or -o yaml prints the same\n\
+        as data: [{\"name\", \"differences\": [{\"op\", \"path\", ...}]}].")]
+    Diff {
+        /// Without --against: a JSON object of name → value (- for standard
+        /// input). With --against: a name prefix (all names when omitted)
+        target: Option<String>,
+        /// The namespace to compare with: it is the "before" side, this
+        /// namespace (-n) the "after" side
+        #[arg(long, value_name = "NS")]
+        against: Option<String>,
+        /// Exit with 1 when something differs and 0 when nothing does, as
+        /// `git diff --exit-code`
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Write an earlier value again, as a new revision
     Rollback {
@@ -286,6 +310,27 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// `diff --exit-code` found something: exit 1, with nothing more to say.
+#[derive(Debug)]
+struct Differs;
+
+impl std::fmt::Display for Differs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the two sides differ")
+    }
+}
+
+impl std::error::Error for Differs {}
+
+/// Diffs print as text for people (the default, and `-o table`) unless
+/// `-o json` or `-o yaml` asks for data.
+fn diff_output(format: Option<Format>) -> output::DiffPrinter {
+    match format {
+        None | Some(Format::Table) => output::DiffPrinter::text(),
+        Some(format) => output::DiffPrinter::data(Printer::new(format)),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -294,6 +339,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `diff --exit-code` found differences: already printed.
+        Err(err) if err.downcast_ref::<Differs>().is_some() => ExitCode::from(1),
         Err(err) => {
             // `{:#}` keeps the context chain on the one line scripts grep.
             eprintln!("cfgctl: {err:#}{}", hint(&err));
@@ -321,6 +368,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<Invalid>().is_some() {
         return 2;
     }
+    if err.downcast_ref::<Differs>().is_some() {
+        return 1;
+    }
     match err.downcast_ref::<cfgd::Error>() {
         Some(cfgd::Error::NotFound { .. }) => 3,
         Some(cfgd::Error::Conflict { .. }) => 4,
@@ -331,13 +381,21 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Printer::new(cli.output);
+    let out = Printer::new(cli.output.unwrap_or(Format::Json));
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
         clap_complete::generate(shell, &mut cmd, "cfgctl", &mut std::io::stdout());
         return Ok(());
     }
-    let client = connect(&cli).await?;
+    let client = connect(&cli, None).await?;
+    // `diff --against NS` reads a second namespace, over the same settings.
+    let against = match &cli.command {
+        Command::Diff {
+            against: Some(namespace),
+            ..
+        } => Some(connect(&cli, Some(namespace)).await?),
+        _ => None,
+    };
     match cli.command {
         Command::Get {
             name,
@@ -395,7 +453,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.written(&name, revision, None)
         }
         Command::List { prefix } => out.entries(&client.list::<Value>(&prefix).await?),
-        Command::History { name, limit } => {
+        Command::History {
+            name,
+            limit,
+            diff: true,
+        } => {
+            let history = client.history_diff(&name, limit).await?;
+            if history.is_empty() {
+                return Err(cfgd::Error::NotFound {
+                    key: client.etcd_key(&name)?,
+                    revision: None,
+                }
+                .into());
+            }
+            diff_output(cli.output).history(&history)
+        }
+        Command::History { name, limit, .. } => {
             let history = client.history(&name, limit).await?;
             if history.is_empty() {
                 return Err(cfgd::Error::NotFound {
@@ -416,6 +489,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let text = read_value(None, Some(file))?;
             let report = client.import(&text, dry_run).await?;
             out.import(&report, dry_run)
+        }
+        Command::Diff {
+            target, exit_code, ..
+        } => {
+            let differences = match against {
+                Some(other) => {
+                    client
+                        .diff_namespace(&other, target.as_deref().unwrap_or(""))
+                        .await?
+                }
+                None => {
+                    let file = target
+                        .ok_or_else(|| Invalid("diff needs a FILE, or --against NS".into()))?;
+                    let text = read_value(None, Some(PathBuf::from(file)))?;
+                    client.diff_document(&text).await?
+                }
+            };
+            diff_output(cli.output).named(&differences)?;
+            if exit_code && !differences.is_empty() {
+                return Err(Differs.into());
+            }
+            Ok(())
         }
         Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
@@ -548,7 +643,8 @@ async fn watch(client: &cfgd::Client, prefix: &str, count: Option<u64>) -> anyho
     }
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
+/// Connects to the namespace of `-n`, or to `namespace`.
+async fn connect(cli: &Cli, namespace: Option<&str>) -> anyhow::Result<cfgd::Client> {
     let mut builder = cfgd::Client::builder()
         .endpoints(
             cli.endpoints
@@ -556,7 +652,7 @@ async fn connect(cli: &Cli) -> anyhow::Result<cfgd::Client> {
                 .map(|e| e.trim())
                 .filter(|e| !e.is_empty()),
         )
-        .namespace(&cli.namespace)
+        .namespace(namespace.unwrap_or(&cli.namespace))
         .root(&cli.root)
         .connect_timeout(cli.connect_timeout)
         .request_timeout(cli.timeout)

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use cfgd::diff::{Difference, NamedDiff};
 use cfgd::{Entry, Revision};
 use serde::Serialize;
 use serde_json::Value;
@@ -210,6 +211,113 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// Writes one line and flushes it; `false` once stdout is closed.
+/// Prints diffs: as text lines for people, colored when stdout is a
+/// terminal (and `NO_COLOR` is unset), or as data.
+pub enum DiffPrinter {
+    Text { color: bool },
+    Data(Printer),
+}
+
+#[derive(Serialize)]
+struct RevisionDiff<'a> {
+    revision: Revision,
+    version: i64,
+    differences: &'a [Difference],
+}
+
+impl DiffPrinter {
+    pub fn text() -> Self {
+        use std::io::IsTerminal;
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        DiffPrinter::Text { color }
+    }
+
+    pub fn data(printer: Printer) -> Self {
+        DiffPrinter::Data(printer)
+    }
+
+    /// Name by name; nothing at all when nothing differs.
+    pub fn named(&self, diffs: &[NamedDiff]) -> anyhow::Result<()> {
+        let color = match self {
+            DiffPrinter::Data(printer) => return printer.structured(&diffs),
+            DiffPrinter::Text { color } => *color,
+        };
+        let mut text = String::new();
+        for named in diffs {
+            match named.differences.as_slice() {
+                // A whole name added or removed: one line.
+                [Difference::Added { path, value }] if path.is_empty() => {
+                    text += &paint(color, "+", &format!("+ {}: {value}", named.name));
+                }
+                [Difference::Removed { path, value }] if path.is_empty() => {
+                    text += &paint(color, "-", &format!("- {}: {value}", named.name));
+                }
+                differences => {
+                    text += &paint(color, "~", &format!("~ {}", named.name));
+                    for difference in differences {
+                        text += &indent(color, difference);
+                    }
+                }
+            }
+        }
+        emit(&text)
+    }
+
+    /// Each revision (newest first) and what it changed from the one before.
+    pub fn history(&self, revisions: &[(Entry, Vec<Difference>)]) -> anyhow::Result<()> {
+        let color = match self {
+            DiffPrinter::Data(printer) => {
+                let out: Vec<RevisionDiff> = revisions
+                    .iter()
+                    .map(|(e, d)| RevisionDiff {
+                        revision: e.revision,
+                        version: e.version,
+                        differences: d,
+                    })
+                    .collect();
+                return printer.structured(&out);
+            }
+            DiffPrinter::Text { color } => *color,
+        };
+        let mut text = String::new();
+        for (entry, differences) in revisions {
+            let head = format!("revision {} (version {})", entry.revision, entry.version);
+            text += &if color {
+                format!("\x1b[1m{head}\x1b[0m\n")
+            } else {
+                format!("{head}\n")
+            };
+            if differences.is_empty() {
+                text += "    (same value as the revision before)\n";
+            }
+            for difference in differences {
+                text += &indent(color, difference);
+            }
+        }
+        emit(&text)
+    }
+}
+
+fn indent(color: bool, difference: &Difference) -> String {
+    let line = difference.to_string();
+    let sign = &line[..1];
+    paint(color, sign, &format!("    {line}"))
+}
+
+/// One line, green for `+`, red for `-`, yellow for `~` when colored.
+fn paint(color: bool, sign: &str, line: &str) -> String {
+    let code = match sign {
+        "+" => "32",
+        "-" => "31",
+        _ => "33",
+    };
+    if color {
+        format!("\x1b[{code}m{line}\x1b[0m\n")
+    } else {
+        format!("{line}\n")
+    }
+}
+
 pub fn line(text: &str) -> anyhow::Result<bool> {
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {

@@ -898,3 +898,94 @@ fn docker_compose_file_is_consistent() {
         .unwrap();
     assert_eq!(endpoints.split(',').count(), 3);
 }
+
+#[test]
+fn diff_shows_paths_against_a_file_a_namespace_and_history() {
+    let etcd = EtcdCluster::single();
+    let prod = Ctl::new(&etcd, "diff-prod");
+    prod.run(&[
+        "set",
+        "db",
+        r#"{"pool": 20, "legacy": true, "hosts": ["a", "b"]}"#,
+    ])
+    .ok();
+    prod.run(&["set", "gone", "1"]).ok();
+    prod.run(&["set", "same", "true"]).ok();
+
+    // A file against the namespace: what import would change.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.json");
+    std::fs::write(
+        &file,
+        r#"{"db": {"pool": 30, "hosts": ["a", "c"], "timeout": 5}, "same": true, "new/one": "x"}"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let text = prod.run(&["diff", file]).ok().stdout.clone();
+    assert_eq!(
+        text,
+        "~ db\n    ~ /pool: 20 → 30\n    - /legacy: true\n    ~ /hosts/1: \"b\" → \"c\"\n    \
+         + /timeout: 5\n+ new/one: \"x\"\n",
+        "piped, so no colors"
+    );
+    let data = prod.run(&["diff", file, "-o", "json"]).ok().json();
+    assert_eq!(data[0]["name"], "db");
+    assert_eq!(
+        data[0]["differences"][0],
+        json!({"op": "changed", "path": "/pool", "from": 20, "to": 30})
+    );
+    assert_eq!(
+        data[1],
+        json!({"name": "new/one", "differences": [{"op": "added", "path": "", "value": "x"}]})
+    );
+    // --exit-code: 1 when something differs, 0 when nothing does.
+    assert_eq!(prod.run(&["diff", file, "--exit-code"]).code, 1);
+    prod.run(&["import", file]).ok();
+    let none = prod.run(&["diff", file, "--exit-code"]);
+    assert_eq!((none.code, none.stdout.as_str()), (0, ""));
+
+    // Another namespace (the before side) against this one (the after side).
+    let staging = Ctl::new(&etcd, "diff-staging");
+    staging
+        .run(&[
+            "set",
+            "db",
+            r#"{"pool": 30, "hosts": ["a", "c"], "timeout": 9}"#,
+        ])
+        .ok();
+    staging.run(&["set", "same", "true"]).ok();
+    let against = ["diff", "--against", &prod.namespace];
+    let text = staging.run(&against).ok().stdout.clone();
+    assert_eq!(
+        text,
+        "~ db\n    ~ /timeout: 5 → 9\n- gone: 1\n- new/one: \"x\"\n"
+    );
+    assert_eq!(
+        staging.run(&[&against[..], &["--exit-code"]].concat()).code,
+        1
+    );
+    let under_db = staging
+        .run(&[&against[..], &["db"]].concat())
+        .ok()
+        .stdout
+        .clone();
+    assert_eq!(under_db, "~ db\n    ~ /timeout: 5 → 9\n");
+    staging
+        .run(&["diff", "--against", "Not A Namespace"])
+        .fails(2, "invalid namespace");
+    staging
+        .run(&["diff"])
+        .fails(2, "diff needs a FILE, or --against NS");
+
+    // History as diffs, newest first.
+    let history = prod
+        .run(&["history", "db", "--diff", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[0]["differences"][0]["path"], "/pool");
+    assert_eq!(history[1]["differences"][0]["op"], "added");
+    let text = prod.run(&["history", "db", "--diff"]).ok().stdout.clone();
+    assert!(text.starts_with("revision "), "{text}");
+    assert!(text.contains("    ~ /pool: 20 → 30\n"), "{text}");
+}

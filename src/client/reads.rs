@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
+use crate::diff::{self, Difference, NamedDiff};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::key::{self, Kind};
@@ -257,6 +258,62 @@ impl Client {
             .map(|e| (e.name, e.value))
             .collect();
         Ok(Value::Object(document))
+    }
+
+    /// What [`import`](Self::import) of `document` (a JSON object of
+    /// name → value) would change: for each name it holds, the stored value
+    /// against the document's. Names the document leaves out are not
+    /// compared, as import leaves them alone.
+    pub async fn diff_document(&self, document: &str) -> Result<Vec<NamedDiff>> {
+        let wanted: serde_json::Map<String, Value> =
+            serde_json::from_str(document).map_err(|cause| Error::InvalidJson {
+                key: format!("{}config (document)", self.state.space.base()),
+                cause,
+            })?;
+        for name in wanted.keys() {
+            key::validate_name(name)?;
+        }
+        let stored = self.export("").await?;
+        Ok(diff::diff_named(wanted.iter().map(|(name, value)| {
+            (name.as_str(), stored.get(name), Some(value))
+        })))
+    }
+
+    /// What differs between this namespace and `other`'s under `prefix`:
+    /// `before` is `other` (prod, say), `after` this one (staging), so the
+    /// diff reads as what promoting this one would change there.
+    pub async fn diff_namespace(&self, other: &Client, prefix: &str) -> Result<Vec<NamedDiff>> {
+        let (mine, theirs) = (self.export(prefix).await?, other.export(prefix).await?);
+        let (Value::Object(mine), Value::Object(theirs)) = (mine, theirs) else {
+            unreachable!("export gives an object");
+        };
+        let names: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
+        Ok(diff::diff_named(names.into_iter().map(|name| {
+            (name.as_str(), theirs.get(name), mine.get(name))
+        })))
+    }
+
+    /// Each revision of `name` in [`history`](Self::history) (newest first,
+    /// at most `limit`) with what it changed from the one before it; the
+    /// oldest one kept is compared with nothing (all added).
+    pub async fn history_diff(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<(Entry, Vec<Difference>)>> {
+        let history = self.history(name, limit.saturating_add(1)).await?;
+        let mut out = Vec::with_capacity(history.len());
+        for (i, entry) in history.iter().enumerate().take(limit) {
+            let differences = match history.get(i + 1) {
+                Some(older) => diff::diff(&older.value, &entry.value),
+                None => vec![Difference::Added {
+                    path: String::new(),
+                    value: entry.value.clone(),
+                }],
+            };
+            out.push((entry.clone(), differences));
+        }
+        Ok(out)
     }
 
     /// Past values of `name`, newest first, at most `limit` of them: the
