@@ -26,8 +26,10 @@ test:
 	cargo test --workspace --all-features
 	PATH="$(ETCD35):$$PATH" CFGD_TEST_ETCD="$(ETCD35)/etcd" \
 		cargo test --workspace --all-features --test integration --test cli
-	# Benchmarks are not run by the tests, only built.
-	cargo bench --workspace --all-features --no-run
+	# Benchmarks are not run by the tests, only built and linked: in the dev
+	# profile, which reuses the test build (an optimised build from scratch
+	# took minutes of the suite's time; `make bench` builds that).
+	cargo build --workspace --all-features --benches
 
 # cfgd against its peers, side by side (see BENCHMARKS.md). Starts its own
 # etcd on free ports.
