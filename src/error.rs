@@ -91,6 +91,36 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value that fails the JSON Schema of its name; nothing was written.
+    #[error("{key}: does not match schema {pattern:?}: {}", join(.failures))]
+    SchemaViolation {
+        /// The etcd key it was meant for.
+        key: String,
+        /// The pattern of the schema that governs the name.
+        pattern: String,
+        /// Each failure: where in the value, and which rule.
+        failures: Vec<SchemaFailure>,
+    },
+
+    /// A JSON Schema that is not a valid draft 2020-12 document.
+    #[error("{key}: invalid JSON Schema: {reason}")]
+    InvalidSchema {
+        /// The etcd key of the schema.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A schema refused because values already stored would fail it (store
+    /// it anyway with `force`).
+    #[error("{key}: stored values would fail this schema: {}", .names.join(", "))]
+    SchemaConflict {
+        /// The etcd key of the schema.
+        key: String,
+        /// The names whose stored values fail it (at most the first 20).
+        names: Vec<String>,
+    },
+
     /// A value could not be serialized to JSON (a map with non-string keys, say).
     #[error("{key}: value cannot be encoded as JSON: {cause}")]
     Encode {
@@ -258,6 +288,32 @@ pub enum Error {
     },
 }
 
+/// One way a value fails its JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaFailure {
+    /// Where in the value, as a JSON Pointer (`""` for the whole value).
+    pub pointer: String,
+    /// The rule it breaks, as the validator words it.
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaFailure {
+    /// `/pool_size: 0 is less than the minimum of 1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "{at}: {}", self.message)
+    }
+}
+
+fn join(failures: &[SchemaFailure]) -> String {
+    let lines: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    lines.join("; ")
+}
+
 /// A TLS setting of [`ClientBuilder`](crate::ClientBuilder), named in
 /// [`Error::Tls`] when it is the one missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +380,9 @@ impl Error {
                 | Error::Tls { .. }
                 | Error::InvalidJson { .. }
                 | Error::InvalidFlag { .. }
+                | Error::SchemaViolation { .. }
+                | Error::InvalidSchema { .. }
+                | Error::SchemaConflict { .. }
                 | Error::Encode { .. }
                 | Error::TooLarge { .. }
         )

@@ -16,13 +16,18 @@ pub const MAX_NAME_LEN: usize = 256;
 pub(crate) enum Kind {
     Config,
     Flags,
+    /// JSON Schemas by name pattern (see `schema`).
+    Schemas,
 }
 
 impl Kind {
+    pub(crate) const ALL: [Kind; 3] = [Kind::Config, Kind::Flags, Kind::Schemas];
+
     pub(crate) fn segment(self) -> &'static str {
         match self {
             Kind::Config => "config",
             Kind::Flags => "flags",
+            Kind::Schemas => "schemas",
         }
     }
 
@@ -30,6 +35,7 @@ impl Kind {
         match segment {
             "config" => Some(Kind::Config),
             "flags" => Some(Kind::Flags),
+            "schemas" => Some(Kind::Schemas),
             _ => None,
         }
     }

@@ -23,6 +23,11 @@
 //!   [`Client::set_rollout`] (a [`Rollout`]) edit one with compare-and-set,
 //!   [`Client::flags`] evaluates live ([`Flags::bool`], [`Flags::details`],
 //!   ...); [`flags`] holds the evaluator itself.
+//! - Governance: [`Client::set_schema`] stores a JSON Schema for a name
+//!   pattern, and every write is checked against it
+//!   ([`Error::SchemaViolation`]); [`diff`] and [`Client::diff_document`],
+//!   [`Client::diff_namespace`], [`Client::history_diff`] show changes path
+//!   by path.
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
@@ -106,14 +111,17 @@
 //!
 //! - `client/`: the public [`Client`], split by job: `handle` (the client,
 //!   what its clones share, live values, subscriptions and status),
-//!   `reads`, `writes`, `flags` (flag edits and the [`Flags`] evaluator),
-//!   and `builder` ([`ClientBuilder`], connecting).
+//!   `reads`, `writes`, `schemas`, `flags` (flag edits and the [`Flags`]
+//!   evaluator), and `builder` ([`ClientBuilder`], connecting).
 //! - `live_value`: [`Live<T>`], a typed value read without a lock.
 //! - `subscription`: [`Subscription`] streams and [`OnChange`] callbacks.
 //! - `hub`: the one etcd watch of a connection and the task that keeps it
 //!   standing, resuming after failures and re-reading after compaction.
 //! - `namespace`: a live namespace, its mirror kept current, and the
-//!   fan-out of each change to live values, subscriptions and callbacks.
+//!   fan-out of each change to live values, subscriptions and callbacks;
+//!   it keeps the namespace's flags and JSON Schemas compiled.
+//! - [`schema`]: JSON Schemas by name pattern, compiled, and the check of a
+//!   value against the one that governs its name.
 //! - `cells`: the per-(name, type) cells that hold a value decoded once per
 //!   change, behind every `Live<T>` of that name and type.
 //! - `etcd`: the connection to etcd (endpoints, user, TLS), request
@@ -169,6 +177,7 @@ mod mirror;
 mod namespace;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
 mod snapshot;
@@ -178,7 +187,7 @@ mod value;
 
 pub use change::{Change, ChangeKind};
 pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Rollout, Stats};
-pub use error::{Error, Result, TlsSetting};
+pub use error::{Error, Result, SchemaFailure, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
 pub use live_value::{Live, LiveRef};
 pub use subscription::{OnChange, Subscription};

@@ -21,6 +21,7 @@ use crate::defaults::Values;
 use crate::flags::FlagSet;
 use crate::key::{self, Kind};
 use crate::mirror::{Mirror, Named, Stored};
+use crate::schema::SchemaSet;
 use crate::types::{Revision, Source, Status};
 
 /// Recent changes kept for resuming a subscription exactly (SSE
@@ -73,6 +74,8 @@ pub(crate) struct LiveNamespace {
     pub(crate) flags: arc_swap::ArcSwap<FlagSet>,
     /// Bumped after each rebuild of `flags`.
     pub(crate) flag_changes: watch::Sender<u64>,
+    /// The namespace's JSON Schemas, compiled; rebuilt when one changes.
+    pub(crate) schemas: arc_swap::ArcSwap<SchemaSet>,
     /// Serializes rebuilds, so an older build never replaces a newer one.
     rebuilding: std::sync::Mutex<()>,
     /// The last [`RECENT`] changes published, oldest first. Its lock is
@@ -136,6 +139,7 @@ impl LiveNamespace {
             defaults: Default::default(),
             flags: Default::default(),
             flag_changes: watch::channel(0).0,
+            schemas: Default::default(),
             rebuilding: Default::default(),
             recent: Default::default(),
             stats: Default::default(),
@@ -322,6 +326,24 @@ impl LiveNamespace {
         self.flag_changes.send_modify(|n| *n += 1);
     }
 
+    /// Recompiles the schemas that changed since the last build. Under the
+    /// same lock as flag rebuilds: an older build never replaces a newer.
+    fn rebuild_schemas(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        let next = {
+            let mirror = self.read();
+            SchemaSet::from_store(
+                mirror
+                    .section(Kind::Schemas)
+                    .entries
+                    .iter()
+                    .map(|(pattern, s)| (&**pattern, &s.raw, s.revision)),
+                &self.schemas.load(),
+            )
+        };
+        self.schemas.store(Arc::new(next));
+    }
+
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
         // A panic while holding the lock cannot leave the mirror half
         // updated in a way later updates would not repair.
@@ -380,6 +402,9 @@ impl LiveNamespace {
         }
         if changes.iter().any(|c| c.section() == Kind::Flags) {
             self.rebuild_flags();
+        }
+        if changes.iter().any(|c| c.section() == Kind::Schemas) {
+            self.rebuild_schemas();
         }
         for change in &changes {
             self.registry.apply(&self.defaults.load(), change);
@@ -440,8 +465,10 @@ impl LiveNamespace {
             applied.map(|raw| Change::new(section, name, revision, false, raw))
         };
         if let Some(change) = change {
-            if change.section() == Kind::Flags {
-                self.rebuild_flags();
+            match change.section() {
+                Kind::Flags => self.rebuild_flags(),
+                Kind::Schemas => self.rebuild_schemas(),
+                Kind::Config => {}
             }
             self.registry.apply(&self.defaults.load(), &change);
         }
@@ -453,11 +480,11 @@ impl LiveNamespace {
         let mut changes = Vec::new();
         {
             let mut mirror = self.write();
-            let mut next: [HashMap<Arc<str>, Stored>; 2] = Default::default();
+            let mut next: [HashMap<Arc<str>, Stored>; 3] = Default::default();
             for (section, name, stored) in fresh {
                 next[section.index()].insert(name, stored);
             }
-            for section in [Kind::Config, Kind::Flags] {
+            for section in Kind::ALL {
                 let old = &mut mirror.sections[section.index()];
                 let new = &next[section.index()];
                 for (name, stored) in new {
@@ -508,6 +535,7 @@ impl LiveNamespace {
         }
         self.complete_from(revision);
         self.rebuild_flags();
+        self.rebuild_schemas();
     }
 
     /// Wakes status subscribers on a change of state only; the revision is

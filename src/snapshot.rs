@@ -141,7 +141,7 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
 /// This namespace's part of the file, as `mirror` holds it now.
 pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Namespace {
     let mut entries = Vec::new();
-    for kind in [Kind::Config, Kind::Flags] {
+    for kind in Kind::ALL {
         for (name, stored) in &mirror.section(kind).entries {
             if settings.redact.iter().any(|p| name.starts_with(p.as_str())) {
                 continue;

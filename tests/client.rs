@@ -23,6 +23,17 @@ async fn connect(etcd: &EtcdCluster, namespace: &str) -> Client {
         .expect("connect")
 }
 
+/// A client that reads etcd at every call, as cfgctl does.
+async fn connect_one_shot(etcd: &EtcdCluster, namespace: &str) -> Client {
+    Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(namespace)
+        .live(false)
+        .connect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn typed_reads_writes_and_defaults() {
     let etcd = EtcdCluster::single();
@@ -389,13 +400,7 @@ async fn values_written_by_other_tools() {
     let etcd = EtcdCluster::single();
     let ns = common::namespace("foreign");
     let live = connect(&etcd, &ns).await;
-    let client = Client::builder()
-        .endpoints(etcd.endpoints())
-        .namespace(&ns)
-        .live(false)
-        .connect()
-        .await
-        .unwrap();
+    let client = connect_one_shot(&etcd, &ns).await;
     let mut raw = etcd.raw().await;
     raw.put(client.etcd_key("plain").unwrap(), "not json", None)
         .await
@@ -596,4 +601,93 @@ async fn export_gives_a_document_import_takes_back() {
     let report = target.import(&all.to_string(), false).await.unwrap();
     assert_eq!(report.created.len(), 3);
     assert_eq!(target.export("").await.unwrap(), all);
+}
+
+#[tokio::test]
+async fn schemas_refuse_bad_values_on_every_write_path() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("schemas");
+    // Both kinds of client: a live one checks against the schemas it keeps
+    // compiled, a one-shot one reads them at each write.
+    let live = connect(&etcd, &ns).await;
+    let once = connect_one_shot(&etcd, &ns).await;
+    let pool = json!({"type": "object", "properties": {"pool_size": {"type": "integer", "minimum": 1}},
+                      "required": ["pool_size"]});
+    live.set("db.main", &json!({"pool_size": 5})).await.unwrap();
+    let v1 = live.set("db.main", &json!({"pool_size": 0})).await.unwrap();
+    live.set("db.main", &json!({"pool_size": 5})).await.unwrap();
+
+    // An invalid schema is refused; so is one stored values fail, naming them.
+    let error = live
+        .set_schema("db.*", &json!({"type": 5}), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidSchema { .. }), "{error}");
+    live.set("db.bad", &json!({"pool_size": -1})).await.unwrap();
+    let error = live.set_schema("db.*", &pool, false).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::SchemaConflict { names, .. } if names == &["db.bad"]),
+        "{error}"
+    );
+    assert!(live.get_schema("db.*").await.unwrap().is_none());
+    // Forced, it is stored.
+    live.set_schema("db.*", &pool, true).await.unwrap();
+    live.delete("db.bad").await.unwrap();
+    let stored = live.list_schemas().await.unwrap();
+    assert_eq!((stored.len(), stored[0].name.as_str()), (1, "db.*"));
+
+    // The live client learns the schema through its watch.
+    common::eventually(Duration::from_secs(20), || async {
+        live.set("db.other", &json!({"pool_size": 0}))
+            .await
+            .is_err()
+    })
+    .await;
+    let before = etcd.revision().await;
+    for client in [&live, &once] {
+        let refused = [
+            client.set("db.main", &json!({"pool_size": 0})).await,
+            client.set_json("db.main", r#"{"pool_size": "x"}"#).await,
+            client.set_if("db.main", &json!({}), 0).await,
+            client
+                .set_json_if("db.main", r#"{"pool_size": 0}"#, 0)
+                .await,
+            client.rollback("db.main", v1).await,
+            client
+                .import(r#"{"ok": 1, "db.main": {"pool_size": 0}}"#, false)
+                .await
+                .map(|_| 0),
+        ];
+        for result in refused {
+            let error = result.unwrap_err();
+            assert!(matches!(error, Error::SchemaViolation { .. }), "{error}");
+            assert!(error.is_invalid_input());
+        }
+        let error = client
+            .set("db.main", &json!({"pool_size": 0}))
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("/pool_size: 0 is less than the minimum of 1"),
+            "{error}"
+        );
+    }
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    // Names no pattern covers, and good values, are written as before.
+    once.set("other", &json!({"pool_size": 0})).await.unwrap();
+    once.set("db.main", &json!({"pool_size": 9})).await.unwrap();
+
+    // The most specific pattern governs: an exact name beats the prefix.
+    once.set_schema("db.main", &json!({"type": "object"}), false)
+        .await
+        .unwrap();
+    once.set("db.main", &json!({"pool_size": 0})).await.unwrap();
+    once.delete_schema("db.main").await.unwrap();
+    assert!(once.set("db.main", &json!({"pool_size": 0})).await.is_err());
+    assert!(matches!(
+        once.set_schema("db.**", &pool, false).await,
+        Err(Error::InvalidName { .. })
+    ));
 }

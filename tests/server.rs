@@ -35,6 +35,11 @@ secret = "ops-secret"
 scopes = { "*" = "write" }
 
 [[tokens]]
+name = "admin"
+secret = "admin-secret"
+scopes = { "*" = "admin" }
+
+[[tokens]]
 name = "reader"
 # sha256("reader-secret")
 secret_sha256 = "SHA"
@@ -143,6 +148,7 @@ pub(crate) fn http(
 
 pub(crate) const OPS: (&str, &str) = ("Authorization", "Bearer ops-secret");
 pub(crate) const READER: (&str, &str) = ("Authorization", "Bearer reader-secret");
+const ADMIN: (&str, &str) = ("Authorization", "Bearer admin-secret");
 
 #[tokio::test]
 async fn rest_config_with_auth_etags_and_validation() {
@@ -1307,4 +1313,64 @@ async fn the_user_service_example_follows_cfgd_live() {
             502
         );
     }
+}
+
+#[tokio::test]
+async fn rest_schemas_refuse_bad_values_with_422() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let schema = r#"{"properties": {"pool_size": {"type": "integer", "minimum": 1}}}"#;
+    let path = "/v1/namespaces/prod/schemas/db.*";
+    // Changing a schema needs admin scope.
+    assert_eq!(http(&server, "PUT", path, &[OPS], schema).status, 403);
+    let bad = http(&server, "PUT", path, &[ADMIN], r#"{"type": 5}"#);
+    assert_eq!(
+        (bad.status, bad.body.contains("invalid_schema")),
+        (400, true),
+        "{}",
+        bad.body
+    );
+    let value = "/v1/namespaces/prod/config/db.main";
+    assert_eq!(
+        http(&server, "PUT", value, &[OPS], r#"{"pool_size": 0}"#).status,
+        200
+    );
+    let conflict = http(&server, "PUT", path, &[ADMIN], schema);
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert!(conflict.body.contains("db.main"), "{}", conflict.body);
+    let forced = http(
+        &server,
+        "PUT",
+        &format!("{path}?force=true"),
+        &[ADMIN],
+        schema,
+    );
+    assert_eq!(forced.status, 200, "{}", forced.body);
+
+    let before = etcd.revision().await;
+    let refused = http(&server, "PUT", value, &[OPS], r#"{"pool_size": 0}"#);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let body: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(body["error"]["code"], "schema_violation");
+    assert_eq!(
+        body["error"]["failures"],
+        serde_json::json!([{"pointer": "/pool_size", "message": "0 is less than the minimum of 1"}])
+    );
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    assert_eq!(
+        http(&server, "PUT", value, &[OPS], r#"{"pool_size": 2}"#).status,
+        200
+    );
+
+    let got = http(&server, "GET", path, &[READER], "");
+    assert_eq!(got.status, 200, "{}", got.body);
+    let listed = http(&server, "GET", "/v1/namespaces/prod/schemas", &[READER], "");
+    assert!(listed.body.contains("\"name\":\"db.*\""), "{}", listed.body);
+    assert_eq!(http(&server, "DELETE", path, &[ADMIN], "").status, 200);
+    assert_eq!(http(&server, "GET", path, &[READER], "").status, 404);
+    assert_eq!(
+        http(&server, "PUT", value, &[OPS], r#"{"pool_size": 0}"#).status,
+        200
+    );
 }

@@ -218,6 +218,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// JSON Schemas that values must pass before they are stored
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
     /// Feature flags (flagd's flag format): list, get, set, enable, disable, rollout, eval
     Flag {
         #[command(subcommand)]
@@ -229,6 +234,32 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Store the JSON Schema (draft 2020-12) that values matching PATTERN must pass
+    #[command(
+        after_help = "PATTERN is a name (database.config) or a prefix ending in * \
+        (payments/*, feature.*, * for every name); the most specific pattern governs a name.\n\
+        Refused when values already stored that it would govern fail it, unless --force.\n\n\
+        Example:\n  cfgctl -n prod schema set 'database.*' -f database.schema.json"
+    )]
+    Set {
+        pattern: String,
+        /// The schema (- for standard input)
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: PathBuf,
+        /// Store it even if stored values fail it
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the schema stored for PATTERN
+    Get { pattern: String },
+    /// Print every schema, as an object of pattern → schema
+    List,
+    /// Delete the schema for PATTERN
+    Delete { pattern: String },
 }
 
 #[derive(Subcommand)]
@@ -342,8 +373,21 @@ fn main() -> ExitCode {
         // `diff --exit-code` found differences: already printed.
         Err(err) if err.downcast_ref::<Differs>().is_some() => ExitCode::from(1),
         Err(err) => {
-            // `{:#}` keeps the context chain on the one line scripts grep.
-            eprintln!("cfgctl: {err:#}{}", hint(&err));
+            match err.downcast_ref::<cfgd::Error>() {
+                // One line per failure, each naming the pointer and rule.
+                Some(cfgd::Error::SchemaViolation {
+                    key,
+                    pattern,
+                    failures,
+                }) => {
+                    eprintln!("cfgctl: {key}: does not match schema {pattern:?}:");
+                    for failure in failures {
+                        eprintln!("  {failure}");
+                    }
+                }
+                // `{:#}` keeps the context chain on the one line scripts grep.
+                _ => eprintln!("cfgctl: {err:#}{}", hint(&err)),
+            }
             ExitCode::from(exit_code(&err))
         }
     }
@@ -512,8 +556,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Schema { command } => schema(&client, command, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+async fn schema(
+    client: &cfgd::Client,
+    command: SchemaCommand,
+    out: &Printer,
+) -> anyhow::Result<()> {
+    let not_found = |pattern: &str| cfgd::Error::NotFound {
+        key: client
+            .schema_etcd_key(pattern)
+            .unwrap_or_else(|_| pattern.to_owned()),
+        revision: None,
+    };
+    match command {
+        SchemaCommand::Set {
+            pattern,
+            file,
+            force,
+        } => {
+            let text = read_value(None, Some(file))?;
+            let schema: Value = serde_json::from_str(&text)
+                .map_err(|e| Invalid(format!("schema {pattern:?}: not valid JSON: {e}")))?;
+            let revision = client.set_schema(&pattern, &schema, force).await?;
+            out.written(&pattern, revision, None)
+        }
+        SchemaCommand::Get { pattern } => {
+            let entry = client
+                .get_schema(&pattern)
+                .await?
+                .ok_or_else(|| not_found(&pattern))?;
+            out.value(&entry.value)
+        }
+        SchemaCommand::List => {
+            let schemas: serde_json::Map<String, Value> = client
+                .list_schemas()
+                .await?
+                .into_iter()
+                .map(|e| (e.name, e.value))
+                .collect();
+            out.document(&Value::Object(schemas))
+        }
+        SchemaCommand::Delete { pattern } => {
+            let revision = client
+                .delete_schema(&pattern)
+                .await?
+                .ok_or_else(|| not_found(&pattern))?;
+            out.written(&pattern, revision, None)
+        }
     }
 }
 

@@ -989,3 +989,61 @@ fn diff_shows_paths_against_a_file_a_namespace_and_history() {
     assert!(text.starts_with("revision "), "{text}");
     assert!(text.contains("    ~ /pool: 20 → 30\n"), "{text}");
 }
+
+#[tokio::test]
+async fn schemas_guard_every_cfgctl_write() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "schema");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let schema = write(
+        "db.schema.json",
+        r#"{"properties": {"pool_size": {"minimum": 1}, "url": {"type": "string"}}}"#,
+    );
+    ctl.run(&["set", "db.main", r#"{"pool_size": 0}"#]).ok();
+    ctl.run(&["schema", "set", "db.*", "-f", &schema])
+        .fails(2, "stored values would fail this schema: db.main");
+    ctl.run(&["schema", "set", "db.*", "-f", &schema, "--force"])
+        .ok();
+    ctl.run(&[
+        "schema",
+        "set",
+        "x",
+        "-f",
+        &write("bad.json", r#"{"type": 5}"#),
+    ])
+    .fails(2, "invalid JSON Schema");
+
+    let before = etcd.revision().await;
+    let refused = ctl.run(&["set", "db.main", r#"{"pool_size": 0, "url": 5}"#]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let key = ctl.key("db.main");
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "cfgctl: {key}: does not match schema \"db.*\":\n  \
+             /pool_size: 0 is less than the minimum of 1\n  /url: 5 is not of type \"string\"\n"
+        )
+    );
+    let import = write("import.json", r#"{"db.new": {"pool_size": -3}, "fine": 1}"#);
+    assert_eq!(ctl.run(&["import", &import]).code, 2);
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+
+    ctl.run(&["set", "db.main", r#"{"pool_size": 3}"#]).ok();
+    assert_eq!(
+        ctl.run(&["schema", "get", "db.*"]).ok().json()["properties"]["pool_size"],
+        json!({"minimum": 1})
+    );
+    let all = ctl.run(&["schema", "list"]).ok().json();
+    assert_eq!(
+        all.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["db.*"]
+    );
+    ctl.run(&["schema", "delete", "db.*"]).ok();
+    ctl.run(&["schema", "get", "db.*"]).fails(3, "not found");
+    ctl.run(&["set", "db.main", r#"{"pool_size": 0}"#]).ok();
+}

@@ -3,13 +3,16 @@
 //!
 //! Split by job, bottom to top: `handle` ([`Client`] and what its clones
 //! share, live values and subscriptions), `reads`, `writes` (which reads
-//! first where it must), `flags` (flag operations on top of both, and the
-//! [`Flags`] evaluator) and `builder` (settings, and connecting).
+//! first where it must, and checks values against their schemas),
+//! `schemas` (storing them), `flags` (flag operations on top of reads and
+//! writes, and the [`Flags`] evaluator) and `builder` (settings, and
+//! connecting).
 
 mod builder;
 mod flags;
 mod handle;
 mod reads;
+mod schemas;
 mod writes;
 
 pub use builder::ClientBuilder;

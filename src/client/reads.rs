@@ -14,6 +14,7 @@ use crate::etcd::header_revision;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
+use crate::schema::SchemaSet;
 use crate::types::{Revision, Source};
 use crate::value;
 
@@ -245,6 +246,26 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The namespace's JSON Schemas, compiled: a live client's, kept current
+    /// by the watch; otherwise read from etcd now.
+    pub(super) async fn schemas(&self) -> Result<Arc<SchemaSet>> {
+        if let Some(namespace) = &self.state.live {
+            return Ok(namespace.schemas.load_full());
+        }
+        let stored = self.list_raw(Kind::Schemas, "").await?;
+        let raws: Vec<(String, Arc<[u8]>, Revision)> = stored
+            .iter()
+            .filter_map(|kv| {
+                let pattern = self.state.space.name_of(Kind::Schemas, kv.key())?;
+                Some((pattern.to_owned(), Arc::from(kv.value()), kv.mod_revision()))
+            })
+            .collect();
+        Ok(Arc::new(SchemaSet::from_store(
+            raws.iter().map(|(p, raw, r)| (p.as_str(), raw, *r)),
+            &SchemaSet::default(),
+        )))
     }
 
     /// Every value whose name starts with `prefix` as one JSON object of

@@ -22,6 +22,7 @@ impl Client {
     pub async fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
+        self.schemas().await?.check(&key, name, &bytes)?;
         self.put(key, bytes).await
     }
 
@@ -30,6 +31,7 @@ impl Client {
     pub async fn set_json(&self, name: &str, json: &str) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
+        self.schemas().await?.check(&key, name, &bytes)?;
         self.put(key, bytes).await
     }
 
@@ -44,6 +46,7 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
+        self.schemas().await?.check(&key, name, &bytes)?;
         self.put_if(key, bytes, expected).await
     }
 
@@ -57,6 +60,7 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
+        self.schemas().await?.check(&key, name, &bytes)?;
         self.put_if(key, bytes, expected).await
     }
 
@@ -110,7 +114,7 @@ impl Client {
 
     /// Writes a JSON object of name → value, as `cfgctl import` does.
     ///
-    /// Everything is checked first (names, JSON, sizes): one bad entry and
+    /// Everything is checked first (names, JSON, sizes, schemas): one bad entry and
     /// nothing is written. Then only the names whose value differs are
     /// written, in etcd transactions of at most 128 puts, each guarded by
     /// the revisions read while planning, so a concurrent edit is reported
@@ -122,14 +126,13 @@ impl Client {
                 key: format!("{}config (import document)", self.state.space.base()),
                 cause,
             })?;
+        let schemas = self.schemas().await?;
         let mut wanted = Vec::with_capacity(parsed.len());
         for (name, raw) in &parsed {
             let key = self.etcd_key(name)?;
-            wanted.push((
-                name.clone(),
-                key.clone(),
-                value::compact_text(&key, raw.get())?,
-            ));
+            let bytes = value::compact_text(&key, raw.get())?;
+            schemas.check(&key, name, &bytes)?;
+            wanted.push((name.clone(), key, bytes));
         }
         self.write_changed(Kind::Config, wanted, dry_run).await
     }
@@ -244,6 +247,8 @@ impl Client {
         // Refuse to restore something that is not JSON (written by another
         // tool) rather than spread it further.
         value::decode::<IgnoredAny>(&key, old.mod_revision(), old.value())?;
+        // The schema may have changed since: an old value must pass today's.
+        self.schemas().await?.check(&key, name, old.value())?;
         self.put(key, old.value().to_vec()).await
     }
 
@@ -263,7 +268,7 @@ impl Client {
     /// Shows this client's own write in its memory at once (live mode).
     fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
         if let Some(shared) = &self.state.live {
-            for kind in [Kind::Config, Kind::Flags] {
+            for kind in Kind::ALL {
                 if let Some(name) = self.state.space.name_of(kind, key.as_bytes()) {
                     shared.apply_local(kind, name, bytes, revision);
                     return;

@@ -1,5 +1,6 @@
 //! Errors as HTTP answers: `{"error": {"code", "message"}}` with the
-//! status that says what happened.
+//! status that says what happened; a schema violation (422) adds
+//! `"failures": [{"pointer", "message"}]`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a schema violation: each failure, as pointer and message.
+    failures: Vec<crate::SchemaFailure>,
 }
 
 impl ApiError {
@@ -21,6 +24,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            failures: Vec::new(),
         }
     }
 
@@ -46,6 +50,9 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (status, code) = match &e {
             Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::SchemaViolation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation"),
+            Error::InvalidSchema { .. } => (StatusCode::BAD_REQUEST, "invalid_schema"),
+            Error::SchemaConflict { .. } => (StatusCode::CONFLICT, "schema_conflict"),
             Error::InvalidFlag { .. } => (StatusCode::BAD_REQUEST, "invalid_flag"),
             e if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
@@ -58,13 +65,25 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %e, "request failed");
         }
-        ApiError::new(status, code, e.to_string())
+        let mut error = ApiError::new(status, code, e.to_string());
+        if let Error::SchemaViolation { failures, .. } = e {
+            error.failures = failures;
+        }
+        error
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if !self.failures.is_empty() {
+            let failures: Vec<_> = self
+                .failures
+                .iter()
+                .map(|f| serde_json::json!({"pointer": f.pointer, "message": f.message}))
+                .collect();
+            body["error"]["failures"] = failures.into();
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod metrics;
 mod ofrep;
 mod rest;
+mod schemas;
 mod sse;
 mod timer;
 mod tls;
@@ -286,6 +287,11 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(rest::get_history),
         )
         .route("/v1/namespaces/{ns}/watch", get(sse::watch))
+        .route("/v1/namespaces/{ns}/schemas", get(schemas::list))
+        .route(
+            "/v1/namespaces/{ns}/schemas/{*pattern}",
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
         .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
         .route(
             "/v1/namespaces/{ns}/flags/{name}",

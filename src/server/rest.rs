@@ -168,20 +168,24 @@ fn value_response(
 }
 
 /// The answer to a write or delete: `{"name", "revision"}` and the ETag.
-fn written(name: &str, revision: Revision) -> Response {
+pub(super) fn written(name: &str, revision: Revision) -> Response {
     let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
         .expect("serializes");
     json_response(StatusCode::OK, body, Some(revision))
 }
 
-fn not_found(key: Result<String, crate::Error>) -> crate::Error {
+pub(super) fn not_found(key: Result<String, crate::Error>) -> crate::Error {
     crate::Error::NotFound {
         key: key.unwrap_or_default(),
         revision: None,
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>, revision: Option<Revision>) -> Response {
+pub(super) fn json_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    revision: Option<Revision>,
+) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -290,7 +294,7 @@ impl ListQuery {
     }
 }
 
-fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
+pub(super) fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .into_iter()
         .map(|e| serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version}))
