@@ -1374,3 +1374,69 @@ async fn rest_schemas_refuse_bad_values_with_422() {
         200
     );
 }
+
+#[tokio::test]
+async fn rest_diff_of_a_document_and_of_two_namespaces() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    for (ns, value) in [
+        ("prod", r#"{"pool": 20, "old": 1}"#),
+        ("staging", r#"{"pool": 30}"#),
+    ] {
+        let path = format!("/v1/namespaces/{ns}/config/db");
+        assert_eq!(http(&server, "PUT", &path, &[OPS], value).status, 200);
+    }
+    let document = http(
+        &server,
+        "POST",
+        "/v1/namespaces/prod/diff",
+        &[READER],
+        r#"{"db": {"pool": 25}, "new": true}"#,
+    );
+    assert_eq!(document.status, 200, "{}", document.body);
+    let diffs: serde_json::Value = serde_json::from_str(&document.body).unwrap();
+    assert_eq!(
+        diffs,
+        serde_json::json!([
+            {"name": "db", "differences": [
+                {"op": "changed", "path": "/pool", "from": 20, "to": 25},
+                {"op": "removed", "path": "/old", "value": 1}]},
+            {"name": "new", "differences": [{"op": "added", "path": "", "value": true}]}
+        ])
+    );
+    let promote = http(
+        &server,
+        "GET",
+        "/v1/namespaces/staging/diff?against=prod",
+        &[OPS],
+        "",
+    );
+    assert_eq!(promote.status, 200, "{}", promote.body);
+    assert!(
+        promote.body.contains(r#""path":"/pool","from":20,"to":30"#),
+        "{}",
+        promote.body
+    );
+    // Reading two namespaces needs read scope on both: the reader has prod only.
+    let refused = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/diff?against=staging",
+        &[READER],
+        "",
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        http(&server, "GET", "/v1/namespaces/prod/diff", &[READER], "").status,
+        400
+    );
+    let bad = http(
+        &server,
+        "POST",
+        "/v1/namespaces/prod/diff",
+        &[READER],
+        "[1]",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}

@@ -10,6 +10,7 @@
 //! - Operations: `/healthz`, `/readyz`, `/metrics`, HTTPS, graceful shutdown.
 
 mod auth;
+mod diff;
 mod error;
 mod metrics;
 mod ofrep;
@@ -287,6 +288,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(rest::get_history),
         )
         .route("/v1/namespaces/{ns}/watch", get(sse::watch))
+        .route(
+            "/v1/namespaces/{ns}/diff",
+            get(diff::namespaces).post(diff::document),
+        )
         .route("/v1/namespaces/{ns}/schemas", get(schemas::list))
         .route(
             "/v1/namespaces/{ns}/schemas/{*pattern}",
