@@ -162,6 +162,7 @@
 
 // rustfmt sorts these; the order that matters, top to bottom, is in "How
 // the crate is built" above.
+pub mod audit;
 mod cells;
 mod change;
 mod client;

@@ -691,3 +691,114 @@ async fn schemas_refuse_bad_values_on_every_write_path() {
         Err(Error::InvalidName { .. })
     ));
 }
+
+#[tokio::test]
+async fn every_write_leaves_an_audit_record_at_its_revision() {
+    use cfgd::audit::Via;
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("audit");
+    let client = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .actor("deployer")
+        .connect()
+        .await
+        .unwrap();
+    let r1 = client.set("db", &1).await.unwrap();
+    let r2 = client
+        .with_message("raise the pool")
+        .set("db", &2)
+        .await
+        .unwrap();
+    let alice = client.with_actor("alice", Via::Cfgctl);
+    let r3 = alice.set_if("db", &3, r2).await.unwrap();
+    let r4 = client.rollback("db", r1).await.unwrap();
+    let r5 = client
+        .import(r#"{"a": 1, "b": 2}"#, false)
+        .await
+        .unwrap()
+        .revision
+        .unwrap();
+    let r6 = alice.delete("a").await.unwrap().unwrap();
+    let flag =
+        json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"});
+    let r7 = client.set_flag("beta", &flag).await.unwrap();
+    // Refused or empty writes leave no record.
+    assert!(client.set_if("db", &9, 1).await.is_err());
+    assert_eq!(client.delete("never").await.unwrap(), None);
+
+    let log = client.audit_log("", None, 100).await.unwrap();
+    let seen: Vec<(i64, &str, &str, &str)> = log
+        .iter()
+        .map(|r| {
+            (
+                r.revision,
+                r.actor.as_str(),
+                r.via.as_str(),
+                r.action.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (r7, "deployer", "library", "flag.set"),
+            (r6, "alice", "cfgctl", "delete"),
+            (r5, "deployer", "library", "import"),
+            (r4, "deployer", "library", "rollback"),
+            (r3, "alice", "cfgctl", "set"),
+            (r2, "deployer", "library", "set"),
+            (r1, "deployer", "library", "set"),
+        ]
+    );
+    let before = |r: &cfgd::audit::AuditRecord| -> Vec<(String, String, i64)> {
+        r.names
+            .iter()
+            .map(|n| (n.name.clone(), n.kind.clone(), n.before))
+            .collect()
+    };
+    assert_eq!(before(&log[0]), [("beta".into(), "flags".into(), 0)]);
+    assert_eq!(
+        before(&log[2]),
+        [
+            ("a".into(), "config".into(), 0),
+            ("b".into(), "config".into(), 0)
+        ]
+    );
+    assert_eq!(before(&log[3]), [("db".into(), "config".into(), r3)]);
+    assert_eq!(before(&log[5]), [("db".into(), "config".into(), r1)]);
+    assert_eq!(log[5].message.as_deref(), Some("raise the pool"));
+    assert!(log.iter().all(|r| r.time_ms > 0 && !r.id.is_empty()));
+
+    // Filters: by name prefix and by actor.
+    let b = client.audit_log("b", None, 100).await.unwrap();
+    assert_eq!(b.iter().map(|r| r.revision).collect::<Vec<_>>(), [r7, r5]);
+    let by_alice = client.audit_log("", Some("alice"), 100).await.unwrap();
+    assert_eq!(
+        by_alice.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        [r6, r3]
+    );
+    assert_eq!(client.audit_log("", None, 2).await.unwrap().len(), 2);
+
+    // A change made with etcdctl has no record: it shows as unattributed.
+    let key = client.etcd_key("db").unwrap();
+    common::etcdctl(&etcd.endpoints_arg(), &["put", &key, "42"]);
+    let log = client.audit_log("db", None, 10).await.unwrap();
+    assert_eq!(
+        (log[0].actor.as_str(), log[0].names[0].name.as_str()),
+        ("unattributed", "db")
+    );
+    assert!(log[0].revision > r7);
+    assert_eq!(log[1].revision, r4, "then the recorded ones");
+    // The records are etcd keys of their own, beside config and flags.
+    let raw = common::etcdctl(
+        &etcd.endpoints_arg(),
+        &[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("/cfgd/{ns}/audit/"),
+        ],
+    );
+    assert_eq!(raw.lines().filter(|l| !l.is_empty()).count(), 7, "{raw}");
+}

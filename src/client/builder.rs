@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::handle::{Client, ClientState, Link};
+use crate::audit::{Author, Via};
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::etcd::{self, read_namespace, Connection};
@@ -53,6 +54,8 @@ pub struct ClientBuilder {
     defaults_file: Option<PathBuf>,
     /// Another client's connection (and watch) to use instead of a new one.
     link: Option<Arc<Link>>,
+    actor: Option<String>,
+    via: Via,
     /// PEM files: the CA that signs etcd's certificates, and this client's
     /// certificate and key.
     ca_file: Option<PathBuf>,
@@ -75,6 +78,8 @@ impl Default for ClientBuilder {
             redact: Vec::new(),
             defaults_file: None,
             link: None,
+            actor: None,
+            via: Via::Library,
             ca_file: None,
             client_cert: None,
         }
@@ -198,6 +203,29 @@ impl ClientBuilder {
         self
     }
 
+    /// Who this client writes as, in the audit record of every write
+    /// (`user@host` of the process unless given).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// How this client's writes come, for the audit trail
+    /// ([`Via::Library`] unless given).
+    pub fn via(mut self, via: Via) -> Self {
+        self.via = via;
+        self
+    }
+
+    fn author(&self) -> Author {
+        let mut author = Author::local();
+        if let Some(actor) = &self.actor {
+            author.actor = actor.clone();
+        }
+        author.via = self.via;
+        author
+    }
+
     /// Use `client`'s etcd connection and its one watch instead of opening
     /// new ones: for a process that reads several namespaces. Endpoints,
     /// user, root and timeouts then come from `client`; the namespace and
@@ -277,6 +305,7 @@ impl ClientBuilder {
             state.etcd().etcd().await?;
             return Ok(Client {
                 state: Arc::new(state),
+                author: Arc::new(self.author()),
             });
         }
         self.connect_live(state).await
@@ -348,7 +377,10 @@ impl ClientBuilder {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(writer);
         }
-        Ok(Client { state })
+        Ok(Client {
+            state,
+            author: Arc::new(self.author()),
+        })
     }
 }
 

@@ -78,7 +78,7 @@ impl Client {
     /// Stores a flag definition after checking it; returns the revision.
     pub async fn set_flag(&self, name: &str, definition: &Value) -> Result<Revision> {
         let (key, bytes) = self.checked_flag(name, definition).await?;
-        self.put(key, bytes).await
+        self.put(key, bytes, "flag.set").await
     }
 
     /// [`set_flag`](Self::set_flag) from JSON text, as read from a file.
@@ -98,7 +98,7 @@ impl Client {
         expected: Revision,
     ) -> Result<Revision> {
         let (key, bytes) = self.checked_flag(name, definition).await?;
-        self.put_if(key, bytes, expected).await
+        self.put_if(key, bytes, expected, "flag.set").await
     }
 
     /// A flag's stored definition, read from etcd.
@@ -112,14 +112,15 @@ impl Client {
 
     /// Deletes a flag; `None` when there was none.
     pub async fn delete_flag(&self, name: &str) -> Result<Option<Revision>> {
-        self.delete_key(self.flag_key(name)?).await
+        self.delete_key(self.flag_key(name)?, "flag.delete").await
     }
 
     /// Deletes a flag only if it is still at `expected`; otherwise
     /// [`Error::Conflict`]. A flag that is already gone is
     /// [`Error::NotFound`].
     pub async fn delete_flag_if(&self, name: &str, expected: Revision) -> Result<Revision> {
-        self.delete_key_if(self.flag_key(name)?, expected).await
+        self.delete_key_if(self.flag_key(name)?, expected, "flag.delete")
+            .await
     }
 
     /// Every flag definition (not the evaluators), sorted by name.
@@ -181,7 +182,8 @@ impl Client {
                 }
             }
         }
-        self.write_changed(Kind::Flags, wanted, dry_run).await
+        self.write_changed(Kind::Flags, wanted, dry_run, "flag.import")
+            .await
     }
 
     /// Replaces the shared evaluators, refusing a change that would leave
@@ -194,7 +196,7 @@ impl Client {
             flags::validate_flag(&flag_key, &flag.value, evaluators)?;
         }
         let bytes = value::encode(&key, &Value::Object(evaluators.clone()))?;
-        self.put_if(key, bytes, current).await
+        self.put_if(key, bytes, current, "flag.evaluators").await
     }
 
     /// Changes a stored flag definition with `edit` and writes it back with

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::audit::{Author, Via};
 use crate::change::Change;
 use crate::defaults;
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ use crate::types::{KeepAlive, Revision, Source, Status};
 #[derive(Clone)]
 pub struct Client {
     pub(super) state: Arc<ClientState>,
+    /// Who this handle writes as, for the audit trail.
+    pub(super) author: Arc<Author>,
 }
 
 type DecodedCache = moka::sync::Cache<(Arc<str>, TypeId), (Revision, Arc<dyn Any + Send + Sync>)>;
@@ -159,6 +162,30 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// This client, writing as `actor` coming `via` from now on (the
+    /// audit trail's record of each write says so). Cheap: it shares
+    /// everything else with `self`.
+    pub fn with_actor(&self, actor: impl Into<String>, via: Via) -> Client {
+        let mut author = Author::clone(&self.author);
+        author.actor = actor.into();
+        author.via = via;
+        Client {
+            state: self.state.clone(),
+            author: Arc::new(author),
+        }
+    }
+
+    /// This client, with `message` (why) in the audit record of each write
+    /// it makes.
+    pub fn with_message(&self, message: impl Into<String>) -> Client {
+        let mut author = Author::clone(&self.author);
+        author.message = Some(message.into());
+        Client {
+            state: self.state.clone(),
+            author: Arc::new(author),
+        }
+    }
+
     /// The namespace this client reads and writes.
     pub fn namespace(&self) -> &str {
         self.state.space.namespace()

@@ -3,11 +3,13 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use etcd_client::{GetOptions, KeyValue};
+use etcd_client::{GetOptions, KeyValue, SortOrder, SortTarget};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
+use super::writes::AUDIT;
+use crate::audit::{AuditRecord, UNATTRIBUTED};
 use crate::diff::{self, Difference, NamedDiff};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
@@ -335,6 +337,82 @@ impl Client {
             out.push((entry.clone(), differences));
         }
         Ok(out)
+    }
+
+    /// The audit trail, newest first: at most `limit` writes that touched
+    /// a name starting with `prefix`, made by `actor` when one is given.
+    ///
+    /// A change made without cfgd (etcdctl, another tool) has no record.
+    /// So that the trail has no silent hole, each current value or flag
+    /// whose revision no record accounts for, within the span the records
+    /// returned cover, is listed as a record with actor `unattributed`.
+    /// (A delete made without cfgd leaves nothing to find.)
+    pub async fn audit_log(
+        &self,
+        prefix: &str,
+        actor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        key::validate_prefix(prefix)?;
+        let start = format!("{}{AUDIT}/", self.state.space.base());
+        let mut upper = key::prefix_end(start.clone().into_bytes());
+        let mut records = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut complete = true;
+        'pages: loop {
+            let options = GetOptions::new()
+                .with_range(upper.clone())
+                .with_limit(LIST_PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Descend);
+            let mut kv = self.state.etcd().kv().await?;
+            let resp = self
+                .state
+                .etcd()
+                .call(&start, None, kv.get(start.clone(), Some(options)))
+                .await?;
+            for kv in resp.kvs() {
+                let Ok(mut record) = serde_json::from_slice::<AuditRecord>(kv.value()) else {
+                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not an audit record");
+                    continue;
+                };
+                record.revision = kv.mod_revision();
+                seen.insert(record.revision);
+                if record.touches(prefix) && actor.is_none_or(|a| a == record.actor) {
+                    records.push(record);
+                    if records.len() == limit {
+                        complete = false;
+                        break 'pages;
+                    }
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => upper = last.key().to_vec(),
+                _ => break,
+            }
+        }
+        if actor.is_none_or(|a| a == UNATTRIBUTED) {
+            // Older than the oldest record returned is beyond what was read.
+            let since = if complete {
+                0
+            } else {
+                records.last().map_or(0, |r| r.revision)
+            };
+            for kind in [Kind::Config, Kind::Flags] {
+                for kv in self.list_raw(kind, prefix).await? {
+                    let revision = kv.mod_revision();
+                    if revision <= since || seen.contains(&revision) {
+                        continue;
+                    }
+                    let Some(name) = self.state.space.name_of(kind, kv.key()) else {
+                        continue;
+                    };
+                    records.push(AuditRecord::unattributed(kind.segment(), name, revision));
+                }
+            }
+            records.sort_by_key(|r| std::cmp::Reverse(r.revision));
+            records.truncate(limit);
+        }
+        Ok(records)
     }
 
     /// Past values of `name`, newest first, at most `limit` of them: the

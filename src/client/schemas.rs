@@ -51,7 +51,7 @@ impl Client {
             self.refuse_if_stored_values_fail(pattern, &key, &bytes, &validator)
                 .await?;
         }
-        self.put(key, bytes).await
+        self.put(key, bytes, "schema.set").await
     }
 
     /// The names `pattern`'s new schema would govern, read now, whose values
@@ -124,6 +124,7 @@ impl Client {
     /// Deletes the schema for `pattern`; `None` when there was none. Values
     /// it governed are governed by the next most specific one, if any.
     pub async fn delete_schema(&self, pattern: &str) -> Result<Option<Revision>> {
-        self.delete_key(self.schema_etcd_key(pattern)?).await
+        self.delete_key(self.schema_etcd_key(pattern)?, "schema.delete")
+            .await
     }
 }

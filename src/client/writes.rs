@@ -3,19 +3,25 @@
 
 use std::collections::HashMap;
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use serde::de::IgnoredAny;
 use serde::Serialize;
 
 use super::handle::{Client, ImportReport};
+use crate::audit::{AuditName, AuditRecord};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
-use crate::key::Kind;
+use crate::key::{self, Kind};
 use crate::types::Revision;
 use crate::value;
 
 /// etcd's default `--max-txn-ops`.
 pub(crate) const MAX_TXN_OPS: usize = 128;
+/// Compare-and-set tries of a write that is not conditional, each after
+/// the key moved between reading and writing it.
+const ATTEMPTS: usize = 16;
+/// The section of a namespace that holds the audit trail.
+pub(crate) const AUDIT: &str = "audit";
 
 impl Client {
     /// Stores `value` as compact JSON and returns the new revision.
@@ -23,7 +29,7 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
         self.schemas().await?.check(&key, name, &bytes)?;
-        self.put(key, bytes).await
+        self.put(key, bytes, "set").await
     }
 
     /// Stores JSON text after checking that it is JSON; white space between
@@ -32,7 +38,7 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
         self.schemas().await?.check(&key, name, &bytes)?;
-        self.put(key, bytes).await
+        self.put(key, bytes, "set").await
     }
 
     /// Compare-and-set: stores `value` only if the key's revision is still
@@ -47,7 +53,7 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
         self.schemas().await?.check(&key, name, &bytes)?;
-        self.put_if(key, bytes, expected).await
+        self.put_if(key, bytes, expected, "set").await
     }
 
     /// [`set_json`](Self::set_json) with the compare-and-set of
@@ -61,55 +67,62 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
         self.schemas().await?.check(&key, name, &bytes)?;
-        self.put_if(key, bytes, expected).await
+        self.put_if(key, bytes, expected, "set").await
     }
 
     /// Deletes `name`. Returns the revision of the deletion, or `None` when
     /// there was nothing to delete.
     pub async fn delete(&self, name: &str) -> Result<Option<Revision>> {
-        self.delete_key(self.etcd_key(name)?).await
+        self.delete_key(self.etcd_key(name)?, "delete").await
     }
 
     /// Deletes `name` only if its revision is still `expected`; otherwise
     /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
     pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
-        self.delete_key_if(self.etcd_key(name)?, expected).await
+        self.delete_key_if(self.etcd_key(name)?, expected, "delete")
+            .await
     }
 
-    pub(super) async fn delete_key(&self, key: String) -> Result<Option<Revision>> {
-        let mut kv = self.state.etcd().kv().await?;
-        let resp = self
-            .state
-            .etcd()
-            .call(
-                &key,
-                None,
-                kv.delete(key.as_str(), Some(DeleteOptions::new())),
-            )
-            .await?;
-        if resp.deleted() == 0 {
-            return Ok(None);
-        }
-        let revision = header_revision(resp.header());
-        self.applied(&key, None, revision);
-        Ok(Some(revision))
-    }
-
-    pub(super) async fn delete_key_if(&self, key: String, expected: Revision) -> Result<Revision> {
-        let resp = self
-            .txn_if(&key, expected, TxnOp::delete(key.as_str(), None))
-            .await?;
-        match resp.op_responses().first() {
-            Some(TxnOpResponse::Delete(d)) if d.deleted() > 0 => {
-                let revision = header_revision(resp.header());
-                self.applied(&key, None, revision);
-                Ok(revision)
+    pub(super) async fn delete_key(&self, key: String, action: &str) -> Result<Option<Revision>> {
+        let mut expected = self.believed_revision(&key);
+        for _ in 0..ATTEMPTS {
+            if expected == 0 {
+                // Believed absent: make sure, since a delete of nothing
+                // must leave no record.
+                match self.fetch(&key, None).await? {
+                    Some(kv) => expected = kv.mod_revision(),
+                    None => return Ok(None),
+                }
             }
-            _ => Err(Error::NotFound {
+            match self.delete_key_if(key.clone(), expected, action).await {
+                Ok(revision) => return Ok(Some(revision)),
+                Err(Error::Conflict { current, .. }) => expected = current,
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.busy(&key, expected).await)
+    }
+
+    pub(super) async fn delete_key_if(
+        &self,
+        key: String,
+        expected: Revision,
+        action: &str,
+    ) -> Result<Revision> {
+        if expected == 0 {
+            // "Only if absent" leaves nothing to delete.
+            return Err(Error::NotFound {
                 key,
                 revision: None,
-            }),
+            });
         }
+        let resp = self
+            .txn_if(&key, expected, TxnOp::delete(key.as_str(), None), action)
+            .await?;
+        let revision = header_revision(resp.header());
+        self.applied(&key, None, revision);
+        Ok(revision)
     }
 
     /// Writes a JSON object of name → value, as `cfgctl import` does.
@@ -134,7 +147,8 @@ impl Client {
             schemas.check(&key, name, &bytes)?;
             wanted.push((name.clone(), key, bytes));
         }
-        self.write_changed(Kind::Config, wanted, dry_run).await
+        self.write_changed(Kind::Config, wanted, dry_run, "import")
+            .await
     }
 
     /// Writes the (name, key, bytes) that differ from what `kind` holds, in
@@ -144,6 +158,7 @@ impl Client {
         kind: Kind,
         wanted: Vec<(String, String, Vec<u8>)>,
         dry_run: bool,
+        action: &str,
     ) -> Result<ImportReport> {
         let current: HashMap<String, (Revision, Vec<u8>)> = self
             .list_raw(kind, "")
@@ -180,15 +195,21 @@ impl Client {
         if dry_run {
             return Ok(report);
         }
-        for batch in writes.chunks(MAX_TXN_OPS) {
+        // One operation of each transaction is its audit record.
+        for batch in writes.chunks(MAX_TXN_OPS - 1) {
             let compares: Vec<Compare> = batch
                 .iter()
                 .map(|(key, _, rev)| Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev))
                 .collect();
-            let puts: Vec<TxnOp> = batch
+            let mut puts: Vec<TxnOp> = batch
                 .iter()
                 .map(|(key, bytes, _)| TxnOp::put(key.as_str(), bytes.clone(), None))
                 .collect();
+            let befores: Vec<(&str, Revision)> = batch
+                .iter()
+                .map(|(key, _, rev)| (key.as_str(), *rev))
+                .collect();
+            puts.push(self.audit_op(action, &befores));
             let first = &batch[0].0;
             let mut kv = self.state.etcd().kv().await?;
             let resp = self
@@ -249,20 +270,74 @@ impl Client {
         value::decode::<IgnoredAny>(&key, old.mod_revision(), old.value())?;
         // The schema may have changed since: an old value must pass today's.
         self.schemas().await?.check(&key, name, old.value())?;
-        self.put(key, old.value().to_vec()).await
+        self.put(key, old.value().to_vec(), "rollback").await
     }
 
-    pub(super) async fn put(&self, key: String, bytes: Vec<u8>) -> Result<Revision> {
-        let mut kv = self.state.etcd().kv().await?;
-        let local = self.state.live.is_some().then(|| bytes.clone());
-        let resp = self
-            .state
-            .etcd()
-            .call(&key, None, kv.put(key.as_str(), bytes, None))
-            .await?;
-        let revision = header_revision(resp.header());
-        self.applied(&key, local, revision);
-        Ok(revision)
+    /// Stores `bytes` at `key` whatever revision it is at, with its audit
+    /// record: compare-and-set on the revision believed (the mirror's, or
+    /// absent), and again on the one etcd names when that was wrong, so the
+    /// record names the exact revision it replaced.
+    pub(super) async fn put(&self, key: String, bytes: Vec<u8>, action: &str) -> Result<Revision> {
+        let mut expected = self.believed_revision(&key);
+        for _ in 0..ATTEMPTS {
+            match self
+                .put_if(key.clone(), bytes.clone(), expected, action)
+                .await
+            {
+                Err(Error::Conflict { current, .. }) => expected = current,
+                done => return done,
+            }
+        }
+        Err(self.busy(&key, expected).await)
+    }
+
+    /// The revision of `key` as this client last saw it; 0 when it does not
+    /// know (a wrong guess costs one failed compare).
+    fn believed_revision(&self, key: &str) -> Revision {
+        let Some(namespace) = &self.state.live else {
+            return 0;
+        };
+        let Some((kind, name)) = key::split_key(&namespace.base, key.as_bytes()) else {
+            return 0;
+        };
+        namespace
+            .read()
+            .section(kind)
+            .entries
+            .get(name)
+            .map_or(0, |stored| stored.revision)
+    }
+
+    /// A key that moved under every one of [`ATTEMPTS`] writes.
+    async fn busy(&self, key: &str, expected: Revision) -> Error {
+        let current = match self.fetch(key, None).await {
+            Ok(kv) => kv.map_or(0, |kv| kv.mod_revision()),
+            Err(e) => return e,
+        };
+        Error::Conflict {
+            key: key.to_owned(),
+            expected,
+            current,
+        }
+    }
+
+    /// The audit record of a write, for its transaction: what it did to
+    /// which keys, at which revisions before.
+    fn audit_op(&self, action: &str, keys: &[(&str, Revision)]) -> TxnOp {
+        let names = keys
+            .iter()
+            .filter_map(|(key, before)| {
+                let (kind, name) = key::split_key(self.state.space.base(), key.as_bytes())?;
+                Some(AuditName {
+                    name: name.to_owned(),
+                    kind: kind.segment().to_owned(),
+                    before: *before,
+                })
+            })
+            .collect();
+        let record = AuditRecord::new(&self.author, action, names);
+        let key = format!("{}{AUDIT}/{}", self.state.space.base(), record.id);
+        TxnOp::put(key, serde_json::to_vec(&record).expect("serializes"), None)
     }
 
     /// Shows this client's own write in its memory at once (live mode).
@@ -282,26 +357,29 @@ impl Client {
         key: String,
         bytes: Vec<u8>,
         expected: Revision,
+        action: &str,
     ) -> Result<Revision> {
         let local = self.state.live.is_some().then(|| bytes.clone());
         let op = TxnOp::put(key.as_str(), bytes, None);
-        let resp = self.txn_if(&key, expected, op).await?;
+        let resp = self.txn_if(&key, expected, op, action).await?;
         let revision = header_revision(resp.header());
         self.applied(&key, local, revision);
         Ok(revision)
     }
 
-    /// Runs `op` only if `key` is still at revision `expected`; otherwise
-    /// reads the key in the same transaction to name its current revision.
+    /// Runs `op` and puts its audit record, only if `key` is still at
+    /// revision `expected`; otherwise reads the key in the same transaction
+    /// to name its current revision.
     async fn txn_if(
         &self,
         key: &str,
         expected: Revision,
         op: TxnOp,
+        action: &str,
     ) -> Result<etcd_client::TxnResponse> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([op])
+            .and_then([op, self.audit_op(action, &[(key, expected)])])
             .or_else([TxnOp::get(key, Some(GetOptions::new().with_keys_only()))]);
         let mut kv = self.state.etcd().kv().await?;
         let resp = self.state.etcd().call(key, None, kv.txn(txn)).await?;
