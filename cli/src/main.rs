@@ -77,6 +77,10 @@ struct Cli {
     #[arg(long, env = "CFGCTL_KEY", value_name = "FILE", global = true)]
     key: Option<PathBuf>,
 
+    /// Why: kept with each write in the audit trail (`cfgctl log` shows it)
+    #[arg(short = 'm', long, global = true, value_name = "TEXT")]
+    message: Option<String>,
+
     /// Output format [default: json; for diffs, text]
     #[arg(short = 'o', long, value_enum, global = true)]
     output: Option<Format>,
@@ -217,6 +221,24 @@ enum Command {
         /// Show what would change, write nothing
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Show the audit trail, newest first: who changed what, how, and why
+    #[command(
+        after_help = "Each record: revision, actor (token, etcd user or user@host), via \
+        (library, cfgctl, http, console), action, the names with their revisions before, \
+        the message.\nA change made without cfgd (etcdctl) shows with actor 'unattributed'.\n\n\
+        Examples:\n  cfgctl -n prod log database. --limit 5 -o table\n  cfgctl -n prod log --actor alice"
+    )]
+    Log {
+        /// Only writes that touched a name starting with PREFIX
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Only writes by this actor (`unattributed` for changes made without cfgd)
+        #[arg(long)]
+        actor: Option<String>,
+        /// At most this many records
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// JSON Schemas that values must pass before they are stored
     Schema {
@@ -556,6 +578,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Log {
+            prefix,
+            actor,
+            limit,
+        } => out.audit(&client.audit_log(&prefix, actor.as_deref(), limit).await?),
         Command::Schema { command } => schema(&client, command, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
@@ -748,6 +775,9 @@ async fn connect(cli: &Cli, namespace: Option<&str>) -> anyhow::Result<cfgd::Cli
         )
         .namespace(namespace.unwrap_or(&cli.namespace))
         .root(&cli.root)
+        // The audit trail names the etcd user, or the OS user@host.
+        .actor(cli.user.clone().unwrap_or_else(cfgd::audit::local_actor))
+        .via(cfgd::audit::Via::Cfgctl)
         .connect_timeout(cli.connect_timeout)
         .request_timeout(cli.timeout)
         // One-shot commands read etcd directly; only `watch` needs the
@@ -777,7 +807,11 @@ async fn connect(cli: &Cli, namespace: Option<&str>) -> anyhow::Result<cfgd::Cli
         (None, None) => {}
         _ => return Err(Invalid("--cert and --key go together".into()).into()),
     }
-    Ok(builder.connect().await?)
+    let client = builder.connect().await?;
+    Ok(match &cli.message {
+        Some(message) => client.with_message(message),
+        None => client,
+    })
 }
 
 /// The value of `set`: an argument, a file, or standard input (`-`).

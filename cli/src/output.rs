@@ -146,6 +146,39 @@ impl Printer {
         }
     }
 
+    /// Audit records, as they come (newest first).
+    pub fn audit(&self, records: &[cfgd::audit::AuditRecord]) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let rows = records
+                .iter()
+                .map(|r| {
+                    let names: Vec<&str> = r.names.iter().map(|n| n.name.as_str()).collect();
+                    vec![
+                        r.revision.to_string(),
+                        r.actor.clone(),
+                        r.via.clone(),
+                        r.action.clone(),
+                        names.join(","),
+                        r.message.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            return emit(&table(
+                &["REVISION", "ACTOR", "VIA", "ACTION", "NAMES", "MESSAGE"],
+                rows,
+            ));
+        }
+        let out: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let mut record = serde_json::to_value(r).expect("serializes");
+                record["revision"] = r.revision.into();
+                record
+            })
+            .collect();
+        self.structured(&out)
+    }
+
     pub fn import(&self, report: &cfgd::ImportReport, dry_run: bool) -> anyhow::Result<()> {
         if self.format == Format::Table {
             let rows = [

@@ -1047,3 +1047,90 @@ async fn schemas_guard_every_cfgctl_write() {
     ctl.run(&["schema", "get", "db.*"]).fails(3, "not found");
     ctl.run(&["set", "db.main", r#"{"pool_size": 0}"#]).ok();
 }
+
+#[tokio::test]
+async fn writes_are_in_the_log_with_their_actor_and_message() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "log")
+        .env("USER", "tester")
+        .env("HOSTNAME", "box");
+    let first = ctl
+        .run(&["set", "db", "1", "-m", "first value"])
+        .ok()
+        .json()["revision"]
+        .clone();
+    ctl.run(&["set", "db", "2"]).ok();
+    common::etcdctl(&ctl.endpoints, &["put", &ctl.key("db"), "3"]);
+
+    let log = ctl.run(&["log"]).ok().json();
+    let rows: Vec<(&str, &str, &str)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap(),
+                r["via"].as_str().unwrap(),
+                r["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("unattributed", "", "unknown"),
+            ("tester@box", "cfgctl", "set"),
+            ("tester@box", "cfgctl", "set")
+        ]
+    );
+    assert_eq!(log[2]["message"], "first value");
+    assert_eq!(log[2]["revision"], first);
+    assert_eq!(log[1]["names"][0]["before"], first);
+    assert_eq!(
+        ctl.run(&["log", "--actor", "tester@box"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        ctl.run(&["log", "--limit", "1"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(ctl
+        .run(&["log", "nothing."])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let table = ctl.run(&["log", "-o", "table"]).ok().stdout.clone();
+    assert!(table.starts_with("REVISION"), "{table}");
+    assert!(table.contains("first value"), "{table}");
+
+    // With an etcd user, the record names that user.
+    etcd.enable_auth(
+        "rootpw",
+        "svc",
+        "svcpw",
+        &format!("/cfgd/{}/", ctl.namespace),
+    )
+    .await;
+    let as_svc = ["--user", "svc", "--password", "svcpw"];
+    ctl.run(&[&as_svc[..], &["set", "db", "4"]].concat()).ok();
+    let log = ctl
+        .run(&[&as_svc[..], &["log", "--limit", "1"]].concat())
+        .ok()
+        .json();
+    assert_eq!(
+        (log[0]["actor"].as_str(), log[0]["via"].as_str()),
+        (Some("svc"), Some("cfgctl"))
+    );
+}
