@@ -1440,3 +1440,82 @@ async fn rest_diff_of_a_document_and_of_two_namespaces() {
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+#[tokio::test]
+async fn rest_writes_are_audited_as_their_token_with_the_message() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let path = "/v1/namespaces/prod/config/db";
+    let put = http(
+        &server,
+        "PUT",
+        path,
+        &[OPS, ("X-Cfgd-Message", "bigger pool")],
+        "20",
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let revision: i64 = put
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    assert_eq!(http(&server, "PUT", path, &[READER], "1").status, 403);
+    assert_eq!(http(&server, "DELETE", path, &[ADMIN], "").status, 200);
+
+    let log = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/audit?prefix=db",
+        &[READER],
+        "",
+    );
+    assert_eq!(log.status, 200, "{}", log.body);
+    let records: serde_json::Value = serde_json::from_str(&log.body).unwrap();
+    let rows: Vec<(&str, &str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap(),
+                r["via"].as_str().unwrap(),
+                r["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("admin", "http", "delete"), ("ops", "http", "set")]);
+    assert_eq!(records[1]["message"], "bigger pool");
+    assert_eq!(
+        records[1]["revision"], revision,
+        "the record shares the change's revision"
+    );
+    assert_eq!(records[0]["names"][0]["before"], revision);
+    let by_ops = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/audit?actor=ops&limit=5",
+        &[READER],
+        "",
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&by_ops.body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        http(
+            &server,
+            "GET",
+            "/v1/namespaces/prod/audit?limit=0",
+            &[READER],
+            ""
+        )
+        .status,
+        400
+    );
+}

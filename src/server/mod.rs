@@ -9,6 +9,7 @@
 //! - OFREP: flag evaluation for any OpenFeature SDK's OFREP provider.
 //! - Operations: `/healthz`, `/readyz`, `/metrics`, HTTPS, graceful shutdown.
 
+mod audit;
 mod auth;
 mod diff;
 mod error;
@@ -206,6 +207,11 @@ fn setting_flag(setting: crate::TlsSetting) -> &'static str {
     }
 }
 
+/// The header whose text goes with a write into the audit trail.
+const MESSAGE_HEADER: &str = "x-cfgd-message";
+/// The actor of writes made with auth off (`--no-auth`).
+const ANONYMOUS: &str = "anonymous";
+
 /// Shared by every request.
 pub struct AppState {
     settings: Settings,
@@ -244,14 +250,29 @@ impl AppState {
         namespace: &str,
         scope: Scope,
     ) -> Result<Client, ApiError> {
-        auth::check(
+        let token = auth::check(
             &self.settings.tokens,
             self.settings.no_auth,
             headers,
             namespace,
             scope,
         )?;
-        Ok(self.client(namespace).await?)
+        let client = self.client(namespace).await?;
+        if scope == Scope::Read {
+            return Ok(client);
+        }
+        // Writes are audited as the token, with the caller's reason.
+        let actor = token.map_or(ANONYMOUS, |t| t.name.as_str());
+        let client = client.with_actor(actor, crate::audit::Via::Http);
+        Ok(match headers.get(MESSAGE_HEADER) {
+            Some(message) => {
+                let message = message.to_str().map_err(|_| {
+                    ApiError::bad_request(format!("{MESSAGE_HEADER} must be visible ASCII"))
+                })?;
+                client.with_message(message)
+            }
+            None => client,
+        })
     }
 
     /// The live client of `namespace`, connecting it on first use.
@@ -292,6 +313,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/namespaces/{ns}/diff",
             get(diff::namespaces).post(diff::document),
         )
+        .route("/v1/namespaces/{ns}/audit", get(audit::list))
         .route("/v1/namespaces/{ns}/schemas", get(schemas::list))
         .route(
             "/v1/namespaces/{ns}/schemas/{*pattern}",

@@ -1,0 +1,51 @@
+//! The audit trail over REST: `GET /v1/namespaces/{ns}/audit?prefix=&actor=&limit=`,
+//! newest first, as `cfgctl log` shows it. Read scope.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::auth::Scope;
+use super::error::ApiError;
+use super::rest::json_response;
+use super::AppState;
+
+/// The most records one request gets.
+const LIMIT_MAX: usize = 1000;
+
+#[derive(serde::Deserialize)]
+pub(super) struct AuditQuery {
+    #[serde(default)]
+    prefix: String,
+    actor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    Query(query): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > LIMIT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {LIMIT_MAX}"
+        )));
+    }
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let records: Vec<serde_json::Value> = client
+        .audit_log(&query.prefix, query.actor.as_deref(), limit)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let mut record = serde_json::to_value(&r).expect("serializes");
+            record["revision"] = r.revision.into();
+            record
+        })
+        .collect();
+    let body = serde_json::to_vec(&records).expect("serializes");
+    Ok(json_response(StatusCode::OK, body, None))
+}
