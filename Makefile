@@ -40,5 +40,6 @@ bench:
 	cargo bench -p cfgd-bench --bench http
 	cargo bench -p cfgd-bench --bench memory
 	cargo bench -p cfgd-bench --bench sse
+	cargo bench -p cfgd-bench --bench write
 	cargo bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench report
