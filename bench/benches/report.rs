@@ -309,6 +309,37 @@ fn main() {
         }
     }
 
+    // 7. Writes.
+    writeln!(
+        md,
+        "\n### 7. Write latency (`cargo bench -p cfgd-bench --bench write`)\n"
+    )
+    .unwrap();
+    match read("write") {
+        Some(w) => {
+            writeln!(
+                md,
+                "| {} writes each, in turns of 100 | p50 | p99 | p50 ÷ etcd put |\n| --- | ---: | ---: | ---: |",
+                w["writes_per_variant"]
+            )
+            .unwrap();
+            for row in w["rows"].as_array().into_iter().flatten() {
+                writeln!(
+                    md,
+                    "| {} | {} ms | {} ms | {} |",
+                    row["name"].as_str().unwrap_or(""),
+                    row["latency"]["p50_ms"],
+                    row["latency"]["p99_ms"],
+                    row["ratio"]
+                )
+                .unwrap();
+            }
+            writeln!(md, "\nTarget: a live client's set with its audit record and schema check at most 1.3× the plain put.").unwrap();
+            results.insert("write".into(), w);
+        }
+        None => writeln!(md, "Not run.").unwrap(),
+    }
+
     let out = root().join("target/bench/results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json!(results)).unwrap()).unwrap();
     let doc_path = root().join("BENCHMARKS.md");
