@@ -148,8 +148,8 @@ impl AuditRecord {
         }
     }
 
-    /// Whether it touched a name starting with `prefix`.
+    /// Whether it touched a name starting with `prefix` (`""`: any record).
     pub fn touches(&self, prefix: &str) -> bool {
-        self.names.iter().any(|n| n.name.starts_with(prefix))
+        prefix.is_empty() || self.names.iter().any(|n| n.name.starts_with(prefix))
     }
 }

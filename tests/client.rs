@@ -802,3 +802,47 @@ async fn every_write_leaves_an_audit_record_at_its_revision() {
     );
     assert_eq!(raw.lines().filter(|l| !l.is_empty()).count(), 7, "{raw}");
 }
+
+#[tokio::test]
+async fn audit_retention_prunes_by_age_and_by_count() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("retention");
+    let client = connect(&etcd, &ns).await;
+    let mut revisions = Vec::new();
+    for i in 0..10 {
+        revisions.push(client.set("n", &i).await.unwrap());
+    }
+    // A record from 2001, as a trail kept for years would hold.
+    let old = format!("/cfgd/{ns}/audit/1000000000000-1-1");
+    let record = r#"{"id":"1000000000000-1-1","actor":"x","via":"library","action":"set","names":[],"time_ms":1000000000000}"#;
+    etcd.raw()
+        .await
+        .put(old.as_str(), record, None)
+        .await
+        .unwrap();
+    assert_eq!(client.audit_log("", None, 100).await.unwrap().len(), 11);
+
+    let day = Duration::from_secs(86_400);
+    assert_eq!(
+        client.prune_audit(Some(day), None).await.unwrap(),
+        1,
+        "the old one"
+    );
+    assert_eq!(client.prune_audit(Some(day), None).await.unwrap(), 0);
+    assert_eq!(client.prune_audit(None, Some(4)).await.unwrap(), 6);
+    let kept: Vec<i64> = client
+        .audit_log("", None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.revision)
+        .collect();
+    let newest: Vec<i64> = revisions.iter().rev().take(4).copied().collect();
+    assert_eq!(kept, newest, "the newest four");
+    assert_eq!(client.prune_audit(None, Some(4)).await.unwrap(), 0);
+    assert_eq!(
+        client.get::<i32>("n").await.unwrap(),
+        Some(9),
+        "values untouched"
+    );
+}

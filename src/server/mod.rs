@@ -75,6 +75,12 @@ pub struct Settings {
     /// connections open.
     #[serde(with = "secs")]
     pub header_read_timeout: Duration,
+    /// Audit records older than this many days are pruned (every 10
+    /// minutes, in each namespace served); 0 keeps them by age.
+    pub audit_max_age_days: f64,
+    /// All but the newest this many audit records of a namespace are
+    /// pruned; 0 keeps them by count.
+    pub audit_max_records: usize,
     /// Serve HTTPS with this PEM certificate chain (needs `tls_key`).
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
@@ -105,6 +111,8 @@ impl Default for Settings {
             heartbeat: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            audit_max_age_days: 90.0,
+            audit_max_records: 100_000,
             tls_cert: None,
             tls_key: None,
             etcd_ca: None,
@@ -143,6 +151,9 @@ impl Settings {
                 "snapshot {}: a directory; give a file (all namespaces go in one)",
                 file.display()
             ));
+        }
+        if !self.audit_max_age_days.is_finite() || self.audit_max_age_days < 0.0 {
+            return Err("audit_max_age_days must be a number of days, 0 or more".into());
         }
         if self.header_read_timeout.is_zero() {
             return Err("header_read_timeout must be more than 0 seconds".into());
@@ -367,13 +378,46 @@ pub async fn run(
             }
         }
     }
-    match state
+    let pruning = tokio::spawn(prune_audit(state.clone()));
+    let served = match state
         .settings
         .listener_tls()
         .map_err(std::io::Error::other)?
     {
         Some(config) => serve(tls::Listener::new(listener, config)?, state, shutdown).await,
         None => serve(listener, state, shutdown).await,
+    };
+    pruning.abort();
+    served
+}
+
+/// Keeps each served namespace's audit trail within the settings' age and
+/// count, every 10 minutes.
+async fn prune_audit(state: Arc<AppState>) {
+    const EVERY: Duration = Duration::from_secs(600);
+    let settings = &state.settings;
+    let max_age = (settings.audit_max_age_days > 0.0)
+        .then(|| Duration::from_secs_f64(settings.audit_max_age_days * 86_400.0));
+    let max_records = (settings.audit_max_records > 0).then_some(settings.audit_max_records);
+    if max_age.is_none() && max_records.is_none() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let clients: Vec<(String, Client)> = state
+            .clients
+            .lock()
+            .await
+            .iter()
+            .map(|(ns, c)| (ns.clone(), c.clone()))
+            .collect();
+        for (namespace, client) in clients {
+            match client.prune_audit(max_age, max_records).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(namespace, pruned, "audit records pruned"),
+                Err(error) => tracing::warn!(namespace, %error, "pruning audit records failed"),
+            }
+        }
     }
 }
 
