@@ -121,6 +121,25 @@ pub enum Error {
         names: Vec<String>,
     },
 
+    /// A release with more changes than one etcd transaction holds; it is
+    /// never split, so nothing was written.
+    #[error("release of {count} changes refused: one etcd transaction holds at most {limit} (etcd's --max-txn-ops, 128, less the audit record)")]
+    ReleaseTooLarge {
+        /// The changes it had.
+        count: usize,
+        /// The most one release can have.
+        limit: usize,
+    },
+
+    /// A revert refused because keys changed after the release.
+    #[error("release {id} cannot be reverted: changed since: {}", .names.join(", "))]
+    ReleaseMoved {
+        /// The release.
+        id: String,
+        /// The names that changed since it.
+        names: Vec<String>,
+    },
+
     /// A value could not be serialized to JSON (a map with non-string keys, say).
     #[error("{key}: value cannot be encoded as JSON: {cause}")]
     Encode {
@@ -383,6 +402,7 @@ impl Error {
                 | Error::SchemaViolation { .. }
                 | Error::InvalidSchema { .. }
                 | Error::SchemaConflict { .. }
+                | Error::ReleaseTooLarge { .. }
                 | Error::Encode { .. }
                 | Error::TooLarge { .. }
         )

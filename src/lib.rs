@@ -187,7 +187,10 @@ mod types;
 mod value;
 
 pub use change::{Change, ChangeKind};
-pub use client::{Client, ClientBuilder, Entry, Flags, ImportReport, Rollout, Stats};
+pub use client::{
+    Client, ClientBuilder, Entry, Flags, ImportReport, Release, ReleasePlan, Rollout, Stats,
+    RELEASE_MAX,
+};
 pub use error::{Error, Result, SchemaFailure, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};
 pub use live_value::{Live, LiveRef};

@@ -846,3 +846,118 @@ async fn audit_retention_prunes_by_age_and_by_count() {
         "values untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_one_transaction_and_reverts_exactly() {
+    use tokio_stream::StreamExt;
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("release");
+    let client = connect(&etcd, &ns).await;
+    for i in 0..50 {
+        client
+            .set(&format!("k{i:03}"), &json!({"v": 0}))
+            .await
+            .unwrap();
+    }
+    let before = client.export("").await.unwrap();
+    let document = |n: usize, v: i32| {
+        let map: serde_json::Map<String, serde_json::Value> = (0..n)
+            .map(|i| (format!("k{i:03}"), json!({"v": v})))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    };
+
+    // 50 changed and 50 created, seen by a subscriber at one revision.
+    let mut changes = client.subscribe("").unwrap();
+    let (plan, release) = client
+        .with_message("v1 everywhere")
+        .apply(&document(100, 1), None, false)
+        .await
+        .unwrap();
+    let release = release.unwrap();
+    assert_eq!(plan.changes.len(), 100);
+    for _ in 0..100 {
+        let change = tokio::time::timeout(Duration::from_secs(20), changes.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.revision(), release.revision, "{}", change.name());
+    }
+    let listed = client.releases(10).await.unwrap();
+    assert_eq!(
+        (listed[0].id.as_str(), listed[0].revision),
+        (release.id.as_str(), release.revision)
+    );
+    let (record, shown) = client.release(&release.id).await.unwrap();
+    assert_eq!(record.message.as_deref(), Some("v1 everywhere"));
+    assert_eq!(shown.len(), 100);
+    assert_eq!(shown[0].differences[0].to_string(), "~ /v: 0 → 1");
+
+    // Revert restores all 100 exactly: the 50 old values, the 50 new gone.
+    let revert = client.revert_release(&release.id).await.unwrap();
+    assert!(revert.revision > release.revision);
+    assert_eq!(client.export("").await.unwrap(), before);
+
+    // Revert after one key moved is refused, naming it.
+    let (_, again) = client.apply(&document(10, 2), None, false).await.unwrap();
+    let again = again.unwrap();
+    client.set("k007", &json!({"v": 9})).await.unwrap();
+    let error = client.revert_release(&again.id).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::ReleaseMoved { names, .. } if names == &["k007"]),
+        "{error}"
+    );
+
+    // A write between planning and publishing: nothing written, a conflict.
+    let plan = client
+        .plan_release(r#"{"k001": {"v": 3}, "k002": {"v": 3}}"#, None)
+        .await
+        .unwrap();
+    client.set("k002", &json!({"v": 5})).await.unwrap();
+    let at = etcd.revision().await;
+    let error = client.publish(&plan).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Conflict { key, .. } if key.ends_with("/k002")),
+        "{error}"
+    );
+    assert_eq!(etcd.revision().await, at, "nothing written");
+
+    // Over one transaction: refused, naming the limit, never split.
+    let error = client
+        .plan_release(&document(200, 4), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::ReleaseTooLarge {
+                count: 200,
+                limit: 127
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("at most 127"), "{error}");
+    // Nothing differs: nothing written.
+    let current = client.export("").await.unwrap().to_string();
+    assert!(client
+        .apply(&current, None, false)
+        .await
+        .unwrap()
+        .1
+        .is_none());
+    // Schemas and flags are checked as on every write.
+    client
+        .set_schema("k*", &json!({"type": "object"}), false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.plan_release(r#"{"k001": 1}"#, None).await,
+        Err(Error::SchemaViolation { .. })
+    ));
+    let flags = r#"{"flags": {"beta": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "off"}}}"#;
+    assert!(matches!(
+        client.plan_release("{}", Some(flags)).await,
+        Err(Error::InvalidFlag { .. })
+    ));
+}

@@ -12,9 +12,11 @@ mod builder;
 mod flags;
 mod handle;
 mod reads;
+mod releases;
 mod schemas;
 mod writes;
 
 pub use builder::ClientBuilder;
 pub use flags::{Flags, Rollout};
 pub use handle::{Client, Entry, ImportReport, Stats};
+pub use releases::{Release, ReleasePlan, RELEASE_MAX};

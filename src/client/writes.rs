@@ -234,7 +234,7 @@ impl Client {
     }
 
     /// Finds which key of a failed guarded batch moved.
-    async fn first_conflict(&self, batch: &[(String, Vec<u8>, Revision)]) -> Error {
+    pub(super) async fn first_conflict(&self, batch: &[(String, Vec<u8>, Revision)]) -> Error {
         for (key, _, expected) in batch {
             let current = match self.fetch(key, None).await {
                 Ok(kv) => kv.map_or(0, |kv| kv.mod_revision()),
@@ -380,6 +380,11 @@ impl Client {
     /// The audit record of a write, for its transaction: what it did to
     /// which keys, at which revisions before.
     fn audit_op(&self, action: &str, keys: &[(&str, Revision)]) -> TxnOp {
+        self.audit_record(action, keys).0
+    }
+
+    /// [`audit_op`](Self::audit_op), and the record's id.
+    pub(super) fn audit_record(&self, action: &str, keys: &[(&str, Revision)]) -> (TxnOp, String) {
         let names = keys
             .iter()
             .filter_map(|(key, before)| {
@@ -393,11 +398,12 @@ impl Client {
             .collect();
         let record = AuditRecord::new(&self.author, action, names);
         let key = format!("{}{AUDIT}/{}", self.state.space.base(), record.id);
-        TxnOp::put(key, serde_json::to_vec(&record).expect("serializes"), None)
+        let op = TxnOp::put(key, serde_json::to_vec(&record).expect("serializes"), None);
+        (op, record.id)
     }
 
     /// Shows this client's own write in its memory at once (live mode).
-    fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
+    pub(super) fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
         if let Some(shared) = &self.state.live {
             for kind in Kind::ALL {
                 if let Some(name) = self.state.space.name_of(kind, key.as_bytes()) {

@@ -1,0 +1,322 @@
+//! Releases: a set of values (and flags) published as one etcd
+//! transaction, compare-and-set on every key it touches, with one audit
+//! record that is the release; and reverting one.
+
+use std::collections::BTreeMap;
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use serde_json::Value;
+
+use super::handle::Client;
+use super::writes::{AUDIT, MAX_TXN_OPS};
+use crate::audit::AuditRecord;
+use crate::diff::{self, NamedDiff};
+use crate::error::{Error, Result};
+use crate::etcd::header_revision;
+use crate::flags;
+use crate::key::Kind;
+use crate::types::Revision;
+use crate::value;
+
+/// The most changes one release holds: one transaction, less its record.
+pub const RELEASE_MAX: usize = MAX_TXN_OPS - 1;
+
+/// One key a release writes.
+#[derive(Debug, Clone)]
+struct Write {
+    key: String,
+    /// The new value; `None` deletes (a revert of a name the release made).
+    bytes: Option<Vec<u8>>,
+    /// The revision it must still be at (0: absent).
+    before: Revision,
+}
+
+/// A release checked and compared with what is stored, not yet written:
+/// what [`Client::publish`] writes, and what a dry run shows.
+#[derive(Debug, Clone)]
+pub struct ReleasePlan {
+    writes: Vec<Write>,
+    /// What it changes, name by name (flags as `flags/{name}`).
+    pub changes: Vec<NamedDiff>,
+}
+
+/// A published release.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Release {
+    /// Its id: the id of its audit record (`cfgctl release show ID`).
+    pub id: String,
+    /// The revision every change of it has.
+    pub revision: Revision,
+    /// What it changed.
+    pub changes: Vec<NamedDiff>,
+}
+
+impl Client {
+    /// Checks a release and compares it with what is stored, writing
+    /// nothing: `config` is a JSON object of name → value, `flags` an
+    /// optional flagd document. Names, JSON, schemas and flag definitions
+    /// are all checked first; only what differs is planned. Refused when it
+    /// holds more than [`RELEASE_MAX`] changes.
+    pub async fn plan_release(&self, config: &str, flags: Option<&str>) -> Result<ReleasePlan> {
+        let wanted: BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(config).map_err(|cause| Error::InvalidJson {
+                key: format!("{}config (release document)", self.state.space.base()),
+                cause,
+            })?;
+        let schemas = self.schemas().await?;
+        let mut new = Vec::new();
+        for (name, raw) in &wanted {
+            let key = self.etcd_key(name)?;
+            let bytes = value::compact_text(&key, raw.get())?;
+            schemas.check(&key, name, &bytes)?;
+            new.push((Kind::Config, name.clone(), key, bytes));
+        }
+        if let Some(document) = flags {
+            let doc = flags::parse_document(document)?;
+            for (name, definition) in &doc.flags {
+                let key = self.flag_etcd_key(name)?;
+                flags::validate_flag(&key, definition, &doc.evaluators)?;
+                new.push((
+                    Kind::Flags,
+                    name.clone(),
+                    key.clone(),
+                    value::encode(&key, definition)?,
+                ));
+            }
+        }
+        let mut writes = Vec::new();
+        let mut pairs = Vec::new();
+        for (kind, name, key, bytes) in new {
+            let stored = self.fetch(&key, None).await?;
+            if stored
+                .as_ref()
+                .is_some_and(|kv| kv.value() == bytes.as_slice())
+            {
+                continue;
+            }
+            let before = stored.as_ref().map_or(0, |kv| kv.mod_revision());
+            let old: Option<Value> = stored.and_then(|kv| serde_json::from_slice(kv.value()).ok());
+            let now: Value = serde_json::from_slice(&bytes).expect("checked JSON");
+            let label = match kind {
+                Kind::Flags => format!("flags/{name}"),
+                _ => name.clone(),
+            };
+            pairs.push((label, old, now));
+            writes.push(Write {
+                key,
+                bytes: Some(bytes),
+                before,
+            });
+        }
+        if writes.len() > RELEASE_MAX {
+            return Err(Error::ReleaseTooLarge {
+                count: writes.len(),
+                limit: RELEASE_MAX,
+            });
+        }
+        let changes = diff::diff_named(
+            pairs
+                .iter()
+                .map(|(n, o, v)| (n.as_str(), o.as_ref(), Some(v))),
+        );
+        Ok(ReleasePlan { writes, changes })
+    }
+
+    /// Publishes a plan as one etcd transaction: every key must still be at
+    /// the revision the plan read, or nothing is written and the first key
+    /// that moved is named ([`Error::Conflict`]). Watchers see every change
+    /// at one revision. A plan with no change writes nothing.
+    pub async fn publish(&self, plan: &ReleasePlan) -> Result<Option<Release>> {
+        self.publish_as(plan, "release").await
+    }
+
+    /// [`plan_release`](Self::plan_release), then (unless `dry_run`)
+    /// [`publish`](Self::publish). `None` when nothing differs or with
+    /// `dry_run`; the plan's changes are in the answer either way.
+    pub async fn apply(
+        &self,
+        config: &str,
+        flags: Option<&str>,
+        dry_run: bool,
+    ) -> Result<(ReleasePlan, Option<Release>)> {
+        let plan = self.plan_release(config, flags).await?;
+        let release = if dry_run {
+            None
+        } else {
+            self.publish(&plan).await?
+        };
+        Ok((plan, release))
+    }
+
+    async fn publish_as(&self, plan: &ReleasePlan, action: &str) -> Result<Option<Release>> {
+        if plan.writes.is_empty() {
+            return Ok(None);
+        }
+        let compares: Vec<Compare> = plan
+            .writes
+            .iter()
+            .map(|w| Compare::mod_revision(w.key.as_str(), CompareOp::Equal, w.before))
+            .collect();
+        let mut ops: Vec<TxnOp> = plan
+            .writes
+            .iter()
+            .map(|w| match &w.bytes {
+                Some(bytes) => TxnOp::put(w.key.as_str(), bytes.clone(), None),
+                None => TxnOp::delete(w.key.as_str(), None),
+            })
+            .collect();
+        let befores: Vec<(&str, Revision)> = plan
+            .writes
+            .iter()
+            .map(|w| (w.key.as_str(), w.before))
+            .collect();
+        let (record, id) = self.audit_record(action, &befores);
+        ops.push(record);
+        let first = &plan.writes[0].key;
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(first, None, kv.txn(Txn::new().when(compares).and_then(ops)))
+            .await?;
+        if !resp.succeeded() {
+            let batch: Vec<(String, Vec<u8>, Revision)> = plan
+                .writes
+                .iter()
+                .map(|w| (w.key.clone(), Vec::new(), w.before))
+                .collect();
+            return Err(self.first_conflict(&batch).await);
+        }
+        let revision = header_revision(resp.header());
+        for w in &plan.writes {
+            self.applied(&w.key, w.bytes.clone(), revision);
+        }
+        Ok(Some(Release {
+            id,
+            revision,
+            changes: plan.changes.clone(),
+        }))
+    }
+
+    /// Releases (and reverts of them), newest first, at most `limit`.
+    pub async fn releases(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        // Read more than `limit` records: other writes sit between them.
+        let mut out: Vec<AuditRecord> = self
+            .audit_log("", None, limit.saturating_mul(20).max(1000))
+            .await?
+            .into_iter()
+            .filter(|r| r.action.starts_with("release"))
+            .collect();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// A release's record and what it changed, each name's value before it
+    /// against the value it wrote (while etcd still has those revisions).
+    pub async fn release(&self, id: &str) -> Result<(AuditRecord, Vec<NamedDiff>)> {
+        let record = self.release_record(id).await?;
+        let mut pairs = Vec::new();
+        for name in &record.names {
+            let kind = if name.kind == "flags" {
+                Kind::Flags
+            } else {
+                Kind::Config
+            };
+            let key = self.state.space.key_unchecked(kind, &name.name);
+            let json = |kv: Option<etcd_client::KeyValue>| {
+                kv.and_then(|kv| serde_json::from_slice::<Value>(kv.value()).ok())
+            };
+            let before = json(self.fetch(&key, Some(record.revision - 1)).await?);
+            let after = json(self.fetch(&key, Some(record.revision)).await?);
+            let label = match kind {
+                Kind::Flags => format!("flags/{}", name.name),
+                _ => name.name.clone(),
+            };
+            pairs.push((label, before, after));
+        }
+        let changes = diff::diff_named(
+            pairs
+                .iter()
+                .map(|(n, b, a)| (n.as_str(), b.as_ref(), a.as_ref())),
+        );
+        Ok((record, changes))
+    }
+
+    /// Restores every key of release `id` to its value before it, as one new
+    /// release, compare-and-set on the release's own revision: refused,
+    /// naming them, when any key changed since ([`Error::ReleaseMoved`]).
+    pub async fn revert_release(&self, id: &str) -> Result<Release> {
+        let record = self.release_record(id).await?;
+        let mut writes = Vec::new();
+        let mut moved = Vec::new();
+        let mut pairs = Vec::new();
+        for name in &record.names {
+            let kind = if name.kind == "flags" {
+                Kind::Flags
+            } else {
+                Kind::Config
+            };
+            let key = self.state.space.key_unchecked(kind, &name.name);
+            let now = self.fetch(&key, None).await?;
+            if now.as_ref().map_or(0, |kv| kv.mod_revision()) != record.revision {
+                moved.push(name.name.clone());
+                continue;
+            }
+            let old = self.fetch(&key, Some(record.revision - 1)).await?;
+            let bytes = old.map(|kv| kv.value().to_vec());
+            let json = |b: Option<&[u8]>| b.and_then(|b| serde_json::from_slice::<Value>(b).ok());
+            pairs.push((
+                name.name.clone(),
+                json(now.as_ref().map(|kv| kv.value())),
+                json(bytes.as_deref()),
+            ));
+            writes.push(Write {
+                key,
+                bytes,
+                before: record.revision,
+            });
+        }
+        if !moved.is_empty() {
+            return Err(Error::ReleaseMoved {
+                id: id.to_owned(),
+                names: moved,
+            });
+        }
+        let changes = diff::diff_named(
+            pairs
+                .iter()
+                .map(|(n, a, b)| (n.as_str(), a.as_ref(), b.as_ref())),
+        );
+        let plan = ReleasePlan { writes, changes };
+        let reverting = self.with_message(format!("revert of release {id}"));
+        let release = reverting.publish_as(&plan, "release.revert").await?;
+        release.ok_or_else(|| Error::NotFound {
+            key: format!("{}{AUDIT}/{id}", self.state.space.base()),
+            revision: None,
+        })
+    }
+
+    async fn release_record(&self, id: &str) -> Result<AuditRecord> {
+        let key = format!("{}{AUDIT}/{id}", self.state.space.base());
+        let not_found = || Error::NotFound {
+            key: key.clone(),
+            revision: None,
+        };
+        if id.is_empty() || id.contains('/') {
+            return Err(not_found());
+        }
+        let kv = self.fetch(&key, None).await?.ok_or_else(not_found)?;
+        let mut record: AuditRecord =
+            serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
+                key: key.clone(),
+                revision: kv.mod_revision(),
+                cause,
+            })?;
+        record.revision = kv.mod_revision();
+        if !record.action.starts_with("release") {
+            return Err(not_found());
+        }
+        Ok(record)
+    }
+}
