@@ -222,6 +222,29 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Publish a document of name → value (and flags) as one release
+    #[command(
+        after_help = "Everything is checked first (names, JSON, schemas, flag definitions), \
+        compared with what is stored, and only what differs is written: in one etcd transaction, \
+        compare-and-set on every key, so watchers see it at one revision and a concurrent change \
+        to any of its keys fails it whole (exit code 4). At most 127 changes: one transaction.\n\n\
+        Example:\n  cfgctl -n prod apply release.json --flags flags.json -m 'raise limits for the sale'"
+    )]
+    Apply {
+        /// A JSON object of name → value (- for standard input)
+        file: PathBuf,
+        /// A flagd document ({"flags": {...}}) to publish in the same release
+        #[arg(long, value_name = "FILE")]
+        flags: Option<PathBuf>,
+        /// Show what would change, write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Releases: list them, show one with its diff, revert one
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
     /// Show the audit trail, newest first: who changed what, how, and why
     #[command(
         after_help = "Each record: revision, actor (token, etcd user or user@host), via \
@@ -256,6 +279,20 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Releases and reverts, newest first
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One release: its record, and what it changed
+    Show { id: String },
+    /// Restore every key of a release to its value before it, as a new
+    /// release (refused if any of them changed since)
+    Revert { id: String },
 }
 
 #[derive(Subcommand)]
@@ -439,7 +476,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
     match err.downcast_ref::<cfgd::Error>() {
         Some(cfgd::Error::NotFound { .. }) => 3,
-        Some(cfgd::Error::Conflict { .. }) => 4,
+        Some(cfgd::Error::Conflict { .. } | cfgd::Error::ReleaseMoved { .. }) => 4,
         Some(e) if e.is_unreachable() => 5,
         Some(e) if e.is_invalid_input() => 2,
         _ => 1,
@@ -583,6 +620,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             actor,
             limit,
         } => out.audit(&client.audit_log(&prefix, actor.as_deref(), limit).await?),
+        Command::Apply {
+            file,
+            flags,
+            dry_run,
+        } => {
+            let config = read_value(None, Some(file))?;
+            let flags = flags.map(|f| read_value(None, Some(f))).transpose()?;
+            let (plan, release) = client.apply(&config, flags.as_deref(), dry_run).await?;
+            let diff = diff_output(cli.output);
+            match (&release, &diff) {
+                (Some(release), output::DiffPrinter::Text { .. }) => {
+                    diff.named(&release.changes)?;
+                    eprintln!("release {} at revision {}", release.id, release.revision);
+                    Ok(())
+                }
+                (Some(release), output::DiffPrinter::Data(printer)) => printer.document(
+                    &serde_json::json!({"id": release.id, "revision": release.revision, "changes": release.changes}),
+                ),
+                (None, _) => {
+                    diff.named(&plan.changes)?;
+                    if !dry_run {
+                        eprintln!("nothing differs; nothing written");
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Release { command } => match command {
+            ReleaseCommand::List { limit } => out.audit(&client.releases(limit).await?),
+            ReleaseCommand::Show { id } => {
+                let (record, changes) = client.release(&id).await?;
+                match diff_output(cli.output) {
+                    diff @ output::DiffPrinter::Text { .. } => {
+                        let who = format!("{} via {}", record.actor, record.via);
+                        println!(
+                            "release {} at revision {} by {who}",
+                            record.id, record.revision
+                        );
+                        if let Some(message) = &record.message {
+                            println!("    {message}");
+                        }
+                        diff.named(&changes)
+                    }
+                    output::DiffPrinter::Data(printer) => {
+                        let mut record_json = serde_json::to_value(&record)?;
+                        record_json["revision"] = record.revision.into();
+                        record_json["changes"] = serde_json::to_value(&changes)?;
+                        printer.document(&record_json)
+                    }
+                }
+            }
+            ReleaseCommand::Revert { id } => {
+                let release = client.revert_release(&id).await?;
+                diff_output(cli.output).named(&release.changes)?;
+                eprintln!(
+                    "release {} at revision {} reverts {id}",
+                    release.id, release.revision
+                );
+                Ok(())
+            }
+        },
         Command::Schema { command } => schema(&client, command, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),

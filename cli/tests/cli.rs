@@ -1134,3 +1134,68 @@ async fn writes_are_in_the_log_with_their_actor_and_message() {
         (Some("svc"), Some("cfgctl"))
     );
 }
+
+#[test]
+fn apply_publishes_one_release_that_can_be_shown_and_reverted() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "apply");
+    ctl.run(&["set", "db", r#"{"pool": 20}"#]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.json");
+    std::fs::write(&file, r#"{"db": {"pool": 30}, "cache": {"ttl": 60}}"#).unwrap();
+    let file = file.to_str().unwrap();
+
+    let dry = ctl.run(&["apply", file, "--dry-run"]).ok().stdout.clone();
+    assert_eq!(dry, "+ cache: {\"ttl\":60}\n~ db\n    ~ /pool: 20 → 30\n");
+    assert_eq!(
+        ctl.run(&["get", "db"]).ok().json(),
+        json!({"pool": 20}),
+        "dry run wrote nothing"
+    );
+
+    let applied = ctl
+        .run(&["apply", file, "-m", "bigger pool", "-o", "json"])
+        .ok()
+        .json();
+    let id = applied["id"].as_str().unwrap().to_owned();
+    assert_eq!(applied["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(ctl.run(&["get", "db"]).ok().json(), json!({"pool": 30}));
+    let again = ctl.run(&["apply", file]);
+    assert!(again.stderr.contains("nothing differs"), "{}", again.stderr);
+
+    let list = ctl.run(&["release", "list"]).ok().json();
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["message"].as_str()),
+        (Some(id.as_str()), Some("bigger pool"))
+    );
+    let shown = ctl.run(&["release", "show", &id]).ok().stdout.clone();
+    assert!(
+        shown.starts_with(&format!("release {id} at revision ")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("    bigger pool\n") && shown.contains("    ~ /pool: 20 → 30\n"),
+        "{shown}"
+    );
+    ctl.run(&["release", "show", "nope"]).fails(3, "not found");
+
+    ctl.run(&["release", "revert", &id]).ok();
+    assert_eq!(ctl.run(&["get", "db"]).ok().json(), json!({"pool": 20}));
+    ctl.run(&["get", "cache"]).fails(3, "not found");
+
+    // Moved since: refused, naming it (exit 4).
+    let second = ctl.run(&["apply", file, "-o", "json"]).ok().json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ctl.run(&["set", "cache", r#"{"ttl": 1}"#]).ok();
+    ctl.run(&["release", "revert", &second])
+        .fails(4, "changed since: cache");
+
+    // More than one transaction: refused, naming the limit (exit 2).
+    let big: serde_json::Map<String, Value> =
+        (0..130).map(|i| (format!("n{i}"), json!(i))).collect();
+    std::fs::write(dir.path().join("big.json"), Value::Object(big).to_string()).unwrap();
+    ctl.run(&["apply", dir.path().join("big.json").to_str().unwrap()])
+        .fails(2, "at most 127");
+}
