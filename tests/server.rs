@@ -1519,3 +1519,78 @@ async fn rest_writes_are_audited_as_their_token_with_the_message() {
         400
     );
 }
+
+#[tokio::test]
+async fn rest_releases_publish_show_and_revert() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let db = "/v1/namespaces/prod/config/db";
+    assert_eq!(
+        http(&server, "PUT", db, &[OPS], r#"{"pool": 1}"#).status,
+        200
+    );
+    let body = r#"{"config": {"db": {"pool": 2}, "cache": true},
+                   "flags": {"flags": {"beta": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}}"#;
+    let releases = "/v1/namespaces/prod/releases";
+    assert_eq!(http(&server, "POST", releases, &[READER], body).status, 403);
+    let published = http(
+        &server,
+        "POST",
+        releases,
+        &[OPS, ("X-Cfgd-Message", "v2")],
+        body,
+    );
+    assert_eq!(published.status, 200, "{}", published.body);
+    let published: serde_json::Value = serde_json::from_str(&published.body).unwrap();
+    let id = published["id"].as_str().unwrap().to_owned();
+    assert_eq!(published["changes"].as_array().unwrap().len(), 3);
+    let got = http(&server, "GET", db, &[READER], "");
+    assert_eq!(
+        got.header("etag"),
+        Some(format!("\"{}\"", published["revision"]).as_str())
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&http(&server, "GET", releases, &[READER], "").body).unwrap();
+    assert_eq!(
+        (
+            list[0]["id"].as_str(),
+            list[0]["actor"].as_str(),
+            list[0]["message"].as_str()
+        ),
+        (Some(id.as_str()), Some("ops"), Some("v2"))
+    );
+    let shown = http(&server, "GET", &format!("{releases}/{id}"), &[READER], "");
+    assert!(
+        shown.body.contains(r#""path":"/pool","from":1,"to":2"#),
+        "{}",
+        shown.body
+    );
+    assert_eq!(
+        http(&server, "GET", &format!("{releases}/nope"), &[READER], "").status,
+        404
+    );
+
+    let revert = format!("{releases}/{id}/revert");
+    assert_eq!(http(&server, "POST", &revert, &[OPS], "").status, 200);
+    assert_eq!(
+        http(&server, "GET", db, &[READER], "").body,
+        r#"{"pool":1}"#
+    );
+    assert_eq!(
+        http(
+            &server,
+            "GET",
+            "/v1/namespaces/prod/flags/beta",
+            &[READER],
+            ""
+        )
+        .status,
+        404
+    );
+    // Reverting the same release again: its keys moved (the revert moved them).
+    let again = http(&server, "POST", &revert, &[OPS], "");
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("release_moved"), "{}", again.body);
+}

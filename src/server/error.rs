@@ -57,6 +57,7 @@ impl From<Error> for ApiError {
             e if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
+            Error::ReleaseMoved { .. } => (StatusCode::CONFLICT, "release_moved"),
             Error::CorruptValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_value"),
             e if e.is_unreachable() => (StatusCode::SERVICE_UNAVAILABLE, "etcd_unavailable"),
             Error::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "etcd_unavailable"),

@@ -15,6 +15,7 @@ mod diff;
 mod error;
 mod metrics;
 mod ofrep;
+mod releases;
 mod rest;
 mod schemas;
 mod sse;
@@ -325,6 +326,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(diff::namespaces).post(diff::document),
         )
         .route("/v1/namespaces/{ns}/audit", get(audit::list))
+        .route(
+            "/v1/namespaces/{ns}/releases",
+            get(releases::list).post(releases::publish),
+        )
+        .route("/v1/namespaces/{ns}/releases/{id}", get(releases::show))
+        .route(
+            "/v1/namespaces/{ns}/releases/{id}/revert",
+            axum::routing::post(releases::revert),
+        )
         .route("/v1/namespaces/{ns}/schemas", get(schemas::list))
         .route(
             "/v1/namespaces/{ns}/schemas/{*pattern}",
