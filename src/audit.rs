@@ -83,8 +83,9 @@ pub struct AuditName {
 pub struct AuditRecord {
     /// Unique, and sorted by time.
     pub id: String,
-    /// The revision of the write (the record's own `mod_revision`).
-    #[serde(skip_serializing, default)]
+    /// The revision of the write (the record's own `mod_revision`); not
+    /// stored in the record, which cannot know it before it is written.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub revision: Revision,
     /// Who wrote: a token's name, an etcd user, `user@host`, or what the
     /// library was told; `unattributed` for a change made without cfgd.
@@ -100,6 +101,10 @@ pub struct AuditRecord {
     pub message: Option<String>,
     /// When, in milliseconds since the Unix epoch, by the writer's clock.
     pub time_ms: u64,
+}
+
+fn is_zero(revision: &Revision) -> bool {
+    *revision == 0
 }
 
 impl AuditRecord {

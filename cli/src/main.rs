@@ -665,7 +665,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     output::DiffPrinter::Data(printer) => {
                         let mut record_json = serde_json::to_value(&record)?;
-                        record_json["revision"] = record.revision.into();
                         record_json["changes"] = serde_json::to_value(&changes)?;
                         printer.document(&record_json)
                     }

@@ -168,15 +168,7 @@ impl Printer {
                 rows,
             ));
         }
-        let out: Vec<Value> = records
-            .iter()
-            .map(|r| {
-                let mut record = serde_json::to_value(r).expect("serializes");
-                record["revision"] = r.revision.into();
-                record
-            })
-            .collect();
-        self.structured(&out)
+        self.structured(&records)
     }
 
     pub fn import(&self, report: &cfgd::ImportReport, dry_run: bool) -> anyhow::Result<()> {

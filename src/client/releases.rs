@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::handle::Client;
 use super::writes::{AUDIT, MAX_TXN_OPS};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditName, AuditRecord};
 use crate::diff::{self, NamedDiff};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
@@ -218,21 +218,12 @@ impl Client {
         let record = self.release_record(id).await?;
         let mut pairs = Vec::new();
         for name in &record.names {
-            let kind = if name.kind == "flags" {
-                Kind::Flags
-            } else {
-                Kind::Config
-            };
-            let key = self.state.space.key_unchecked(kind, &name.name);
+            let (key, label) = self.key_and_label(name);
             let json = |kv: Option<etcd_client::KeyValue>| {
                 kv.and_then(|kv| serde_json::from_slice::<Value>(kv.value()).ok())
             };
             let before = json(self.fetch(&key, Some(record.revision - 1)).await?);
             let after = json(self.fetch(&key, Some(record.revision)).await?);
-            let label = match kind {
-                Kind::Flags => format!("flags/{}", name.name),
-                _ => name.name.clone(),
-            };
             pairs.push((label, before, after));
         }
         let changes = diff::diff_named(
@@ -252,12 +243,7 @@ impl Client {
         let mut moved = Vec::new();
         let mut pairs = Vec::new();
         for name in &record.names {
-            let kind = if name.kind == "flags" {
-                Kind::Flags
-            } else {
-                Kind::Config
-            };
-            let key = self.state.space.key_unchecked(kind, &name.name);
+            let (key, label) = self.key_and_label(name);
             let now = self.fetch(&key, None).await?;
             if now.as_ref().map_or(0, |kv| kv.mod_revision()) != record.revision {
                 moved.push(name.name.clone());
@@ -267,7 +253,7 @@ impl Client {
             let bytes = old.map(|kv| kv.value().to_vec());
             let json = |b: Option<&[u8]>| b.and_then(|b| serde_json::from_slice::<Value>(b).ok());
             pairs.push((
-                name.name.clone(),
+                label,
                 json(now.as_ref().map(|kv| kv.value())),
                 json(bytes.as_deref()),
             ));
@@ -295,6 +281,18 @@ impl Client {
             key: format!("{}{AUDIT}/{id}", self.state.space.base()),
             revision: None,
         })
+    }
+
+    /// The etcd key of a name a release touched, and how diffs show it
+    /// (flags as `flags/{name}`, beside config names).
+    fn key_and_label(&self, name: &AuditName) -> (String, String) {
+        if name.kind == Kind::Flags.segment() {
+            let key = self.state.space.key_unchecked(Kind::Flags, &name.name);
+            (key, format!("flags/{}", name.name))
+        } else {
+            let key = self.state.space.key_unchecked(Kind::Config, &name.name);
+            (key, name.name.clone())
+        }
     }
 
     async fn release_record(&self, id: &str) -> Result<AuditRecord> {

@@ -36,16 +36,9 @@ pub(super) async fn list(
         )));
     }
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let records: Vec<serde_json::Value> = client
+    let records = client
         .audit_log(&query.prefix, query.actor.as_deref(), limit)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut record = serde_json::to_value(&r).expect("serializes");
-            record["revision"] = r.revision.into();
-            record
-        })
-        .collect();
+        .await?;
     let body = serde_json::to_vec(&records).expect("serializes");
     Ok(json_response(StatusCode::OK, body, None))
 }

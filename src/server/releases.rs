@@ -42,9 +42,7 @@ fn ok(body: &Value) -> Response {
 }
 
 fn record_json(record: &crate::audit::AuditRecord) -> Value {
-    let mut out = serde_json::to_value(record).expect("serializes");
-    out["revision"] = record.revision.into();
-    out
+    serde_json::to_value(record).expect("serializes")
 }
 
 pub(super) async fn publish(
