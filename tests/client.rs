@@ -961,3 +961,36 @@ async fn a_release_is_one_transaction_and_reverts_exactly() {
         Err(Error::InvalidFlag { .. })
     ));
 }
+
+/// Round trips of one `set`, counted by etcd: the audit record and the
+/// schema check cost a one-shot client one read before its write, and a
+/// live client nothing but the write itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_takes_two_requests_one_shot_and_one_live() {
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("roundtrips");
+    let once = connect_one_shot(&etcd, &ns).await;
+    once.set_schema("x", &json!({"type": "integer"}), false)
+        .await
+        .unwrap();
+    once.set("x", &1).await.unwrap();
+    let requests = |f: f64| etcd.kv_requests(0) - f;
+
+    let before = etcd.kv_requests(0);
+    once.set("x", &2).await.unwrap();
+    assert_eq!(requests(before), 2.0, "an update, one-shot");
+    let before = etcd.kv_requests(0);
+    once.set("new", &2).await.unwrap();
+    assert_eq!(requests(before), 2.0, "a create, one-shot");
+
+    let live = connect(&etcd, &ns).await;
+    common::eventually(Duration::from_secs(20), || async {
+        live.get::<i32>("x").await.unwrap() == Some(2)
+    })
+    .await;
+    let before = etcd.kv_requests(0);
+    live.set("x", &3).await.unwrap();
+    assert_eq!(requests(before), 1.0, "a live client knows the revision");
+    assert!(live.set("x", &"not an integer").await.is_err());
+    assert_eq!(requests(before), 1.0, "a refused write sends nothing");
+}

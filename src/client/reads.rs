@@ -270,6 +270,51 @@ impl Client {
         )))
     }
 
+    /// What an unconditional write of `key` needs first: the schemas, and
+    /// the revision the key is believed to be at. A live client knows both;
+    /// another reads both in one request, so that its write then takes one
+    /// more, not two (a guessed revision costs a failed compare).
+    pub(super) async fn schemas_and_revision(
+        &self,
+        key: &str,
+    ) -> Result<(Arc<SchemaSet>, Revision)> {
+        if self.state.live.is_some() {
+            return Ok((self.schemas().await?, self.believed_revision(key)));
+        }
+        let start = self.state.space.key_unchecked(Kind::Schemas, "");
+        let end = key::prefix_end(start.clone().into_bytes());
+        let txn = etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::get(start.as_str(), Some(GetOptions::new().with_range(end))),
+            etcd_client::TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
+        ]);
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self.state.etcd().call(key, None, kv.txn(txn)).await?;
+        let answers = resp.op_responses();
+        let ranges: Vec<&[KeyValue]> = answers
+            .iter()
+            .filter_map(|op| match op {
+                etcd_client::TxnOpResponse::Get(get) => Some(get.kvs()),
+                _ => None,
+            })
+            .collect();
+        let (Some(stored), Some(current)) = (ranges.first(), ranges.get(1)) else {
+            unreachable!("a transaction of two reads answers two reads");
+        };
+        let raws: Vec<(String, Arc<[u8]>, Revision)> = stored
+            .iter()
+            .filter_map(|kv| {
+                let pattern = self.state.space.name_of(Kind::Schemas, kv.key())?;
+                Some((pattern.to_owned(), Arc::from(kv.value()), kv.mod_revision()))
+            })
+            .collect();
+        let schemas = SchemaSet::from_store(
+            raws.iter().map(|(p, raw, r)| (p.as_str(), raw, *r)),
+            &SchemaSet::default(),
+        );
+        let revision = current.first().map_or(0, |kv| kv.mod_revision());
+        Ok((Arc::new(schemas), revision))
+    }
+
     /// Every value whose name starts with `prefix` as one JSON object of
     /// name → value, read at one revision: the document
     /// [`import`](Self::import) takes back.

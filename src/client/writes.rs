@@ -28,8 +28,9 @@ impl Client {
     pub async fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
-        self.schemas().await?.check(&key, name, &bytes)?;
-        self.put(key, bytes, "set").await
+        let (schemas, believed) = self.schemas_and_revision(&key).await?;
+        schemas.check(&key, name, &bytes)?;
+        self.put_from(key, bytes, believed, "set").await
     }
 
     /// Stores JSON text after checking that it is JSON; white space between
@@ -37,8 +38,9 @@ impl Client {
     pub async fn set_json(&self, name: &str, json: &str) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
-        self.schemas().await?.check(&key, name, &bytes)?;
-        self.put(key, bytes, "set").await
+        let (schemas, believed) = self.schemas_and_revision(&key).await?;
+        schemas.check(&key, name, &bytes)?;
+        self.put_from(key, bytes, believed, "set").await
     }
 
     /// Compare-and-set: stores `value` only if the key's revision is still
@@ -334,7 +336,18 @@ impl Client {
     /// absent), and again on the one etcd names when that was wrong, so the
     /// record names the exact revision it replaced.
     pub(super) async fn put(&self, key: String, bytes: Vec<u8>, action: &str) -> Result<Revision> {
-        let mut expected = self.believed_revision(&key);
+        let believed = self.believed_revision(&key);
+        self.put_from(key, bytes, believed, action).await
+    }
+
+    /// [`put`](Self::put), starting from revision `expected`.
+    async fn put_from(
+        &self,
+        key: String,
+        bytes: Vec<u8>,
+        mut expected: Revision,
+        action: &str,
+    ) -> Result<Revision> {
         for _ in 0..ATTEMPTS {
             match self
                 .put_if(key.clone(), bytes.clone(), expected, action)
@@ -349,7 +362,7 @@ impl Client {
 
     /// The revision of `key` as this client last saw it; 0 when it does not
     /// know (a wrong guess costs one failed compare).
-    fn believed_revision(&self, key: &str) -> Revision {
+    pub(super) fn believed_revision(&self, key: &str) -> Revision {
         let Some(namespace) = &self.state.live else {
             return 0;
         };

@@ -283,6 +283,20 @@ impl EtcdCluster {
             .unwrap_or_else(|| panic!("etcd's /metrics has no {name}"))
     }
 
+    /// Requests member `i` has answered on etcd's KV service (Range, Put,
+    /// Txn, ...), from its gRPC counters: round trips, counted exactly.
+    pub fn kv_requests(&self, i: usize) -> f64 {
+        let text =
+            http_get(self.members[i].metrics_port, "/metrics").expect("read etcd's /metrics");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_handled_total{")
+                    && l.contains("grpc_service=\"etcdserverpb.KV\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Compacts (physically) everything before the current revision, which
     /// it returns: older revisions are gone from then on.
     pub async fn compact_now(&self) -> i64 {
