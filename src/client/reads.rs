@@ -257,17 +257,22 @@ impl Client {
             return Ok(namespace.schemas.load_full());
         }
         let stored = self.list_raw(Kind::Schemas, "").await?;
-        let raws: Vec<(String, Arc<[u8]>, Revision)> = stored
+        Ok(Arc::new(self.compile_schemas(&stored)))
+    }
+
+    /// The schemas among `stored` (keys read from etcd), compiled.
+    fn compile_schemas(&self, stored: &[KeyValue]) -> SchemaSet {
+        let raws: Vec<(&str, Arc<[u8]>, Revision)> = stored
             .iter()
             .filter_map(|kv| {
                 let pattern = self.state.space.name_of(Kind::Schemas, kv.key())?;
-                Some((pattern.to_owned(), Arc::from(kv.value()), kv.mod_revision()))
+                Some((pattern, Arc::from(kv.value()), kv.mod_revision()))
             })
             .collect();
-        Ok(Arc::new(SchemaSet::from_store(
-            raws.iter().map(|(p, raw, r)| (p.as_str(), raw, *r)),
+        SchemaSet::from_store(
+            raws.iter().map(|(p, raw, r)| (*p, raw, *r)),
             &SchemaSet::default(),
-        )))
+        )
     }
 
     /// What an unconditional write of `key` needs first: the schemas, and
@@ -300,17 +305,7 @@ impl Client {
         let (Some(stored), Some(current)) = (ranges.first(), ranges.get(1)) else {
             unreachable!("a transaction of two reads answers two reads");
         };
-        let raws: Vec<(String, Arc<[u8]>, Revision)> = stored
-            .iter()
-            .filter_map(|kv| {
-                let pattern = self.state.space.name_of(Kind::Schemas, kv.key())?;
-                Some((pattern.to_owned(), Arc::from(kv.value()), kv.mod_revision()))
-            })
-            .collect();
-        let schemas = SchemaSet::from_store(
-            raws.iter().map(|(p, raw, r)| (p.as_str(), raw, *r)),
-            &SchemaSet::default(),
-        );
+        let schemas = self.compile_schemas(stored);
         let revision = current.first().map_or(0, |kv| kv.mod_revision());
         Ok((Arc::new(schemas), revision))
     }

@@ -125,15 +125,8 @@ pub(super) async fn track(
 }
 
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let clients: Vec<(String, crate::Client)> = state
-        .clients
-        .lock()
-        .await
-        .iter()
-        .map(|(ns, c)| (ns.clone(), c.clone()))
-        .collect();
     let m = &state.metrics;
-    for (namespace, client) in clients {
+    for (namespace, client) in state.served().await {
         let label = Namespace { namespace };
         let stats = client.stats();
         let catch_up = |family: &Family<Namespace, Counter>, value: u64| {

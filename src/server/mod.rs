@@ -287,6 +287,15 @@ impl AppState {
         })
     }
 
+    /// Every namespace served so far, with its client, as of now.
+    pub(crate) async fn served(&self) -> Vec<(String, Client)> {
+        let clients = self.clients.lock().await;
+        clients
+            .iter()
+            .map(|(ns, c)| (ns.clone(), c.clone()))
+            .collect()
+    }
+
     /// The live client of `namespace`, connecting it on first use.
     pub(crate) async fn client(&self, namespace: &str) -> crate::Result<Client> {
         crate::key::validate_namespace(namespace)?;
@@ -414,14 +423,7 @@ async fn prune_audit(state: Arc<AppState>) {
     }
     loop {
         tokio::time::sleep(EVERY).await;
-        let clients: Vec<(String, Client)> = state
-            .clients
-            .lock()
-            .await
-            .iter()
-            .map(|(ns, c)| (ns.clone(), c.clone()))
-            .collect();
-        for (namespace, client) in clients {
+        for (namespace, client) in state.served().await {
             match client.prune_audit(max_age, max_records).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(namespace, pruned, "audit records pruned"),
