@@ -85,18 +85,27 @@ impl Client {
                 ));
             }
         }
+        // Each section read once, not a request per name.
+        let config = self.stored(Kind::Config).await?;
+        let stored_flags = if flags.is_some() {
+            self.stored(Kind::Flags).await?
+        } else {
+            Default::default()
+        };
         let mut writes = Vec::new();
         let mut pairs = Vec::new();
         for (kind, name, key, bytes) in new {
-            let stored = self.fetch(&key, None).await?;
-            if stored
-                .as_ref()
-                .is_some_and(|kv| kv.value() == bytes.as_slice())
-            {
+            let section = if kind == Kind::Flags {
+                &stored_flags
+            } else {
+                &config
+            };
+            let stored = section.get(&name);
+            if stored.is_some_and(|(_, old)| *old == bytes) {
                 continue;
             }
-            let before = stored.as_ref().map_or(0, |kv| kv.mod_revision());
-            let old: Option<Value> = stored.and_then(|kv| serde_json::from_slice(kv.value()).ok());
+            let before = stored.map_or(0, |(revision, _)| *revision);
+            let old: Option<Value> = stored.and_then(|(_, old)| serde_json::from_slice(old).ok());
             let now: Value = serde_json::from_slice(&bytes).expect("checked JSON");
             let label = match kind {
                 Kind::Flags => format!("flags/{name}"),

@@ -153,6 +153,20 @@ impl Client {
             .await
     }
 
+    /// Every key of `kind`, name → (revision, stored bytes), read in one
+    /// paged list at one revision: what a document is compared with.
+    pub(super) async fn stored(&self, kind: Kind) -> Result<HashMap<String, (Revision, Vec<u8>)>> {
+        Ok(self
+            .list_raw(kind, "")
+            .await?
+            .into_iter()
+            .filter_map(|kv| {
+                let name = self.state.space.name_of(kind, kv.key())?.to_owned();
+                Some((name, (kv.mod_revision(), kv.value().to_vec())))
+            })
+            .collect())
+    }
+
     /// Writes the (name, key, bytes) that differ from what `kind` holds, in
     /// guarded transactions of at most [`MAX_TXN_OPS`], and says what changed.
     pub(super) async fn write_changed(
@@ -162,20 +176,7 @@ impl Client {
         dry_run: bool,
         action: &str,
     ) -> Result<ImportReport> {
-        let current: HashMap<String, (Revision, Vec<u8>)> = self
-            .list_raw(kind, "")
-            .await?
-            .into_iter()
-            .map(|kv| {
-                let name = self
-                    .state
-                    .space
-                    .name_of(kind, kv.key())
-                    .unwrap_or_default()
-                    .to_owned();
-                (name, (kv.mod_revision(), kv.value().to_vec()))
-            })
-            .collect();
+        let current = self.stored(kind).await?;
         let mut report = ImportReport::default();
         let mut writes = Vec::new();
         for (name, key, bytes) in wanted {
