@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use common::EtcdCluster;
 use serde_json::{json, Value};
 
+/// Writes `text` to file `name` in `dir`, and gives its path.
+fn file_in(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// Runs cfgctl against one etcd and namespace (a small `TestCommand`).
 struct Ctl {
     endpoints: String,
@@ -629,29 +636,24 @@ async fn import_checks_everything_first_and_batches_big_documents() {
     let etcd = EtcdCluster::single();
     let ctl = Ctl::new(&etcd, "bigimport");
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
 
     // More than etcd's 128 operations per transaction.
     let big: serde_json::Map<String, Value> =
         (0..300).map(|i| (format!("k{i:03}"), json!(i))).collect();
-    let big = write("big.json", &Value::Object(big).to_string());
+    let big = file_in(&dir, "big.json", &Value::Object(big).to_string());
     let report = ctl.run(&["import", &big]).ok().json();
     assert_eq!(report["created"].as_array().unwrap().len(), 300);
     assert_eq!(etcd.count(&ctl.key("")).await, 300);
 
     let before = etcd.revision().await;
-    let bad_name = write("bad_name.json", r#"{"k000": 1, "bad name": 2}"#);
+    let bad_name = file_in(&dir, "bad_name.json", r#"{"k000": 1, "bad name": 2}"#);
     ctl.run(&["import", &bad_name]).fails(2, "bad name");
-    let not_object = write("list.json", "[1, 2]");
+    let not_object = file_in(&dir, "list.json", "[1, 2]");
     ctl.run(&["import", &not_object]).fails(2, "JSON");
-    let broken = write("broken.json", r#"{"k000": 1, "k001": "#);
+    let broken = file_in(&dir, "broken.json", r#"{"k000": 1, "k001": "#);
     ctl.run(&["import", &broken]).fails(2, "JSON");
     let big_value = format!(r#"{{"k000": 1, "huge": "{}"}}"#, "x".repeat(2 << 20));
-    let too_big = write("huge.json", &big_value);
+    let too_big = file_in(&dir, "huge.json", &big_value);
     ctl.run(&["import", &too_big]).fails(2, "huge");
     ctl.run(&["import", "/nonexistent/file.json"])
         .fails(2, "/nonexistent/file.json");
@@ -995,12 +997,8 @@ async fn schemas_guard_every_cfgctl_write() {
     let etcd = EtcdCluster::single();
     let ctl = Ctl::new(&etcd, "schema");
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let schema = write(
+    let schema = file_in(
+        &dir,
         "db.schema.json",
         r#"{"properties": {"pool_size": {"minimum": 1}, "url": {"type": "string"}}}"#,
     );
@@ -1014,7 +1012,7 @@ async fn schemas_guard_every_cfgctl_write() {
         "set",
         "x",
         "-f",
-        &write("bad.json", r#"{"type": 5}"#),
+        &file_in(&dir, "bad.json", r#"{"type": 5}"#),
     ])
     .fails(2, "invalid JSON Schema");
 
@@ -1029,7 +1027,11 @@ async fn schemas_guard_every_cfgctl_write() {
              /pool_size: 0 is less than the minimum of 1\n  /url: 5 is not of type \"string\"\n"
         )
     );
-    let import = write("import.json", r#"{"db.new": {"pool_size": -3}, "fine": 1}"#);
+    let import = file_in(
+        &dir,
+        "import.json",
+        r#"{"db.new": {"pool_size": -3}, "fine": 1}"#,
+    );
     assert_eq!(ctl.run(&["import", &import]).code, 2);
     assert_eq!(etcd.revision().await, before, "nothing was written");
 
