@@ -32,12 +32,34 @@ pub enum Via {
     Console,
 }
 
+impl Via {
+    /// `library`, `cfgctl`, `http` or `console`, as records say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Library => "library",
+            Via::Cfgctl => "cfgctl",
+            Via::Http => "http",
+            Via::Console => "console",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Who writes, how, and why: what every write's audit record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Author {
     pub(crate) actor: String,
     pub(crate) via: Via,
     pub(crate) message: Option<String>,
+    /// Writes past the policy's protection (an operator's choice), and
+    /// says so in each record.
+    pub(crate) forced: bool,
 }
 
 impl Author {
@@ -47,6 +69,7 @@ impl Author {
             actor: local_actor(),
             via: Via::Library,
             message: None,
+            forced: false,
         }
     }
 }
@@ -101,6 +124,12 @@ pub struct AuditRecord {
     pub message: Option<String>,
     /// When, in milliseconds since the Unix epoch, by the writer's clock.
     pub time_ms: u64,
+    /// True for a write forced past the namespace policy's protection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+    /// The change request this step was of (`request.*` actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 fn is_zero(revision: &Revision) -> bool {
@@ -110,9 +139,7 @@ fn is_zero(revision: &Revision) -> bool {
 impl AuditRecord {
     pub(crate) fn new(author: &Author, action: &str, names: Vec<AuditName>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let time_ms = now_ms();
         // Time first so ids sort by time; the process and a counter make
         // two writers in the same millisecond distinct.
         let id = format!(
@@ -124,14 +151,13 @@ impl AuditRecord {
             id,
             revision: 0,
             actor: author.actor.clone(),
-            via: serde_json::to_value(author.via)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            via: author.via.as_str().to_owned(),
             action: action.to_owned(),
             names,
             message: author.message.clone(),
             time_ms,
+            forced: author.forced,
+            request: None,
         }
     }
 
@@ -150,7 +176,15 @@ impl AuditRecord {
             }],
             message: None,
             time_ms: 0,
+            forced: false,
+            request: None,
         }
+    }
+
+    /// Whether it is a release: published, reverted, or a merged change
+    /// request (each revertible as one).
+    pub fn is_release(&self) -> bool {
+        self.action.starts_with("release") || self.action == "request.merge"
     }
 
     /// Whether it touched a name starting with `prefix` (`""`: any record).

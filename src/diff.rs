@@ -78,6 +78,25 @@ pub struct NamedDiff {
     pub differences: Vec<Difference>,
 }
 
+impl NamedDiff {
+    /// Replaces every value shown with `replacement`, keeping the paths:
+    /// what a secret's diff shows.
+    pub fn redact(&mut self, replacement: &str) {
+        let hidden = || Value::String(replacement.to_owned());
+        for difference in &mut self.differences {
+            match difference {
+                Difference::Added { value, .. } | Difference::Removed { value, .. } => {
+                    *value = hidden()
+                }
+                Difference::Changed { from, to, .. } => {
+                    *from = hidden();
+                    *to = hidden();
+                }
+            }
+        }
+    }
+}
+
 /// What differs, name by name, from `before` to `after` (each name →
 /// value), sorted by name. `None` on a side means it lacks the name.
 pub fn diff_named<'a>(

@@ -140,6 +140,61 @@ pub enum Error {
         names: Vec<String>,
     },
 
+    /// A policy that is not a JSON object of known fields with valid
+    /// patterns and approvals.
+    #[error("{key}: invalid policy: {reason}")]
+    InvalidPolicy {
+        /// The etcd key of the policy.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A direct write to a name the namespace's policy protects: it takes a
+    /// change request (or, for an operator, a forced write).
+    #[error(
+        "{key} is protected by the namespace policy (pattern {pattern:?}): open a change request, or force the write"
+    )]
+    Protected {
+        /// The etcd key written.
+        key: String,
+        /// The protected pattern that covers it.
+        pattern: String,
+    },
+
+    /// An author approving their own change request.
+    #[error("change request {id}: {actor} opened it and cannot approve it; another person must")]
+    SelfApproval {
+        /// The request.
+        id: String,
+        /// Its author.
+        actor: String,
+    },
+
+    /// A change request that cannot do what was asked in its state: merged
+    /// or closed already, short of approvals, or changing nothing.
+    #[error("change request {id}: {reason}")]
+    RequestState {
+        /// The request.
+        id: String,
+        /// Why not.
+        reason: String,
+    },
+
+    /// A change request whose names moved since it was opened (or last
+    /// rebased): merging it would overwrite changes its reviewers never
+    /// saw, so nothing was written.
+    #[error(
+        "change request {id} cannot be merged: changed since it was opened: {}; rebase it and have it approved again",
+        .names.join(", ")
+    )]
+    RequestMoved {
+        /// The request.
+        id: String,
+        /// The names that moved.
+        names: Vec<String>,
+    },
+
     /// A value could not be serialized to JSON (a map with non-string keys, say).
     #[error("{key}: value cannot be encoded as JSON: {cause}")]
     Encode {
@@ -403,6 +458,7 @@ impl Error {
                 | Error::InvalidSchema { .. }
                 | Error::SchemaConflict { .. }
                 | Error::ReleaseTooLarge { .. }
+                | Error::InvalidPolicy { .. }
                 | Error::Encode { .. }
                 | Error::TooLarge { .. }
         )

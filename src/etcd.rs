@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use tonic::Code;
 
 use crate::error::{Error, Result, TlsSetting};
-use crate::key;
+use crate::key::{self, Kind};
 use crate::mirror::{Named, Stored};
 use crate::types::Revision;
 
@@ -361,49 +361,55 @@ pub(crate) fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> R
     header.map_or(0, |h| h.revision())
 }
 
-/// Reads the whole namespace under `base` at one revision.
+/// Reads what a live client mirrors of the namespace under `base` (each
+/// section of [`Kind::ALL`]; never the audit trail or change requests, of
+/// which there may be 100,000), at one revision.
 pub(crate) async fn read_namespace(
     etcd: &etcd_client::Client,
     base: &str,
 ) -> std::result::Result<(Revision, Vec<Named>), etcd_client::Error> {
-    let end = key::prefix_end(base.as_bytes().to_vec());
-    let mut from = base.as_bytes().to_vec();
     let mut at = None;
     let mut fresh = Vec::new();
     let mut kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
     let mut page = LOAD_PAGE;
-    loop {
-        let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
-        if let Some(revision) = at {
-            options = options.with_revision(revision);
-        }
-        let resp = match kv.get(from.clone(), Some(options)).await {
-            Ok(resp) => resp,
-            Err(etcd_client::Error::GRpcStatus(status))
-                if page > 1 && status.code() == Code::OutOfRange =>
-            {
-                page = (page / 16).max(1);
-                continue;
+    for kind in Kind::ALL {
+        let start = key::kind_prefix(base, kind);
+        let end = key::prefix_end(start.clone().into_bytes());
+        let mut from = start.into_bytes();
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
+            if let Some(revision) = at {
+                options = options.with_revision(revision);
             }
-            Err(e) => return Err(e),
-        };
-        let revision = *at.get_or_insert(header_revision(resp.header()));
-        let mut bytes = 0;
-        for kv in resp.kvs() {
-            bytes += kv.key().len() + kv.value().len();
-            if let Some((section, name)) = key::split_key(base, kv.key()) {
-                fresh.push((section, Arc::from(name), Stored::from_etcd(kv)));
+            let resp = match kv.get(from.clone(), Some(options)).await {
+                Ok(resp) => resp,
+                Err(etcd_client::Error::GRpcStatus(status))
+                    if page > 1 && status.code() == Code::OutOfRange =>
+                {
+                    page = (page / 16).max(1);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            at.get_or_insert(header_revision(resp.header()));
+            let mut bytes = 0;
+            for kv in resp.kvs() {
+                bytes += kv.key().len() + kv.value().len();
+                if let Some((section, name)) = key::split_key(base, kv.key()) {
+                    fresh.push((section, Arc::from(name), Stored::from_etcd(kv)));
+                }
             }
-        }
-        if bytes < LOAD_PAGE_BYTES / 4 {
-            page = (page * 4).min(LOAD_PAGE_MAX);
-        }
-        match resp.kvs().last() {
-            Some(last) if resp.more() => {
-                from = last.key().to_vec();
-                from.push(0);
+            if bytes < LOAD_PAGE_BYTES / 4 {
+                page = (page * 4).min(LOAD_PAGE_MAX);
             }
-            _ => return Ok((revision, fresh)),
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
         }
     }
+    Ok((at.unwrap_or_default(), fresh))
 }

@@ -18,16 +18,20 @@ pub(crate) enum Kind {
     Flags,
     /// JSON Schemas by name pattern (see `schema`).
     Schemas,
+    /// The namespace's policy (see `policy`): one key, `{base}policy`,
+    /// whose name is `""`.
+    Policy,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 3] = [Kind::Config, Kind::Flags, Kind::Schemas];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Config, Kind::Flags, Kind::Schemas, Kind::Policy];
 
     pub(crate) fn segment(self) -> &'static str {
         match self {
             Kind::Config => "config",
             Kind::Flags => "flags",
             Kind::Schemas => "schemas",
+            Kind::Policy => "policy",
         }
     }
 
@@ -36,6 +40,7 @@ impl Kind {
             "config" => Some(Kind::Config),
             "flags" => Some(Kind::Flags),
             "schemas" => Some(Kind::Schemas),
+            "policy" => Some(Kind::Policy),
             _ => None,
         }
     }
@@ -183,9 +188,10 @@ impl KeySpace {
         &self.base
     }
 
-    /// The etcd prefix of every key of `kind`, ending in `/`.
+    /// The etcd prefix of every key of `kind`, ending in `/`; for the
+    /// policy, its one key.
     pub(crate) fn kind_prefix(&self, kind: Kind) -> String {
-        format!("{}{}/", self.base, kind.segment())
+        kind_prefix(&self.base, kind)
     }
 
     /// The etcd key of a name, after validating it.
@@ -209,12 +215,24 @@ impl KeySpace {
     }
 }
 
+/// The etcd prefix of every key of `kind` under `base` (a namespace's
+/// prefix, ending in `/`), itself ending in `/`; for the policy, its one key.
+pub(crate) fn kind_prefix(base: &str, kind: Kind) -> String {
+    match kind {
+        Kind::Policy => format!("{base}{}", kind.segment()),
+        _ => format!("{base}{}/", kind.segment()),
+    }
+}
+
 /// The kind and name of a key under `base` (a namespace's prefix, ending in
 /// `/`); `None` for a key of no kind cfgd knows.
 pub(crate) fn split_key<'k>(base: &str, key: &'k [u8]) -> Option<(Kind, &'k str)> {
     let rest = std::str::from_utf8(key.strip_prefix(base.as_bytes())?).ok()?;
+    if rest == Kind::Policy.segment() {
+        return Some((Kind::Policy, ""));
+    }
     let (section, name) = rest.split_once('/')?;
-    Some((Kind::from_segment(section)?, name))
+    Some((Kind::from_segment(section).filter(|k| *k != Kind::Policy)?, name))
 }
 
 /// The smallest key above every key that starts with `prefix`.

@@ -178,6 +178,7 @@ mod mirror;
 mod namespace;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+pub mod policy;
 pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
@@ -188,8 +189,8 @@ mod value;
 
 pub use change::{Change, ChangeKind};
 pub use client::{
-    Client, ClientBuilder, Entry, Flags, ImportReport, Release, ReleasePlan, Rollout, Stats,
-    RELEASE_MAX,
+    Approval, ChangeRequest, Client, ClientBuilder, Entry, Flags, ImportReport, Release,
+    ReleasePlan, RequestReview, RequestState, Rollout, Stats, RELEASE_MAX, REQUEST_MAX,
 };
 pub use error::{Error, Result, SchemaFailure, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};

@@ -58,7 +58,7 @@ pub(crate) struct Section {
 pub(crate) struct Mirror {
     /// Everything up to this revision has been applied.
     pub(crate) revision: Revision,
-    pub(crate) sections: [Section; 3],
+    pub(crate) sections: [Section; Kind::ALL.len()],
     /// Tombstones of deletes up to here were pruned: a catch-up from before
     /// it cannot name every delete.
     pub(crate) pruned_through: Revision,

@@ -21,6 +21,7 @@ use crate::defaults::Values;
 use crate::flags::FlagSet;
 use crate::key::{self, Kind};
 use crate::mirror::{Mirror, Named, Stored};
+use crate::policy::Policy;
 use crate::schema::SchemaSet;
 use crate::types::{Revision, Source, Status};
 
@@ -76,6 +77,8 @@ pub(crate) struct LiveNamespace {
     pub(crate) flag_changes: watch::Sender<u64>,
     /// The namespace's JSON Schemas, compiled; rebuilt when one changes.
     pub(crate) schemas: arc_swap::ArcSwap<SchemaSet>,
+    /// The namespace's policy; the default when none is stored.
+    pub(crate) policy: arc_swap::ArcSwap<Policy>,
     /// Serializes rebuilds, so an older build never replaces a newer one.
     rebuilding: std::sync::Mutex<()>,
     /// The last [`RECENT`] changes published, oldest first. Its lock is
@@ -140,6 +143,7 @@ impl LiveNamespace {
             flags: Default::default(),
             flag_changes: watch::channel(0).0,
             schemas: Default::default(),
+            policy: Default::default(),
             rebuilding: Default::default(),
             recent: Default::default(),
             stats: Default::default(),
@@ -344,6 +348,25 @@ impl LiveNamespace {
         self.schemas.store(Arc::new(next));
     }
 
+    /// Reads the policy again from the mirror.
+    fn rebuild_policy(&self) {
+        let next = {
+            let mirror = self.read();
+            match mirror.section(Kind::Policy).entries.get("") {
+                Some(stored) => Policy::from_stored(&format!("{}policy", self.base), &stored.raw),
+                None => Policy::default(),
+            }
+        };
+        self.policy.store(Arc::new(next));
+    }
+
+    /// Everything compiled from the mirror, built again after a full read.
+    fn rebuild_all(&self) {
+        self.rebuild_flags();
+        self.rebuild_schemas();
+        self.rebuild_policy();
+    }
+
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mirror> {
         // A panic while holding the lock cannot leave the mirror half
         // updated in a way later updates would not repair.
@@ -405,6 +428,9 @@ impl LiveNamespace {
         }
         if changes.iter().any(|c| c.section() == Kind::Schemas) {
             self.rebuild_schemas();
+        }
+        if changes.iter().any(|c| c.section() == Kind::Policy) {
+            self.rebuild_policy();
         }
         for change in &changes {
             self.registry.apply(&self.defaults.load(), change);
@@ -468,6 +494,7 @@ impl LiveNamespace {
             match change.section() {
                 Kind::Flags => self.rebuild_flags(),
                 Kind::Schemas => self.rebuild_schemas(),
+                Kind::Policy => self.rebuild_policy(),
                 Kind::Config => {}
             }
             self.registry.apply(&self.defaults.load(), &change);
@@ -480,7 +507,7 @@ impl LiveNamespace {
         let mut changes = Vec::new();
         {
             let mut mirror = self.write();
-            let mut next: [HashMap<Arc<str>, Stored>; 3] = Default::default();
+            let mut next: [HashMap<Arc<str>, Stored>; Kind::ALL.len()] = Default::default();
             for (section, name, stored) in fresh {
                 next[section.index()].insert(name, stored);
             }
@@ -534,8 +561,7 @@ impl LiveNamespace {
             mirror.revision = revision;
         }
         self.complete_from(revision);
-        self.rebuild_flags();
-        self.rebuild_schemas();
+        self.rebuild_all();
     }
 
     /// Wakes status subscribers on a change of state only; the revision is

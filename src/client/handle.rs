@@ -166,20 +166,31 @@ impl Client {
     /// audit trail's record of each write says so). Cheap: it shares
     /// everything else with `self`.
     pub fn with_actor(&self, actor: impl Into<String>, via: Via) -> Client {
-        let mut author = Author::clone(&self.author);
-        author.actor = actor.into();
-        author.via = via;
-        Client {
-            state: self.state.clone(),
-            author: Arc::new(author),
-        }
+        let actor = actor.into();
+        self.authored(|a| {
+            a.actor = actor;
+            a.via = via;
+        })
     }
 
     /// This client, with `message` (why) in the audit record of each write
     /// it makes.
     pub fn with_message(&self, message: impl Into<String>) -> Client {
+        let message = message.into();
+        self.authored(|a| a.message = Some(message))
+    }
+
+    /// This client, writing past the namespace policy's protection: an
+    /// operator's path around change requests, for emergencies. Every write
+    /// it makes is marked `forced` in its audit record.
+    pub fn forced(&self) -> Client {
+        self.authored(|a| a.forced = true)
+    }
+
+    /// This client with its author changed by `edit`.
+    fn authored(&self, edit: impl FnOnce(&mut Author)) -> Client {
         let mut author = Author::clone(&self.author);
-        author.message = Some(message.into());
+        edit(&mut author);
         Client {
             state: self.state.clone(),
             author: Arc::new(author),

@@ -12,7 +12,9 @@ mod builder;
 mod flags;
 mod handle;
 mod reads;
+mod policy;
 mod releases;
+mod requests;
 mod schemas;
 mod writes;
 
@@ -20,3 +22,4 @@ pub use builder::ClientBuilder;
 pub use flags::{Flags, Rollout};
 pub use handle::{Client, Entry, ImportReport, Stats};
 pub use releases::{Release, ReleasePlan, RELEASE_MAX};
+pub use requests::{Approval, ChangeRequest, RequestReview, RequestState, REQUEST_MAX};

@@ -16,6 +16,7 @@ use crate::etcd::header_revision;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
+use crate::policy::{Policy, REDACTED};
 use crate::schema::SchemaSet;
 use crate::types::{Revision, Source};
 use crate::value;
@@ -275,21 +276,54 @@ impl Client {
         )
     }
 
-    /// What an unconditional write of `key` needs first: the schemas, and
-    /// the revision the key is believed to be at. A live client knows both;
-    /// another reads both in one request, so that its write then takes one
-    /// more, not two (a guessed revision costs a failed compare).
-    pub(super) async fn schemas_and_revision(
+    /// The namespace's policy: a live client's, kept current by the watch;
+    /// otherwise read from etcd now. The default when none is stored.
+    pub(super) async fn current_policy(&self) -> Result<Arc<Policy>> {
+        if let Some(namespace) = &self.state.live {
+            return Ok(namespace.policy.load_full());
+        }
+        let key = self.state.space.key_unchecked(Kind::Policy, "");
+        Ok(Arc::new(self.fetch(&key, None).await?.map_or_else(
+            Policy::default,
+            |kv| Policy::from_stored(&key, kv.value()),
+        )))
+    }
+
+    /// Hides the values, in `changes`, of the names the policy calls
+    /// secret: governance views (releases, change requests) show that a
+    /// secret changed and where, never to what.
+    pub(super) async fn redact_secrets(&self, changes: &mut [NamedDiff]) -> Result<()> {
+        let policy = self.current_policy().await?;
+        for change in changes {
+            if policy.is_secret(&change.name) {
+                change.redact(REDACTED);
+            }
+        }
+        Ok(())
+    }
+
+    /// What an unconditional write of `key` needs first: the schemas, the
+    /// policy, and the revision the key is believed to be at. A live client
+    /// knows them all; another reads them in one request, so that its write
+    /// then takes one more, not two (a guessed revision costs a failed
+    /// compare).
+    pub(super) async fn rules_and_revision(
         &self,
         key: &str,
-    ) -> Result<(Arc<SchemaSet>, Revision)> {
-        if self.state.live.is_some() {
-            return Ok((self.schemas().await?, self.believed_revision(key)));
+    ) -> Result<(Arc<SchemaSet>, Arc<Policy>, Revision)> {
+        if let Some(namespace) = &self.state.live {
+            return Ok((
+                self.schemas().await?,
+                namespace.policy.load_full(),
+                self.believed_revision(key),
+            ));
         }
         let start = self.state.space.key_unchecked(Kind::Schemas, "");
         let end = key::prefix_end(start.clone().into_bytes());
+        let policy_key = self.state.space.key_unchecked(Kind::Policy, "");
         let txn = etcd_client::Txn::new().and_then([
             etcd_client::TxnOp::get(start.as_str(), Some(GetOptions::new().with_range(end))),
+            etcd_client::TxnOp::get(policy_key.as_str(), None),
             etcd_client::TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
         ]);
         let mut kv = self.state.etcd().kv().await?;
@@ -302,12 +336,15 @@ impl Client {
                 _ => None,
             })
             .collect();
-        let (Some(stored), Some(current)) = (ranges.first(), ranges.get(1)) else {
-            unreachable!("a transaction of two reads answers two reads");
+        let [stored, policy, current] = ranges[..] else {
+            unreachable!("a transaction of three reads answers three reads");
         };
         let schemas = self.compile_schemas(stored);
+        let policy = policy.first().map_or_else(Policy::default, |kv| {
+            Policy::from_stored(&policy_key, kv.value())
+        });
         let revision = current.first().map_or(0, |kv| kv.mod_revision());
-        Ok((Arc::new(schemas), revision))
+        Ok((Arc::new(schemas), Arc::new(policy), revision))
     }
 
     /// Every value whose name starts with `prefix` as one JSON object of

@@ -23,21 +23,24 @@ pub const RELEASE_MAX: usize = MAX_TXN_OPS - 1;
 
 /// One key a release writes.
 #[derive(Debug, Clone)]
-struct Write {
-    key: String,
+pub(super) struct Write {
+    pub(super) key: String,
     /// The new value; `None` deletes (a revert of a name the release made).
-    bytes: Option<Vec<u8>>,
+    pub(super) bytes: Option<Vec<u8>>,
     /// The revision it must still be at (0: absent).
-    before: Revision,
+    pub(super) before: Revision,
 }
 
 /// A release checked and compared with what is stored, not yet written:
 /// what [`Client::publish`] writes, and what a dry run shows.
 #[derive(Debug, Clone)]
 pub struct ReleasePlan {
-    writes: Vec<Write>,
+    pub(super) writes: Vec<Write>,
     /// What it changes, name by name (flags as `flags/{name}`).
     pub changes: Vec<NamedDiff>,
+    /// Every name the document held (flags as `flags/{name}`), with the
+    /// revision it was read at (0: absent), changed or not.
+    pub(super) read: Vec<(String, Revision)>,
 }
 
 /// A published release.
@@ -52,13 +55,34 @@ pub struct Release {
     pub changes: Vec<NamedDiff>,
 }
 
+/// What a change request's merge adds to its release's transaction.
+pub(super) struct RequestStep<'a> {
+    /// The request's id.
+    pub(super) id: &'a str,
+    /// Given the release's id: the compare that the request is unchanged,
+    /// and the put of it merged.
+    pub(super) with: Box<dyn FnOnce(&str) -> (Compare, TxnOp) + Send + 'a>,
+}
+
 impl Client {
     /// Checks a release and compares it with what is stored, writing
     /// nothing: `config` is a JSON object of name → value, `flags` an
     /// optional flagd document. Names, JSON, schemas and flag definitions
     /// are all checked first; only what differs is planned. Refused when it
     /// holds more than [`RELEASE_MAX`] changes.
+    ///
+    /// Names the namespace policy protects are refused
+    /// ([`Error::Protected`]) unless the client is
+    /// [`forced`](Client::forced): they change through change requests.
     pub async fn plan_release(&self, config: &str, flags: Option<&str>) -> Result<ReleasePlan> {
+        let plan = self.plan(config, flags).await?;
+        self.admit_keys(plan.writes.iter().map(|w| w.key.as_str()))
+            .await?;
+        Ok(plan)
+    }
+
+    /// [`plan_release`](Self::plan_release) whatever the policy says.
+    pub(super) async fn plan(&self, config: &str, flags: Option<&str>) -> Result<ReleasePlan> {
         let wanted: BTreeMap<String, Box<serde_json::value::RawValue>> =
             serde_json::from_str(config).map_err(|cause| Error::InvalidJson {
                 key: format!("{}config (release document)", self.state.space.base()),
@@ -94,6 +118,7 @@ impl Client {
         };
         let mut writes = Vec::new();
         let mut pairs = Vec::new();
+        let mut read = Vec::new();
         for (kind, name, key, bytes) in new {
             let section = if kind == Kind::Flags {
                 &stored_flags
@@ -101,16 +126,17 @@ impl Client {
                 &config
             };
             let stored = section.get(&name);
-            if stored.is_some_and(|(_, old)| *old == bytes) {
-                continue;
-            }
             let before = stored.map_or(0, |(revision, _)| *revision);
-            let old: Option<Value> = stored.and_then(|(_, old)| serde_json::from_slice(old).ok());
-            let now: Value = serde_json::from_slice(&bytes).expect("checked JSON");
             let label = match kind {
                 Kind::Flags => format!("flags/{name}"),
                 _ => name.clone(),
             };
+            read.push((label.clone(), before));
+            if stored.is_some_and(|(_, old)| *old == bytes) {
+                continue;
+            }
+            let old: Option<Value> = stored.and_then(|(_, old)| serde_json::from_slice(old).ok());
+            let now: Value = serde_json::from_slice(&bytes).expect("checked JSON");
             pairs.push((label, old, now));
             writes.push(Write {
                 key,
@@ -124,12 +150,17 @@ impl Client {
                 limit: RELEASE_MAX,
             });
         }
-        let changes = diff::diff_named(
+        let mut changes = diff::diff_named(
             pairs
                 .iter()
                 .map(|(n, o, v)| (n.as_str(), o.as_ref(), Some(v))),
         );
-        Ok(ReleasePlan { writes, changes })
+        self.redact_secrets(&mut changes).await?;
+        Ok(ReleasePlan {
+            writes,
+            changes,
+            read,
+        })
     }
 
     /// Publishes a plan as one etcd transaction: every key must still be at
@@ -137,7 +168,7 @@ impl Client {
     /// that moved is named ([`Error::Conflict`]). Watchers see every change
     /// at one revision. A plan with no change writes nothing.
     pub async fn publish(&self, plan: &ReleasePlan) -> Result<Option<Release>> {
-        self.publish_as(plan, "release").await
+        self.publish_as(plan, "release", None).await
     }
 
     /// [`plan_release`](Self::plan_release), then (unless `dry_run`)
@@ -158,11 +189,19 @@ impl Client {
         Ok((plan, release))
     }
 
-    async fn publish_as(&self, plan: &ReleasePlan, action: &str) -> Result<Option<Release>> {
+    /// Publishes `plan` as `action`. A change request's merge adds `step`:
+    /// its request's id, and what else the transaction compares and writes
+    /// (the request itself), given the release's id.
+    pub(super) async fn publish_as(
+        &self,
+        plan: &ReleasePlan,
+        action: &str,
+        step: Option<RequestStep<'_>>,
+    ) -> Result<Option<Release>> {
         if plan.writes.is_empty() {
             return Ok(None);
         }
-        let compares: Vec<Compare> = plan
+        let mut compares: Vec<Compare> = plan
             .writes
             .iter()
             .map(|w| Compare::mod_revision(w.key.as_str(), CompareOp::Equal, w.before))
@@ -180,8 +219,13 @@ impl Client {
             .iter()
             .map(|w| (w.key.as_str(), w.before))
             .collect();
-        let (record, id) = self.audit_record(action, &befores);
+        let (record, id) = self.audit_record(action, &befores, step.as_ref().map(|s| s.id));
         ops.push(record);
+        if let Some(step) = step {
+            let (compare, op) = (step.with)(&id);
+            compares.push(compare);
+            ops.push(op);
+        }
         let first = &plan.writes[0].key;
         let mut kv = self.state.etcd().kv().await?;
         let resp = self
@@ -215,7 +259,7 @@ impl Client {
             .audit_log("", None, limit.saturating_mul(20).max(1000))
             .await?
             .into_iter()
-            .filter(|r| r.action.starts_with("release"))
+            .filter(AuditRecord::is_release)
             .collect();
         out.truncate(limit);
         Ok(out)
@@ -235,11 +279,12 @@ impl Client {
             let after = json(self.fetch(&key, Some(record.revision)).await?);
             pairs.push((label, before, after));
         }
-        let changes = diff::diff_named(
+        let mut changes = diff::diff_named(
             pairs
                 .iter()
                 .map(|(n, b, a)| (n.as_str(), b.as_ref(), a.as_ref())),
         );
+        self.redact_secrets(&mut changes).await?;
         Ok((record, changes))
     }
 
@@ -278,14 +323,21 @@ impl Client {
                 names: moved,
             });
         }
-        let changes = diff::diff_named(
+        let mut changes = diff::diff_named(
             pairs
                 .iter()
                 .map(|(n, a, b)| (n.as_str(), a.as_ref(), b.as_ref())),
         );
-        let plan = ReleasePlan { writes, changes };
+        self.redact_secrets(&mut changes).await?;
+        let plan = ReleasePlan {
+            writes,
+            changes,
+            read: Vec::new(),
+        };
+        self.admit_keys(plan.writes.iter().map(|w| w.key.as_str()))
+            .await?;
         let reverting = self.with_message(format!("revert of release {id}"));
-        let release = reverting.publish_as(&plan, "release.revert").await?;
+        let release = reverting.publish_as(&plan, "release.revert", None).await?;
         release.ok_or_else(|| Error::NotFound {
             key: format!("{}{AUDIT}/{id}", self.state.space.base()),
             revision: None,
@@ -321,7 +373,7 @@ impl Client {
                 cause,
             })?;
         record.revision = kv.mod_revision();
-        if !record.action.starts_with("release") {
+        if !record.is_release() {
             return Err(not_found());
         }
         Ok(record)

@@ -12,6 +12,7 @@ use crate::audit::{AuditName, AuditRecord};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::key::{self, Kind};
+use crate::policy::Policy;
 use crate::types::Revision;
 use crate::value;
 
@@ -28,8 +29,9 @@ impl Client {
     pub async fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
-        let (schemas, believed) = self.schemas_and_revision(&key).await?;
+        let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
         schemas.check(&key, name, &bytes)?;
+        self.admit(&policy, [key.as_str()])?;
         self.put_from(key, bytes, believed, "set").await
     }
 
@@ -38,8 +40,9 @@ impl Client {
     pub async fn set_json(&self, name: &str, json: &str) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::compact_text(&key, json)?;
-        let (schemas, believed) = self.schemas_and_revision(&key).await?;
+        let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
         schemas.check(&key, name, &bytes)?;
+        self.admit(&policy, [key.as_str()])?;
         self.put_from(key, bytes, believed, "set").await
     }
 
@@ -86,6 +89,7 @@ impl Client {
     }
 
     pub(super) async fn delete_key(&self, key: String, action: &str) -> Result<Option<Revision>> {
+        self.admit_keys([key.as_str()]).await?;
         let mut expected = self.believed_revision(&key);
         for _ in 0..ATTEMPTS {
             if expected == 0 {
@@ -96,7 +100,7 @@ impl Client {
                     None => return Ok(None),
                 }
             }
-            match self.delete_key_if(key.clone(), expected, action).await {
+            match self.delete_admitted(key.clone(), expected, action).await {
                 Ok(revision) => return Ok(Some(revision)),
                 Err(Error::Conflict { current, .. }) => expected = current,
                 Err(Error::NotFound { .. }) => return Ok(None),
@@ -107,6 +111,17 @@ impl Client {
     }
 
     pub(super) async fn delete_key_if(
+        &self,
+        key: String,
+        expected: Revision,
+        action: &str,
+    ) -> Result<Revision> {
+        self.admit_keys([key.as_str()]).await?;
+        self.delete_admitted(key, expected, action).await
+    }
+
+    /// [`delete_key_if`](Self::delete_key_if), the policy already checked.
+    async fn delete_admitted(
         &self,
         key: String,
         expected: Revision,
@@ -195,6 +210,8 @@ impl Client {
         report.created.sort();
         report.updated.sort();
         report.unchanged.sort();
+        self.admit_keys(writes.iter().map(|(key, _, _)| key.as_str()))
+            .await?;
         if dry_run {
             return Ok(report);
         }
@@ -337,11 +354,13 @@ impl Client {
     /// absent), and again on the one etcd names when that was wrong, so the
     /// record names the exact revision it replaced.
     pub(super) async fn put(&self, key: String, bytes: Vec<u8>, action: &str) -> Result<Revision> {
+        self.admit_keys([key.as_str()]).await?;
         let believed = self.believed_revision(&key);
         self.put_from(key, bytes, believed, action).await
     }
 
-    /// [`put`](Self::put), starting from revision `expected`.
+    /// [`put`](Self::put), starting from revision `expected`, the policy
+    /// already checked.
     async fn put_from(
         &self,
         key: String,
@@ -351,7 +370,7 @@ impl Client {
     ) -> Result<Revision> {
         for _ in 0..ATTEMPTS {
             match self
-                .put_if(key.clone(), bytes.clone(), expected, action)
+                .put_admitted(key.clone(), bytes.clone(), expected, action)
                 .await
             {
                 Err(Error::Conflict { current, .. }) => expected = current,
@@ -359,6 +378,61 @@ impl Client {
             }
         }
         Err(self.busy(&key, expected).await)
+    }
+
+    /// Refuses a write to any of `keys` that `policy` protects, unless this
+    /// client is [`forced`](Client::forced).
+    pub(super) fn admit<'k>(
+        &self,
+        policy: &Policy,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<()> {
+        if self.author.forced {
+            return Ok(());
+        }
+        for key in keys {
+            let Some(label) = self.policy_label(key) else {
+                continue;
+            };
+            if let Some(pattern) = policy.protecting(&label) {
+                return Err(Error::Protected {
+                    key: key.to_owned(),
+                    pattern: pattern.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`admit`](Self::admit) against the current policy, read only when
+    /// one of `keys` is a value or a flag.
+    pub(super) async fn admit_keys<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<()> {
+        if self.author.forced {
+            return Ok(());
+        }
+        let keys: Vec<&str> = keys
+            .into_iter()
+            .filter(|key| self.policy_label(key).is_some())
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let policy = self.current_policy().await?;
+        self.admit(&policy, keys)
+    }
+
+    /// How policy patterns name `key`: a value by its name, a flag as
+    /// `flags/{name}`; `None` for what no pattern protects (schemas, the
+    /// policy).
+    pub(super) fn policy_label(&self, key: &str) -> Option<String> {
+        match key::split_key(self.state.space.base(), key.as_bytes())? {
+            (Kind::Config, name) => Some(name.to_owned()),
+            (Kind::Flags, name) => Some(format!("flags/{name}")),
+            _ => None,
+        }
     }
 
     /// The revision of `key` as this client last saw it; 0 when it does not
@@ -394,11 +468,17 @@ impl Client {
     /// The audit record of a write, for its transaction: what it did to
     /// which keys, at which revisions before.
     fn audit_op(&self, action: &str, keys: &[(&str, Revision)]) -> TxnOp {
-        self.audit_record(action, keys).0
+        self.audit_record(action, keys, None).0
     }
 
-    /// [`audit_op`](Self::audit_op), and the record's id.
-    pub(super) fn audit_record(&self, action: &str, keys: &[(&str, Revision)]) -> (TxnOp, String) {
+    /// [`audit_op`](Self::audit_op) of a step of change request `request`
+    /// (if any), and the record's id.
+    pub(super) fn audit_record(
+        &self,
+        action: &str,
+        keys: &[(&str, Revision)],
+        request: Option<&str>,
+    ) -> (TxnOp, String) {
         let names = keys
             .iter()
             .filter_map(|(key, before)| {
@@ -410,7 +490,8 @@ impl Client {
                 })
             })
             .collect();
-        let record = AuditRecord::new(&self.author, action, names);
+        let mut record = AuditRecord::new(&self.author, action, names);
+        record.request = request.map(str::to_owned);
         let key = format!("{}{AUDIT}/{}", self.state.space.base(), record.id);
         let op = TxnOp::put(key, serde_json::to_vec(&record).expect("serializes"), None);
         (op, record.id)
@@ -428,7 +509,20 @@ impl Client {
         }
     }
 
+    /// Compare-and-set of `bytes` at `key`, with its audit record, if the
+    /// policy lets this client write it.
     pub(super) async fn put_if(
+        &self,
+        key: String,
+        bytes: Vec<u8>,
+        expected: Revision,
+        action: &str,
+    ) -> Result<Revision> {
+        self.admit_keys([key.as_str()]).await?;
+        self.put_admitted(key, bytes, expected, action).await
+    }
+
+    async fn put_admitted(
         &self,
         key: String,
         bytes: Vec<u8>,

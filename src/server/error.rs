@@ -54,6 +54,11 @@ impl From<Error> for ApiError {
             Error::InvalidSchema { .. } => (StatusCode::BAD_REQUEST, "invalid_schema"),
             Error::SchemaConflict { .. } => (StatusCode::CONFLICT, "schema_conflict"),
             Error::InvalidFlag { .. } => (StatusCode::BAD_REQUEST, "invalid_flag"),
+            Error::InvalidPolicy { .. } => (StatusCode::BAD_REQUEST, "invalid_policy"),
+            Error::Protected { .. } => (StatusCode::FORBIDDEN, "protected"),
+            Error::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
+            Error::RequestState { .. } => (StatusCode::CONFLICT, "request_state"),
+            Error::RequestMoved { .. } => (StatusCode::CONFLICT, "request_moved"),
             e if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
@@ -66,7 +71,14 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %e, "request failed");
         }
-        let mut error = ApiError::new(status, code, e.to_string());
+        let message = match &e {
+            // No forcing over HTTP: the way for a token is a request.
+            Error::Protected { key, pattern } => format!(
+                "{key} is protected by the namespace policy (pattern {pattern:?}): open a change request (POST /v1/namespaces/{{ns}}/requests)"
+            ),
+            e => e.to_string(),
+        };
+        let mut error = ApiError::new(status, code, message);
         if let Error::SchemaViolation { failures, .. } = e {
             error.failures = failures;
         }

@@ -16,6 +16,7 @@ mod error;
 mod metrics;
 mod ofrep;
 mod releases;
+mod requests;
 mod rest;
 mod schemas;
 mod sse;
@@ -343,6 +344,19 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/v1/namespaces/{ns}/releases/{id}/revert",
             axum::routing::post(releases::revert),
+        )
+        .route(
+            "/v1/namespaces/{ns}/policy",
+            get(requests::get_policy).put(requests::put_policy),
+        )
+        .route(
+            "/v1/namespaces/{ns}/requests",
+            get(requests::list).post(requests::create),
+        )
+        .route("/v1/namespaces/{ns}/requests/{id}", get(requests::show))
+        .route(
+            "/v1/namespaces/{ns}/requests/{id}/{step}",
+            axum::routing::post(requests::step),
         )
         .route("/v1/namespaces/{ns}/schemas", get(schemas::list))
         .route(

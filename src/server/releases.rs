@@ -19,6 +19,8 @@ use super::error::ApiError;
 use super::rest::json_response;
 use super::AppState;
 
+/// A release's body, and a change request's: values, flags, and (for a
+/// release) whether to only show what it would change.
 #[derive(serde::Deserialize)]
 pub(super) struct Publish {
     #[serde(default)]
@@ -28,12 +30,27 @@ pub(super) struct Publish {
     dry_run: bool,
 }
 
+impl Publish {
+    /// The body read, as the config document and flagd document text the
+    /// library takes.
+    pub(super) fn read(body: &[u8]) -> Result<(Self, String, Option<String>), ApiError> {
+        let publish: Publish = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be {{\"config\": {{name: value}}, \"flags\": {{flagd document}}}}: {e}"
+            ))
+        })?;
+        let config = Value::Object(publish.config.clone()).to_string();
+        let flags = publish.flags.as_ref().map(Value::to_string);
+        Ok((publish, config, flags))
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-fn ok(body: &Value) -> Response {
+pub(super) fn ok(body: &Value) -> Response {
     json_response(
         StatusCode::OK,
         serde_json::to_vec(body).expect("serializes"),
@@ -52,13 +69,7 @@ pub(super) async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let body: Publish = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be {{\"config\": {{name: value}}, \"flags\": {{flagd document}}, \"dry_run\": false}}: {e}"
-        ))
-    })?;
-    let config = Value::Object(body.config).to_string();
-    let flags = body.flags.map(|f| f.to_string());
+    let (body, config, flags) = Publish::read(&body)?;
     let (plan, release) = client
         .apply(&config, flags.as_deref(), body.dry_run)
         .await?;
