@@ -232,7 +232,10 @@ pub(crate) fn split_key<'k>(base: &str, key: &'k [u8]) -> Option<(Kind, &'k str)
         return Some((Kind::Policy, ""));
     }
     let (section, name) = rest.split_once('/')?;
-    Some((Kind::from_segment(section).filter(|k| *k != Kind::Policy)?, name))
+    Some((
+        Kind::from_segment(section).filter(|k| *k != Kind::Policy)?,
+        name,
+    ))
 }
 
 /// The smallest key above every key that starts with `prefix`.

@@ -25,9 +25,14 @@
 //!   ...); [`flags`] holds the evaluator itself.
 //! - Governance: [`Client::set_schema`] stores a JSON Schema for a name
 //!   pattern, and every write is checked against it
-//!   ([`Error::SchemaViolation`]); [`diff`] and [`Client::diff_document`],
+//!   ([`Error::SchemaViolation`]); every write puts its [`audit`] record
+//!   in the same transaction; [`Client::apply`] publishes a release as one
+//!   transaction; [`diff`] and [`Client::diff_document`],
 //!   [`Client::diff_namespace`], [`Client::history_diff`] show changes path
-//!   by path.
+//!   by path; a [`policy`] protects names ([`Error::Protected`]), which
+//!   then change through change requests: [`Client::create_request`],
+//!   approved by another actor ([`Client::approve_request`]) and merged as
+//!   one release ([`Client::merge_request`]).
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
@@ -111,15 +116,18 @@
 //!
 //! - `client/`: the public [`Client`], split by job: `handle` (the client,
 //!   what its clones share, live values, subscriptions and status),
-//!   `reads`, `writes`, `schemas`, `flags` (flag edits and the [`Flags`]
-//!   evaluator), and `builder` ([`ClientBuilder`], connecting).
+//!   `reads`, `writes` (each checked against schemas and the policy),
+//!   `schemas`, `policy`, `releases`, `requests` (change requests),
+//!   `flags` (flag edits and the [`Flags`] evaluator), and `builder`
+//!   ([`ClientBuilder`], connecting).
 //! - `live_value`: [`Live<T>`], a typed value read without a lock.
 //! - `subscription`: [`Subscription`] streams and [`OnChange`] callbacks.
 //! - `hub`: the one etcd watch of a connection and the task that keeps it
 //!   standing, resuming after failures and re-reading after compaction.
 //! - `namespace`: a live namespace, its mirror kept current, and the
 //!   fan-out of each change to live values, subscriptions and callbacks;
-//!   it keeps the namespace's flags and JSON Schemas compiled.
+//!   it keeps the namespace's flags and JSON Schemas compiled, and its
+//!   policy read.
 //! - [`schema`]: JSON Schemas by name pattern, compiled, and the check of a
 //!   value against the one that governs its name.
 //! - `cells`: the per-(name, type) cells that hold a value decoded once per
@@ -131,7 +139,8 @@
 //! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
 //!   deletes.
 //! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
-//! - [`diff`]: structural diffs of JSON values, path by path.
+//! - [`diff`]: structural diffs of JSON values, path by path; [`audit`]:
+//!   the audit record; [`policy`]: the namespace policy and its patterns.
 //! - `key`, `value`, `error`, `types`: the key layout and its rules, JSON
 //!   encoding and limits, [`Error`], and the plain types ([`Revision`],
 //!   [`Source`], [`Status`]).

@@ -66,7 +66,13 @@ impl Policy {
             key: key.to_owned(),
             reason,
         };
-        let policy: Policy = serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+        // serde would also take an array, as the fields in order.
+        if !value.is_object() {
+            return Err(invalid("it must be a JSON object".into()));
+        }
+        let policy: Policy = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         policy.check().map_err(invalid)?;
         Ok(policy)
     }
@@ -146,13 +152,20 @@ mod tests {
         for (text, says) in [
             (r#"{"protcted": ["a"]}"#, "unknown field `protcted`"),
             (r#"{"protected": ["a b"]}"#, "white space"),
-            (r#"{"approvals": 0}"#, "approvals must be from 1 to 16, not 0"),
+            (
+                r#"{"approvals": 0}"#,
+                "approvals must be from 1 to 16, not 0",
+            ),
             (r#"{"protected": "a"}"#, "expected a sequence"),
-            ("[]", "expected struct Policy"),
+            ("[]", "it must be a JSON object"),
+            ("{", "EOF while parsing"),
         ] {
             let e = Policy::parse("/cfgd/p/policy", text.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(says), "{text}: {e}");
-            assert!(e.to_string().starts_with("/cfgd/p/policy: invalid policy"), "{e}");
+            assert!(
+                e.to_string().starts_with("/cfgd/p/policy: invalid policy"),
+                "{e}"
+            );
         }
     }
 

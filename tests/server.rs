@@ -35,6 +35,11 @@ secret = "ops-secret"
 scopes = { "*" = "write" }
 
 [[tokens]]
+name = "reviewer"
+secret = "reviewer-secret"
+scopes = { "*" = "write" }
+
+[[tokens]]
 name = "admin"
 secret = "admin-secret"
 scopes = { "*" = "admin" }
@@ -149,6 +154,7 @@ pub(crate) fn http(
 pub(crate) const OPS: (&str, &str) = ("Authorization", "Bearer ops-secret");
 pub(crate) const READER: (&str, &str) = ("Authorization", "Bearer reader-secret");
 const ADMIN: (&str, &str) = ("Authorization", "Bearer admin-secret");
+const REVIEWER: (&str, &str) = ("Authorization", "Bearer reviewer-secret");
 
 #[tokio::test]
 async fn rest_config_with_auth_etags_and_validation() {
@@ -1593,4 +1599,191 @@ async fn rest_releases_publish_show_and_revert() {
     let again = http(&server, "POST", &revert, &[OPS], "");
     assert_eq!(again.status, 409, "{}", again.body);
     assert!(again.body.contains("release_moved"), "{}", again.body);
+}
+
+#[tokio::test]
+async fn rest_change_requests_protect_names_and_need_another_token() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let ns = "/v1/namespaces/prod";
+    let limits = format!("{ns}/config/payments/limits");
+    assert_eq!(http(&server, "PUT", &limits, &[OPS], "1").status, 200);
+    let other = format!("{ns}/config/payments/other");
+    assert_eq!(http(&server, "PUT", &other, &[OPS], "1").status, 200);
+
+    // Only an admin sets the policy; a bad one is refused with the reason.
+    let policy = format!("{ns}/policy");
+    let body = r#"{"protected": ["payments/*"], "approvals": 1}"#;
+    assert_eq!(http(&server, "PUT", &policy, &[OPS], body).status, 403);
+    let bad = http(&server, "PUT", &policy, &[ADMIN], r#"{"approvals": 0}"#);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("invalid_policy"), "{}", bad.body);
+    assert_eq!(http(&server, "PUT", &policy, &[ADMIN], body).status, 200);
+    let shown = http(&server, "GET", &policy, &[READER], "");
+    assert!(
+        shown.body.contains(r#""protected":["payments/*"]"#),
+        "{}",
+        shown.body
+    );
+
+    // A direct write to a protected name is refused, for every scope.
+    let revision = etcd.revision().await;
+    for token in [OPS, ADMIN] {
+        let refused = http(&server, "PUT", &limits, &[token], "2");
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        assert!(
+            refused.body.contains(r#""code":"protected""#),
+            "{}",
+            refused.body
+        );
+        assert!(
+            refused.body.contains("open a change request"),
+            "{}",
+            refused.body
+        );
+    }
+    let release = http(
+        &server,
+        "POST",
+        &format!("{ns}/releases"),
+        &[OPS],
+        r#"{"config": {"payments/limits": 2}}"#,
+    );
+    assert_eq!(release.status, 403, "{}", release.body);
+    assert_eq!(etcd.revision().await, revision, "nothing written");
+
+    // Token A opens a request; A cannot approve it, B can; then it merges
+    // atomically, as one release.
+    let requests = format!("{ns}/requests");
+    let opened = http(
+        &server,
+        "POST",
+        &requests,
+        &[OPS, ("X-Cfgd-Message", "sale limits")],
+        r#"{"config": {"payments/limits": 2, "payments/other": 2}}"#,
+    );
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let opened: serde_json::Value = serde_json::from_str(&opened.body).unwrap();
+    let id = opened["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (opened["author"].as_str(), opened["message"].as_str()),
+        (Some("ops"), Some("sale limits"))
+    );
+    let step = |step: &str| format!("{requests}/{id}/{step}");
+    let early = http(&server, "POST", &step("merge"), &[OPS], "");
+    assert_eq!(early.status, 409, "{}", early.body);
+    let own = http(&server, "POST", &step("approve"), &[OPS], "");
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(own.body.contains("self_approval"), "{}", own.body);
+    assert_eq!(
+        http(&server, "POST", &step("approve"), &[READER], "").status,
+        403
+    );
+    let approved = http(&server, "POST", &step("approve"), &[REVIEWER], "");
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let review = http(&server, "GET", &format!("{requests}/{id}"), &[READER], "");
+    assert!(
+        review.body.contains(r#""path":"","from":1,"to":2"#),
+        "{}",
+        review.body
+    );
+    let listed = http(
+        &server,
+        "GET",
+        &format!("{requests}?state=open"),
+        &[READER],
+        "",
+    );
+    assert!(
+        listed.body.contains(&format!(r#""id":"{id}""#)),
+        "{}",
+        listed.body
+    );
+
+    let merged = http(&server, "POST", &step("merge"), &[OPS], "");
+    assert_eq!(merged.status, 200, "{}", merged.body);
+    let merged: serde_json::Value = serde_json::from_str(&merged.body).unwrap();
+    let at = merged["revision"].as_i64().unwrap();
+    for name in [&limits, &other] {
+        let got = http(&server, "GET", name, &[READER], "");
+        assert_eq!(
+            (got.body.as_str(), got.header("etag")),
+            ("2", Some(format!("\"{at}\"").as_str()))
+        );
+    }
+
+    // A request whose base moved cannot merge.
+    let second = http(
+        &server,
+        "POST",
+        &requests,
+        &[OPS],
+        r#"{"config": {"payments/other": 3}}"#,
+    );
+    let second: serde_json::Value = serde_json::from_str(&second.body).unwrap();
+    let second = second["id"].as_str().unwrap().to_owned();
+    let third = http(
+        &server,
+        "POST",
+        &requests,
+        &[REVIEWER],
+        r#"{"config": {"payments/other": 4}}"#,
+    );
+    let third: serde_json::Value = serde_json::from_str(&third.body).unwrap();
+    let third = third["id"].as_str().unwrap().to_owned();
+    for (id, approver) in [(&second, REVIEWER), (&third, OPS)] {
+        let path = format!("{requests}/{id}/approve");
+        assert_eq!(http(&server, "POST", &path, &[approver], "").status, 200);
+    }
+    assert_eq!(
+        http(
+            &server,
+            "POST",
+            &format!("{requests}/{third}/merge"),
+            &[REVIEWER],
+            ""
+        )
+        .status,
+        200
+    );
+    let stale = http(
+        &server,
+        "POST",
+        &format!("{requests}/{second}/merge"),
+        &[OPS],
+        "",
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(
+        stale.body.contains("request_moved") && stale.body.contains("payments/other"),
+        "{}",
+        stale.body
+    );
+    assert_eq!(http(&server, "GET", &other, &[READER], "").body, "4");
+
+    // Every step is in the audit trail, as its token.
+    let log = http(
+        &server,
+        "GET",
+        &format!("{ns}/audit?prefix=payments/limits"),
+        &[READER],
+        "",
+    );
+    let records: serde_json::Value = serde_json::from_str(&log.body).unwrap();
+    let steps: Vec<(&str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["request"].as_str() == Some(id.as_str()))
+        .map(|r| (r["action"].as_str().unwrap(), r["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("request.merge", "ops"),
+            ("request.approve", "reviewer"),
+            ("request.create", "ops")
+        ]
+    );
 }

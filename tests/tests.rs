@@ -11,6 +11,8 @@ mod examples;
 
 mod flags;
 
+mod governance;
+
 mod live;
 
 #[cfg(feature = "server")]

@@ -19,8 +19,10 @@ Exit codes:
   1  any other error
   2  usage error or invalid input (bad flag, name, JSON or size)
   3  not found
-  4  conflict (--if-revision did not match)
-  5  etcd unreachable or not answering in time";
+  4  conflict (--if-revision did not match; a key moved under a release or request)
+  5  etcd unreachable or not answering in time
+  6  refused by the namespace policy (a protected name without --force, approving
+     your own request, a request not open or short of approvals)";
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +82,12 @@ struct Cli {
     /// Why: kept with each write in the audit trail (`cfgctl log` shows it)
     #[arg(short = 'm', long, global = true, value_name = "TEXT")]
     message: Option<String>,
+
+    /// Write past a guard rail: names the namespace policy protects (the
+    /// audit record says forced), or, for `schema set`, stored values that
+    /// fail the schema
+    #[arg(long, global = true)]
+    force: bool,
 
     /// Output format [default: json; for diffs, text]
     #[arg(short = 'o', long, value_enum, global = true)]
@@ -263,6 +271,31 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// The namespace policy: protected names, approvals, secrets
+    #[command(after_help = "The policy is one JSON object:\n  \
+        {\"protected\": [\"payments/*\", \"flags/checkout\"], \"approvals\": 1, \"secrets\": [\"keys/*\"]}\n\
+        protected: patterns (a name, or a prefix ending in *; flags as flags/NAME) that change only\n\
+        through a change request, or a write with --force; approvals: how many people other than\n\
+        the author approve a request before it merges (at least 1); secrets: patterns whose values\n\
+        release and request diffs show as \"<redacted>\".\n\n\
+        Example:\n  cfgctl -n prod policy set -f policy.json")]
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Change requests (four-eyes): open, review, approve, merge
+    #[command(
+        after_help = "A request holds a changeset and the revisions it was based on. People other than\n\
+        its author approve it; merging publishes it as one release, compare-and-set on those\n\
+        revisions: if any name moved since, the merge is refused (exit 4) until it is rebased.\n\n\
+        Example:\n  cfgctl -n prod request create limits.json -m 'raise limits for the sale'\n  \
+        cfgctl -n prod request show 7\n  cfgctl -n prod --user bob request approve 7\n  \
+        cfgctl -n prod request merge 7"
+    )]
+    Request {
+        #[command(subcommand)]
+        command: RequestCommand,
+    },
     /// JSON Schemas that values must pass before they are stored
     Schema {
         #[command(subcommand)]
@@ -296,6 +329,50 @@ enum ReleaseCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the policy (the default when none is stored)
+    Get,
+    /// Store the policy, after checking it
+    Set {
+        /// The policy (- for standard input)
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete the policy: nothing is protected any more
+    Delete,
+}
+
+#[derive(Subcommand)]
+enum RequestCommand {
+    /// Open a request for a document of name → value (and flags); -m says why
+    Create {
+        /// A JSON object of name → value (- for standard input)
+        file: PathBuf,
+        /// A flagd document ({"flags": {...}}) to change in the same request
+        #[arg(long, value_name = "FILE")]
+        flags: Option<PathBuf>,
+    },
+    /// Requests, newest first
+    List {
+        /// open, merged, closed or all
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One request, and what merging it would change now
+    Show { id: String },
+    /// Approve a request (not your own)
+    Approve { id: String },
+    /// Publish an approved request as one release
+    Merge { id: String },
+    /// Base a request on what is stored now (its approvals are dropped)
+    Rebase { id: String },
+    /// Close a request without merging it
+    Close { id: String },
+}
+
+#[derive(Subcommand)]
 enum SchemaCommand {
     /// Store the JSON Schema (draft 2020-12) that values matching PATTERN must pass
     #[command(
@@ -309,9 +386,6 @@ enum SchemaCommand {
         /// The schema (- for standard input)
         #[arg(short = 'f', long, value_name = "FILE")]
         file: PathBuf,
-        /// Store it even if stored values fail it
-        #[arg(long)]
-        force: bool,
     },
     /// Print the schema stored for PATTERN
     Get { pattern: String },
@@ -463,6 +537,7 @@ fn hint(err: &anyhow::Error) -> &'static str {
             needs: Some(cfgd::TlsSetting::ClientCert),
             ..
         }) => " (--cert and --key)",
+        Some(cfgd::Error::Protected { .. }) => " (cfgctl request create FILE, or --force)",
         _ => "",
     }
 }
@@ -476,7 +551,16 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
     match err.downcast_ref::<cfgd::Error>() {
         Some(cfgd::Error::NotFound { .. }) => 3,
-        Some(cfgd::Error::Conflict { .. } | cfgd::Error::ReleaseMoved { .. }) => 4,
+        Some(
+            cfgd::Error::Conflict { .. }
+            | cfgd::Error::ReleaseMoved { .. }
+            | cfgd::Error::RequestMoved { .. },
+        ) => 4,
+        Some(
+            cfgd::Error::Protected { .. }
+            | cfgd::Error::SelfApproval { .. }
+            | cfgd::Error::RequestState { .. },
+        ) => 6,
         Some(e) if e.is_unreachable() => 5,
         Some(e) if e.is_invalid_input() => 2,
         _ => 1,
@@ -680,15 +764,128 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Schema { command } => schema(&client, command, &out).await,
+        Command::Policy { command } => policy(&client, command, &out).await,
+        Command::Request { command } => request(&client, command, cli.output).await,
+        Command::Schema { command } => schema(&client, command, cli.force, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
+    }
+}
+
+async fn policy(
+    client: &cfgd::Client,
+    command: PolicyCommand,
+    out: &Printer,
+) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Get => out.document(&serde_json::to_value(client.policy().await?)?),
+        PolicyCommand::Set { file } => {
+            let text = read_value(None, Some(file))?;
+            let revision = client.set_policy_json(&text).await?;
+            out.written("policy", revision, None)
+        }
+        PolicyCommand::Delete => {
+            let revision = client
+                .delete_policy()
+                .await?
+                .ok_or_else(|| Invalid("no policy is stored".into()))?;
+            out.written("policy", revision, None)
+        }
+    }
+}
+
+async fn request(
+    client: &cfgd::Client,
+    command: RequestCommand,
+    format: Option<Format>,
+) -> anyhow::Result<()> {
+    let out = Printer::new(format.unwrap_or(Format::Json));
+    let done = |request: &cfgd::ChangeRequest, what: &str| {
+        eprintln!("change request {} {what}", request.id);
+        out.document(&serde_json::to_value(request)?)
+    };
+    match command {
+        RequestCommand::Create { file, flags } => {
+            let config = read_value(None, Some(file))?;
+            let flags = flags.map(|f| read_value(None, Some(f))).transpose()?;
+            let request = client.create_request(&config, flags.as_deref()).await?;
+            done(&request, "opened")
+        }
+        RequestCommand::List { state, limit } => {
+            let state = match state.as_str() {
+                "all" => None,
+                "open" => Some(cfgd::RequestState::Open),
+                "merged" => Some(cfgd::RequestState::Merged),
+                "closed" => Some(cfgd::RequestState::Closed),
+                other => {
+                    return Err(Invalid(format!(
+                        "--state must be open, merged, closed or all, not {other:?}"
+                    ))
+                    .into())
+                }
+            };
+            out.requests(&client.requests(state, limit).await?)
+        }
+        RequestCommand::Show { id } => {
+            let review = client.review_request(&id).await?;
+            let r = &review.request;
+            match diff_output(format) {
+                diff @ output::DiffPrinter::Text { .. } => {
+                    let approvals: Vec<&str> =
+                        r.approvals.iter().map(|a| a.actor.as_str()).collect();
+                    println!(
+                        "change request {} ({}) by {} via {}, approved by: {}",
+                        r.id,
+                        r.state.as_str(),
+                        r.author,
+                        r.via,
+                        if approvals.is_empty() {
+                            "nobody yet".to_owned()
+                        } else {
+                            approvals.join(", ")
+                        }
+                    );
+                    if let Some(message) = &r.message {
+                        println!("    {message}");
+                    }
+                    if let Some(release) = &r.release {
+                        println!("merged as release {release}");
+                    }
+                    if !review.moved.is_empty() {
+                        println!(
+                            "changed since it was opened (rebase it): {}",
+                            review.moved.join(", ")
+                        );
+                    }
+                    diff.named(&review.changes)
+                }
+                output::DiffPrinter::Data(printer) => {
+                    let mut body = serde_json::to_value(r)?;
+                    body["changes"] = serde_json::to_value(&review.changes)?;
+                    body["moved"] = serde_json::to_value(&review.moved)?;
+                    printer.document(&body)
+                }
+            }
+        }
+        RequestCommand::Approve { id } => done(&client.approve_request(&id).await?, "approved"),
+        RequestCommand::Rebase { id } => done(&client.rebase_request(&id).await?, "rebased"),
+        RequestCommand::Close { id } => done(&client.close_request(&id).await?, "closed"),
+        RequestCommand::Merge { id } => {
+            let release = client.merge_request(&id).await?;
+            diff_output(format).named(&release.changes)?;
+            eprintln!(
+                "change request {id} merged as release {} at revision {}",
+                release.id, release.revision
+            );
+            Ok(())
+        }
     }
 }
 
 async fn schema(
     client: &cfgd::Client,
     command: SchemaCommand,
+    force: bool,
     out: &Printer,
 ) -> anyhow::Result<()> {
     let not_found = |pattern: &str| cfgd::Error::NotFound {
@@ -698,11 +895,7 @@ async fn schema(
         revision: None,
     };
     match command {
-        SchemaCommand::Set {
-            pattern,
-            file,
-            force,
-        } => {
+        SchemaCommand::Set { pattern, file } => {
             let text = read_value(None, Some(file))?;
             let schema: Value = serde_json::from_str(&text)
                 .map_err(|e| Invalid(format!("schema {pattern:?}: not valid JSON: {e}")))?;
@@ -904,11 +1097,11 @@ async fn connect(cli: &Cli, namespace: Option<&str>) -> anyhow::Result<cfgd::Cli
         (None, None) => {}
         _ => return Err(Invalid("--cert and --key go together".into()).into()),
     }
-    let client = builder.connect().await?;
-    Ok(match &cli.message {
-        Some(message) => client.with_message(message),
-        None => client,
-    })
+    let mut client = builder.connect().await?;
+    if let Some(message) = &cli.message {
+        client = client.with_message(message);
+    }
+    Ok(if cli.force { client.forced() } else { client })
 }
 
 /// The value of `set`: an argument, a file, or standard input (`-`).

@@ -171,6 +171,33 @@ impl Printer {
         self.structured(&records)
     }
 
+    /// Change requests, as they come (newest first).
+    pub fn requests(&self, requests: &[cfgd::ChangeRequest]) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let rows = requests
+                .iter()
+                .map(|r| {
+                    let names: Vec<&str> = r.base.keys().map(String::as_str).collect();
+                    let approvals: Vec<&str> =
+                        r.approvals.iter().map(|a| a.actor.as_str()).collect();
+                    vec![
+                        r.id.clone(),
+                        r.state.as_str().to_owned(),
+                        r.author.clone(),
+                        approvals.join(","),
+                        names.join(","),
+                        r.message.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            return emit(&table(
+                &["ID", "STATE", "AUTHOR", "APPROVED BY", "NAMES", "MESSAGE"],
+                rows,
+            ));
+        }
+        self.structured(requests)
+    }
+
     pub fn import(&self, report: &cfgd::ImportReport, dry_run: bool) -> anyhow::Result<()> {
         if self.format == Format::Table {
             let rows = [

@@ -1201,3 +1201,139 @@ fn apply_publishes_one_release_that_can_be_shown_and_reverted() {
     ctl.run(&["apply", dir.path().join("big.json").to_str().unwrap()])
         .fails(2, "at most 127");
 }
+
+#[test]
+fn requests_need_another_person_and_protected_names_need_force() {
+    let etcd = EtcdCluster::single();
+    let alice = Ctl::new(&etcd, "request")
+        .env("USER", "alice")
+        .env("HOSTNAME", "box");
+    let mut bob = Ctl::new(&etcd, "request")
+        .env("USER", "bob")
+        .env("HOSTNAME", "box");
+    bob.namespace = alice.namespace.clone();
+    alice.run(&["set", "payments/limits", "1"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+
+    let bad = file_in(
+        &dir,
+        "bad.json",
+        r#"{"protected": ["payments/*"], "aprovals": 2}"#,
+    );
+    alice
+        .run(&["policy", "set", "-f", &bad])
+        .fails(2, "unknown field `aprovals`");
+    let policy = file_in(&dir, "policy.json", r#"{"protected": ["payments/*"]}"#);
+    alice.run(&["policy", "set", "-f", &policy]).ok();
+    assert_eq!(
+        alice.run(&["policy", "get"]).ok().json()["protected"],
+        json!(["payments/*"])
+    );
+
+    // A direct write is refused (exit 6), pointing at the two ways.
+    alice
+        .run(&["set", "payments/limits", "2"])
+        .fails(6, "cfgctl request create FILE, or --force");
+    let change = file_in(&dir, "change.json", r#"{"payments/limits": 2}"#);
+    alice.run(&["apply", &change]).fails(6, "protected");
+
+    // The request: alice opens it, cannot approve it; bob approves; merged.
+    let opened = alice
+        .run(&["request", "create", &change, "-m", "sale"])
+        .ok()
+        .json();
+    let id = opened["id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["author"], "alice@box");
+    alice
+        .run(&["request", "approve", &id])
+        .fails(6, "alice@box opened it and cannot approve it");
+    alice
+        .run(&["request", "merge", &id])
+        .fails(6, "needs 1 approval(s) and has 0");
+    let shown = bob.run(&["request", "show", &id]).ok().stdout.clone();
+    assert!(
+        shown.starts_with(&format!(
+            "change request {id} (open) by alice@box via cfgctl, approved by: nobody yet\n    sale\n"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("~ payments/limits\n    ~ /: 1 → 2\n"),
+        "{shown}"
+    );
+    bob.run(&["request", "approve", &id]).ok();
+    let table = bob
+        .run(&["request", "list", "-o", "table"])
+        .ok()
+        .stdout
+        .clone();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..5],
+        [
+            id.as_str(),
+            "open",
+            "alice@box",
+            "bob@box",
+            "payments/limits"
+        ],
+        "{table}"
+    );
+    let merged = alice.run(&["request", "merge", &id]);
+    merged.ok();
+    assert!(
+        merged.stderr.contains("merged as release"),
+        "{}",
+        merged.stderr
+    );
+    assert_eq!(alice.run(&["get", "payments/limits"]).ok().json(), json!(2));
+    alice
+        .run(&["request", "close", &id])
+        .fails(6, "it is merged already");
+
+    // A request whose base moved: refused with exit 4, until rebased.
+    let later = file_in(&dir, "later.json", r#"{"payments/limits": 3}"#);
+    let second = alice.run(&["request", "create", &later]).ok().json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.run(&["request", "approve", &second]).ok();
+    let forced = bob.run(&["set", "payments/limits", "9", "--force", "-m", "incident"]);
+    forced.ok();
+    bob.run(&["request", "merge", &second])
+        .fails(4, "changed since it was opened: payments/limits");
+    alice.run(&["request", "rebase", &second]).ok();
+    bob.run(&["request", "approve", &second]).ok();
+    bob.run(&["request", "merge", &second]).ok();
+    assert_eq!(alice.run(&["get", "payments/limits"]).ok().json(), json!(3));
+
+    // The log tells the whole story, the forced write marked.
+    let log = alice.run(&["log", "payments/"]).ok().json();
+    let rows: Vec<(&str, &str, bool)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["actor"].as_str().unwrap(),
+                r["forced"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("request.merge", "bob@box", false),
+            ("request.approve", "bob@box", false),
+            ("request.rebase", "alice@box", false),
+            ("set", "bob@box", true),
+            ("request.approve", "bob@box", false),
+            ("request.create", "alice@box", false),
+            ("request.merge", "alice@box", false),
+            ("request.approve", "bob@box", false),
+            ("request.create", "alice@box", false),
+            ("set", "alice@box", false),
+        ]
+    );
+}

@@ -11,8 +11,8 @@
 mod builder;
 mod flags;
 mod handle;
-mod reads;
 mod policy;
+mod reads;
 mod releases;
 mod requests;
 mod schemas;

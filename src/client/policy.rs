@@ -33,12 +33,10 @@ impl Client {
     /// ```
     pub async fn set_policy(&self, policy: &Policy) -> Result<Revision> {
         let key = self.policy_key();
-        policy
-            .check()
-            .map_err(|reason| Error::InvalidPolicy {
-                key: key.clone(),
-                reason,
-            })?;
+        policy.check().map_err(|reason| Error::InvalidPolicy {
+            key: key.clone(),
+            reason,
+        })?;
         let bytes = value::encode(&key, policy)?;
         self.put(key, bytes, "policy.set").await
     }

@@ -283,10 +283,11 @@ impl Client {
             return Ok(namespace.policy.load_full());
         }
         let key = self.state.space.key_unchecked(Kind::Policy, "");
-        Ok(Arc::new(self.fetch(&key, None).await?.map_or_else(
-            Policy::default,
-            |kv| Policy::from_stored(&key, kv.value()),
-        )))
+        Ok(Arc::new(
+            self.fetch(&key, None)
+                .await?
+                .map_or_else(Policy::default, |kv| Policy::from_stored(&key, kv.value())),
+        ))
     }
 
     /// Hides the values, in `changes`, of the names the policy calls

@@ -61,8 +61,11 @@ pub(super) struct RequestStep<'a> {
     pub(super) id: &'a str,
     /// Given the release's id: the compare that the request is unchanged,
     /// and the put of it merged.
-    pub(super) with: Box<dyn FnOnce(&str) -> (Compare, TxnOp) + Send + 'a>,
+    pub(super) with: StepOps<'a>,
 }
+
+/// Given a release's id, what a request step adds to its transaction.
+pub(super) type StepOps<'a> = Box<dyn FnOnce(&str) -> (Compare, TxnOp) + Send + 'a>;
 
 impl Client {
     /// Checks a release and compares it with what is stored, writing

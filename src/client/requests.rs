@@ -557,7 +557,13 @@ impl Client {
         let last = resp
             .kvs()
             .first()
-            .and_then(|kv| std::str::from_utf8(kv.key()).ok()?.strip_prefix(&start)?.parse().ok())
+            .and_then(|kv| {
+                std::str::from_utf8(kv.key())
+                    .ok()?
+                    .strip_prefix(&start)?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0u64);
         Ok(last + 1)
     }

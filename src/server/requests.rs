@@ -37,7 +37,9 @@ pub(super) async fn get_policy(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    Ok(ok(&serde_json::to_value(client.policy().await?).expect("serializes")))
+    Ok(ok(
+        &serde_json::to_value(client.policy().await?).expect("serializes")
+    ))
 }
 
 pub(super) async fn put_policy(
