@@ -4,11 +4,12 @@
 //! - a plain etcd put through etcd-client (what a `set` was before the audit
 //!   trail: one put);
 //! - `Client::set` from a live client, with a JSON Schema governing the name
-//!   (one transaction: compare on the revision the mirror knows, the put,
-//!   the audit record; the schema checked in memory);
-//! - the same with no schema;
+//!   and a policy protecting other names (one transaction: compare on the
+//!   revision the mirror knows, the put, the audit record; the schema and
+//!   the policy checked in memory);
+//! - the same with no schema and no policy;
 //! - `Client::set` from a `live(false)` client, as cfgctl writes: it reads
-//!   the schemas first, and learns the key's revision from a failed compare.
+//!   the schemas, the policy and the key's revision in one request first.
 //!
 //! The variants take turns in blocks, so that the machine's drift falls on
 //! all of them alike. Target: the live client's set with audit and schema
@@ -59,15 +60,20 @@ fn main() {
         let without = connect("bench-plain", true).await;
         let one_shot = connect("bench-oneshot", false).await;
         one_shot.set_schema("limits", &schema, false).await.unwrap();
+        // Patterns that do not cover "limits": the check runs, and passes.
+        let policy = r#"{"protected": ["payments/*", "flags/*", "database.main"]}"#;
+        for client in [&with_schema, &one_shot] {
+            client.set_policy_json(policy).await.unwrap();
+        }
         let mut raw = etcd_client::Client::connect([endpoint.clone()], None)
             .await
             .expect("connect etcd");
 
         let names = [
             "etcd put",
-            "cfgd set, live, schema + audit",
+            "cfgd set, live, schema + policy + audit",
             "cfgd set, live, audit",
-            "cfgd set, live(false), schema + audit",
+            "cfgd set, live(false), schema + policy + audit",
         ];
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
         for _ in 0..BLOCKS {
