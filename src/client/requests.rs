@@ -370,7 +370,16 @@ impl Client {
             None => self.with_message(message),
         };
         match merging.publish_as(&plan, "request.merge", Some(step)).await {
-            Ok(Some(release)) => Ok(release),
+            Ok(Some(release)) => {
+                tracing::info!(
+                    namespace = self.namespace(),
+                    request = %step_id,
+                    actor = %self.author.actor,
+                    release = %release.id,
+                    "change request merged"
+                );
+                Ok(release)
+            }
             Ok(None) => Err(Error::RequestState {
                 id: step_id,
                 reason: "it changes nothing any more; close it".into(),
@@ -535,7 +544,13 @@ impl Client {
                 current: 0,
             });
         }
-        tracing::info!(request = %request.id, actor = %self.author.actor, action, "change request");
+        tracing::info!(
+            namespace = self.namespace(),
+            request = %request.id,
+            actor = %self.author.actor,
+            action,
+            "change request"
+        );
         Ok(header_revision(resp.header()))
     }
 

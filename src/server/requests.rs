@@ -8,7 +8,8 @@
 //!   (write scope). A token never approves its own request.
 //!
 //! Direct writes to protected names are refused by the library, and
-//! answered 403 `protected`.
+//! answered 403 `protected`. The library logs each step, and puts it in
+//! the audit trail.
 
 use std::sync::Arc;
 
@@ -64,7 +65,6 @@ pub(super) async fn create(
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let (_, config, flags) = Publish::read(&body)?;
     let request = client.create_request(&config, flags.as_deref()).await?;
-    tracing::info!(namespace = %ns, request = %request.id, author = %request.author, "change request opened");
     let body = serde_json::to_vec(&request).expect("serializes");
     Ok(json_response(StatusCode::CREATED, body, None))
 }
@@ -129,6 +129,5 @@ pub(super) async fn step(
         }
     }
     .expect("serializes");
-    tracing::info!(namespace = %ns, request = %id, step = %step, "change request step");
     Ok(ok(&body))
 }
