@@ -289,7 +289,8 @@ enum Command {
         its author approve it; merging publishes it as one release, compare-and-set on those\n\
         revisions: if any name moved since, the merge is refused (exit 4) until it is rebased.\n\n\
         Example:\n  cfgctl -n prod request create limits.json -m 'raise limits for the sale'\n  \
-        cfgctl -n prod request show 7\n  cfgctl -n prod --user bob request approve 7\n  \
+        cfgctl -n prod request show 7\n  \
+        CFGCTL_USER=bob CFGCTL_PASSWORD=… cfgctl -n prod request approve 7   # as another person\n  \
         cfgctl -n prod request merge 7"
     )]
     Request {
@@ -357,6 +358,7 @@ enum RequestCommand {
         /// open, merged, closed or all
         #[arg(long, default_value = "open")]
         state: String,
+        /// At most this many requests
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
