@@ -53,6 +53,7 @@ ctl() { show cfgctl "$@"; }
 cfgctl() { "$bin/cfgctl" "$@"; }
 
 echo "cfgd dev is running: etcd $(etcd --version | head -n 1 | awk '{print $3}') at $endpoint, the cfgd server at $server (auth off)"
+echo "The web console: $server/ui/ (open it in a browser)"
 step "Store a JSON value; the answer is its etcd revision"
 ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 20}'
 step "Read it back, as JSON or as a table"
@@ -98,6 +99,9 @@ show curl -s -i "$server/v1/namespaces/demo/config/database.config"
 echo
 show curl -s -X POST -H 'X-Cfgd-Namespace: demo' --data '{"context": {"targetingKey": "user-42"}}' "$server/ofrep/v1/evaluate/flags/new-checkout"
 echo
+step "The web console, served by cfgd itself (open it in a browser)"
+show curl -s -o /dev/null -w '%{http_code} %{content_type}\n' "$server/ui/"
+echo "console: $server/ui/"
 step "Export the namespace as one JSON document; import checks a document and writes only what differs"
 ctl export
 cfgctl export >"$dir/demo.json"
@@ -110,6 +114,7 @@ if [ -t 0 ] && [ -t 1 ]; then
   echo "  $bin/cfgctl set feature.limits '{\"max\": 10}'"
   echo "  $bin/cfgctl watch            # one JSON line per change, until Ctrl-C"
   echo "  $bin/cfgctl --help"
+  echo "  open $server/ui/ in a browser: the web console"
   sed -n '/^Try:/,$p' "$dir/dev.out"
   wait "$dev_pid"
 else

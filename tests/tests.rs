@@ -16,6 +16,9 @@ mod governance;
 mod live;
 
 #[cfg(feature = "server")]
+mod console;
+
+#[cfg(feature = "server")]
 mod limits;
 
 #[cfg(feature = "server")]

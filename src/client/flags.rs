@@ -75,6 +75,12 @@ impl Client {
         Ok((key, bytes))
     }
 
+    /// Checks a flag definition as [`set_flag`](Self::set_flag) would,
+    /// writing nothing: what an editor shows before anything is saved.
+    pub async fn check_flag(&self, name: &str, definition: &Value) -> Result<()> {
+        self.checked_flag(name, definition).await.map(|_| ())
+    }
+
     /// Stores a flag definition after checking it; returns the revision.
     pub async fn set_flag(&self, name: &str, definition: &Value) -> Result<Revision> {
         let (key, bytes) = self.checked_flag(name, definition).await?;

@@ -348,6 +348,68 @@ impl Client {
         Ok((Arc::new(schemas), Arc::new(policy), revision))
     }
 
+    /// The namespaces that hold anything under this client's root, sorted:
+    /// one keys-only read per namespace, each jumping past the one before.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let root = format!("{}/", self.state.etcd().root);
+        let end = key::prefix_end(root.clone().into_bytes());
+        let mut from = root.clone().into_bytes();
+        let mut out = Vec::new();
+        loop {
+            let options = GetOptions::new()
+                .with_range(end.clone())
+                .with_keys_only()
+                .with_limit(1);
+            let mut kv = self.state.etcd().kv().await?;
+            let resp = self
+                .state
+                .etcd()
+                .call(&root, None, kv.get(from.clone(), Some(options)))
+                .await?;
+            let Some(first) = resp.kvs().first() else {
+                return Ok(out);
+            };
+            let rest = &first.key()[root.len()..];
+            let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+                // A key with no namespace: step past it.
+                from = first.key().to_vec();
+                from.push(0);
+                continue;
+            };
+            let namespace = String::from_utf8_lossy(&rest[..slash]).into_owned();
+            from = key::prefix_end(format!("{root}{namespace}/").into_bytes());
+            if key::validate_namespace(&namespace).is_ok() {
+                out.push(namespace);
+            }
+        }
+    }
+
+    /// How many values and how many flags the namespace holds (the shared
+    /// `$evaluators` not counted as a flag), read from etcd.
+    pub async fn counts(&self) -> Result<(u64, u64)> {
+        let mut counts = [0u64; 2];
+        for (i, kind) in [Kind::Config, Kind::Flags].into_iter().enumerate() {
+            let start = self.state.space.kind_prefix(kind);
+            let end = key::prefix_end(start.clone().into_bytes());
+            let mut kv = self.state.etcd().kv().await?;
+            let options = GetOptions::new().with_range(end).with_count_only();
+            let resp = self
+                .state
+                .etcd()
+                .call(&start, None, kv.get(start.as_str(), Some(options)))
+                .await?;
+            counts[i] = resp.count().max(0) as u64;
+        }
+        let evaluators = self
+            .state
+            .space
+            .key_unchecked(Kind::Flags, crate::flags::EVALUATORS);
+        if counts[1] > 0 && self.fetch(&evaluators, None).await?.is_some() {
+            counts[1] -= 1;
+        }
+        Ok((counts[0], counts[1]))
+    }
+
     /// Every value whose name starts with `prefix` as one JSON object of
     /// name → value, read at one revision: the document
     /// [`import`](Self::import) takes back.

@@ -46,6 +46,16 @@ impl Client {
         self.put_from(key, bytes, believed, "set").await
     }
 
+    /// Checks JSON text as [`set_json`](Self::set_json) would (name, JSON,
+    /// size, schema), writing nothing: what an editor shows as you type.
+    /// The policy is not consulted; [`policy`](Self::policy) tells whether
+    /// the name changes only through a change request.
+    pub async fn check_json(&self, name: &str, json: &str) -> Result<()> {
+        let key = self.etcd_key(name)?;
+        let bytes = value::compact_text(&key, json)?;
+        self.schemas().await?.check(&key, name, &bytes)
+    }
+
     /// Compare-and-set: stores `value` only if the key's revision is still
     /// `expected` (`0`: only if the key does not exist). Otherwise fails with
     /// [`Error::Conflict`] naming the current revision.

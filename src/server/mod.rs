@@ -8,6 +8,7 @@
 //!   `Last-Event-ID`.
 //! - OFREP: flag evaluation for any OpenFeature SDK's OFREP provider.
 //! - Operations: `/healthz`, `/readyz`, `/metrics`, HTTPS, graceful shutdown.
+//! - The web console at `/ui/`, embedded in the binary.
 
 mod audit;
 mod auth;
@@ -22,6 +23,7 @@ mod schemas;
 mod sse;
 mod timer;
 mod tls;
+mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -318,6 +320,15 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
+        .route("/v1/whoami", get(ui::whoami))
+        .route("/v1/namespaces", get(ui::namespaces))
+        .route(
+            "/v1/namespaces/{ns}/rollback/{*name}",
+            axum::routing::post(rest::rollback),
+        )
         .route("/readyz", get(rest::readyz))
         .route("/v1/namespaces/{ns}/config", get(rest::list_config))
         .route(

@@ -258,15 +258,35 @@ pub(super) async fn get_config(
     get_in(Section::Config, &state, &ns, &name, &headers).await
 }
 
+/// `?dry_run=true` on a `PUT`: check everything a write would (name, JSON,
+/// size, schema or flag rules), write nothing. What the console's editors
+/// ask as one types.
+#[derive(serde::Deserialize)]
+pub(super) struct PutQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn checked(name: &str) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "dry_run": true}))
+        .expect("serializes");
+    json_response(StatusCode::OK, body, None)
+}
+
 pub(super) async fn put_config(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<PutQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    if query.dry_run {
+        client.check_json(&name, text).await?;
+        return Ok(checked(&name));
+    }
     let revision = match if_match(&headers, &client, Section::Config, &name).await? {
         None => client.set_json(&name, text).await?,
         Some(expected) => client.set_json_if(&name, text, expected).await?,
@@ -370,6 +390,7 @@ pub(super) async fn get_flag(
 pub(super) async fn put_flag(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<PutQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -377,6 +398,10 @@ pub(super) async fn put_flag(
     let key = client.flag_etcd_key(&name)?;
     let definition: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| crate::Error::InvalidJson { key, cause })?;
+    if query.dry_run {
+        client.check_flag(&name, &definition).await?;
+        return Ok(checked(&name));
+    }
     let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
         None => client.set_flag(&name, &definition).await?,
         Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
@@ -390,4 +415,25 @@ pub(super) async fn delete_flag(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     delete_in(Section::Flags, &state, &ns, &name, &headers).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Rollback {
+    revision: Revision,
+}
+
+/// `POST /v1/namespaces/{ns}/rollback/{name}` with `{"revision": N}`:
+/// writes the value of revision N again, as a new revision.
+pub(super) async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let Rollback { revision } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be {{\"revision\": N}}: {e}"))
+    })?;
+    let written_at = client.rollback(&name, revision).await?;
+    Ok(written(&name, written_at))
 }

@@ -486,7 +486,7 @@ pub fn etcd_binary() -> PathBuf {
 }
 
 /// `etcdctl` beside the etcd the tests use, else from PATH.
-fn etcdctl_binary() -> PathBuf {
+pub fn etcdctl_binary() -> PathBuf {
     let beside = etcd_binary().with_file_name("etcdctl");
     if beside.is_file() {
         beside

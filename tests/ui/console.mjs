@@ -1,0 +1,388 @@
+// Browser tests of cfgd's web console, run by tests/console.rs against a
+// real cfgd and a real etcd: Debian's chromium, headless, driven by
+// playwright-core, by role and label as a person would.
+//
+// Environment: CFGD_URL (the server), CFGD_ETCD (etcd endpoints),
+// CFGD_ETCDCTL (the etcdctl binary), CFGD_SHOTS (screenshot folder),
+// CHROMIUM (the browser, /usr/bin/chromium by default). Tokens are those of
+// tests/server.rs: ops and reviewer (write), admin, reader (read, prod only).
+
+import fs from "node:fs";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { chromium } from "playwright-core";
+
+const url = process.env.CFGD_URL;
+const etcd = process.env.CFGD_ETCD;
+const etcdctl = process.env.CFGD_ETCDCTL || "etcdctl";
+const shots = process.env.CFGD_SHOTS;
+const only = process.env.CFGD_UI_ONLY;
+const origin = new URL(url).origin;
+const tokens = { ops: "ops-secret", reviewer: "reviewer-secret", admin: "admin-secret", reader: "reader-secret" };
+const axeSource = fs.readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+fs.mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu"],
+});
+const foreign = [];
+
+function check(ok, what) {
+  if (!ok) throw new Error(what);
+}
+
+async function rest(method, p, token, body, headers = {}) {
+  const res = await fetch(url + p, {
+    method,
+    headers: { ...(token ? { Authorization: `Bearer ${tokens[token]}` } : {}), ...headers },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = text;
+  try {
+    data = JSON.parse(text);
+  } catch {}
+  return { status: res.status, data, etag: res.headers.get("etag") };
+}
+
+function etcdRevision() {
+  const out = execFileSync(etcdctl, ["--endpoints", etcd, "get", "/cfgd/", "--prefix", "--limit", "1", "-w", "json"], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+  });
+  return JSON.parse(out).header.revision;
+}
+
+/** A fresh browser context (its own sessionStorage), on the console. */
+async function open({ token, scheme = "light", width = 1280, height = 900, hash = "", audit = false } = {}) {
+  // axe is injected as a script, which the console's CSP rightly refuses:
+  // only the audit pages bypass it.
+  const context = await browser.newContext({ colorScheme: scheme, viewport: { width, height }, bypassCSP: audit });
+  const page = await context.newPage();
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (u.protocol.startsWith("http") && u.origin !== origin) foreign.push(r.url());
+  });
+  page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
+  await page.goto(`${url}/ui/${hash}`);
+  if (token) {
+    await page.getByLabel("Token").fill(tokens[token]);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+  }
+  return page;
+}
+
+async function go(page, hash) {
+  await page.evaluate((h) => (location.hash = h), hash);
+}
+
+async function shot(page, name) {
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+async function axe(page, label) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")).slice(0, 3) }));
+  });
+  const bad = result.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(!bad.length, `${label}: axe found ${JSON.stringify(bad)}`);
+  return result.length;
+}
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+test("first load transfers at most 300 KB, all from cfgd", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  let bytes = 0;
+  cdp.on("Network.loadingFinished", (e) => (bytes += e.encodedDataLength));
+  await page.goto(`${url}/ui/`);
+  await page.getByLabel("Token").waitFor();
+  await page.waitForLoadState("networkidle");
+  console.log(`  first load: ${bytes} bytes on the wire`);
+  check(bytes > 0 && bytes <= 300 * 1024, `first load was ${bytes} bytes`);
+  await context.close();
+});
+
+test("1. sign in with a token and see only its namespaces", async () => {
+  const reader = await open({ token: "reader" });
+  await reader.getByRole("heading", { name: "Namespaces" }).waitFor();
+  await reader.getByRole("link", { name: "prod", exact: true }).waitFor();
+  check((await reader.getByRole("link", { name: "staging", exact: true }).count()) === 0, "reader sees staging");
+  const token = await reader.evaluate(() => sessionStorage.getItem("cfgd-token"));
+  check(token === tokens.reader, "the token is kept in sessionStorage");
+  check(!reader.url().includes(tokens.reader), "the token is in the URL");
+  await shot(reader, "namespaces-light");
+  const ops = await open({ token: "ops", scheme: "dark" });
+  await ops.getByRole("link", { name: "staging", exact: true }).waitFor();
+  await ops.getByRole("link", { name: "prod", exact: true }).waitFor();
+  await shot(ops, "namespaces-dark");
+  const wrong = await open();
+  await wrong.getByLabel("Token").fill("not-a-token");
+  await wrong.getByRole("button", { name: "Sign in" }).click();
+  await wrong.getByRole("alert").filter({ hasText: "unknown token" }).waitFor();
+  for (const p of [reader, ops, wrong]) await p.context().close();
+});
+
+test("2. an edit that fails its schema shows the error inline and stores nothing", async () => {
+  const page = await open({ token: "ops", hash: "#/ns/prod/config/database.config" });
+  await page.getByRole("button", { name: "Edit" }).click();
+  const before = etcdRevision();
+  await page.getByLabel("Value (JSON)").fill('{"url": "postgres://db/app", "pool_size": 0}');
+  const problems = page.getByRole("list", { name: "Problems" });
+  await problems.filter({ hasText: "/pool_size: 0 is less than the minimum of 1" }).waitFor();
+  check(await page.getByRole("button", { name: "Publish" }).isDisabled(), "publish is enabled on a schema failure");
+  await page.getByLabel("Value (JSON)").fill('{"url": ');
+  await problems.filter({ hasText: "Not valid JSON" }).waitFor();
+  check(await page.getByRole("button", { name: "Publish" }).isDisabled(), "publish is enabled on bad JSON");
+  check(etcdRevision() === before, "etcd changed");
+  await page.context().close();
+});
+
+test("3. a valid edit shows its diff, publishes with a message, attributed to the token", async () => {
+  const page = await open({ token: "ops", hash: "#/ns/prod/config/database.config" });
+  await shot(page, "config-light");
+  await page.getByRole("button", { name: "Edit" }).click();
+  await page.getByLabel("Value (JSON)").fill('{"url": "postgres://db/app", "pool_size": 30}');
+  await page.getByRole("list", { name: "Changes" }).filter({ hasText: "~ /pool_size: 20 → 30" }).waitFor();
+  await page.getByLabel("Message").fill("bigger pool for the sale");
+  const publish = page.getByRole("button", { name: "Publish" });
+  await publish.waitFor();
+  await page.waitForFunction(() => ![...document.querySelectorAll("button")].find((b) => b.textContent === "Publish")?.disabled);
+  await shot(page, "config-edit-light");
+  await publish.click();
+  await page.getByLabel("Value of database.config").filter({ hasText: '"pool_size": 30' }).waitFor();
+  const got = await rest("GET", "/v1/namespaces/prod/config/database.config", "reader");
+  check(got.data.pool_size === 30, `stored ${JSON.stringify(got.data)}`);
+  const audit = await rest("GET", "/v1/namespaces/prod/audit?prefix=database.config&limit=1", "reader");
+  const record = audit.data[0];
+  check(record.actor === "ops" && record.via === "http" && record.message === "bigger pool for the sale", `record ${JSON.stringify(record)}`);
+  check(`"${record.revision}"` === got.etag, "the record shares the change's revision");
+  await page.getByText("Last change").waitFor();
+  await page.getByText("bigger pool for the sale").waitFor();
+  await page.context().close();
+});
+
+test("4. a value written with etcdctl appears without a reload", async () => {
+  const page = await open({ token: "reader", hash: "#/ns/prod/config" });
+  await page.getByRole("link", { name: "database.config" }).waitFor();
+  execFileSync(etcdctl, ["--endpoints", etcd, "put", "/cfgd/prod/config/from.etcdctl", '{"hello": "world"}'], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+  });
+  await page.getByRole("link", { name: "from.etcdctl" }).waitFor({ timeout: 10000 });
+  await page.getByRole("link", { name: "from.etcdctl" }).click();
+  await page.getByLabel("Value of from.etcdctl").filter({ hasText: '"hello": "world"' }).waitFor();
+  await page.context().close();
+});
+
+test("5. a flag toggled in the console changes the next OFREP evaluation", async () => {
+  const evaluate = () =>
+    rest("POST", "/ofrep/v1/evaluate/flags/new-checkout", "reader", { context: { targetingKey: "u1" } }, { "X-Cfgd-Namespace": "prod" });
+  const before = await evaluate();
+  check(before.data.value === true, `before: ${JSON.stringify(before.data)}`);
+  const page = await open({ token: "ops", hash: "#/ns/prod/flags" });
+  await shot(page, "flags-light");
+  const toggle = page.getByRole("switch", { name: "Enabled: new-checkout" });
+  check(await toggle.isChecked(), "the flag shows as disabled");
+  await toggle.click();
+  await page.getByRole("switch", { name: "Enabled: new-checkout" }).and(page.locator(":not(:checked)")).waitFor();
+  const after = await evaluate();
+  check(after.data.value !== true && after.data.reason === "DISABLED", `after: ${JSON.stringify(after.data)}`);
+  await toggle.click();
+  await page.getByRole("switch", { name: "Enabled: new-checkout" }).and(page.locator(":checked")).waitFor();
+  check((await evaluate()).data.value === true, "enabled again");
+  await page.context().close();
+});
+
+test("6. a rollout slider set to 30/70 is stored as fractional", async () => {
+  const page = await open({ token: "ops", hash: "#/ns/prod/flags/new-checkout" });
+  await page.getByRole("group", { name: "Rollout" }).waitFor();
+  await page.getByLabel("on %").fill("30");
+  check((await page.getByLabel("off %").inputValue()) === "70", "off follows to 70");
+  await shot(page, "flag-detail-light");
+  await page.getByRole("button", { name: "Save rollout" }).click();
+  await page.getByLabel("Definition of new-checkout").filter({ hasText: '"fractional"' }).waitFor();
+  const flag = await rest("GET", "/v1/namespaces/prod/flags/new-checkout", "reader");
+  check(JSON.stringify(flag.data.targeting) === JSON.stringify({ fractional: [["on", 30], ["off", 70]] }), `targeting ${JSON.stringify(flag.data.targeting)}`);
+  // The evaluate panel answers as OFREP does.
+  await page.getByLabel("Evaluation context (JSON)").fill('{"targetingKey": "user-7"}');
+  await page.getByRole("button", { name: "Evaluate" }).click();
+  await page.getByRole("definition").filter({ hasText: "TARGETING_MATCH" }).waitFor();
+  await page.context().close();
+});
+
+test("7. rollback from history restores the old value", async () => {
+  await rest("PUT", "/v1/namespaces/prod/config/feature.limits", "ops", '{"max_items": 10}');
+  const old = await rest("GET", "/v1/namespaces/prod/config/feature.limits", "reader");
+  const oldRevision = old.etag.replace(/"/g, "");
+  await rest("PUT", "/v1/namespaces/prod/config/feature.limits", "ops", '{"max_items": 99}');
+  const page = await open({ token: "ops", hash: "#/ns/prod/history/feature.limits" });
+  await page.getByRole("heading", { name: "History · feature.limits" }).waitFor();
+  await shot(page, "history-light");
+  await page.getByRole("button", { name: `Roll back to ${oldRevision}` }).click();
+  const dialog = page.getByRole("dialog", { name: "Roll back feature.limits?" });
+  await dialog.waitFor();
+  await dialog.getByRole("button", { name: `Roll back to ${oldRevision}` }).click();
+  await page.getByRole("status").or(page.locator("#announce")).filter({ hasText: "Rolled back" }).first().waitFor({ state: "attached" });
+  const now = await rest("GET", "/v1/namespaces/prod/config/feature.limits", "reader");
+  check(now.data.max_items === 10 && now.etag !== old.etag, `now ${JSON.stringify(now)}`);
+  await page.context().close();
+});
+
+test("8. a conflicting edit shows the other change and does not overwrite it", async () => {
+  await rest("PUT", "/v1/namespaces/prod/config/shared.setting", "ops", '{"mode": "a"}');
+  const page = await open({ token: "ops", hash: "#/ns/prod/config/shared.setting" });
+  await page.getByRole("button", { name: "Edit" }).click();
+  await page.getByLabel("Value (JSON)").fill('{"mode": "mine"}');
+  await page.getByRole("list", { name: "Changes" }).filter({ hasText: '~ /mode: "a" → "mine"' }).waitFor();
+  // Meanwhile, someone else publishes.
+  const theirs = await rest("PUT", "/v1/namespaces/prod/config/shared.setting", "reviewer", '{"mode": "theirs"}');
+  check(theirs.status === 200, "their write");
+  await page.getByText("This value changed underneath you").waitFor();
+  await page.waitForFunction(() => ![...document.querySelectorAll("button")].find((b) => b.textContent === "Publish")?.disabled);
+  await page.getByRole("button", { name: "Publish" }).click();
+  const alert = page.getByRole("alert").filter({ hasText: "Someone else published meanwhile" });
+  await alert.waitFor();
+  await alert.getByRole("list", { name: "Their change" }).filter({ hasText: '~ /mode: "a" → "theirs"' }).waitFor();
+  await alert.getByRole("list", { name: "Your edit against theirs" }).filter({ hasText: '~ /mode: "theirs" → "mine"' }).waitFor();
+  await shot(page, "config-conflict-light");
+  const stored = await rest("GET", "/v1/namespaces/prod/config/shared.setting", "reader");
+  check(stored.data.mode === "theirs", `overwritten: ${JSON.stringify(stored.data)}`);
+  await page.context().close();
+});
+
+test("9. a change request opened by one token and approved by another merges", async () => {
+  const policy = await rest("PUT", "/v1/namespaces/prod/policy", "admin", { protected: ["payments/*"], approvals: 1 });
+  check(policy.status === 200, `policy: ${JSON.stringify(policy.data)}`);
+  await rest("PUT", "/v1/namespaces/prod/config/payments/limits", "ops", "1").then((r) => check(r.status === 403, "a direct write is refused"));
+  const ops = await open({ token: "ops", hash: "#/ns/prod/config/payments/limits" });
+  await ops.getByText("Protected by the policy").waitFor();
+  await ops.getByRole("button", { name: "Edit" }).click();
+  await ops.getByLabel("Value (JSON)").fill('{"max": 200}');
+  await ops.getByLabel("Message").fill("limits for the sale");
+  await ops.waitForFunction(() => ![...document.querySelectorAll("button")].find((b) => b.textContent === "Open change request")?.disabled);
+  await ops.getByRole("button", { name: "Open change request" }).click();
+  const heading = ops.getByRole("heading", { name: /^Change request #\d+ \(open\)$/ });
+  await heading.waitFor();
+  const id = (await heading.textContent()).match(/#(\d+)/)[1];
+  check((await ops.getByRole("button", { name: "Approve" }).count()) === 0, "the author is offered Approve");
+  await ops.getByRole("list", { name: "Request changes" }).filter({ hasText: "~ /max: 100 → 200" }).waitFor();
+  await shot(ops, "request-light");
+  const reviewer = await open({ token: "reviewer", hash: `#/ns/prod/requests/${id}` });
+  await reviewer.getByRole("button", { name: "Approve" }).click();
+  await reviewer.getByText("Approved by reviewer").waitFor();
+  await reviewer.getByRole("button", { name: "Merge" }).click();
+  await reviewer.getByRole("heading", { name: `Change request #${id} (merged)` }).waitFor();
+  const stored = await rest("GET", "/v1/namespaces/prod/config/payments/limits", "reader");
+  check(stored.data.max === 200, `stored ${JSON.stringify(stored.data)}`);
+  const audit = await rest("GET", "/v1/namespaces/prod/audit?prefix=payments/limits&limit=10", "reader");
+  const steps = audit.data.filter((r) => r.request === id).map((r) => `${r.action}:${r.actor}`);
+  check(JSON.stringify(steps) === JSON.stringify(["request.merge:reviewer", "request.approve:reviewer", "request.create:ops"]), `steps ${steps}`);
+  for (const p of [ops, reviewer]) await p.context().close();
+});
+
+test("10. a read-only token sees no edit controls, and a forged write is refused", async () => {
+  const page = await open({ token: "reader", hash: "#/ns/prod/config/database.config" });
+  await page.getByLabel("Value of database.config").waitFor();
+  for (const name of ["Edit", "New value"]) check((await page.getByRole("button", { name }).count()) === 0, `reader sees ${name}`);
+  await go(page, "#/ns/prod/flags/new-checkout");
+  await page.getByLabel("Definition of new-checkout").waitFor();
+  check((await page.getByRole("switch").count()) === 0, "reader sees toggles");
+  check((await page.getByRole("button", { name: "Save rollout" }).count()) === 0, "reader sees Save rollout");
+  await go(page, "#/ns/prod/history/database.config");
+  await page.getByRole("heading", { name: "History · database.config" }).waitFor();
+  check((await page.getByRole("button", { name: /Roll back/ }).count()) === 0, "reader sees Roll back");
+  const token = await page.evaluate(() => sessionStorage.getItem("cfgd-token"));
+  const forged = await page.evaluate(async (t) => {
+    const r = await fetch("/v1/namespaces/prod/config/database.config", { method: "PUT", headers: { Authorization: `Bearer ${t}` }, body: "1" });
+    return r.status;
+  }, token);
+  check(forged === 403, `forged write answered ${forged}`);
+  await page.context().close();
+});
+
+test("11. axe finds no serious or critical violation on the main pages; screenshots", async () => {
+  const pages = [
+    ["namespaces", ""],
+    ["config", "#/ns/prod/config/database.config"],
+    ["history", "#/ns/prod/history/database.config"],
+    ["flags", "#/ns/prod/flags/new-checkout"],
+    ["audit", "#/ns/prod/audit"],
+    ["releases", "#/ns/prod/releases"],
+    ["requests", "#/ns/prod/requests"],
+    ["schemas", "#/ns/prod/schemas"],
+  ];
+  for (const scheme of ["light", "dark"]) {
+    for (const width of [1280, 375]) {
+      const page = await open({ token: "admin", scheme, width, height: width === 375 ? 800 : 900, audit: true });
+      for (const [name, hash] of pages) {
+        await go(page, hash || "#/");
+        await page.getByRole("heading", { level: 1 }).first().waitFor();
+        await page.waitForLoadState("domcontentloaded");
+        await page.waitForTimeout(300);
+        const other = await axe(page, `${name} (${scheme}, ${width}px)`);
+        if (other) console.log(`  ${name} ${scheme} ${width}px: ${other} minor or moderate finding(s)`);
+        await shot(page, `${name}-${scheme}-${width}`);
+      }
+      // The editor and the sign-in page too.
+      await go(page, "#/ns/prod/config/database.config");
+      await page.getByRole("button", { name: "Edit" }).click();
+      await page.getByLabel("Value (JSON)").waitFor();
+      await axe(page, `editor (${scheme}, ${width}px)`);
+      await shot(page, `editor-${scheme}-${width}`);
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByLabel("Token").waitFor();
+      await axe(page, `sign-in (${scheme}, ${width}px)`);
+      await shot(page, `signin-${scheme}-${width}`);
+      await page.context().close();
+    }
+  }
+});
+
+test("keyboard alone: sign in, open a value, edit it", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${url}/ui/#/ns/prod/config`);
+  await page.getByLabel("Token").waitFor();
+  await page.keyboard.type(tokens.ops);
+  await page.keyboard.press("Enter");
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await page.getByLabel("Search names").focus();
+  await page.keyboard.type("shared");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "shared.setting", level: 2 }).waitFor();
+  await page.getByRole("button", { name: "Edit" }).focus();
+  await page.keyboard.press("Enter");
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+  check(focused && focused.startsWith("value"), `focus after Edit is on ${focused}`);
+  await context.close();
+});
+
+let failed = 0;
+for (const t of tests) {
+  if (only && !t.name.includes(only)) continue;
+  const started = Date.now();
+  try {
+    await t.fn();
+    console.log(`ok   ${t.name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${t.name}: ${e.message.split("\n")[0]}`);
+  }
+}
+if (foreign.length) {
+  failed++;
+  console.log(`FAIL requests left for another origin: ${foreign.slice(0, 5).join(", ")}`);
+}
+await browser.close();
+console.log(failed ? `${failed} failed` : "all passed");
+process.exit(failed ? 1 : 0);
