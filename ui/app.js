@@ -182,9 +182,13 @@ function debounce(fn, ms) {
   };
 }
 
+/** Replaces `el`'s children, skipping the absent ones (null, false). */
+function fill(el, ...nodes) {
+  el.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+
 function render(...nodes) {
-  const main = $("main");
-  main.replaceChildren(...nodes);
+  fill($("main"), ...nodes);
 }
 
 // ---------------------------------------------------------------- routing
@@ -222,7 +226,7 @@ function nav(current) {
     ["requests", "Change requests"],
     ["schemas", "Schemas"],
   ];
-  $("nav").replaceChildren(
+  fill($("nav"), 
     h("a", { href: "#/" }, "Namespaces"),
     ...(ns
       ? items.map(([p, label]) =>
@@ -234,7 +238,7 @@ function nav(current) {
 
 function whoBar() {
   const who = state.who;
-  if (!who) return $("who").replaceChildren();
+  if (!who) return fill($("who"), );
   const parts = [h("span", {}, who.auth ? `Signed in as ${who.name}` : "No sign-in (--no-auth)")];
   if (who.auth)
     parts.push(
@@ -251,7 +255,7 @@ function whoBar() {
         },
       }, "Sign out"),
     );
-  $("who").replaceChildren(...parts);
+  fill($("who"), ...parts);
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -317,7 +321,7 @@ async function namespacesPage() {
     data.length
       ? h(
           "div",
-          { class: "table-wrap" },
+          { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Namespaces" },
           h(
             "table",
             {},
@@ -461,7 +465,7 @@ async function configPage(selected) {
   const drawList = () => {
     const q = search.value.trim().toLowerCase();
     const names = [...state.values.keys()].sort().filter((n) => n.toLowerCase().includes(q));
-    list.replaceChildren(
+    fill(list, 
       ...names.map((n) =>
         h(
           "li",
@@ -498,7 +502,7 @@ async function configPage(selected) {
 async function showValue(detail, name) {
   const entry = state.values.get(name);
   if (!entry) {
-    detail.replaceChildren(h("h2", {}, name), h("p", {}, "This name holds no value."));
+    fill(detail, h("h2", {}, name), h("p", {}, "This name holds no value."));
     return;
   }
   const meta = h(
@@ -513,11 +517,11 @@ async function showValue(detail, name) {
   if (canWrite()) actions.append(h("button", { onclick: () => editValue(detail, name) }, "Edit"));
   actions.append(h("a", { class: "button secondary", href: `#/ns/${enc(state.ns)}/history/${encName(name)}` }, "History"));
   const prot = protectedBy(name);
-  detail.replaceChildren(
+  fill(detail, 
     h("h2", {}, name),
     meta,
     prot ? h("p", { class: "notice" }, `Protected by the policy (${prot}): changes go through a change request.`) : null,
-    h("pre", { "aria-label": `Value of ${name}` }, pretty(entry.value)),
+    h("pre", { tabindex: 0, "aria-label": `Value of ${name}` }, pretty(entry.value)),
     actions,
   );
   try {
@@ -535,7 +539,7 @@ async function showValue(detail, name) {
 
 function newValue(detail) {
   const input = h("input", { id: "new-name", required: true });
-  detail.replaceChildren(
+  fill(detail, 
     h("h2", {}, "New value"),
     h("label", { for: "new-name" }, "Name"),
     input,
@@ -568,17 +572,17 @@ function editValue(detail, name, fresh = false) {
     const seq = ++checkSeq;
     publish.disabled = true;
     if (request) request.disabled = true;
-    problems.replaceChildren();
+    fill(problems, );
     try {
       parsed = JSON.parse(text.value);
     } catch (e) {
       parsed = undefined;
       problems.append(h("li", {}, `Not valid JSON: ${e.message}`));
-      changes.replaceChildren();
+      fill(changes, );
       return;
     }
     const d = diff(baseValue, parsed);
-    changes.replaceChildren(h("h3", {}, "Changes against what is stored"), diffList(d, "Changes"));
+    fill(changes, h("h3", {}, "Changes against what is stored"), diffList(d, "Changes"));
     try {
       await api("PUT", `/v1/namespaces/${enc(state.ns)}/config/${encName(name)}?dry_run=true`, { body: text.value, raw: true });
     } catch (e) {
@@ -639,7 +643,7 @@ function editValue(detail, name, fresh = false) {
       theirs = { value: undefined, revision: 0 };
     }
     const ours = parsed;
-    moved.replaceChildren(
+    fill(moved, 
       h(
         "div",
         { class: "notice", role: "alert" },
@@ -655,7 +659,7 @@ function editValue(detail, name, fresh = false) {
           h("button", {
             onclick: () => {
               state.editor.base = theirs.revision;
-              moved.replaceChildren(h("p", { class: "muted" }, `Your edit now applies on top of revision ${theirs.revision}; publish again to store it.`));
+              fill(moved, h("p", { class: "muted" }, `Your edit now applies on top of revision ${theirs.revision}; publish again to store it.`));
               publish.disabled = false;
             },
           }, "Keep my edit on top of theirs"),
@@ -665,12 +669,12 @@ function editValue(detail, name, fresh = false) {
     );
   };
   state.editor.moved = (change) => {
-    moved.replaceChildren(
+    fill(moved, 
       h("p", { class: "notice", role: "status" }, `This value changed underneath you: revision ${change.revision} was published while you edit. Publishing will show you both changes.`),
     );
   };
   const cancel = h("button", { class: "secondary", onclick: () => { state.editor = null; showValue(detail, name); } }, "Cancel");
-  detail.replaceChildren(
+  fill(detail, 
     h("h2", {}, fresh ? `New value: ${name}` : `Edit ${name}`),
     moved,
     prot ? h("p", { class: "notice" }, `Protected by the policy (${prot}): publishing opens a change request.`) : null,
@@ -708,7 +712,7 @@ async function historyPage(name) {
   const compare = () => {
     const a = history.find((e) => String(e.revision) === from.value);
     const b = history.find((e) => String(e.revision) === to.value);
-    out.replaceChildren(diffList(diff(a?.value, b?.value), "Differences between the two revisions"));
+    fill(out, diffList(diff(a?.value, b?.value), "Differences between the two revisions"));
   };
   from.addEventListener("change", compare);
   to.addEventListener("change", compare);
@@ -746,11 +750,11 @@ async function historyPage(name) {
     h("p", {}, h("a", { href: `#/ns/${enc(ns)}/config/${encName(name)}` }, `Back to ${name}`)),
     h(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Revisions" },
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, ...["Revision", "Actor", "Time", "Message", "Value", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ...["Revision", "Actor", "Time", "Message", "Value", "Action"].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows),
       ),
     ),
@@ -802,7 +806,7 @@ async function flagsPage(selected) {
     flags.length
       ? h(
           "div",
-          { class: "table-wrap" },
+          { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Flags" },
           h("table", {}, h("thead", {}, h("tr", {}, ...["Flag", "State", "Default", "Variants"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)),
         )
       : h("p", {}, "No flags in this namespace."),
@@ -825,7 +829,7 @@ function flagDetail(detail, flag) {
       showError(e);
     }
   };
-  const parts = [h("h2", {}, flag.name), h("pre", { "aria-label": `Definition of ${flag.name}` }, pretty(def))];
+  const parts = [h("h2", {}, flag.name), h("pre", { tabindex: 0, "aria-label": `Definition of ${flag.name}` }, pretty(def))];
 
   // Rollout: one slider per variant, always summing to 100.
   const current = new Map(variants.map((v) => [v, 0]));
@@ -876,7 +880,7 @@ function flagDetail(detail, flag) {
     const save = h("button", {}, "Save targeting");
     let next = null;
     const check = debounce(async () => {
-      problems.replaceChildren();
+      fill(problems, );
       save.disabled = true;
       let targeting;
       try {
@@ -905,7 +909,7 @@ function flagDetail(detail, flag) {
   const context = h("textarea", { id: ctxId, spellcheck: "false", rows: 4 }, pretty({ targetingKey: "user-1" }));
   const result = h("dl", { class: "meta", "aria-live": "polite", "aria-label": "Evaluation result" });
   const evaluate = async () => {
-    result.replaceChildren();
+    fill(result, );
     let ctx;
     try {
       ctx = JSON.parse(context.value);
@@ -920,7 +924,7 @@ function flagDetail(detail, flag) {
     }
   };
   parts.push(h("div", { class: "panel" }, h("h3", {}, "Evaluate"), h("label", { for: ctxId }, "Evaluation context (JSON)"), context, h("div", { class: "row" }, h("button", { onclick: evaluate }, "Evaluate")), result));
-  detail.replaceChildren(...parts);
+  fill(detail, ...parts);
 }
 
 /** Makes the weights sum to 100, moving the ones other than `fixed` in
@@ -952,7 +956,7 @@ async function auditPage() {
   const prefix = h("input", { id: ids.prefix, type: "search" });
   const actor = h("input", { id: ids.actor, type: "search" });
   const since = h("input", { id: ids.since, type: "datetime-local" });
-  const out = h("div", { class: "table-wrap", "aria-live": "polite" });
+  const out = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Audit records", "aria-live": "polite" });
   const load = async (ev) => {
     if (ev) ev.preventDefault();
     const q = new URLSearchParams({ limit: "200" });
@@ -962,7 +966,7 @@ async function auditPage() {
       const { data } = await api("GET", `/v1/namespaces/${enc(ns)}/audit?${q}`);
       const after = since.value ? new Date(since.value).getTime() : 0;
       const records = data.filter((r) => !after || r.time_ms >= after || !r.time_ms);
-      out.replaceChildren(
+      fill(out, 
         records.length
           ? h(
               "table",
@@ -1022,7 +1026,7 @@ async function releasesPage(id) {
     list.length
       ? h(
           "div",
-          { class: "table-wrap" },
+          { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Releases" },
           h(
             "table",
             {},
@@ -1066,7 +1070,7 @@ async function releasesPage(id) {
         },
       }, "Revert release"),
     );
-  detail.replaceChildren(
+  fill(detail, 
     h("h2", {}, `Release ${r.id}`),
     h("p", {}, `Revision ${r.revision}, by ${r.actor} via ${r.via}, ${when(r.time_ms)}${r.message ? ` — ${r.message}` : ""}`),
     namedDiff(r.changes, "Release changes"),
@@ -1082,11 +1086,11 @@ async function requestsPage(id) {
   const stateId = uid("state");
   const filter = h("select", { id: stateId }, ["open", "merged", "closed", "all"].map((s) => h("option", { value: s }, s)));
   filter.value = sessionStorage.getItem("cfgd-request-state") || "open";
-  const listBox = h("div", { class: "table-wrap", "aria-live": "polite" });
+  const listBox = h("div", { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Change requests", "aria-live": "polite" });
   const loadList = async () => {
     sessionStorage.setItem("cfgd-request-state", filter.value);
     const { data } = await api("GET", `/v1/namespaces/${enc(ns)}/requests?state=${filter.value}`);
-    listBox.replaceChildren(
+    fill(listBox, 
       data.length
         ? h(
             "table",
@@ -1143,7 +1147,7 @@ async function requestsPage(id) {
     if (r.author !== me && !r.approvals.some((a) => a.actor === me)) actions.append(step("approve", "Approve"));
     actions.append(step("merge", "Merge"), step("rebase", "Rebase", "secondary"), step("close", "Close", "secondary"));
   }
-  detail.replaceChildren(
+  fill(detail, 
     h("h2", {}, `Change request #${r.id} (${r.state})`),
     h("p", {}, `Opened by ${r.author} via ${r.via}, ${when(r.created_ms)}${r.message ? ` — ${r.message}` : ""}`),
     h("p", {}, r.approvals.length ? `Approved by ${r.approvals.map((a) => a.actor).join(", ")}` : "Not approved yet."),
@@ -1166,7 +1170,7 @@ async function schemasPage() {
     const ids = { pattern: uid("pattern"), schema: uid("schema") };
     const p = h("input", { id: ids.pattern, value: pattern || "", readonly: pattern ? true : null });
     const text = h("textarea", { id: ids.schema, spellcheck: "false" }, pretty(schema || { type: "object" }));
-    editor.replaceChildren(
+    fill(editor, 
       h("h2", {}, pattern ? `Edit schema ${pattern}` : "New schema"),
       h("label", { for: ids.pattern }, "Pattern (a name, or a prefix ending in *)"),
       p,
@@ -1209,7 +1213,7 @@ async function schemasPage() {
               "div",
               { class: "panel" },
               h("h2", {}, s.name),
-              h("pre", { "aria-label": `Schema ${s.name}` }, pretty(s.value)),
+              h("pre", { tabindex: 0, "aria-label": `Schema ${s.name}` }, pretty(s.value)),
               canAdmin() ? h("button", { class: "secondary", onclick: () => edit(s.name, s.value) }, `Edit ${s.name}`) : null,
             ),
           ),

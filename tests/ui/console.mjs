@@ -91,7 +91,7 @@ async function axe(page, label) {
   });
   const bad = result.filter((v) => v.impact === "serious" || v.impact === "critical");
   check(!bad.length, `${label}: axe found ${JSON.stringify(bad)}`);
-  return result.length;
+  return result;
 }
 
 const tests = [];
@@ -329,7 +329,7 @@ test("11. axe finds no serious or critical violation on the main pages; screensh
         await page.waitForLoadState("domcontentloaded");
         await page.waitForTimeout(300);
         const other = await axe(page, `${name} (${scheme}, ${width}px)`);
-        if (other) console.log(`  ${name} ${scheme} ${width}px: ${other} minor or moderate finding(s)`);
+        if (other.length) console.log(`  ${name} ${scheme} ${width}px: minor or moderate: ${JSON.stringify(other)}`);
         await shot(page, `${name}-${scheme}-${width}`);
       }
       // The editor and the sign-in page too.
