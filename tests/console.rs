@@ -22,11 +22,18 @@ async fn seed(etcd: &EtcdCluster) {
     let schema = json!({"type": "object", "required": ["url", "pool_size"], "properties": {
         "url": {"type": "string"}, "pool_size": {"type": "integer", "minimum": 1}}});
     prod.set_schema("database.*", &schema, false).await.unwrap();
-    prod.set("database.config", &json!({"url": "postgres://db/app", "pool_size": 20}))
+    prod.set(
+        "database.config",
+        &json!({"url": "postgres://db/app", "pool_size": 20}),
+    )
+    .await
+    .unwrap();
+    prod.set("feature.limits", &json!({"max_items": 5}))
         .await
         .unwrap();
-    prod.set("feature.limits", &json!({"max_items": 5})).await.unwrap();
-    prod.set("payments/limits", &json!({"max": 100})).await.unwrap();
+    prod.set("payments/limits", &json!({"max": 100}))
+        .await
+        .unwrap();
     prod.set_flag(
         "new-checkout",
         &json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}),
@@ -41,12 +48,20 @@ async fn seed(etcd: &EtcdCluster) {
     .unwrap();
     let (_, release) = prod
         .with_message("first release")
-        .apply(r#"{"feature.limits": {"max_items": 6}, "search.timeout_ms": 250}"#, None, false)
+        .apply(
+            r#"{"feature.limits": {"max_items": 6}, "search.timeout_ms": 250}"#,
+            None,
+            false,
+        )
         .await
         .unwrap();
     assert!(release.is_some());
     let staging = connect("staging").await.unwrap();
-    staging.set("database.config", &json!({"url": "postgres://staging/app", "pool_size": 5}))
+    staging
+        .set(
+            "database.config",
+            &json!({"url": "postgres://staging/app", "pool_size": 5}),
+        )
         .await
         .unwrap();
 }
@@ -57,6 +72,7 @@ async fn the_console_works_in_a_real_browser() {
     let etcd = EtcdCluster::single();
     seed(&etcd).await;
     let server = start_with(&etcd, &[]);
+    let open_server = start_with(&etcd, &["--no-auth"]);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("tests/ui/console.mjs");
     assert!(
@@ -71,6 +87,7 @@ async fn the_console_works_in_a_real_browser() {
     let out = Command::new("node")
         .arg(&script)
         .env("CFGD_URL", format!("http://{}", server.address))
+        .env("CFGD_NOAUTH_URL", format!("http://{}", open_server.address))
         .env("CFGD_ETCD", etcd.endpoints_arg())
         .env("CFGD_ETCDCTL", common::etcdctl_binary())
         .env("CFGD_SHOTS", root.join("target/ui-screenshots"))
@@ -80,5 +97,8 @@ async fn the_console_works_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "console tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "console tests failed:\n{stdout}\n{stderr}"
+    );
 }

@@ -12,8 +12,9 @@ const state = {
   ns: null,
   values: new Map(), // name -> {value, revision, version}
   policy: null,
-  live: null, // {ns, controller}
-  lastId: null,
+  live: null, // {ns, controller}: the values' stream
+  flagLive: null, // the flags' stream, while the flags page is open
+  flagView: null, // {table, detail, selected, revisions} of the flags page
   editor: null, // {name, base, baseValue}
   view: null, // the function that renders the current page
 };
@@ -201,6 +202,7 @@ function route() {
   const ns = parts[1];
   const page = parts[2] || "config";
   const rest = parts.slice(3).join("/");
+  if (page !== "flags") stopFlagLive();
   enter(ns).then(() => {
     nav(page);
     const pages = {
@@ -363,34 +365,45 @@ async function enter(ns) {
 function stopLive() {
   if (state.live) state.live.controller.abort();
   state.live = null;
+  stopFlagLive();
 }
 
-/** Follows the namespace's SSE stream with fetch (EventSource cannot send
- * the token), resuming with Last-Event-ID after a loss. Resolves once the
- * first connection is open. */
+function stopFlagLive() {
+  if (state.flagLive) state.flagLive.abort();
+  state.flagLive = null;
+}
+
+/** Follows the namespace's values over SSE. */
 function startLive(ns) {
   const controller = new AbortController();
   state.live = { ns, controller };
-  state.lastId = null;
+  return follow(`/v1/namespaces/${enc(ns)}/watch`, controller, onEvent);
+}
+
+/** Follows an SSE stream with fetch (EventSource cannot send the token),
+ * resuming with Last-Event-ID after a loss, with a banner while it is
+ * lost. Resolves once the first connection is open (or failed). */
+function follow(path, controller, handle) {
   let opened;
   const first = new Promise((r) => (opened = r));
+  const cursor = { lastId: null };
   (async () => {
     let lost = false;
     while (!controller.signal.aborted) {
       try {
         const headers = {};
         if (state.token) headers.Authorization = `Bearer ${state.token}`;
-        if (state.lastId) headers["Last-Event-ID"] = state.lastId;
-        const res = await fetch(`/v1/namespaces/${enc(ns)}/watch`, { headers, signal: controller.signal });
+        if (cursor.lastId) headers["Last-Event-ID"] = cursor.lastId;
+        const res = await fetch(path, { headers, signal: controller.signal });
         if (!res.ok) throw new Error(`watch answered ${res.status}`);
         opened();
         if (lost) {
-          $("banner").textContent = "";
+          fill($("banner"));
           announce("Live updates resumed.");
           lost = false;
         }
-        await readEvents(res.body, onEvent);
-      } catch (e) {
+        await readEvents(res.body, cursor, handle);
+      } catch {
         if (controller.signal.aborted) return;
       }
       if (controller.signal.aborted) return;
@@ -403,7 +416,7 @@ function startLive(ns) {
   return first;
 }
 
-async function readEvents(body, handle) {
+async function readEvents(body, cursor, handle) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let ev = { event: "message", data: "", id: null };
@@ -416,7 +429,7 @@ async function readEvents(body, handle) {
       const line = buffer.slice(0, nl).replace(/\r$/, "");
       buffer = buffer.slice(nl + 1);
       if (line === "") {
-        if (ev.id !== null) state.lastId = ev.id;
+        if (ev.id !== null) cursor.lastId = ev.id;
         if (ev.data) handle(ev);
         ev = { event: "message", data: "", id: null };
       } else if (!line.startsWith(":")) {
@@ -770,7 +783,65 @@ async function historyPage(name) {
 async function flagsPage(selected) {
   state.onChange = null;
   const ns = state.ns;
+  if (!state.flagLive) followFlags(ns);
   const { data: flags } = await api("GET", `/v1/namespaces/${enc(ns)}/flags`);
+  const detail = h("section", { "aria-label": "Flag" });
+  const table = flagTable(ns, flags, selected);
+  state.flagView = { table, detail, selected, revisions: new Map(flags.map((f) => [f.name, f.revision])) };
+  render(h("h1", {}, `Flags · ${ns}`), table, detail);
+  const flag = flags.find((f) => f.name === selected);
+  if (flag) flagDetail(detail, flag);
+}
+
+/** Follows the flags' SSE stream while the flags page is open: a change
+ * made elsewhere redraws the table, marks its row, and tells an open
+ * flag that it moved rather than throwing away what is being edited. */
+function followFlags(ns) {
+  const controller = new AbortController();
+  state.flagLive = controller;
+  let again = null;
+  const pending = new Set();
+  follow(`/v1/namespaces/${enc(ns)}/watch?section=flags`, controller, (ev) => {
+    let change;
+    try {
+      change = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    pending.add(change.name);
+    clearTimeout(again);
+    again = setTimeout(async () => {
+      const view = state.flagView;
+      if (state.flagLive !== controller || !view) return;
+      const { data: flags } = await api("GET", `/v1/namespaces/${enc(ns)}/flags`);
+      const moved = flags.filter((f) => pending.has(f.name) && f.revision > (view.revisions.get(f.name) || 0));
+      const gone = [...pending].filter((n) => view.revisions.has(n) && !flags.some((f) => f.name === n));
+      pending.clear();
+      if (!moved.length && !gone.length) return; // our own write, shown already
+      const table = flagTable(ns, flags, view.selected);
+      view.table.replaceWith(table);
+      view.table = table;
+      view.revisions = new Map(flags.map((f) => [f.name, f.revision]));
+      for (const f of moved) {
+        table.querySelector(`tr[data-flag="${CSS.escape(f.name)}"]`)?.classList.add("changed-now");
+        announce(`Flag ${f.name} changed (revision ${f.revision}).`);
+      }
+      const mine = moved.find((f) => f.name === view.selected);
+      if (mine)
+        view.detail.prepend(
+          h(
+            "div",
+            { class: "notice", role: "status" },
+            `${mine.name} changed underneath you (revision ${mine.revision}). `,
+            h("button", { class: "secondary", onclick: () => flagDetail(view.detail, mine) }, "Show the new definition"),
+          ),
+        );
+    }, 100);
+  });
+}
+
+function flagTable(ns, flags, selected) {
+  if (!flags.length) return h("p", {}, "No flags in this namespace.");
   const rows = flags.map((f) => {
     const def = f.value;
     const toggle = h("input", {
@@ -778,14 +849,13 @@ async function flagsPage(selected) {
       role: "switch",
       "aria-label": `Enabled: ${f.name}`,
       checked: def.state === "ENABLED",
-      disabled: !canWrite(),
     });
     toggle.addEventListener("change", async () => {
       const next = { ...def, state: toggle.checked ? "ENABLED" : "DISABLED" };
       try {
         await api("PUT", `/v1/namespaces/${enc(ns)}/flags/${enc(f.name)}`, { body: next, headers: { "If-Match": `"${f.revision}"` } });
         announce(`${f.name} ${toggle.checked ? "enabled" : "disabled"}.`);
-        flagsPage(selected).catch(showError);
+        await flagsPage(selected);
       } catch (e) {
         toggle.checked = !toggle.checked;
         showError(e);
@@ -793,27 +863,18 @@ async function flagsPage(selected) {
     });
     return h(
       "tr",
-      {},
+      { "data-flag": f.name },
       h("td", {}, h("a", { href: `#/ns/${enc(ns)}/flags/${enc(f.name)}`, "aria-current": f.name === selected ? "true" : null }, f.name)),
       h("td", {}, canWrite() ? h("label", { class: "inline" }, toggle, def.state) : def.state),
       h("td", {}, def.defaultVariant),
       h("td", {}, Object.entries(def.variants || {}).map(([k, v]) => `${k}=${compact(v)}`).join(", ")),
     );
   });
-  const detail = h("section", { "aria-label": "Flag" });
-  render(
-    h("h1", {}, `Flags · ${ns}`),
-    flags.length
-      ? h(
-          "div",
-          { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Flags" },
-          h("table", {}, h("thead", {}, h("tr", {}, ...["Flag", "State", "Default", "Variants"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)),
-        )
-      : h("p", {}, "No flags in this namespace."),
-    detail,
+  return h(
+    "div",
+    { class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Flags" },
+    h("table", {}, h("thead", {}, h("tr", {}, ...["Flag", "State", "Default", "Variants"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)),
   );
-  const flag = flags.find((f) => f.name === selected);
-  if (flag) flagDetail(detail, flag);
 }
 
 function flagDetail(detail, flag) {

@@ -220,14 +220,7 @@ impl Client {
     /// A stream of every change to names starting with `prefix` (`""` for
     /// all), in revision order, from now on. See [`Subscription`].
     pub fn subscribe(&self, prefix: &str) -> Result<Subscription> {
-        key::validate_prefix(prefix)?;
-        let shared = self.live("subscribe")?;
-        Ok(Subscription::new(
-            self.keep_alive(),
-            shared.clone(),
-            Kind::Config,
-            prefix.to_owned(),
-        ))
+        self.subscribe_in(Kind::Config, prefix, None)
     }
 
     /// Calls `f` with every change to names starting with `prefix` (`""` for
@@ -273,15 +266,35 @@ impl Client {
     /// gets the current value of each name that changed since, flagged
     /// resync, deletions included.
     pub fn subscribe_from(&self, prefix: &str, revision: Revision) -> Result<Subscription> {
+        self.subscribe_in(Kind::Config, prefix, Some(revision))
+    }
+
+    /// Like [`subscribe`](Self::subscribe), for flag definitions: every
+    /// change to the flags whose names start with `prefix`.
+    pub fn subscribe_flags(&self, prefix: &str) -> Result<Subscription> {
+        self.subscribe_in(Kind::Flags, prefix, None)
+    }
+
+    /// Like [`subscribe_from`](Self::subscribe_from), for flag definitions.
+    pub fn subscribe_flags_from(&self, prefix: &str, revision: Revision) -> Result<Subscription> {
+        self.subscribe_in(Kind::Flags, prefix, Some(revision))
+    }
+
+    fn subscribe_in(
+        &self,
+        section: Kind,
+        prefix: &str,
+        from: Option<Revision>,
+    ) -> Result<Subscription> {
         key::validate_prefix(prefix)?;
-        let shared = self.live("subscribe")?;
-        Ok(Subscription::resume(
-            self.keep_alive(),
-            shared.clone(),
-            Kind::Config,
-            prefix.to_owned(),
-            revision,
-        ))
+        let shared = self.live("subscribe")?.clone();
+        let keep = self.keep_alive();
+        Ok(match from {
+            Some(revision) => {
+                Subscription::resume(keep, shared, section, prefix.to_owned(), revision)
+            }
+            None => Subscription::new(keep, shared, section, prefix.to_owned()),
+        })
     }
 
     /// A [`Live`] value that follows `name`: the stored value, else the

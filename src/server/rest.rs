@@ -308,12 +308,6 @@ pub(super) struct ListQuery {
     prefix: String,
 }
 
-impl ListQuery {
-    pub(super) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-}
-
 pub(super) fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .into_iter()
@@ -431,9 +425,8 @@ pub(super) async fn rollback(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let Rollback { revision } = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("the body must be {{\"revision\": N}}: {e}"))
-    })?;
+    let Rollback { revision } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be {{\"revision\": N}}: {e}")))?;
     let written_at = client.rollback(&name, revision).await?;
     Ok(written(&name, written_at))
 }

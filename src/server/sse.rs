@@ -1,4 +1,5 @@
-//! Server-Sent Events: `GET /v1/namespaces/{ns}/watch?prefix=`.
+//! Server-Sent Events: `GET /v1/namespaces/{ns}/watch?prefix=` for values,
+//! `…/watch?section=flags&prefix=` for flag definitions.
 //!
 //! Each change is one event: `id` is its revision, `event` is `put` or
 //! `delete`, `data` is `{"name", "kind", "value", "revision", "resync"}`.
@@ -20,7 +21,6 @@ use futures_util::StreamExt;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::rest::ListQuery;
 use super::AppState;
 use crate::Change;
 
@@ -32,10 +32,18 @@ fn event(change: &Change) -> Event {
         .data(change.to_json())
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct WatchQuery {
+    #[serde(default)]
+    prefix: String,
+    /// `config` (the default) or `flags`.
+    section: Option<String>,
+}
+
 pub(super) async fn watch(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<WatchQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
@@ -48,9 +56,17 @@ pub(super) async fn watch(
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a revision (a number)"))
         })
         .transpose()?;
-    let changes = match resume {
-        Some(revision) => client.subscribe_from(query.prefix(), revision)?,
-        None => client.subscribe(query.prefix())?,
+    let prefix = query.prefix.as_str();
+    let changes = match (query.section.as_deref(), resume) {
+        (None | Some("config"), Some(revision)) => client.subscribe_from(prefix, revision)?,
+        (None | Some("config"), None) => client.subscribe(prefix)?,
+        (Some("flags"), Some(revision)) => client.subscribe_flags_from(prefix, revision)?,
+        (Some("flags"), None) => client.subscribe_flags(prefix)?,
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "section must be config or flags, not {other:?}"
+            )))
+        }
     };
     let mut shutdown = state.shutdown.subscribe();
     // Counts this stream in the gauge for as long as it is open.

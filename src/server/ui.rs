@@ -84,7 +84,9 @@ pub(super) async fn whoami(
         .iter()
         .map(|(ns, scope)| (ns.clone(), scope_name(*scope).into()))
         .collect();
-    Ok(ok(&json!({"auth": true, "name": token.name, "scopes": scopes})))
+    Ok(ok(
+        &json!({"auth": true, "name": token.name, "scopes": scopes}),
+    ))
 }
 
 pub(super) async fn namespaces(
@@ -131,7 +133,9 @@ pub(super) async fn namespaces(
             .connect()
             .await?;
         let (values, flags) = client.counts().await?;
-        out.push(json!({"name": name, "scope": scope_name(scope), "values": values, "flags": flags}));
+        out.push(
+            json!({"name": name, "scope": scope_name(scope), "values": values, "flags": flags}),
+        );
     }
     Ok(ok(&serde_json::Value::Array(out)))
 }

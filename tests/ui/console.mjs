@@ -10,6 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
+import net from "node:net";
 import { chromium } from "playwright-core";
 
 const url = process.env.CFGD_URL;
@@ -54,17 +55,17 @@ function etcdRevision() {
 }
 
 /** A fresh browser context (its own sessionStorage), on the console. */
-async function open({ token, scheme = "light", width = 1280, height = 900, hash = "", audit = false } = {}) {
+async function open({ token, scheme = "light", width = 1280, height = 900, hash = "", audit = false, base = url } = {}) {
   // axe is injected as a script, which the console's CSP rightly refuses:
   // only the audit pages bypass it.
   const context = await browser.newContext({ colorScheme: scheme, viewport: { width, height }, bypassCSP: audit });
   const page = await context.newPage();
   page.on("request", (r) => {
     const u = new URL(r.url());
-    if (u.protocol.startsWith("http") && u.origin !== origin) foreign.push(r.url());
+    if (u.protocol.startsWith("http") && u.origin !== new URL(base).origin) foreign.push(r.url());
   });
   page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
-  await page.goto(`${url}/ui/${hash}`);
+  await page.goto(`${base}/ui/${hash}`);
   if (token) {
     await page.getByLabel("Token").fill(tokens[token]);
     await page.getByRole("button", { name: "Sign in" }).click();
@@ -92,6 +93,42 @@ async function axe(page, label) {
   const bad = result.filter((v) => v.impact === "serious" || v.impact === "critical");
   check(!bad.length, `${label}: axe found ${JSON.stringify(bad)}`);
   return result;
+}
+
+/** A TCP relay to cfgd that can cut every connection through it and
+ * refuse new ones: a network loss, as the browser sees it. */
+async function relay() {
+  const target = new URL(url);
+  const sockets = new Set();
+  let refusing = false;
+  const server = net.createServer((client) => {
+    if (refusing) return client.destroy();
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on("error", () => b.destroy());
+      a.on("close", () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() {
+      refusing = true;
+      for (const s of sockets) s.destroy();
+    },
+    heal() {
+      refusing = false;
+    },
+    close() {
+      this.cut();
+      server.close();
+    },
+  };
 }
 
 const tests = [];
@@ -181,6 +218,50 @@ test("4. a value written with etcdctl appears without a reload", async () => {
   await page.getByRole("link", { name: "from.etcdctl" }).click();
   await page.getByLabel("Value of from.etcdctl").filter({ hasText: '"hello": "world"' }).waitFor();
   await page.context().close();
+});
+
+test("4b. a flag changed elsewhere shows on the open flags page, marked", async () => {
+  const page = await open({ token: "reader", hash: "#/ns/prod/flags" });
+  const row = page.getByRole("row").filter({ hasText: "banner-text" });
+  await row.filter({ hasText: "plain" }).waitFor();
+  const flag = await rest("GET", "/v1/namespaces/prod/flags/banner-text", "reader");
+  const next = { ...flag.data, defaultVariant: "sale" };
+  const put = await rest("PUT", "/v1/namespaces/prod/flags/banner-text", "ops", next, { "If-Match": flag.etag });
+  check(put.status === 200, `put: ${JSON.stringify(put.data)}`);
+  await row.filter({ hasText: "sale" }).and(page.locator(".changed-now")).waitFor({ timeout: 10000 });
+  await page.context().close();
+});
+
+test("4c. a lost connection shows a banner and resumes with Last-Event-ID", async () => {
+  const line = await relay();
+  const page = await open({ token: "reader", hash: "#/ns/prod/config", base: line.url });
+  await page.getByRole("link", { name: "database.config" }).waitFor();
+  // An event seen before the loss, so the stream has an id to resume from.
+  await rest("PUT", "/v1/namespaces/prod/config/before.loss", "ops", "1");
+  await page.getByRole("link", { name: "before.loss" }).waitFor({ timeout: 10000 });
+  line.cut();
+  await page.getByRole("status").filter({ hasText: "Connection to cfgd lost; reconnecting" }).waitFor({ timeout: 10000 });
+  await shot(page, "connection-lost-light");
+  // Written while the page is cut off: only a resumed stream brings it.
+  const put = await rest("PUT", "/v1/namespaces/prod/config/while.offline", "ops", "1");
+  check(put.status === 200, "the write while offline");
+  line.heal();
+  await page.getByRole("link", { name: "while.offline" }).waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => document.getElementById("banner").textContent === "");
+  await page.context().close();
+  line.close();
+});
+
+test("with --no-auth no token is asked", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${process.env.CFGD_NOAUTH_URL}/ui/`);
+  await page.getByRole("heading", { name: "Namespaces" }).waitFor();
+  check((await page.getByLabel("Token").count()) === 0, "a token is asked");
+  await page.getByText("No sign-in (--no-auth)").waitFor();
+  await page.getByRole("link", { name: "prod", exact: true }).click();
+  await page.getByRole("button", { name: "New value" }).waitFor();
+  await context.close();
 });
 
 test("5. a flag toggled in the console changes the next OFREP evaluation", async () => {
