@@ -1231,35 +1231,53 @@ async function schemasPage() {
     const ids = { pattern: uid("pattern"), schema: uid("schema") };
     const p = h("input", { id: ids.pattern, value: pattern || "", readonly: pattern ? true : null });
     const text = h("textarea", { id: ids.schema, spellcheck: "false" }, pretty(schema || { type: "object" }));
-    fill(editor, 
+    const problems = h("ul", { class: "problems", "aria-live": "polite", "aria-label": "Schema problems" });
+    const save = h("button", { disabled: true }, "Save schema");
+    let body;
+    let seq = 0;
+    // Checked by the server as one types: a valid schema, which no stored
+    // value it would govern fails.
+    const check = debounce(async () => {
+      const mine = ++seq;
+      save.disabled = true;
+      fill(problems);
+      try {
+        body = JSON.parse(text.value);
+      } catch (e) {
+        problems.append(h("li", {}, `Not valid JSON: ${e.message}`));
+        return;
+      }
+      if (!p.value.trim()) return problems.append(h("li", {}, "Give a pattern."));
+      try {
+        await api("PUT", `/v1/namespaces/${enc(ns)}/schemas/${encName(p.value.trim())}?dry_run=true`, { body });
+        if (mine === seq) save.disabled = false;
+      } catch (e) {
+        if (mine === seq) problems.append(h("li", {}, e.message));
+      }
+    }, 250);
+    text.addEventListener("input", check);
+    p.addEventListener("input", check);
+    save.addEventListener("click", async () => {
+      try {
+        await api("PUT", `/v1/namespaces/${enc(ns)}/schemas/${encName(p.value.trim())}`, { body });
+        announce(`Schema ${p.value} saved.`);
+        await schemasPage();
+      } catch (e) {
+        showError(e);
+      }
+    });
+    fill(
+      editor,
       h("h2", {}, pattern ? `Edit schema ${pattern}` : "New schema"),
       h("label", { for: ids.pattern }, "Pattern (a name, or a prefix ending in *)"),
       p,
       h("label", { for: ids.schema }, "JSON Schema"),
       text,
-      h(
-        "div",
-        { class: "row" },
-        h("button", {
-          onclick: async () => {
-            let body;
-            try {
-              body = JSON.parse(text.value);
-            } catch (e) {
-              return showError(new Error(`The schema is not valid JSON: ${e.message}`));
-            }
-            try {
-              await api("PUT", `/v1/namespaces/${enc(ns)}/schemas/${encName(p.value.trim())}`, { body });
-              announce(`Schema ${p.value} saved.`);
-              await schemasPage();
-            } catch (e) {
-              showError(e);
-            }
-          },
-        }, "Save schema"),
-      ),
+      problems,
+      h("div", { class: "row" }, save),
     );
     (pattern ? text : p).focus();
+    check();
   };
   const head = h("div", { class: "row" }, h("h1", {}, `Schemas · ${ns}`));
   if (canAdmin()) head.append(h("button", { class: "secondary", onclick: () => edit(null, null) }, "New schema"));

@@ -54,6 +54,17 @@ impl Client {
         self.put(key, bytes, "schema.set").await
     }
 
+    /// Checks a schema as [`set_schema`](Self::set_schema) would without
+    /// `force`, storing nothing: that it is a valid schema, and that no
+    /// stored value it would govern fails it.
+    pub async fn check_schema(&self, pattern: &str, schema: &Value) -> Result<()> {
+        let key = self.schema_etcd_key(pattern)?;
+        let validator = schema::compile(&key, schema)?;
+        let bytes = value::encode(&key, schema)?;
+        self.refuse_if_stored_values_fail(pattern, &key, &bytes, &validator)
+            .await
+    }
+
     /// The names `pattern`'s new schema would govern, read now, whose values
     /// fail it.
     async fn refuse_if_stored_values_fail(

@@ -1,5 +1,6 @@
 //! JSON Schemas over REST: `GET /v1/namespaces/{ns}/schemas`, and `GET`,
-//! `PUT` (`?force=true` to store one that stored values fail) and `DELETE`
+//! `PUT` (`?force=true` to store one that stored values fail,
+//! `?dry_run=true` to check one and store nothing) and `DELETE`
 //! on `…/schemas/{pattern}`. Reading needs read scope; changing a schema
 //! changes what everyone may write, so it needs admin.
 
@@ -19,6 +20,10 @@ use super::AppState;
 pub(super) struct PutQuery {
     #[serde(default)]
     force: bool,
+    /// Check the schema (and the stored values it would govern), store
+    /// nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 pub(super) async fn list(
@@ -56,6 +61,12 @@ pub(super) async fn put(
     let key = client.schema_etcd_key(&pattern)?;
     let schema: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| crate::Error::InvalidJson { key, cause })?;
+    if query.dry_run {
+        client.check_schema(&pattern, &schema).await?;
+        let body = serde_json::to_vec(&serde_json::json!({"name": pattern, "dry_run": true}))
+            .expect("serializes");
+        return Ok(json_response(StatusCode::OK, body, None));
+    }
     let revision = client.set_schema(&pattern, &schema, query.force).await?;
     Ok(written(&pattern, revision))
 }

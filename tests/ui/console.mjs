@@ -273,12 +273,15 @@ test("5. a flag toggled in the console changes the next OFREP evaluation", async
   await shot(page, "flags-light");
   const toggle = page.getByRole("switch", { name: "Enabled: new-checkout" });
   check(await toggle.isChecked(), "the flag shows as disabled");
+  const row = page.getByRole("row").filter({ hasText: "new-checkout" });
   await toggle.click();
-  await page.getByRole("switch", { name: "Enabled: new-checkout" }).and(page.locator(":not(:checked)")).waitFor();
+  // The box flips at once; the row says DISABLED once the server stored it.
+  await row.filter({ hasText: "DISABLED" }).waitFor();
+  check(!(await page.getByRole("switch", { name: "Enabled: new-checkout" }).isChecked()), "the switch is on");
   const after = await evaluate();
   check(after.data.value !== true && after.data.reason === "DISABLED", `after: ${JSON.stringify(after.data)}`);
-  await toggle.click();
-  await page.getByRole("switch", { name: "Enabled: new-checkout" }).and(page.locator(":checked")).waitFor();
+  await page.getByRole("switch", { name: "Enabled: new-checkout" }).click();
+  await row.filter({ hasText: "ENABLED" }).waitFor();
   check((await evaluate()).data.value === true, "enabled again");
   await page.context().close();
 });
@@ -387,6 +390,28 @@ test("10. a read-only token sees no edit controls, and a forged write is refused
     return r.status;
   }, token);
   check(forged === 403, `forged write answered ${forged}`);
+  await page.context().close();
+});
+
+test("schemas: an edit is checked before it is saved", async () => {
+  const page = await open({ token: "admin", hash: "#/ns/prod/schemas" });
+  await page.getByRole("button", { name: "Edit database.*" }).click();
+  const text = page.getByLabel("JSON Schema");
+  const problems = page.getByRole("list", { name: "Schema problems" });
+  const save = page.getByRole("button", { name: "Save schema" });
+  await text.fill('{"type": 5}');
+  await problems.filter({ hasText: "invalid JSON Schema" }).waitFor();
+  check(await save.isDisabled(), "an invalid schema can be saved");
+  // Stored database.config has pool_size 30: a minimum of 50 fails it.
+  await text.fill('{"type": "object", "properties": {"pool_size": {"type": "integer", "minimum": 50}}}');
+  await problems.filter({ hasText: "database.config" }).waitFor();
+  check(await save.isDisabled(), "a schema stored values fail can be saved");
+  await text.fill('{"type": "object", "required": ["url"], "properties": {"pool_size": {"type": "integer", "minimum": 2}}}');
+  await page.waitForFunction(() => ![...document.querySelectorAll("button")].find((b) => b.textContent === "Save schema")?.disabled);
+  await save.click();
+  await page.getByLabel("Schema database.*").filter({ hasText: '"minimum": 2' }).waitFor();
+  const stored = await rest("GET", "/v1/namespaces/prod/schemas/database.*", "reader");
+  check(stored.data.properties.pool_size.minimum === 2, `stored ${JSON.stringify(stored.data)}`);
   await page.context().close();
 });
 
