@@ -66,15 +66,9 @@ async fn seed(etcd: &EtcdCluster) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_works_in_a_real_browser() {
-    common::logs();
-    let etcd = EtcdCluster::single();
-    seed(&etcd).await;
-    let server = start_with(&etcd, &[]);
-    let open_server = start_with(&etcd, &["--no-auth"]);
+/// Runs tests/ui/console.mjs with `env`; fails with its output.
+fn run_browser_tests(env: &[(&str, String)]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/ui/console.mjs");
     assert!(
         root.join("tests/ui/node_modules/playwright-core").is_dir(),
         "tests/ui/node_modules is missing: run scripts/install-deps.sh --test (npm ci there)"
@@ -85,10 +79,8 @@ async fn the_console_works_in_a_real_browser() {
         "{chromium} is missing: run scripts/install-deps.sh --test (Debian's chromium)"
     );
     let out = Command::new("node")
-        .arg(&script)
-        .env("CFGD_URL", format!("http://{}", server.address))
-        .env("CFGD_NOAUTH_URL", format!("http://{}", open_server.address))
-        .env("CFGD_ETCD", etcd.endpoints_arg())
+        .arg(root.join("tests/ui/console.mjs"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("CFGD_ETCDCTL", common::etcdctl_binary())
         .env("CFGD_SHOTS", root.join("target/ui-screenshots"))
         .env("CHROMIUM", &chromium)
@@ -101,4 +93,50 @@ async fn the_console_works_in_a_real_browser() {
         out.status.success(),
         "console tests failed:\n{stdout}\n{stderr}"
     );
+}
+
+#[test]
+fn the_console_shows_the_demo_data_of_cfgd_dev() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfgd"))
+        .args(["dev", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start cfgd dev");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut child = common::KillOnDrop(child);
+    let mut console = None;
+    let mut line = String::new();
+    while console.is_none() && out.read_line(&mut line).unwrap_or(0) > 0 {
+        console = line
+            .trim()
+            .strip_prefix("cfgd dev: console ")
+            .map(|u| u.trim_end_matches("/ui/").to_owned());
+        line.clear();
+    }
+    let url = console.expect("cfgd dev prints the console's URL");
+    run_browser_tests(&[
+        ("CFGD_DEV", "1".into()),
+        ("CFGD_URL", url),
+        ("CFGD_ETCD", String::new()),
+    ]);
+    // Ctrl-C, our own child by its pid: cfgd dev stops its etcd and
+    // removes its data.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) };
+    assert!(child.0.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_real_browser() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let server = start_with(&etcd, &[]);
+    let open_server = start_with(&etcd, &["--no-auth"]);
+    run_browser_tests(&[
+        ("CFGD_URL", format!("http://{}", server.address)),
+        ("CFGD_NOAUTH_URL", format!("http://{}", open_server.address)),
+        ("CFGD_ETCD", etcd.endpoints_arg()),
+    ]);
 }

@@ -984,6 +984,11 @@ fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
         .to_owned();
     let warning = line("auth warning");
     assert!(warning.contains("AUTH IS OFF"), "{warning}");
+    let console = line("console line");
+    assert_eq!(
+        console.trim(),
+        format!("cfgd dev: console http://{address}/ui/")
+    );
     let child = KillOnDrop(child);
     let server = Server {
         _child: child,
@@ -1007,6 +1012,15 @@ fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
         r#"{"context": {"email": "a@example.com"}}"#,
     );
     assert!(flag.body.contains("Welcome back!"), "{}", flag.body);
+    let page = http(&server, "GET", "/ui/", &[], "");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<title>cfgd console</title>"),
+        "{}",
+        page.body
+    );
+    let who = http(&server, "GET", "/v1/whoami", &[], "");
+    assert!(who.body.contains(r#""auth":false"#), "{}", who.body);
     assert!(std::path::Path::new(&data_dir).exists());
 
     // Ctrl-C: our own child, by its pid, not yet waited for.

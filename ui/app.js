@@ -395,6 +395,12 @@ function follow(path, controller, handle) {
         if (state.token) headers.Authorization = `Bearer ${state.token}`;
         if (cursor.lastId) headers["Last-Event-ID"] = cursor.lastId;
         const res = await fetch(path, { headers, signal: controller.signal });
+        if (res.status >= 400 && res.status < 500) {
+          // Refused (a token that may not read it): retrying will not help.
+          opened();
+          const body = await res.json().catch(() => ({}));
+          return showError(new Error(body.error?.message || `watch answered ${res.status}`));
+        }
         if (!res.ok) throw new Error(`watch answered ${res.status}`);
         opened();
         if (lost) {
@@ -1010,6 +1016,14 @@ function fixSum(weights, fixed) {
 
 // ---------------------------------------------------------------- audit
 
+/** How a record's name reads: flags as flags/NAME, schemas by pattern. */
+function nameLabel(n) {
+  if (n.kind === "flags") return `flags/${n.name}`;
+  if (n.kind === "schemas") return `schema ${n.name}`;
+  if (n.kind === "policy") return "the policy";
+  return n.name;
+}
+
 async function auditPage() {
   state.onChange = null;
   const ns = state.ns;
@@ -1045,7 +1059,7 @@ async function auditPage() {
                     h("td", {}, r.actor),
                     h("td", {}, r.via),
                     h("td", {}, r.action + (r.forced ? " (forced)" : "") + (r.request ? ` #${r.request}` : "")),
-                    h("td", {}, r.names.map((n) => (n.kind === "flags" ? `flags/${n.name}` : n.name)).join(", ")),
+                    h("td", {}, r.names.map(nameLabel).join(", ")),
                     h("td", {}, r.message || ""),
                   ),
                 ),

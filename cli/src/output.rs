@@ -152,7 +152,14 @@ impl Printer {
             let rows = records
                 .iter()
                 .map(|r| {
-                    let names: Vec<&str> = r.names.iter().map(|n| n.name.as_str()).collect();
+                    let names: Vec<&str> = r
+                        .names
+                        .iter()
+                        .map(|n| match n.kind.as_str() {
+                            "policy" => "policy",
+                            _ => n.name.as_str(),
+                        })
+                        .collect();
                     vec![
                         r.revision.to_string(),
                         r.actor.clone(),

@@ -473,8 +473,26 @@ test("keyboard alone: sign in, open a value, edit it", async () => {
   await context.close();
 });
 
+// Against `cfgd dev` (what `make run` starts), only this runs.
+const devTests = [
+  {
+    name: "cfgd dev: the console shows the demo data, no sign-in",
+    fn: async () => {
+      const page = await open({ hash: "#/ns/demo/config/database.config" });
+      await page.getByLabel("Value of database.config").filter({ hasText: "pool_size" }).waitFor();
+      await shot(page, "dev-config");
+      await go(page, "#/ns/demo/flags/new-checkout");
+      await page.getByRole("group", { name: "Rollout" }).waitFor();
+      await page.getByRole("button", { name: "Evaluate" }).click();
+      await page.getByRole("definition").filter({ hasText: /TARGETING_MATCH|STATIC|DEFAULT|SPLIT/ }).first().waitFor();
+      await shot(page, "dev-flags");
+      await page.context().close();
+    },
+  },
+];
+
 let failed = 0;
-for (const t of tests) {
+for (const t of process.env.CFGD_DEV ? devTests : tests) {
   if (only && !t.name.includes(only)) continue;
   const started = Date.now();
   try {

@@ -153,8 +153,8 @@ async fn dev(listen: Option<SocketAddr>) -> Result<(), String> {
         dir.path().display()
     );
     println!("cfgd dev: server {url}");
-    println!("cfgd dev: console {url}/ui/");
     println!("cfgd dev: AUTH IS OFF: anyone who can reach {url} can read and write. For trying things only.");
+    println!("cfgd dev: console {url}/ui/");
     println!();
     println!("Try:");
     println!("  curl -s {url}/v1/namespaces/demo/config/database.config");
