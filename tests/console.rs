@@ -105,6 +105,7 @@ fn the_console_shows_the_demo_data_of_cfgd_dev() {
         .spawn()
         .expect("start cfgd dev");
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Owned at once, so a failure below still ends it (its etcd dies with it).
     let mut child = common::KillOnDrop(child);
     let mut console = None;
     let mut line = String::new();

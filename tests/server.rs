@@ -962,6 +962,9 @@ fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
         .spawn()
         .expect("start cfgd dev");
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    // Owned at once, so a failing check below still ends it (its etcd dies
+    // with it).
+    let child = KillOnDrop(child);
     let mut line = |what: &str| {
         let mut l = String::new();
         out.read_line(&mut l)
@@ -989,7 +992,6 @@ fn cfgd_dev_serves_seeded_data_and_cleans_up_on_ctrl_c() {
         console.trim(),
         format!("cfgd dev: console http://{address}/ui/")
     );
-    let child = KillOnDrop(child);
     let server = Server {
         _child: child,
         address,
