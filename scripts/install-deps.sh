@@ -97,7 +97,7 @@ if $testing && [ ! -x "$etcd35_dir/etcd" ]; then
 fi
 
 if $testing; then
-  for dir in tests/differential examples/node tests/ui; do
+  for dir in tests/differential examples/node tests/ui tests/flagd; do
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
       echo "install-deps: npm ci in $dir"
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)

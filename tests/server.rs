@@ -8,19 +8,19 @@ use std::time::Duration;
 use crate::common::{self, EtcdCluster, KillOnDrop};
 
 pub(crate) struct Server {
-    _child: KillOnDrop,
+    pub(crate) _child: KillOnDrop,
     pub(crate) address: String,
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 pub(crate) struct Reply {
     pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))

@@ -19,6 +19,9 @@ mod live;
 mod console;
 
 #[cfg(feature = "server")]
+mod flagd_grpc;
+
+#[cfg(feature = "server")]
 mod limits;
 
 #[cfg(feature = "server")]

@@ -161,6 +161,35 @@ impl Client {
         Ok(Value::Object(document))
     }
 
+    /// [`export_flags`](Self::export_flags) as compact JSON text, from
+    /// memory: what flagd's sync protocol sends. A live client answers from
+    /// its mirror (so it answers while etcd is away); one built with
+    /// `live(false)` gets [`Error::NotLive`].
+    pub fn flag_document(&self) -> Result<String> {
+        let namespace = self.live("flag_document")?;
+        let mirror = namespace.read();
+        let mut flags = serde_json::Map::new();
+        let mut evaluators = None;
+        for (name, stored) in &mirror.section(Kind::Flags).entries {
+            let Ok(value) = serde_json::from_slice::<Value>(&stored.raw) else {
+                continue;
+            };
+            if &**name == flags::EVALUATORS {
+                evaluators = Some(value);
+            } else {
+                flags.insert(name.to_string(), value);
+            }
+        }
+        let mut document = serde_json::Map::new();
+        document.insert("flags".into(), Value::Object(flags));
+        if let Some(evaluators) =
+            evaluators.filter(|e| e.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            document.insert(flags::EVALUATORS.into(), evaluators);
+        }
+        Ok(Value::Object(document).to_string())
+    }
+
     /// Loads a flagd document: every flag is checked against the document's
     /// `$evaluators` first, and so is every stored flag the document leaves
     /// alone; only then are the flags (and the evaluators) that differ

@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod diff;
 mod error;
+pub mod grpc;
 mod metrics;
 mod ofrep;
 mod releases;
@@ -97,6 +98,35 @@ pub struct Settings {
     pub etcd_cert: Option<PathBuf>,
     /// The PEM private key of `etcd_cert`.
     pub etcd_key: Option<PathBuf>,
+    /// Serve flagd's gRPC protocols (sync and evaluation) on this address;
+    /// off unless set.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Who may use the gRPC listener without a token.
+    pub grpc: GrpcSettings,
+}
+
+/// The `[grpc]` table of the settings file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcSettings {
+    /// Namespaces the gRPC listener serves without a token (the stock flagd
+    /// providers cannot send one).
+    pub namespaces: Vec<String>,
+    /// The namespace of calls with no selector (RPC-mode providers send
+    /// none): this, or the only open namespace.
+    pub default_namespace: Option<String>,
+}
+
+impl GrpcSettings {
+    /// The namespace of a call that names none.
+    pub fn default_namespace(&self) -> Option<String> {
+        self.default_namespace
+            .clone()
+            .or_else(|| match &self.namespaces[..] {
+                [only] => Some(only.clone()),
+                _ => None,
+            })
+    }
 }
 
 impl Default for Settings {
@@ -122,6 +152,8 @@ impl Default for Settings {
             etcd_ca: None,
             etcd_cert: None,
             etcd_key: None,
+            grpc_listen: None,
+            grpc: GrpcSettings::default(),
         }
     }
 }
@@ -158,6 +190,14 @@ impl Settings {
         }
         if !self.audit_max_age_days.is_finite() || self.audit_max_age_days < 0.0 {
             return Err("audit_max_age_days must be a number of days, 0 or more".into());
+        }
+        for ns in self
+            .grpc
+            .namespaces
+            .iter()
+            .chain(&self.grpc.default_namespace)
+        {
+            crate::key::validate_namespace(ns).map_err(|e| format!("[grpc]: {e}"))?;
         }
         if self.header_read_timeout.is_zero() {
             return Err("header_read_timeout must be more than 0 seconds".into());
@@ -374,6 +414,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/namespaces/{ns}/schemas/{*pattern}",
             get(schemas::get).put(schemas::put).delete(schemas::delete),
         )
+        .route("/v1/namespaces/{ns}/flagd.json", get(rest::flagd_document))
         .route("/v1/namespaces/{ns}/flags", get(rest::list_flags))
         .route(
             "/v1/namespaces/{ns}/flags/{name}",

@@ -430,3 +430,33 @@ pub(super) async fn rollback(
     let written_at = client.rollback(&name, revision).await?;
     Ok(written(&name, written_at))
 }
+
+/// `GET /v1/namespaces/{ns}/flagd.json`: the namespace's flags as one flagd
+/// document, so that a stock flagd can use cfgd as an `http` sync source.
+/// Its ETag is a digest of the document; `If-None-Match` with it answers 304.
+pub(super) async fn flagd_document(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use sha2::Digest;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let document = client.flag_document()?;
+    let digest = sha2::Sha256::digest(document.as_bytes());
+    let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = HeaderValue::from_str(&format!("\"{tag}\"")).expect("hex is a valid header");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_response(StatusCode::OK, document.into_bytes(), None)
+    };
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
+}

@@ -91,6 +91,16 @@ struct ServeArgs {
     /// PEM private key of --tls-cert
     #[arg(long, env = "CFGD_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Serve flagd's gRPC protocols (sync, evaluation) on this address, for
+    /// the stock flagd providers [default: off]
+    #[arg(long, env = "CFGD_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// Namespaces the gRPC listener serves without a token, comma separated
+    #[arg(long, env = "CFGD_GRPC_NAMESPACES", value_delimiter = ',')]
+    grpc_namespaces: Option<Vec<String>>,
+    /// The gRPC listener's namespace for calls that name none
+    #[arg(long, env = "CFGD_GRPC_DEFAULT_NAMESPACE")]
+    grpc_default_namespace: Option<String>,
 }
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
@@ -150,6 +160,15 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         if flag.is_some() {
             *setting = flag;
         }
+    }
+    if args.grpc_listen.is_some() {
+        settings.grpc_listen = args.grpc_listen;
+    }
+    if let Some(namespaces) = args.grpc_namespaces {
+        settings.grpc.namespaces = namespaces;
+    }
+    if args.grpc_default_namespace.is_some() {
+        settings.grpc.default_namespace = args.grpc_default_namespace;
     }
     settings.validate()?;
     Ok(settings)
@@ -213,7 +232,29 @@ async fn main() -> ExitCode {
         .unwrap_or_default();
     // On stdout, for scripts and tests that started us on port 0.
     println!("cfgd listening on {}://{address}", settings.scheme());
+    let grpc = match settings.grpc_listen {
+        Some(at) => match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => {
+                let address = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                println!("cfgd gRPC (flagd protocols) listening on {address}");
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("cfgd: cannot listen on {at} for gRPC: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let state = AppState::new(settings);
+    if let Some(listener) = grpc {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cfgd::server::grpc::serve(listener, state).await {
+                tracing::error!(error = %e, "the gRPC listener stopped");
+            }
+        });
+    }
     match cfgd::server::run(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
