@@ -12,8 +12,8 @@ fn main() {
         for proto in protos {
             println!("cargo:rerun-if-changed={proto}");
         }
+        // Clients too: tests, and Rust programs, may call cfgd's gRPC.
         tonic_prost_build::configure()
-            .build_client(false)
             .compile_protos(&protos, &["proto"])
             .unwrap_or_else(|e| panic!("compiling flagd's protos (needs protoc): {e}"));
     }

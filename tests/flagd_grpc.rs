@@ -16,6 +16,11 @@ name = "ops"
 secret = "ops-secret"
 scopes = { "*" = "write" }
 
+[[tokens]]
+name = "reader"
+secret = "reader-secret"
+scopes = { prod = "read" }
+
 [grpc]
 namespaces = ["testbed", "prod"]
 default_namespace = "prod"
@@ -215,5 +220,178 @@ async fn flagd_json_is_an_http_sync_source_with_etags() {
         changed.body.contains(r#""state":"DISABLED""#),
         "{}",
         changed.body
+    );
+}
+
+mod wire {
+    pub use cfgd::server::grpc::proto::sync::flag_sync_service_client::FlagSyncServiceClient;
+    pub use cfgd::server::grpc::proto::sync::{FetchAllFlagsRequest, SyncFlagsRequest};
+    pub use cfgd::server::grpc::proto::v1::service_client::ServiceClient;
+    pub use cfgd::server::grpc::proto::v1::{ResolveBooleanRequest, ResolveStringRequest};
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// The status code of a failed call.
+fn code<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    result.unwrap_err().code()
+}
+
+fn fetch(selector: &str) -> wire::FetchAllFlagsRequest {
+    wire::FetchAllFlagsRequest {
+        provider_id: "rust-test".into(),
+        selector: selector.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_tokens_selectors_errors_and_an_etcd_outage() {
+    use tokio_stream::StreamExt;
+    use tonic::Code;
+    common::logs();
+    let mut etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let (_server, grpc) = start(&etcd);
+    let url = format!("http://{grpc}");
+    let mut sync = wire::FlagSyncServiceClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut eval = wire::ServiceClient::connect(url).await.unwrap();
+
+    // Open namespaces need no token; others need one that may read them.
+    let prod = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=prod"), None))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&prod.get_ref().flag_configuration).unwrap();
+    assert!(doc["flags"].get("checkout").is_some() && doc["flags"].get("secret").is_none());
+    assert_eq!(
+        code(
+            sync.fetch_all_flags(with_token(fetch("closed"), None))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            sync.fetch_all_flags(with_token(fetch("closed"), Some("nope")))
+                .await
+        ),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(
+            sync.fetch_all_flags(with_token(fetch("closed"), Some("reader-secret")))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let closed = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=closed"), Some("ops-secret")))
+        .await
+        .unwrap();
+    assert!(closed.get_ref().flag_configuration.contains("secret"));
+    assert_eq!(
+        code(sync.fetch_all_flags(with_token(fetch("app=x"), None)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(
+            sync.fetch_all_flags(with_token(fetch("Not A Namespace"), None))
+                .await
+        ),
+        Code::InvalidArgument
+    );
+
+    // Evaluation v1, in the default namespace, with flagd's status codes.
+    let boolean = |key: &str| wire::ResolveBooleanRequest {
+        flag_key: key.into(),
+        context: None,
+    };
+    let on = eval
+        .resolve_boolean(boolean("checkout"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (on.value, on.reason.as_str(), on.variant.as_str()),
+        (true, "STATIC", "on")
+    );
+    assert_eq!(
+        code(eval.resolve_boolean(boolean("missing")).await),
+        Code::NotFound
+    );
+    let mismatch = eval
+        .resolve_string(wire::ResolveStringRequest {
+            flag_key: "checkout".into(),
+            context: None,
+        })
+        .await;
+    assert_eq!(code(mismatch), Code::InvalidArgument);
+
+    // An etcd outage: the sync stream keeps its last document and stays
+    // open, evaluations go on from memory; after it, changes flow again.
+    let mut stream = sync
+        .sync_flags(wire::SyncFlagsRequest {
+            provider_id: "rust-test".into(),
+            selector: "prod".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.flag_configuration.contains("checkout"));
+    etcd.kill(0);
+    let during = eval
+        .resolve_boolean(boolean("checkout"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(during.value);
+    let cached = sync
+        .fetch_all_flags(with_token(fetch("prod"), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        cached.get_ref().flag_configuration,
+        first.flag_configuration
+    );
+    let quiet = tokio::time::timeout(std::time::Duration::from_secs(2), stream.next()).await;
+    assert!(
+        quiet.is_err(),
+        "the stream ended or sent during the outage: {quiet:?}"
+    );
+    etcd.restart(0);
+    etcd.wait_healthy();
+    let writer = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace("prod")
+        .live(false)
+        .connect()
+        .await
+        .unwrap();
+    writer
+        .set_flag(
+            "late",
+            &json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"}),
+        )
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+        .await
+        .expect("a document after the outage")
+        .unwrap()
+        .unwrap();
+    assert!(
+        next.flag_configuration.contains("late"),
+        "{}",
+        next.flag_configuration
     );
 }

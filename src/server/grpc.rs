@@ -28,8 +28,9 @@ use super::AppState;
 use crate::flags::{Details, ErrorCode, FlagValue, Json, Reason};
 use crate::Client;
 
+/// flagd's messages, services and clients, generated from `proto/`.
 #[allow(missing_docs, clippy::all)]
-mod proto {
+pub mod proto {
     pub mod sync {
         tonic::include_proto!("flagd.sync.v1");
     }

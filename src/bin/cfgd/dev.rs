@@ -142,10 +142,21 @@ async fn dev(listen: Option<SocketAddr>) -> Result<(), String> {
         "http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    // flagd's gRPC protocols too, on a free port: the demo namespace for
+    // flagd providers, open as everything is here.
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let grpc_address = grpc.local_addr().map_err(|e| e.to_string())?;
     let settings = Settings {
         listen: wanted,
         endpoints: vec![endpoint.clone()],
         no_auth: true,
+        grpc_listen: Some(grpc_address),
+        grpc: cfgd::server::GrpcSettings {
+            namespaces: vec!["demo".into()],
+            default_namespace: Some("demo".into()),
+        },
         ..Settings::default()
     };
     println!(
@@ -155,6 +166,7 @@ async fn dev(listen: Option<SocketAddr>) -> Result<(), String> {
     println!("cfgd dev: server {url}");
     println!("cfgd dev: AUTH IS OFF: anyone who can reach {url} can read and write. For trying things only.");
     println!("cfgd dev: console {url}/ui/");
+    println!("cfgd dev: gRPC   {grpc_address} (flagd sync and evaluation; namespace demo)");
     println!();
     println!("Try:");
     println!("  curl -s {url}/v1/namespaces/demo/config/database.config");
@@ -165,8 +177,14 @@ async fn dev(listen: Option<SocketAddr>) -> Result<(), String> {
     println!("  cfgctl --endpoints {endpoint} -n demo flag eval banner-text --context '{{\"email\": \"a@example.com\"}}'");
     println!();
     println!("Ctrl-C stops everything and removes the data.");
-    let result =
-        cfgd::server::run(listener, AppState::new(settings), crate::shutdown_signal()).await;
+    let state = AppState::new(settings);
+    let grpc_state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = cfgd::server::grpc::serve(grpc, grpc_state).await {
+            tracing::error!(error = %e, "the gRPC listener stopped");
+        }
+    });
+    let result = cfgd::server::run(listener, state, crate::shutdown_signal()).await;
     drop(etcd);
     drop(dir);
     result.map_err(|e| e.to_string())
