@@ -163,7 +163,12 @@ async fn the_stock_node_flagd_provider_works_against_cfgd() {
     let etcd = EtcdCluster::single();
     let testbed = seed(&etcd).await;
     let (server, grpc) = start(&etcd);
+    // For the restart test, which runs a cfgd of its own on fixed ports.
+    let settings = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(settings.path(), SETTINGS).unwrap();
     let out = Command::new("node")
+        .env("CFGD_BIN", env!("CARGO_BIN_EXE_cfgd"))
+        .env("CFGD_SETTINGS", settings.path())
         .arg(root.join("tests/flagd/providers.mjs"))
         .env("CFGD_GRPC", &grpc)
         .env("CFGD_URL", format!("http://{}", server.address))

@@ -9,7 +9,9 @@
 // CFGD_TESTBED ("1" when the flagd-testbed flags are loaded in namespace
 // "testbed").
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import net from "node:net";
+import readline from "node:readline";
 import { OpenFeature, ProviderEvents } from "@openfeature/server-sdk";
 import { FlagdProvider } from "@openfeature/flagd-provider";
 
@@ -23,7 +25,11 @@ function check(ok, what) {
 }
 
 function cfgctl(...args) {
-  return execFileSync(process.env.CFGD_CFGCTL, ["--endpoints", process.env.CFGD_ETCD, ...args], { encoding: "utf8" });
+  return cfgctlWith(undefined, ...args);
+}
+
+function cfgctlWith(input, ...args) {
+  return execFileSync(process.env.CFGD_CFGCTL, ["--endpoints", process.env.CFGD_ETCD, ...args], { encoding: "utf8", input });
 }
 
 /** cfgd's own evaluator, over OFREP: the reference the providers must match. */
@@ -182,6 +188,59 @@ test("a selector that does not parse is INVALID_ARGUMENT", async () => {
   const got = await OpenFeature.getClient("bad-selector").getBooleanDetails("checkout", false, {});
   const said = `${error?.message || ""} ${got.errorMessage || ""}`;
   check(got.errorCode && /INVALID_ARGUMENT|flagSetId=NAMESPACE/.test(said), `got ${JSON.stringify({ error: error?.message, got })}`);
+});
+
+/** A free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts our own cfgd on fixed ports; resolves once its gRPC listener is up. */
+function startCfgd(httpPort, grpcPort) {
+  const child = spawn(process.env.CFGD_BIN, [
+    "serve", "--listen", `127.0.0.1:${httpPort}`, "--grpc-listen", `127.0.0.1:${grpcPort}`,
+    "--endpoints", process.env.CFGD_ETCD, "--config", process.env.CFGD_SETTINGS,
+  ], { stdio: ["ignore", "pipe", "ignore"] });
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout });
+    lines.on("line", (line) => {
+      if (line.startsWith("cfgd gRPC")) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`cfgd exited with ${code}`)));
+  });
+}
+
+test("a cfgd restart: an in-process provider reconnects and resyncs", async () => {
+  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  let cfgd = await startCfgd(httpPort, grpcPort);
+  try {
+    const p = new FlagdProvider({ host: "127.0.0.1", port: grpcPort, tls: false, resolverType: "in-process", selector: "prod", retryBackoffMs: 200, retryBackoffMaxMs: 1000 });
+    await OpenFeature.setProviderAndWait("restart", p);
+    const client = OpenFeature.getClient("restart");
+    check((await client.getStringValue("banner", "none", {})) !== "none", "banner before the restart");
+    // Our own child, by its pid.
+    cfgd.kill("SIGKILL");
+    await new Promise((r) => cfgd.once("exit", r));
+    // Changed while cfgd is down: only a resync after the restart brings it.
+    cfgctlWith(JSON.stringify({ state: "ENABLED", variants: { on: true, off: false }, defaultVariant: "on" }), "-n", "prod", "flag", "set", "restarted", "-f", "-");
+    cfgd = await startCfgd(httpPort, grpcPort);
+    const deadline = Date.now() + 30000;
+    let got;
+    while (Date.now() < deadline) {
+      got = await client.getBooleanDetails("restarted", false, {});
+      if (got.value === true) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    check(got.value === true, `after the restart: ${JSON.stringify(got)}`);
+  } finally {
+    cfgd.kill("SIGKILL");
+  }
 });
 
 for (const t of tests) {
