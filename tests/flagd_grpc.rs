@@ -315,6 +315,32 @@ async fn grpc_tokens_selectors_errors_and_an_etcd_outage() {
         Code::InvalidArgument
     );
 
+    // Standard gRPC health.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in [
+        "",
+        "flagd.sync.v1.FlagSyncService",
+        "flagd.evaluation.v2.Service",
+    ] {
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
     // Evaluation v1, in the default namespace, with flagd's status codes.
     let boolean = |key: &str| wire::ResolveBooleanRequest {
         flag_key: key.into(),

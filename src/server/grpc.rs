@@ -10,6 +10,8 @@
 //! request's `selector` field: `flagSetId=NS` or a bare `NS`), else the
 //! listener's default namespace.
 //!
+//! Standard gRPC health (`grpc.health.v1.Health`) answers for each service.
+//!
 //! One serialized flag document per namespace per change is shared by
 //! every sync stream, so a provider's reconnect costs one cached document.
 
@@ -569,8 +571,17 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let mut shutdown = state.shutdown.subscribe();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // grpc.health.v1, as load balancers and Kubernetes probe gRPC servers.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlagSyncServiceServer<Grpc>>().await;
+    health
+        .set_serving::<v1::service_server::ServiceServer<Grpc>>()
+        .await;
+    health
+        .set_serving::<v2::service_server::ServiceServer<Grpc>>()
+        .await;
     tonic::transport::Server::builder()
-        .add_routes(router(Grpc::new(state)))
+        .add_routes(router(Grpc::new(state)).add_service(health_service))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|ending| *ending).await;
         })
