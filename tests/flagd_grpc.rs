@@ -263,7 +263,7 @@ async fn grpc_tokens_selectors_errors_and_an_etcd_outage() {
     common::logs();
     let mut etcd = EtcdCluster::single();
     seed(&etcd).await;
-    let (_server, grpc) = start(&etcd);
+    let (server, grpc) = start(&etcd);
     let url = format!("http://{grpc}");
     let mut sync = wire::FlagSyncServiceClient::connect(url.clone())
         .await
@@ -379,6 +379,16 @@ async fn grpc_tokens_selectors_errors_and_an_etcd_outage() {
         .into_inner();
     let first = stream.next().await.unwrap().unwrap();
     assert!(first.flag_configuration.contains("checkout"));
+    let metrics = http(&server, "GET", "/metrics", &[], "").body;
+    for series in [
+        r#"cfgd_grpc_requests_total{method="FetchAllFlags",code="Unauthenticated"} 2"#,
+        r#"cfgd_grpc_requests_total{method="FetchAllFlags",code="PermissionDenied"} 1"#,
+        r#"cfgd_grpc_requests_total{method="ResolveBoolean",code="NotFound"} 1"#,
+        r#"cfgd_grpc_streams{kind="sync"} 1"#,
+        r#"cfgd_grpc_sync_documents_total{provider="rust-test"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
     etcd.kill(0);
     let during = eval
         .resolve_boolean(boolean("checkout"))

@@ -205,7 +205,9 @@ impl FlagSyncService for Grpc {
         tracing::info!(%namespace, provider, "flag sync stream opened");
         let mut documents = self.document(&namespace).await?;
         let mut shutdown = self.state.shutdown.subscribe();
+        let state = self.state.clone();
         let stream = async_stream(move |tx| async move {
+            let _open = OpenStream::new(&state, "sync");
             let mut current = documents.borrow_and_update().clone();
             loop {
                 let sent = tx
@@ -217,6 +219,7 @@ impl FlagSyncService for Grpc {
                 if sent.is_err() {
                     return;
                 }
+                state.metrics.grpc_document_sent(&provider);
                 tokio::select! {
                     changed = documents.changed() => {
                         if changed.is_err() {
@@ -253,6 +256,53 @@ impl FlagSyncService for Grpc {
             )]))),
         }))
     }
+}
+
+/// Counts an open stream in the `grpc_streams` gauge while it lives.
+struct OpenStream(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenStream {
+    fn new(state: &AppState, kind: &'static str) -> Self {
+        let gauge = state
+            .metrics
+            .grpc_streams
+            .get_or_create(&super::metrics::StreamLabels { kind })
+            .clone();
+        gauge.inc();
+        OpenStream(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts every call by method and status code. A failed unary call
+/// carries its status in the headers (trailers-only); a call without one
+/// there is counted OK (a stream's end status comes later, in trailers).
+async fn count(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from);
+    state.metrics.grpc_call(&method, code);
+    response
 }
 
 /// A stream fed by `body` through a small channel: ends when `body`
@@ -451,6 +501,7 @@ macro_rules! evaluation_service {
                 let client = self.client(&namespace).await?;
                 let mut changes = client.subscribe_flags("").map_err(status)?;
                 let mut shutdown = self.state.shutdown.subscribe();
+                let state = self.state.clone();
                 let event = |kind: &str, data: Option<Map<String, Value>>| {
                     Ok($module::EventStreamResponse {
                         r#type: kind.to_owned(),
@@ -458,6 +509,7 @@ macro_rules! evaluation_service {
                     })
                 };
                 let stream = async_stream(move |tx| async move {
+                    let _open = OpenStream::new(&state, "events");
                     if tx.send(event("provider_ready", None)).await.is_err() {
                         return;
                     }
@@ -580,8 +632,12 @@ pub async fn serve(
     health
         .set_serving::<v2::service_server::ServiceServer<Grpc>>()
         .await;
+    let routes = router(Grpc::new(state.clone()))
+        .add_service(health_service)
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state, count));
     tonic::transport::Server::builder()
-        .add_routes(router(Grpc::new(state)).add_service(health_service))
+        .add_routes(tonic::service::Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|ending| *ending).await;
         })

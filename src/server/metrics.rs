@@ -28,6 +28,22 @@ struct Namespace {
     namespace: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct StreamLabels {
+    pub(super) kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
 /// The server's metrics. Library counters are copied in at each scrape.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -38,9 +54,31 @@ pub(crate) struct Metrics {
     resyncs: Family<Namespace, Counter>,
     lag: Family<Namespace, Gauge>,
     connected: Family<Namespace, Gauge>,
+    grpc_requests: Family<RpcLabels, Counter>,
+    pub(super) grpc_streams: Family<StreamLabels, Gauge>,
+    grpc_documents: Family<ProviderLabels, Counter>,
 }
 
 impl Metrics {
+    /// One gRPC call answered, by method and status code.
+    pub(super) fn grpc_call(&self, method: &str, code: tonic::Code) {
+        self.grpc_requests
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+    }
+
+    /// One flag document sent on a sync stream, by the provider's id.
+    pub(super) fn grpc_document_sent(&self, provider: &str) {
+        self.grpc_documents
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .inc();
+    }
+
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("cfgd");
         let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -84,7 +122,28 @@ impl Metrics {
             "1 when the namespace's watch is connected to etcd",
             connected.clone(),
         );
+        let grpc_requests = Family::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls (flagd protocols) by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_streams = Family::default();
+        registry.register(
+            "grpc_streams",
+            "Open gRPC streams: flag sync, and evaluation events",
+            grpc_streams.clone(),
+        );
+        let grpc_documents = Family::default();
+        registry.register(
+            "grpc_sync_documents",
+            "Flag documents sent on sync streams, by provider id",
+            grpc_documents.clone(),
+        );
         Metrics {
+            grpc_requests,
+            grpc_streams,
+            grpc_documents,
             registry,
             requests,
             sse_clients,
