@@ -436,3 +436,31 @@ async fn grpc_tokens_selectors_errors_and_an_etcd_outage() {
         next.flag_configuration
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ofrep_web_provider_refetches_on_a_change_event() {
+    common::logs();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/ui/node_modules/@openfeature/ofrep-web-provider")
+            .is_dir(),
+        "tests/ui/node_modules is missing: run scripts/install-deps.sh --test (npm ci there)"
+    );
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let (server, _) = start(&etcd);
+    let out = Command::new("node")
+        .arg(root.join("tests/ui/ofrep.mjs"))
+        .env("CFGD_URL", format!("http://{}", server.address))
+        .env("CFGD_TOKEN", "reader-secret")
+        .env("CFGD_WRITE_TOKEN", "ops-secret")
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -277,6 +277,8 @@ pub struct AppState {
     /// Set at shutdown, ending SSE streams so the server can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
     metrics: metrics::Metrics,
+    /// Signs the OFREP change streams' tickets; new at each start.
+    stream_secret: [u8; 32],
 }
 
 impl AppState {
@@ -294,6 +296,7 @@ impl AppState {
             clients: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             metrics: metrics::Metrics::new(),
+            stream_secret: random_secret(),
         })
     }
 
@@ -354,6 +357,16 @@ impl AppState {
         clients.insert(namespace.to_owned(), client.clone());
         Ok(client)
     }
+}
+
+/// 32 bytes from the kernel's random source.
+fn random_secret() -> [u8; 32] {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .expect("read /dev/urandom");
+    secret
 }
 
 /// The router, ready to serve.
@@ -430,6 +443,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/ofrep/v1/evaluate/flags",
             axum::routing::post(ofrep::evaluate_all),
         )
+        .route("/ofrep/v1/events", get(ofrep::events))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

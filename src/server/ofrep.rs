@@ -1,5 +1,7 @@
 //! OFREP, the OpenFeature Remote Evaluation Protocol: any OpenFeature SDK's
 //! stock OFREP provider evaluates cfgd flags with no cfgd-specific code.
+//! The bulk answer names an SSE change stream (`eventStreams`), so a web
+//! provider refetches as soon as a flag changes instead of on a timer.
 
 use std::sync::Arc;
 
@@ -98,9 +100,89 @@ async fn request(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(crate::Flags, Value), ApiError> {
+    let (_, flags, context) = request_in(state, headers, body).await?;
+    Ok((flags, context))
+}
+
+async fn request_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(String, crate::Flags, Value), ApiError> {
     let ns = namespace(state, headers)?;
     let client = state.authorized(headers, &ns, Scope::Read).await?;
-    Ok((client.flags()?, context(body)?))
+    Ok((ns, client.flags()?, context(body)?))
+}
+
+fn hex(bytes: &[u8], n: usize) -> String {
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The flag configuration's ETag: a digest of every flag's revision, the
+/// same whatever the context. What a `refetchEvaluation` event carries.
+fn config_etag(set: &crate::flags::FlagSet) -> String {
+    let mut fingerprint: Vec<(String, i64)> = set.fingerprint().into_iter().collect();
+    fingerprint.sort();
+    hex(
+        &Sha256::digest(serde_json::to_vec(&fingerprint).expect("serializes")),
+        16,
+    )
+}
+
+/// The ticket of namespace `ns`'s change stream: a browser's EventSource
+/// cannot send a token, so the bulk answer hands its caller this instead,
+/// good for nothing but hearing that `ns`'s flags changed.
+fn ticket(state: &AppState, ns: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(state.stream_secret);
+    hasher.update(ns.as_bytes());
+    hex(&hasher.finalize(), 16)
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct BulkQuery {
+    #[serde(rename = "flagConfigEtag")]
+    flag_config_etag: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct EventsQuery {
+    namespace: String,
+    #[serde(default)]
+    ticket: String,
+}
+
+/// `GET /ofrep/v1/events?namespace=NS&ticket=T`: OFREP's change
+/// notifications (event-streams ADR). One `refetchEvaluation` event, with
+/// the new configuration ETag, per burst of flag changes.
+pub(super) async fn events(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt;
+    crate::key::validate_namespace(&query.namespace).map_err(ApiError::from)?;
+    let expected = ticket(&state, &query.namespace);
+    if !state.settings.no_auth && query.ticket != expected {
+        return Err(ApiError::forbidden(
+            "not a ticket for this namespace: take the eventStreams URL from a bulk evaluation",
+        ));
+    }
+    let flags = state.client(&query.namespace).await?.flags()?;
+    let mut shutdown = state.shutdown.subscribe();
+    let stream = futures_util::stream::unfold(flags, |flags| async move {
+        flags.changed().await;
+        // A burst of changes is one event.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let data = json!({"type": "refetchEvaluation", "etag": config_etag(&flags.snapshot())});
+        let event = Event::default().data(data.to_string());
+        Some((Ok::<_, std::convert::Infallible>(event), flags))
+    })
+    .take_until(async move {
+        let _ = shutdown.wait_for(|ending| *ending).await;
+    });
+    let keep_alive = KeepAlive::new().interval(state.settings.heartbeat);
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
 pub(super) async fn evaluate_one(
@@ -116,11 +198,24 @@ pub(super) async fn evaluate_one(
 
 pub(super) async fn evaluate_all(
     State(state): State<Arc<AppState>>,
+    axum::extract::Query(query): axum::extract::Query<BulkQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (flags, context) = request(&state, &headers, &body).await?;
-    let set = flags.snapshot();
+    let (ns, flags, context) = request_in(&state, &headers, &body).await?;
+    let mut set = flags.snapshot();
+    // Asked for after a change event: give this replica a moment to reach
+    // the configuration the event named, rather than answer older flags.
+    if let Some(wanted) = &query.flag_config_etag {
+        for _ in 0..20 {
+            if config_etag(&set) == *wanted {
+                break;
+            }
+            let changed = flags.changed();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), changed).await;
+            set = flags.snapshot();
+        }
+    }
     // The answer depends on the flags and the context only: hash both.
     let mut fingerprint: Vec<(String, i64)> = set.fingerprint().into_iter().collect();
     fingerprint.sort();
@@ -150,10 +245,17 @@ pub(super) async fn evaluate_all(
         .into_iter()
         .map(|key| render(set.evaluate(key, AnyJson(Value::Null), &context)).1)
         .collect();
+    let events = format!(
+        "/ofrep/v1/events?namespace={ns}&ticket={}",
+        ticket(&state, &ns)
+    );
     Ok((
         StatusCode::OK,
         [(header::ETAG, etag)],
-        Json(json!({"flags": results})),
+        Json(json!({
+            "flags": results,
+            "eventStreams": [{"type": "sse", "endpoint": {"requestUri": events}}],
+        })),
     )
         .into_response())
 }
