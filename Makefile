@@ -43,5 +43,6 @@ bench:
 	cargo bench -p cfgd-bench --bench memory
 	cargo bench -p cfgd-bench --bench sse
 	cargo bench -p cfgd-bench --bench write
+	cargo bench -p cfgd-bench --bench flagd
 	cargo bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench report

@@ -28,6 +28,10 @@ default_namespace = "prod"
 
 /// cfgd with its gRPC listener on a free port: (HTTP server, gRPC address).
 fn start(etcd: &EtcdCluster) -> (Server, String) {
+    start_with(etcd, &[])
+}
+
+fn start_with(etcd: &EtcdCluster, extra: &[&std::ffi::OsStr]) -> (Server, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfgd.toml");
     std::fs::write(&config, SETTINGS).unwrap();
@@ -42,6 +46,7 @@ fn start(etcd: &EtcdCluster) -> (Server, String) {
         .args(["--endpoints", &etcd.endpoints_arg()])
         .arg("--config")
         .arg(&config)
+        .args(extra)
         .env_remove("CFGD_NO_AUTH")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -54,6 +59,7 @@ fn start(etcd: &EtcdCluster) -> (Server, String) {
     let http_line = next();
     let address = http_line
         .strip_prefix("cfgd listening on http://")
+        .or_else(|| http_line.strip_prefix("cfgd listening on https://"))
         .unwrap_or_else(|| panic!("{http_line:?}"))
         .to_owned();
     let grpc_line = next();
@@ -141,6 +147,23 @@ async fn seed(etcd: &EtcdCluster) -> bool {
     }
 }
 
+/// Runs a Node test script under tests/ with `command`'s environment, and
+/// fails with its output unless it succeeds.
+fn run_node(mut command: Command, script: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = command
+        .arg(root.join(script))
+        .output()
+        .expect("run node (scripts/install-deps.sh --test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn cfgctl() -> std::path::PathBuf {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_cfgd"));
     let path = exe.with_file_name("cfgctl");
@@ -166,25 +189,16 @@ async fn the_stock_node_flagd_provider_works_against_cfgd() {
     // For the restart test, which runs a cfgd of its own on fixed ports.
     let settings = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(settings.path(), SETTINGS).unwrap();
-    let out = Command::new("node")
-        .env("CFGD_BIN", env!("CARGO_BIN_EXE_cfgd"))
+    let mut node = Command::new("node");
+    node.env("CFGD_BIN", env!("CARGO_BIN_EXE_cfgd"))
         .env("CFGD_SETTINGS", settings.path())
-        .arg(root.join("tests/flagd/providers.mjs"))
         .env("CFGD_GRPC", &grpc)
         .env("CFGD_URL", format!("http://{}", server.address))
         .env("CFGD_TOKEN", "ops-secret")
         .env("CFGD_CFGCTL", cfgctl())
         .env("CFGD_ETCD", etcd.endpoints_arg())
-        .env("CFGD_TESTBED", if testbed { "1" } else { "0" })
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "flagd provider tests failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("CFGD_TESTBED", if testbed { "1" } else { "0" });
+    run_node(node, "tests/flagd/providers.mjs");
 }
 
 #[tokio::test]
@@ -449,18 +463,50 @@ async fn the_ofrep_web_provider_refetches_on_a_change_event() {
     let etcd = EtcdCluster::single();
     seed(&etcd).await;
     let (server, _) = start(&etcd);
-    let out = Command::new("node")
-        .arg(root.join("tests/ui/ofrep.mjs"))
-        .env("CFGD_URL", format!("http://{}", server.address))
+    let mut node = Command::new("node");
+    node.env("CFGD_URL", format!("http://{}", server.address))
         .env("CFGD_TOKEN", "reader-secret")
-        .env("CFGD_WRITE_TOKEN", "ops-secret")
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("CFGD_WRITE_TOKEN", "ops-secret");
+    run_node(node, "tests/ui/ofrep.mjs");
+}
+
+#[tokio::test]
+async fn the_grpc_listener_serves_tls_with_the_https_certificate() {
+    common::logs();
+    let pki = common::pki::Pki::new();
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let (cert, key) = (pki.server_cert(), pki.server_key());
+    let args = [
+        std::ffi::OsStr::new("--tls-cert"),
+        cert.as_os_str(),
+        std::ffi::OsStr::new("--tls-key"),
+        key.as_os_str(),
+    ];
+    let (_server, grpc) = start_with(&etcd, &args);
+    let ca = std::fs::read(pki.ca()).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{grpc}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection");
+    let mut sync = wire::FlagSyncServiceClient::new(channel);
+    let answer = sync
+        .fetch_all_flags(with_token(fetch("prod"), None))
+        .await
+        .unwrap();
+    assert!(answer.get_ref().flag_configuration.contains("checkout"));
+    // Plain text is refused.
+    let mut plain = wire::FlagSyncServiceClient::connect(format!("http://{grpc}")).await;
+    if let Ok(client) = plain.as_mut() {
+        assert!(client
+            .fetch_all_flags(with_token(fetch("prod"), None))
+            .await
+            .is_err());
+    }
 }

@@ -617,10 +617,25 @@ pub(super) fn router(grpc: Grpc) -> tonic::service::Routes {
 }
 
 /// Serves flagd's gRPC protocols on `listener` until the server shuts down.
+/// With the HTTPS listener's certificate (`tls_cert`, `tls_key`), the gRPC
+/// listener serves TLS too.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
 ) -> Result<(), tonic::transport::Error> {
+    let tls = match (&state.settings.tls_cert, &state.settings.tls_key) {
+        (Some(cert), Some(key)) => match (std::fs::read(cert), std::fs::read(key)) {
+            (Ok(cert), Ok(key)) => Some(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "gRPC listener: cannot read the TLS certificate or key");
+                return Ok(());
+            }
+        },
+        _ => None,
+    };
     let mut shutdown = state.shutdown.subscribe();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     // grpc.health.v1, as load balancers and Kubernetes probe gRPC servers.
@@ -636,7 +651,11 @@ pub async fn serve(
         .add_service(health_service)
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(state, count));
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_routes(tonic::service::Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|ending| *ending).await;
