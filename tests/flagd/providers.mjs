@@ -176,7 +176,13 @@ test("a namespace not open to the listener fails with UNAUTHENTICATED", async ()
   const got = await client.getBooleanDetails("secret", false, {});
   const said = `${error?.message || ""} ${got.errorMessage || ""}`;
   check(got.errorCode && /UNAUTHENTICATED|not open/.test(said), `expected UNAUTHENTICATED, got ${JSON.stringify({ error: error?.message, got })}`);
-  console.log(`  the provider says: ${said.trim().split("\n")[0]}`);
+  console.log(`  the in-process provider says: ${said.trim().split("\n")[0]}`);
+  // RPC mode: the selector travels as the Flagd-Selector header.
+  const rpc = new FlagdProvider({ host, port: Number(port), tls: false, resolverType: "rpc", selector: "flagSetId=closed", cache: "disabled" });
+  await OpenFeature.setProviderAndWait("closed-rpc", rpc).catch(() => {});
+  const answer = await OpenFeature.getClient("closed-rpc").getBooleanDetails("secret", false, {});
+  check(answer.errorCode && /UNAUTHENTICATED|not open/.test(answer.errorMessage || ""), `RPC: ${JSON.stringify(answer)}`);
+  console.log(`  the RPC provider says: ${answer.errorCode}: ${(answer.errorMessage || "").split("\n")[0]}`);
 });
 
 test("a selector that does not parse is INVALID_ARGUMENT", async () => {
