@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{self, EtcdCluster};
-use crate::server::{http, start_with, Server, OPS, READER};
+use crate::server::{http, start_with, start_with_settings, Server, OPS, READER};
 
 /// The server's `--header-read-timeout` in these tests.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -200,4 +200,110 @@ async fn slow_header_senders_are_cut_off_over_https() {
         held.push(task.await.unwrap());
     }
     check_closed(held);
+}
+
+/// Opens an SSE watch and returns the socket and the status line's code,
+/// keeping the stream open while the socket lives.
+async fn open_watch(server: &Server, token: &str) -> (TcpStream, u16, String) {
+    let mut stream = TcpStream::connect(&server.address).await.unwrap();
+    let request = format!(
+        "GET /v1/namespaces/prod/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (stream, code, head)
+}
+
+#[tokio::test]
+async fn stream_caps_answer_429_and_503_and_bodies_are_bounded() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start_with_settings(
+        &etcd,
+        "max_streams = 3\nmax_streams_per_token = 2\nmax_body_bytes = 4096\nmax_context_bytes = 2048",
+        &[],
+    );
+    // The token's share: two, then 429 with Retry-After.
+    let (_a, first, _) = open_watch(&server, "ops-secret").await;
+    let (_b, second, _) = open_watch(&server, "ops-secret").await;
+    assert_eq!((first, second), (200, 200));
+    let (_, third, head) = open_watch(&server, "ops-secret").await;
+    assert_eq!(third, 429, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 5"),
+        "{head}"
+    );
+    // The server's: three in all, then 503, whoever asks.
+    let (_c, other, _) = open_watch(&server, "reader-secret").await;
+    assert_eq!(other, 200);
+    let (_, full, head) = open_watch(&server, "reader-secret").await;
+    assert_eq!(full, 503, "{head}");
+    // A place comes back when a stream closes.
+    drop(_a);
+    let mut reopened = 0;
+    for _ in 0..50 {
+        let (s, code, _) = open_watch(&server, "ops-secret").await;
+        if code == 200 {
+            reopened = code;
+            drop(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reopened, 200, "the closed stream's place came back");
+
+    // Bodies over max_body_bytes are refused whole, with 413.
+    let big = format!("\"{}\"", "x".repeat(5000));
+    let put = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/prod/config/big",
+        &[OPS],
+        &big,
+    );
+    assert_eq!(put.status, 413, "{}", put.body);
+    assert_eq!(
+        http(
+            &server,
+            "GET",
+            "/v1/namespaces/prod/config/big",
+            &[READER],
+            ""
+        )
+        .status,
+        404
+    );
+    // So are OFREP contexts over max_context_bytes.
+    let context = format!(r#"{{"context": {{"pad": "{}"}}}}"#, "y".repeat(3000));
+    let ofrep = http(
+        &server,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        &[OPS, ("X-Cfgd-Namespace", "prod")],
+        &context,
+    );
+    assert_eq!(ofrep.status, 413, "{}", ofrep.body);
+    assert!(ofrep.body.contains("max_context_bytes"), "{}", ofrep.body);
+
+    // Each refusal is counted (the reopening above may have added more
+    // 503s while the closed socket was noticed).
+    let metrics = http(&server, "GET", "/metrics", &[], "").body;
+    for limit in ["streams_per_token", "streams", "body", "context"] {
+        let series = format!(r#"cfgd_limit_refusals_total{{limit="{limit}"}} "#);
+        let count: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("{series} in:\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(count >= 1.0, "{series}{count}");
+    }
 }

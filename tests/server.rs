@@ -69,9 +69,18 @@ fn start(etcd: &EtcdCluster) -> Server {
 }
 
 pub(crate) fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
+    start_with_settings(etcd, "", extra)
+}
+
+/// [`start_with`], with `settings` (TOML keys) ahead of the tokens.
+pub(crate) fn start_with_settings(etcd: &EtcdCluster, settings: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfgd.toml");
-    std::fs::write(&config, CONFIG.replace("SHA", &sha256_hex("reader-secret"))).unwrap();
+    let text = format!(
+        "{settings}\n{}",
+        CONFIG.replace("SHA", &sha256_hex("reader-secret"))
+    );
+    std::fs::write(&config, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cfgd"))
         .args([
             "serve",

@@ -16,6 +16,9 @@ pub struct ApiError {
     message: String,
     /// For a schema violation: each failure, as pointer and message.
     failures: Vec<crate::SchemaFailure>,
+    /// Seconds to wait before retrying (`Retry-After`), for a refusal that
+    /// passes.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +28,14 @@ impl ApiError {
             code,
             message: message.into(),
             failures: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `secs` seconds.
+    pub(super) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub(super) fn unauthorized(message: impl Into<String>) -> Self {
@@ -97,6 +107,13 @@ impl IntoResponse for ApiError {
                 .collect();
             body["error"]["failures"] = failures.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }

@@ -109,6 +109,28 @@ impl Grpc {
         }
     }
 
+    /// A place for one more stream of this caller: its token's share, or
+    /// without a token, the share of the namespace's open callers.
+    fn permit<T>(
+        &self,
+        request: &Request<T>,
+        namespace: &str,
+    ) -> Result<super::limits::Permit, Status> {
+        let headers = request.metadata().clone().into_headers();
+        let key = auth::identify(&self.state.settings.tokens, &headers)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("grpc:{namespace}"), |t| t.name.clone());
+        self.state.stream_permit(&key).map_err(|full| match full {
+            super::limits::Full::Server => Status::unavailable(
+                "the server holds as many streams as it allows (max_streams); retry later",
+            ),
+            super::limits::Full::Token => Status::resource_exhausted(format!(
+                "{key} holds as many streams as it may (max_streams_per_token)"
+            )),
+        })
+    }
+
     async fn client(&self, namespace: &str) -> Result<Client, Status> {
         self.state.client(namespace).await.map_err(status)
     }
@@ -201,13 +223,14 @@ impl FlagSyncService for Grpc {
         request: Request<sync::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
         let namespace = self.namespace(&request, &request.get_ref().selector)?;
+        let permit = self.permit(&request, &namespace)?;
         let provider = provider_id(&request.get_ref().provider_id).to_owned();
         tracing::info!(%namespace, provider, "flag sync stream opened");
         let mut documents = self.document(&namespace).await?;
         let mut shutdown = self.state.shutdown.subscribe();
         let state = self.state.clone();
         let stream = async_stream(move |tx| async move {
-            let _open = OpenStream::new(&state, "sync");
+            let _open = (OpenStream::new(&state, "sync"), permit);
             let mut current = documents.borrow_and_update().clone();
             loop {
                 let sent = tx
@@ -498,6 +521,7 @@ macro_rules! evaluation_service {
                 request: Request<$module::EventStreamRequest>,
             ) -> Result<Response<Self::EventStreamStream>, Status> {
                 let namespace = self.namespace(&request, "")?;
+                let permit = self.permit(&request, &namespace)?;
                 let client = self.client(&namespace).await?;
                 let mut changes = client.subscribe_flags("").map_err(status)?;
                 let mut shutdown = self.state.shutdown.subscribe();
@@ -509,7 +533,7 @@ macro_rules! evaluation_service {
                     })
                 };
                 let stream = async_stream(move |tx| async move {
-                    let _open = OpenStream::new(&state, "events");
+                    let _open = (OpenStream::new(&state, "events"), permit);
                     if tx.send(event("provider_ready", None)).await.is_err() {
                         return;
                     }

@@ -40,6 +40,11 @@ pub(super) struct StreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: String,
 }
@@ -57,6 +62,7 @@ pub(crate) struct Metrics {
     grpc_requests: Family<RpcLabels, Counter>,
     pub(super) grpc_streams: Family<StreamLabels, Gauge>,
     grpc_documents: Family<ProviderLabels, Counter>,
+    refusals: Family<LimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -68,6 +74,11 @@ impl Metrics {
                 code: format!("{code:?}"),
             })
             .inc();
+    }
+
+    /// One request refused by `limit`.
+    pub(super) fn refused(&self, limit: &'static str) {
+        self.refusals.get_or_create(&LimitLabels { limit }).inc();
     }
 
     /// One flag document sent on a sync stream, by the provider's id.
@@ -140,7 +151,14 @@ impl Metrics {
             "Flag documents sent on sync streams, by provider id",
             grpc_documents.clone(),
         );
+        let refusals = Family::default();
+        registry.register(
+            "limit_refusals",
+            "Requests refused by a limit: streams, streams_per_token, body, context",
+            refusals.clone(),
+        );
         Metrics {
+            refusals,
             grpc_requests,
             grpc_streams,
             grpc_documents,
@@ -171,6 +189,17 @@ pub(super) async fn track(
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
+    // axum refuses an over-long body itself, before any handler: count it
+    // with the other limits. (OFREP contexts count as "context".)
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            != Some("application/json")
+    {
+        state.metrics.refused("body");
+    }
     state
         .metrics
         .requests

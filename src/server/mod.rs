@@ -15,6 +15,7 @@ mod auth;
 mod diff;
 mod error;
 pub mod grpc;
+mod limits;
 mod metrics;
 mod ofrep;
 mod releases;
@@ -98,6 +99,16 @@ pub struct Settings {
     pub etcd_cert: Option<PathBuf>,
     /// The PEM private key of `etcd_cert`.
     pub etcd_key: Option<PathBuf>,
+    /// Long-lived streams (SSE, OFREP change streams, gRPC sync and event
+    /// streams) open at once, in all; more are answered 503.
+    pub max_streams: usize,
+    /// Long-lived streams one token (or, without one, one open gRPC
+    /// namespace's callers together) may hold; more are answered 429.
+    pub max_streams_per_token: usize,
+    /// The largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// The largest OFREP evaluation request (its context), in bytes.
+    pub max_context_bytes: usize,
     /// Serve flagd's gRPC protocols (sync and evaluation) on this address;
     /// off unless set.
     pub grpc_listen: Option<SocketAddr>,
@@ -152,6 +163,12 @@ impl Default for Settings {
             etcd_ca: None,
             etcd_cert: None,
             etcd_key: None,
+            max_streams: 20_000,
+            max_streams_per_token: 5_000,
+            // Room for a release of 127 values of some KiB; a value itself
+            // stops at 1 MiB, and etcd at 1.5 MiB a request.
+            max_body_bytes: 4 << 20,
+            max_context_bytes: 64 << 10,
             grpc_listen: None,
             grpc: GrpcSettings::default(),
         }
@@ -198,6 +215,12 @@ impl Settings {
             .chain(&self.grpc.default_namespace)
         {
             crate::key::validate_namespace(ns).map_err(|e| format!("[grpc]: {e}"))?;
+        }
+        if self.max_streams == 0 || self.max_streams_per_token == 0 {
+            return Err("max_streams and max_streams_per_token must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 || self.max_context_bytes < 1024 {
+            return Err("max_body_bytes and max_context_bytes must be at least 1024".into());
         }
         if self.header_read_timeout.is_zero() {
             return Err("header_read_timeout must be more than 0 seconds".into());
@@ -277,6 +300,8 @@ pub struct AppState {
     /// Set at shutdown, ending SSE streams so the server can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
     metrics: metrics::Metrics,
+    /// Open long-lived streams, against the settings' caps.
+    streams: Arc<limits::Streams>,
     /// Signs the OFREP change streams' tickets; new at each start.
     stream_secret: [u8; 32],
 }
@@ -297,6 +322,7 @@ impl AppState {
             shutdown: tokio::sync::watch::channel(false).0,
             metrics: metrics::Metrics::new(),
             stream_secret: random_secret(),
+            streams: Default::default(),
         })
     }
 
@@ -330,6 +356,52 @@ impl AppState {
                 client.with_message(message)
             }
             None => client,
+        })
+    }
+
+    /// A place for one more long-lived stream of `token` (its name, or a
+    /// stand-in for callers without one), or the refusal, counted.
+    fn stream_permit(&self, token: &str) -> Result<limits::Permit, limits::Full> {
+        let permit = self.streams.acquire(
+            token,
+            self.settings.max_streams,
+            self.settings.max_streams_per_token,
+        );
+        if let Err(full) = &permit {
+            self.metrics.refused(match full {
+                limits::Full::Server => "streams",
+                limits::Full::Token => "streams_per_token",
+            });
+        }
+        permit
+    }
+
+    /// [`stream_permit`](Self::stream_permit) for an HTTP request: the
+    /// token it presents, and the refusal as 503 or 429 with `Retry-After`.
+    fn http_stream_permit(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<limits::Permit, ApiError> {
+        let token = auth::identify(&self.settings.tokens, headers)
+            .ok()
+            .flatten()
+            .map_or(ANONYMOUS, |t| t.name.as_str());
+        self.stream_permit(token).map_err(|full| {
+            let error = match full {
+                limits::Full::Server => ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    "the server holds as many streams as it allows (max_streams); retry later",
+                ),
+                limits::Full::Token => ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    format!(
+                        "token {token:?} holds as many streams as it may (max_streams_per_token); close one or retry later"
+                    ),
+                ),
+            };
+            error.retry_after(limits::RETRY_AFTER_SECS)
         })
     }
 
@@ -445,6 +517,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/ofrep/v1/events", get(ofrep::events))
         .route("/metrics", get(metrics::metrics))
+        // Every route reads its body whole: bound it (413 beyond).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.max_body_bytes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

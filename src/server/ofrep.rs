@@ -44,7 +44,19 @@ fn namespace(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
     ))
 }
 
-fn context(body: &Bytes) -> Result<Value, ApiError> {
+fn context(state: &AppState, body: &Bytes) -> Result<Value, ApiError> {
+    if body.len() > state.settings.max_context_bytes {
+        state.metrics.refused("context");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the evaluation request is {} bytes; at most {} (max_context_bytes)",
+                body.len(),
+                state.settings.max_context_bytes
+            ),
+        ));
+    }
     if body.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
@@ -111,7 +123,7 @@ async fn request_in(
 ) -> Result<(String, crate::Flags, Value), ApiError> {
     let ns = namespace(state, headers)?;
     let client = state.authorized(headers, &ns, Scope::Read).await?;
-    Ok((ns, client.flags()?, context(body)?))
+    Ok((ns, client.flags()?, context(state, body)?))
 }
 
 fn hex(bytes: &[u8], n: usize) -> String {
@@ -169,14 +181,25 @@ pub(super) async fn events(
         ));
     }
     let flags = state.client(&query.namespace).await?.flags()?;
+    // No token comes with an EventSource: the namespace's listeners share.
+    let permit = state
+        .stream_permit(&format!("ofrep-events:{}", query.namespace))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "too many change streams are open; the provider polls meanwhile",
+            )
+            .retry_after(super::limits::RETRY_AFTER_SECS)
+        })?;
     let mut shutdown = state.shutdown.subscribe();
-    let stream = futures_util::stream::unfold(flags, |flags| async move {
+    let stream = futures_util::stream::unfold((flags, permit), |(flags, permit)| async move {
         flags.changed().await;
         // A burst of changes is one event.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let data = json!({"type": "refetchEvaluation", "etag": config_etag(&flags.snapshot())});
         let event = Event::default().data(data.to_string());
-        Some((Ok::<_, std::convert::Infallible>(event), flags))
+        Some((Ok::<_, std::convert::Infallible>(event), (flags, permit)))
     })
     .take_until(async move {
         let _ = shutdown.wait_for(|ending| *ending).await;

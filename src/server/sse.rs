@@ -47,6 +47,7 @@ pub(super) async fn watch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let permit = state.http_stream_permit(&headers)?;
     let resume = headers
         .get("last-event-id")
         .map(|v| {
@@ -81,7 +82,7 @@ pub(super) async fn watch(
     let stream = futures_util::stream::iter(reset)
         .chain(changes.map(|change| event(&change)))
         .map(move |event| {
-            let _open = &open;
+            let _open = (&open, &permit);
             Ok::<_, Infallible>(event)
         })
         // End cleanly when the server shuts down.
