@@ -307,3 +307,21 @@ async fn stream_caps_answer_429_and_503_and_bodies_are_bounded() {
         assert!(count >= 1.0, "{series}{count}");
     }
 }
+
+#[tokio::test]
+async fn a_token_writing_too_fast_is_told_to_wait() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start_with_settings(&etcd, "write_rate_per_token = 2", &[]);
+    let path = "/v1/namespaces/prod/config/rate";
+    let codes: Vec<u16> = (0..3)
+        .map(|i| http(&server, "PUT", path, &[OPS], &i.to_string()).status)
+        .collect();
+    assert_eq!(codes[..2], [200, 200]);
+    let refused = http(&server, "PUT", path, &[OPS], "9");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.body.contains("too_many_writes"), "{}", refused.body);
+    // Reads are never rate limited, and the value is the last one let in.
+    let got = http(&server, "GET", path, &[READER], "");
+    assert!(["1", "2"].contains(&got.body.as_str()), "{}", got.body);
+}

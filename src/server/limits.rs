@@ -75,6 +75,32 @@ impl Drop for Permit {
     }
 }
 
+/// A token bucket per token: `rate` writes a second, in bursts of up to
+/// `rate` (at least one).
+#[derive(Default)]
+pub(super) struct WriteRates {
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl WriteRates {
+    /// Takes one write from `token`'s bucket; when it is empty, how many
+    /// seconds until there is one.
+    pub(super) fn take(&self, token: &str, rate: f64) -> Result<(), u64> {
+        let burst = rate.max(1.0);
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (level, at) = buckets.entry(token.to_owned()).or_insert((burst, now));
+        *level = (*level + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *level) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +115,15 @@ mod tests {
         assert_eq!(streams.acquire("b", 3, 2).err(), Some(Full::Server));
         drop(a1);
         assert!(streams.acquire("b", 3, 2).is_ok());
+    }
+
+    #[test]
+    fn write_rates_allow_a_burst_then_refuse_with_a_wait() {
+        let rates = WriteRates::default();
+        assert!(rates.take("a", 2.0).is_ok());
+        assert!(rates.take("a", 2.0).is_ok());
+        assert_eq!(rates.take("a", 2.0), Err(1));
+        assert!(rates.take("b", 2.0).is_ok(), "each token has its own");
+        assert_eq!(rates.take("c", 0.1).and(rates.take("c", 0.1)), Err(10));
     }
 }

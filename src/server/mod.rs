@@ -109,6 +109,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// The largest OFREP evaluation request (its context), in bytes.
     pub max_context_bytes: usize,
+    /// Writes a second one token may make (in bursts of as many); more are
+    /// answered 429. Off unless set.
+    pub write_rate_per_token: Option<f64>,
     /// Serve flagd's gRPC protocols (sync and evaluation) on this address;
     /// off unless set.
     pub grpc_listen: Option<SocketAddr>,
@@ -169,6 +172,7 @@ impl Default for Settings {
             // stops at 1 MiB, and etcd at 1.5 MiB a request.
             max_body_bytes: 4 << 20,
             max_context_bytes: 64 << 10,
+            write_rate_per_token: None,
             grpc_listen: None,
             grpc: GrpcSettings::default(),
         }
@@ -215,6 +219,12 @@ impl Settings {
             .chain(&self.grpc.default_namespace)
         {
             crate::key::validate_namespace(ns).map_err(|e| format!("[grpc]: {e}"))?;
+        }
+        if self
+            .write_rate_per_token
+            .is_some_and(|r| !r.is_finite() || r <= 0.0)
+        {
+            return Err("write_rate_per_token must be a positive number of writes a second".into());
         }
         if self.max_streams == 0 || self.max_streams_per_token == 0 {
             return Err("max_streams and max_streams_per_token must be at least 1".into());
@@ -302,6 +312,8 @@ pub struct AppState {
     metrics: metrics::Metrics,
     /// Open long-lived streams, against the settings' caps.
     streams: Arc<limits::Streams>,
+    /// Each token's writes, against `write_rate_per_token`.
+    write_rates: limits::WriteRates,
     /// Signs the OFREP change streams' tickets; new at each start.
     stream_secret: [u8; 32],
 }
@@ -323,6 +335,7 @@ impl AppState {
             metrics: metrics::Metrics::new(),
             stream_secret: random_secret(),
             streams: Default::default(),
+            write_rates: Default::default(),
         })
     }
 
@@ -347,6 +360,17 @@ impl AppState {
         }
         // Writes are audited as the token, with the caller's reason.
         let actor = token.map_or(ANONYMOUS, |t| t.name.as_str());
+        if let Some(rate) = self.settings.write_rate_per_token {
+            if let Err(wait) = self.write_rates.take(actor, rate) {
+                self.metrics.refused("write_rate");
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_writes",
+                    format!("token {actor:?} writes faster than write_rate_per_token ({rate}/s)"),
+                )
+                .retry_after(wait));
+            }
+        }
         let client = client.with_actor(actor, crate::audit::Via::Http);
         Ok(match headers.get(MESSAGE_HEADER) {
             Some(message) => {
