@@ -30,7 +30,8 @@ endpoint="" server=""
 for _ in $(seq 300); do
   endpoint=$(awk '/^cfgd dev: etcd/ {print $4}' "$dir/dev.out")
   server=$(awk '/^cfgd dev: server/ {print $4}' "$dir/dev.out")
-  [ -n "$server" ] && break
+  # The gRPC line is printed last.
+  [ -n "$server" ] && grep -q '^cfgd dev: gRPC' "$dir/dev.out" && break
   kill -0 "$dev_pid" 2>/dev/null || { echo "demo: cfgd dev failed:"; cat "$dir/dev.log"; exit 1; }
   sleep 0.1
 done
@@ -54,6 +55,8 @@ cfgctl() { "$bin/cfgctl" "$@"; }
 
 echo "cfgd dev is running: etcd $(etcd --version | head -n 1 | awk '{print $3}') at $endpoint, the cfgd server at $server (auth off)"
 echo "The web console: $server/ui/ (open it in a browser)"
+grpc=$(awk '/^cfgd dev: gRPC/ {print $4}' "$dir/dev.out")
+echo "flagd providers (gRPC sync and evaluation, namespace demo): $grpc"
 step "Store a JSON value; the answer is its etcd revision"
 ctl set database.config '{"url": "postgres://db.internal/app", "pool_size": 20}'
 step "Read it back, as JSON or as a table"
