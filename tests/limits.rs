@@ -325,3 +325,71 @@ async fn a_token_writing_too_fast_is_told_to_wait() {
     let got = http(&server, "GET", path, &[READER], "");
     assert!(["1", "2"].contains(&got.body.as_str()), "{}", got.body);
 }
+
+/// The server's resident memory, in KB.
+fn rss_kb(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server._child.0.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Writes `count` values of 32 KB over ten names, and gives the server's
+/// memory growth in KB.
+fn write_burst(server: &Server, count: usize) -> i64 {
+    let before = rss_kb(server) as i64;
+    let pad = "z".repeat(32 * 1024);
+    for i in 0..count {
+        let body = format!(r#"{{"n": {i}, "pad": "{pad}"}}"#);
+        let put = http(
+            server,
+            "PUT",
+            &format!("/v1/namespaces/prod/config/big/{}", i % 10),
+            &[OPS],
+            &body,
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rss_kb(server) as i64 - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_clients_that_never_read_do_not_grow_memory_with_what_is_written() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start_with(&etcd, &[]);
+    // A warm-up burst, then the same burst with no stream open...
+    let server_ref = &server;
+    tokio::task::block_in_place(|| write_burst(server_ref, 300));
+    let alone = tokio::task::block_in_place(|| write_burst(server_ref, 300));
+    // ...and with 50 streams whose clients never read a byte. Unbounded
+    // buffering would hold 50 × 9.6 MB.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(&server.address).await.unwrap();
+        let request = "GET /v1/namespaces/prod/watch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer reader-secret\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.unwrap();
+        idle.push(stream);
+    }
+    let first = tokio::task::block_in_place(|| write_burst(server_ref, 300));
+    let second = tokio::task::block_in_place(|| write_burst(server_ref, 300));
+    eprintln!(
+        "memory growth over 300 writes of 32 KB: {alone} KB with no stream; \
+         with 50 clients that never read: {first} KB, then {second} KB"
+    );
+    // What they cost is bounded per client (hyper's write buffer), not
+    // proportional to what is written: the second burst adds no more.
+    assert!(
+        first - alone < 50 * 512,
+        "50 non-reading clients added {} KB",
+        first - alone
+    );
+    assert!(
+        second - alone < 8 * 1024,
+        "memory kept growing with writes: {second} KB against {alone} KB"
+    );
+    drop(idle);
+}

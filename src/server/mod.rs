@@ -630,7 +630,11 @@ where
     let router = app(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(timer::LazyTimer)
-        .header_read_timeout(state.settings.header_read_timeout);
+        .header_read_timeout(state.settings.header_read_timeout)
+        // What a connection may hold waiting for its client: hyper's ~400
+        // KB default, times every SSE client that stops reading, is what a
+        // server full of them would hold. Bodies stream past this buffer.
+        .max_buf_size(64 * 1024);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
