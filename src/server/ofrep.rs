@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{self, Scope};
 use super::error::ApiError;
+use super::rest::hex;
 use super::AppState;
 use crate::flags::{Details, ErrorCode, Json as AnyJson, Reason};
 
@@ -124,10 +125,6 @@ async fn request_in(
     let ns = namespace(state, headers)?;
     let client = state.authorized(headers, &ns, Scope::Read).await?;
     Ok((ns, client.flags()?, context(state, body)?))
-}
-
-fn hex(bytes: &[u8], n: usize) -> String {
-    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The flag configuration's ETag: a digest of every flag's revision, the
@@ -246,14 +243,7 @@ pub(super) async fn evaluate_all(
     hasher.update(serde_json::to_vec(&fingerprint).expect("serializes"));
     hasher.update(serde_json::to_vec(&context).expect("serializes"));
     let digest = hasher.finalize();
-    let tag = format!(
-        "\"{}\"",
-        digest
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let tag = format!("\"{}\"", hex(&digest, 16));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

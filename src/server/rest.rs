@@ -12,6 +12,11 @@ use super::error::ApiError;
 use super::AppState;
 use crate::Revision;
 
+/// The first `n` bytes of `bytes` in lowercase hex: digests cut to ETags.
+pub(super) fn hex(bytes: &[u8], n: usize) -> String {
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
 fn etag(revision: Revision) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
 }
@@ -443,7 +448,7 @@ pub(super) async fn flagd_document(
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let document = client.flag_document()?;
     let digest = sha2::Sha256::digest(document.as_bytes());
-    let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = hex(&digest, 12);
     let etag = HeaderValue::from_str(&format!("\"{tag}\"")).expect("hex is a valid header");
     let matches = headers
         .get(header::IF_NONE_MATCH)
