@@ -16,7 +16,7 @@ use crate::etcd::header_revision;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
-use crate::policy::{Policy, REDACTED};
+use crate::policy::Policy;
 use crate::schema::SchemaSet;
 use crate::types::{Revision, Source};
 use crate::value;
@@ -290,19 +290,6 @@ impl Client {
         ))
     }
 
-    /// Hides the values, in `changes`, of the names the policy calls
-    /// secret: governance views (releases, change requests) show that a
-    /// secret changed and where, never to what.
-    pub(super) async fn redact_secrets(&self, changes: &mut [NamedDiff]) -> Result<()> {
-        let policy = self.current_policy().await?;
-        for change in changes {
-            if policy.is_secret(&change.name) {
-                change.redact(REDACTED);
-            }
-        }
-        Ok(())
-    }
-
     /// What an unconditional write of `key` needs first: the schemas, the
     /// policy, and the revision the key is believed to be at. A live client
     /// knows them all; another reads them in one request, so that its write
@@ -495,41 +482,22 @@ impl Client {
     ) -> Result<Vec<AuditRecord>> {
         key::validate_prefix(prefix)?;
         let start = format!("{}{AUDIT}/", self.state.space.base());
-        let mut upper = key::prefix_end(start.clone().into_bytes());
         let mut records = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        let mut complete = true;
-        'pages: loop {
-            let options = GetOptions::new()
-                .with_range(upper.clone())
-                .with_limit(LIST_PAGE)
-                .with_sort(SortTarget::Key, SortOrder::Descend);
-            let mut kv = self.state.etcd().kv().await?;
-            let resp = self
-                .state
-                .etcd()
-                .call(&start, None, kv.get(start.clone(), Some(options)))
-                .await?;
-            for kv in resp.kvs() {
+        let complete = self
+            .newest_first(&start, |kv| {
                 let Ok(mut record) = serde_json::from_slice::<AuditRecord>(kv.value()) else {
                     tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not an audit record");
-                    continue;
+                    return true;
                 };
                 record.revision = kv.mod_revision();
                 seen.insert(record.revision);
                 if record.touches(prefix) && actor.is_none_or(|a| a == record.actor) {
                     records.push(record);
-                    if records.len() == limit {
-                        complete = false;
-                        break 'pages;
-                    }
                 }
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => upper = last.key().to_vec(),
-                _ => break,
-            }
-        }
+                records.len() < limit
+            })
+            .await?;
         if actor.is_none_or(|a| a == UNATTRIBUTED) {
             // Older than the oldest record returned is beyond what was read.
             let since = if complete {
@@ -553,6 +521,38 @@ impl Client {
             records.truncate(limit);
         }
         Ok(records)
+    }
+
+    /// Reads the keys under `start` (a prefix ending in `/`), newest key
+    /// first, a page at a time, handing each to `each` until it says stop
+    /// (false). True when every key was read.
+    pub(super) async fn newest_first(
+        &self,
+        start: &str,
+        mut each: impl FnMut(&KeyValue) -> bool,
+    ) -> Result<bool> {
+        let mut upper = key::prefix_end(start.as_bytes().to_vec());
+        loop {
+            let options = GetOptions::new()
+                .with_range(upper.clone())
+                .with_limit(LIST_PAGE)
+                .with_sort(SortTarget::Key, SortOrder::Descend);
+            let mut kv = self.state.etcd().kv().await?;
+            let resp = self
+                .state
+                .etcd()
+                .call(start, None, kv.get(start, Some(options)))
+                .await?;
+            for kv in resp.kvs() {
+                if !each(kv) {
+                    return Ok(false);
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => upper = last.key().to_vec(),
+                _ => return Ok(true),
+            }
+        }
     }
 
     /// Past values of `name`, newest first, at most `limit` of them: the

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::flags;
 use crate::key::Kind;
+use crate::policy::{Policy, REDACTED};
 use crate::types::Revision;
 use crate::value;
 
@@ -55,6 +56,17 @@ pub struct Release {
     pub changes: Vec<NamedDiff>,
 }
 
+/// Hides the values, in `changes`, of the names `policy` calls secret:
+/// governance views (releases, change requests) show that a secret changed
+/// and where, never to what.
+pub(super) fn redact_secrets(policy: &Policy, changes: &mut [NamedDiff]) {
+    for change in changes {
+        if policy.is_secret(&change.name) {
+            change.redact(REDACTED);
+        }
+    }
+}
+
 /// What a change request's merge adds to its release's transaction.
 pub(super) struct RequestStep<'a> {
     /// The request's id.
@@ -78,14 +90,20 @@ impl Client {
     /// ([`Error::Protected`]) unless the client is
     /// [`forced`](Client::forced): they change through change requests.
     pub async fn plan_release(&self, config: &str, flags: Option<&str>) -> Result<ReleasePlan> {
-        let plan = self.plan(config, flags).await?;
-        self.admit_keys(plan.writes.iter().map(|w| w.key.as_str()))
-            .await?;
+        let policy = self.current_policy().await?;
+        let plan = self.plan(config, flags, &policy).await?;
+        self.admit(&policy, plan.writes.iter().map(|w| w.key.as_str()))?;
         Ok(plan)
     }
 
-    /// [`plan_release`](Self::plan_release) whatever the policy says.
-    pub(super) async fn plan(&self, config: &str, flags: Option<&str>) -> Result<ReleasePlan> {
+    /// [`plan_release`](Self::plan_release) whatever `policy` protects; its
+    /// secrets are redacted in the changes.
+    pub(super) async fn plan(
+        &self,
+        config: &str,
+        flags: Option<&str>,
+        policy: &Policy,
+    ) -> Result<ReleasePlan> {
         let wanted: BTreeMap<String, Box<serde_json::value::RawValue>> =
             serde_json::from_str(config).map_err(|cause| Error::InvalidJson {
                 key: format!("{}config (release document)", self.state.space.base()),
@@ -158,7 +176,7 @@ impl Client {
                 .iter()
                 .map(|(n, o, v)| (n.as_str(), o.as_ref(), Some(v))),
         );
-        self.redact_secrets(&mut changes).await?;
+        redact_secrets(policy, &mut changes);
         Ok(ReleasePlan {
             writes,
             changes,
@@ -287,7 +305,7 @@ impl Client {
                 .iter()
                 .map(|(n, b, a)| (n.as_str(), b.as_ref(), a.as_ref())),
         );
-        self.redact_secrets(&mut changes).await?;
+        redact_secrets(&*self.current_policy().await?, &mut changes);
         Ok((record, changes))
     }
 
@@ -331,14 +349,14 @@ impl Client {
                 .iter()
                 .map(|(n, a, b)| (n.as_str(), a.as_ref(), b.as_ref())),
         );
-        self.redact_secrets(&mut changes).await?;
+        let policy = self.current_policy().await?;
+        redact_secrets(&policy, &mut changes);
         let plan = ReleasePlan {
             writes,
             changes,
             read: Vec::new(),
         };
-        self.admit_keys(plan.writes.iter().map(|w| w.key.as_str()))
-            .await?;
+        self.admit(&policy, plan.writes.iter().map(|w| w.key.as_str()))?;
         let reverting = self.with_message(format!("revert of release {id}"));
         let release = reverting.publish_as(&plan, "release.revert", None).await?;
         release.ok_or_else(|| Error::NotFound {

@@ -17,7 +17,7 @@ use crate::diff::NamedDiff;
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::key::{self, Kind};
-use crate::policy::REDACTED;
+use crate::policy::{Policy, REDACTED};
 use crate::types::Revision;
 use crate::value;
 
@@ -133,7 +133,9 @@ impl Client {
     /// names included: this is how those change. It holds only what
     /// differs from what is stored, with the revisions read.
     pub async fn create_request(&self, config: &str, flags: Option<&str>) -> Result<ChangeRequest> {
-        let plan = self.plan(config, flags).await?;
+        let plan = self
+            .plan(config, flags, &*self.current_policy().await?)
+            .await?;
         let evaluators = match flags {
             Some(document) => serde_json::from_str::<Value>(document)
                 .ok()
@@ -209,52 +211,35 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<ChangeRequest>> {
         let start = format!("{}{REQUESTS}/", self.state.space.base());
-        let mut upper = key::prefix_end(start.clone().into_bytes());
         let mut out = Vec::new();
-        loop {
-            let options = GetOptions::new()
-                .with_range(upper.clone())
-                .with_limit(64)
-                .with_sort(SortTarget::Key, SortOrder::Descend);
-            let mut kv = self.state.etcd().kv().await?;
-            let resp = self
-                .state
-                .etcd()
-                .call(&start, None, kv.get(start.clone(), Some(options)))
-                .await?;
-            for kv in resp.kvs() {
-                let Ok(mut request) = serde_json::from_slice::<ChangeRequest>(kv.value()) else {
-                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not a change request");
-                    continue;
-                };
-                request.revision = kv.mod_revision();
-                if state.is_none_or(|s| s == request.state) {
-                    out.push(request);
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
-                }
+        self.newest_first(&start, |kv| {
+            let Ok(mut request) = serde_json::from_slice::<ChangeRequest>(kv.value()) else {
+                tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not a change request");
+                return true;
+            };
+            request.revision = kv.mod_revision();
+            if state.is_none_or(|s| s == request.state) {
+                out.push(request);
             }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => upper = last.key().to_vec(),
-                _ => return Ok(out),
-            }
-        }
+            out.len() < limit
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Change request `id` with what merging it would change now, and the
     /// names that moved since its base. Values of secret names are hidden.
     pub async fn review_request(&self, id: &str) -> Result<RequestReview> {
         let mut request = self.get_request(id).await?;
+        let policy = self.current_policy().await?;
         let (changes, moved) = if request.state == RequestState::Open {
-            let plan = self.plan_of(&request).await?;
+            let plan = self.plan_of(&request, &policy).await?;
             let moved = moved_names(&request, &plan);
             (plan.changes, moved)
         } else {
             // What it did is its release's to show.
             Default::default()
         };
-        let policy = self.current_policy().await?;
         for (name, value) in request.config.iter_mut() {
             if policy.is_secret(name) {
                 *value = Value::String(REDACTED.into());
@@ -312,7 +297,9 @@ impl Client {
     /// dropped, since what they approved may have changed.
     pub async fn rebase_request(&self, id: &str) -> Result<ChangeRequest> {
         let mut request = self.open_request(id).await?;
-        let plan = self.plan_of(&request).await?;
+        let plan = self
+            .plan_of(&request, &*self.current_policy().await?)
+            .await?;
         let evaluators = request
             .flags
             .as_ref()
@@ -330,7 +317,8 @@ impl Client {
     /// ([`Error::RequestMoved`]).
     pub async fn merge_request(&self, id: &str) -> Result<Release> {
         let mut request = self.open_request(id).await?;
-        let needed = self.current_policy().await?.approvals as usize;
+        let policy = self.current_policy().await?;
+        let needed = policy.approvals as usize;
         let approvals = request.approvals.len();
         if approvals < needed {
             return Err(Error::RequestState {
@@ -338,7 +326,7 @@ impl Client {
                 reason: format!("it needs {needed} approval(s) and has {approvals}"),
             });
         }
-        let plan = self.plan_of(&request).await?;
+        let plan = self.plan_of(&request, &policy).await?;
         let moved = moved_names(&request, &plan);
         if !moved.is_empty() {
             return Err(Error::RequestMoved {
@@ -388,7 +376,7 @@ impl Client {
                 // Either a name moved or the request itself changed (an
                 // approval, a close) since it was read.
                 let request = self.get_request(&step_id).await?;
-                let plan = self.plan_of(&request).await?;
+                let plan = self.plan_of(&request, &policy).await?;
                 let moved = moved_names(&request, &plan);
                 Err(if moved.is_empty() {
                     Error::RequestState {
@@ -420,10 +408,10 @@ impl Client {
 
     /// What merging `request` would write now, checked as a release is
     /// (today's schemas), whatever the policy protects.
-    async fn plan_of(&self, request: &ChangeRequest) -> Result<ReleasePlan> {
+    async fn plan_of(&self, request: &ChangeRequest, policy: &Policy) -> Result<ReleasePlan> {
         let config = Value::Object(request.config.clone()).to_string();
         let flags = request.flags.as_ref().map(Value::to_string);
-        self.plan(&config, flags.as_deref()).await
+        self.plan(&config, flags.as_deref(), policy).await
     }
 
     /// Makes `request` hold just what `plan` changes, based on the
