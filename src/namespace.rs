@@ -326,8 +326,12 @@ impl LiveNamespace {
                 &previous,
             )
         };
-        self.flags.store(Arc::new(next));
-        self.flag_changes.send_modify(|n| *n += 1);
+        // A rebuild that found nothing new wakes nobody: streams would send
+        // the same document again.
+        if !next.same_revisions(&self.flags.load()) {
+            self.flags.store(Arc::new(next));
+            self.flag_changes.send_modify(|n| *n += 1);
+        }
     }
 
     /// Recompiles the schemas that changed since the last build. Under the
@@ -350,6 +354,7 @@ impl LiveNamespace {
 
     /// Reads the policy again from the mirror.
     fn rebuild_policy(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let next = {
             let mirror = self.read();
             match mirror.section(Kind::Policy).entries.get("") {
@@ -490,13 +495,16 @@ impl LiveNamespace {
             };
             applied.map(|raw| Change::new(section, name, revision, false, raw))
         };
+        // Rebuilt even when the watch got here first: it put the entry in
+        // the mirror, but may still be compiling, and the caller must see
+        // its write in the compiled set once this returns.
+        match section {
+            Kind::Flags => self.rebuild_flags(),
+            Kind::Schemas => self.rebuild_schemas(),
+            Kind::Policy => self.rebuild_policy(),
+            Kind::Config => {}
+        }
         if let Some(change) = change {
-            match change.section() {
-                Kind::Flags => self.rebuild_flags(),
-                Kind::Schemas => self.rebuild_schemas(),
-                Kind::Policy => self.rebuild_policy(),
-                Kind::Config => {}
-            }
             self.registry.apply(&self.defaults.load(), &change);
         }
     }

@@ -1065,3 +1065,32 @@ async fn tombstones_of_churned_names_stay_bounded() {
     let state = copy.lock().unwrap().clone();
     assert_eq!(state, want, "the subscriber's copy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_evaluates_its_own_flag_writes_at_once() {
+    // The watch can bring a write back before etcd's answer to the writer
+    // does, and then compiles it on its own thread. A large targeting rule
+    // makes that compile slow enough for an evaluation to overtake it.
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("ownflag");
+    let client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
+    let flags = client.flags().unwrap();
+    let rules: Vec<Value> = (0..2000)
+        .map(|i| json!({"==": [{"var": "user"}, format!("u{i}")]}))
+        .collect();
+    let context = json!({"user": "u7"});
+    for i in 0..30u32 {
+        let name = format!("f{i}");
+        let definition = json!({
+            "state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "off", "targeting": {"if": [{"or": rules}, "on", "off"]}
+        });
+        client.set_flag(&name, &definition).await.unwrap();
+        let details = flags.details(&name, false, &context);
+        assert_eq!(
+            (details.value, details.error_code),
+            (true, None),
+            "{name}: {details:?}"
+        );
+    }
+}

@@ -543,6 +543,11 @@ impl FlagSet {
     /// reusing every compiled flag of `previous` whose definition and
     /// evaluators have not changed. A definition that does not even parse
     /// is kept as a flag that answers `PARSE_ERROR`.
+    /// Whether both were built from the same stored revisions.
+    pub(crate) fn same_revisions(&self, other: &FlagSet) -> bool {
+        self.evaluators_revision == other.evaluators_revision && self.revisions == other.revisions
+    }
+
     pub(crate) fn from_store<'a>(
         stored: impl Iterator<Item = (&'a str, &'a [u8], i64)>,
         previous: &FlagSet,
