@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::key::Kind;
+use crate::mirror::Stored;
+use crate::policy::REDACTED;
 use crate::types::Revision;
 use crate::value;
 
@@ -44,7 +46,10 @@ struct ChangeData {
     revision: Revision,
     resync: bool,
     /// The new value; `None` for a delete, which is what makes it one.
+    /// A secret's plaintext when this client opened it.
     raw: Option<Arc<[u8]>>,
+    /// A secret: its value never goes into the JSON form.
+    secret: bool,
     /// The JSON form, made by the first consumer that asks and shared by
     /// the rest: ten thousand SSE streams send one string.
     json: OnceLock<String>,
@@ -65,9 +70,32 @@ impl Change {
                 revision,
                 resync,
                 raw,
+                secret: false,
                 json: OnceLock::new(),
             }),
         }
+    }
+
+    /// A put of `stored`, as the mirror holds it.
+    pub(crate) fn put(section: Kind, name: Arc<str>, resync: bool, stored: &Stored) -> Self {
+        Change {
+            data: Arc::new(ChangeData {
+                section,
+                name,
+                revision: stored.revision,
+                resync,
+                raw: Some(stored.raw.clone()),
+                secret: stored.is_secret(),
+                json: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Whether the value is a secret (see [`crate::secret`]): [`raw`](Self::raw)
+    /// and [`value`](Self::value) give its plaintext to a client holding the
+    /// key, and [`to_json`](Self::to_json) never does.
+    pub fn is_secret(&self) -> bool {
+        self.data.secret
     }
 
     /// Whether a subscriber of `prefix` in `section` wants this change.
@@ -121,24 +149,29 @@ impl Change {
     /// The change as one line of JSON, the form SSE and `cfgctl watch` send:
     /// `{"name":…,"kind":"put"|"delete","value":…,"revision":…,"resync":…}`.
     /// `value` is `null` for a delete; a stored value that is not JSON
-    /// (written by another tool) comes as a JSON string of its text. Made
-    /// once per change however many callers ask.
+    /// (written by another tool) comes as a JSON string of its text. A
+    /// secret's value is `"<redacted>"`, with `"secret":true`. Made once per
+    /// change however many callers ask.
     pub fn to_json(&self) -> &str {
         self.data.json.get_or_init(|| {
             let value = match self.raw() {
+                Some(_) if self.is_secret() => serde_json::Value::from(REDACTED),
                 Some(raw) => serde_json::from_slice(raw).unwrap_or_else(|_| {
                     serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
                 }),
                 None => serde_json::Value::Null,
             };
-            serde_json::json!({
+            let mut json = serde_json::json!({
                 "name": self.name(),
                 "kind": self.kind().as_str(),
                 "value": value,
                 "revision": self.revision(),
                 "resync": self.is_resync(),
-            })
-            .to_string()
+            });
+            if self.is_secret() {
+                json["secret"] = true.into();
+            }
+            json.to_string()
         })
     }
 }

@@ -162,6 +162,31 @@ pub enum Error {
         pattern: String,
     },
 
+    /// A secret that cannot be read or written as asked: sealed under a
+    /// key this client lacks, altered, or written without a key.
+    #[error("{key} {reason}")]
+    Secret {
+        /// The etcd key.
+        key: String,
+        /// What is wrong, and what to give.
+        reason: String,
+    },
+
+    /// etcd refused to make roles or users (`cfgctl admin roles`): the
+    /// connecting user may not manage auth, most often.
+    #[error("making etcd roles failed: {reason} (connect as etcd's root user)")]
+    Roles {
+        /// etcd's answer.
+        reason: String,
+    },
+
+    /// A secret key file that cannot be used.
+    #[error("{reason}")]
+    SecretKey {
+        /// What is wrong with it, naming the file.
+        reason: String,
+    },
+
     /// An author approving their own change request.
     #[error("change request {id}: {actor} opened it and cannot approve it; another person must")]
     SelfApproval {
@@ -461,6 +486,7 @@ impl Error {
                 | Error::InvalidPolicy { .. }
                 | Error::Encode { .. }
                 | Error::TooLarge { .. }
+                | Error::SecretKey { .. }
         )
     }
 }

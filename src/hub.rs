@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::error::etcd_message;
 use crate::etcd::{read_namespace, Connection};
+use crate::key;
 use crate::mirror::Named;
 use crate::namespace::LiveNamespace;
 use crate::types::{Revision, Status};
@@ -165,6 +166,10 @@ impl Hub {
             (Some(prefix), revision) if revision > 0 => Some((prefix.clone(), revision + 1)),
             _ => None,
         }
+    }
+
+    fn prefix_is_root(&self, prefix: &str) -> bool {
+        self.state().root == prefix
     }
 
     fn prefix_is(&self, prefix: &str) -> bool {
@@ -319,8 +324,16 @@ async fn watch_once(
     start: Revision,
     backoff: &mut Backoff,
 ) -> Ended {
+    // One namespace: its mirrored sections only, so that a service's etcd
+    // role need not read the audit trail, and its records (one per write)
+    // are not sent to every watcher to be dropped.
+    let (from, end) = if hub.prefix_is_root(prefix) {
+        (prefix.as_bytes().to_vec(), key::prefix_end(prefix.into()))
+    } else {
+        key::sections_range(prefix)
+    };
     let options = WatchOptions::new()
-        .with_prefix()
+        .with_range(end.clone())
         .with_start_revision(start)
         .with_progress_notify();
     // etcd creates a watch on a compacted revision and cancels it only
@@ -328,8 +341,13 @@ async fn watch_once(
     // keeps a resync from starting after we already said `Connected`.
     let mut kv = etcd.kv_client();
     let probe = kv.get(
-        prefix,
-        Some(GetOptions::new().with_count_only().with_revision(start - 1)),
+        from.clone(),
+        Some(
+            GetOptions::new()
+                .with_range(end)
+                .with_count_only()
+                .with_revision(start - 1),
+        ),
     );
     match tokio::time::timeout(DEAD_AFTER, probe).await {
         Ok(Ok(_)) => {}
@@ -340,7 +358,7 @@ async fn watch_once(
         Err(_) => return Ended::Failed("etcd did not answer".into()),
     }
     let mut client = etcd.watch_client();
-    let opened = tokio::time::timeout(DEAD_AFTER, client.watch(prefix, Some(options)));
+    let opened = tokio::time::timeout(DEAD_AFTER, client.watch(from, Some(options)));
     let mut stream = match opened.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Ended::Failed(etcd_message(&e)),

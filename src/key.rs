@@ -224,6 +224,20 @@ pub(crate) fn kind_prefix(base: &str, kind: Kind) -> String {
     }
 }
 
+/// The one range of keys that holds every section a client mirrors (from
+/// `config/` to `schemas/`, the policy between), leaving out the audit
+/// trail: what a namespace's watch covers, and what a service's etcd role
+/// may read (see `cfgctl admin roles`).
+pub(crate) fn sections_range(base: &str) -> (Vec<u8>, Vec<u8>) {
+    let prefixes = || Kind::ALL.iter().map(|&kind| kind_prefix(base, kind));
+    let start = prefixes().min().expect("kinds").into_bytes();
+    let end = prefixes()
+        .map(|p| prefix_end(p.into_bytes()))
+        .max()
+        .expect("kinds");
+    (start, end)
+}
+
 /// The kind and name of a key under `base` (a namespace's prefix, ending in
 /// `/`); `None` for a key of no kind cfgd knows.
 pub(crate) fn split_key<'k>(base: &str, key: &'k [u8]) -> Option<(Kind, &'k str)> {

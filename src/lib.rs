@@ -189,6 +189,7 @@ mod namespace;
 pub mod openfeature;
 pub mod policy;
 pub mod schema;
+pub mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 mod snapshot;
@@ -199,7 +200,8 @@ mod value;
 pub use change::{Change, ChangeKind};
 pub use client::{
     Approval, ChangeRequest, Client, ClientBuilder, Entry, Flags, ImportReport, Release,
-    ReleasePlan, RequestReview, RequestState, Rollout, Stats, RELEASE_MAX, REQUEST_MAX,
+    ReleasePlan, RequestReview, RequestState, ResealReport, RoleGrant, Rollout, Stats, RELEASE_MAX,
+    REQUEST_MAX,
 };
 pub use error::{Error, Result, SchemaFailure, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};

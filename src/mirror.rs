@@ -30,6 +30,9 @@ pub(crate) struct Stored {
     /// dies with this revision of the key, so it can never be stale, and a
     /// read that hits it costs a lookup and a clone of the value.
     pub(crate) decoded: Arc<std::sync::OnceLock<Decoded>>,
+    /// For a secret this client opened, the envelope etcd holds (`raw` is
+    /// then the plaintext): what the snapshot file keeps.
+    pub(crate) sealed: Option<Arc<[u8]>>,
 }
 
 impl Stored {
@@ -41,7 +44,18 @@ impl Stored {
             version: kv.version(),
             origin: Source::Cache,
             decoded: Default::default(),
+            sealed: None,
         }
+    }
+
+    /// Whether the value is a secret, opened or not.
+    pub(crate) fn is_secret(&self) -> bool {
+        self.sealed.is_some() || crate::secret::is_sealed(&self.raw)
+    }
+
+    /// The bytes as etcd holds them.
+    pub(crate) fn as_stored(&self) -> &[u8] {
+        self.sealed.as_deref().unwrap_or(&self.raw)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::key::{self, Kind};
 use crate::mirror::{Mirror, Named, Stored};
 use crate::policy::Policy;
 use crate::schema::SchemaSet;
+use crate::secret::{self, Keyring};
 use crate::types::{Revision, Source, Status};
 
 /// Recent changes kept for resuming a subscription exactly (SSE
@@ -98,6 +99,9 @@ pub(crate) struct LiveNamespace {
     positions: std::sync::Mutex<Positions>,
     /// Prune tombstones when there are more than this many.
     prune_at: std::sync::atomic::AtomicUsize,
+    /// Opens secrets as they come in, so that everything in memory (reads,
+    /// live values, subscribers) has their plaintext.
+    keyring: Option<Arc<Keyring>>,
 }
 
 /// A namespace's standing with the hub's watch.
@@ -131,7 +135,12 @@ pub(crate) struct Recent {
 }
 
 impl LiveNamespace {
-    pub(crate) fn new(base: String, capacity: usize, status: Status) -> Self {
+    pub(crate) fn new(
+        base: String,
+        capacity: usize,
+        status: Status,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Self {
         LiveNamespace {
             mirror: RwLock::new(Mirror::default()),
             changes: broadcast::channel(capacity).0,
@@ -151,7 +160,35 @@ impl LiveNamespace {
             hooks: Default::default(),
             positions: Default::default(),
             prune_at: PRUNE_EVERY.into(),
+            keyring,
         }
+    }
+
+    /// `stored` with a secret opened, when this client holds its key. One
+    /// that does not open stays sealed: reading it then fails, naming why.
+    fn ingest(&self, section: Kind, name: &str, mut stored: Stored) -> Stored {
+        if section != Kind::Config || !secret::is_sealed(&stored.raw) {
+            return stored;
+        }
+        let Some(keyring) = &self.keyring else {
+            return stored;
+        };
+        let key = format!("{}{name}", key::kind_prefix(&self.base, Kind::Config));
+        match keyring.open(&key, &stored.raw) {
+            Ok(plain) => stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into())),
+            Err(error) => tracing::warn!(%error, "a secret does not open; reads of it fail"),
+        }
+        stored
+    }
+
+    fn ingest_all(&self, entries: Vec<Named>) -> Vec<Named> {
+        entries
+            .into_iter()
+            .map(|(section, name, stored)| {
+                let stored = self.ingest(section, &name, stored);
+                (section, name, stored)
+            })
+            .collect()
     }
 
     fn positions(&self) -> std::sync::MutexGuard<'_, Positions> {
@@ -301,7 +338,7 @@ impl LiveNamespace {
     /// while it was being made.
     pub(crate) fn activate(&self, revision: Revision, fresh: Vec<Named>) {
         let mut attach = self.attach();
-        self.replace(revision, fresh);
+        self.replace(revision, self.ingest_all(fresh));
         if let Attach::Loading(waiting) = std::mem::replace(&mut *attach, Attach::Active) {
             self.apply_events(&waiting.iter().collect::<Vec<_>>());
         }
@@ -407,10 +444,10 @@ impl LiveNamespace {
                 let name: Arc<str> = name.into();
                 let change = match event.event_type() {
                     EventType::Put => {
-                        let stored = Stored::from_etcd(kv);
-                        let raw = stored.raw.clone();
+                        let stored = self.ingest(section, &name, Stored::from_etcd(kv));
+                        let change = Change::put(section, name.clone(), false, &stored);
                         mirror.put(section, &name, stored, true);
-                        Change::new(section, name, revision, false, Some(raw))
+                        change
                     }
                     EventType::Delete => {
                         mirror.delete(section, &name, revision);
@@ -485,15 +522,17 @@ impl LiveNamespace {
                         version,
                         origin: Source::Cache,
                         decoded: Default::default(),
+                        sealed: None,
                     };
-                    let raw = stored.raw.clone();
-                    mirror
-                        .put(section, &name, stored, false)
-                        .then_some(Some(raw))
+                    let stored = self.ingest(section, &name, stored);
+                    let change = Change::put(section, name.clone(), false, &stored);
+                    mirror.put(section, &name, stored, false).then_some(change)
                 }
-                None => mirror.delete(section, &name, revision).then_some(None),
+                None => mirror
+                    .delete(section, &name, revision)
+                    .then(|| Change::new(section, name, revision, false, None)),
             };
-            applied.map(|raw| Change::new(section, name, revision, false, raw))
+            applied
         };
         // Rebuilt even when the watch got here first: it put the entry in
         // the mirror, but may still be compiling, and the caller must see
@@ -528,13 +567,7 @@ impl LiveNamespace {
                         .get(name)
                         .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
                     if !same {
-                        changes.push(Change::new(
-                            section,
-                            name.clone(),
-                            stored.revision,
-                            true,
-                            Some(stored.raw.clone()),
-                        ));
+                        changes.push(Change::put(section, name.clone(), true, stored));
                     }
                     old.tombstones.remove(name);
                 }
@@ -559,6 +592,7 @@ impl LiveNamespace {
 
     /// Loads snapshot entries into an empty mirror (offline start).
     pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
+        let entries = self.ingest_all(entries);
         {
             let mut mirror = self.write();
             for (section, name, stored) in entries {

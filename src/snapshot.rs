@@ -135,6 +135,7 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
                 version: e.version,
                 origin: Source::Snapshot,
                 decoded: Default::default(),
+                sealed: None,
             },
         ));
     }
@@ -149,7 +150,7 @@ pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Namespace {
             if settings.redact.iter().any(|p| name.starts_with(p.as_str())) {
                 continue;
             }
-            let Ok(value) = std::str::from_utf8(&stored.raw) else {
+            let Ok(value) = std::str::from_utf8(stored.as_stored()) else {
                 continue;
             };
             entries.push(Entry {

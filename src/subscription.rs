@@ -210,15 +210,7 @@ impl Subscription {
             .entries
             .iter()
             .filter(|(name, s)| s.revision > self.seen && name.starts_with(&self.prefix))
-            .map(|(name, s)| {
-                Change::new(
-                    self.section,
-                    name.clone(),
-                    s.revision,
-                    true,
-                    Some(s.raw.clone()),
-                )
-            })
+            .map(|(name, s)| Change::put(self.section, name.clone(), true, s))
             .chain(
                 section
                     .tombstones

@@ -50,7 +50,7 @@ pub(crate) fn compact_text(key: &str, text: &str) -> Result<Vec<u8>> {
     check_size(key, out)
 }
 
-fn check_size(key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+pub(crate) fn check_size(key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if bytes.len() > MAX_VALUE_LEN {
         return Err(Error::TooLarge {
             key: key.to_owned(),
@@ -66,6 +66,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
     revision: Revision,
     bytes: &[u8],
 ) -> Result<T> {
+    // Ciphertext never poses as a value: a secret reaches here as plaintext
+    // only when this client opened it.
+    if crate::secret::is_sealed(bytes) {
+        return Err(crate::secret::no_key(key, bytes));
+    }
     serde_json::from_slice(bytes).map_err(|cause| {
         // Only on the error path: tell "not JSON at all" apart from "JSON of
         // another shape", since the fixes differ (rewrite it vs. change the type).

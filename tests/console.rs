@@ -7,9 +7,25 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster};
-use crate::server::start_with;
+use crate::server::{start_with, start_with_settings};
 
-async fn seed(etcd: &EtcdCluster) {
+/// The secret the console must hide until a secrets-scope token asks.
+const SECRET: &str = "hunter2-console-secret";
+
+async fn seed(etcd: &EtcdCluster, key: &std::path::Path) {
+    let keys = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace("keys")
+        .secret_key_file(key)
+        .live(false)
+        .connect()
+        .await
+        .unwrap();
+    keys.set_policy_json(r#"{"secrets": ["db/*"]}"#)
+        .await
+        .unwrap();
+    keys.set("db/password", SECRET).await.unwrap();
+    keys.set("db/host", "db.internal").await.unwrap();
     let connect = |ns: &'static str| {
         cfgd::Client::builder()
             .endpoints(etcd.endpoints())
@@ -132,10 +148,18 @@ fn the_console_shows_the_demo_data_of_cfgd_dev() {
 async fn the_console_works_in_a_real_browser() {
     common::logs();
     let etcd = EtcdCluster::single();
-    seed(&etcd).await;
-    let server = start_with(&etcd, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secret.key");
+    std::fs::write(&key, cfgd::secret::Keyring::generate()).unwrap();
+    seed(&etcd, &key).await;
+    let server = start_with_settings(
+        &etcd,
+        &format!("secret_key_file = {:?}", key.to_str().unwrap()),
+        &[],
+    );
     let open_server = start_with(&etcd, &["--no-auth"]);
     run_browser_tests(&[
+        ("CFGD_SECRET", SECRET.into()),
         ("CFGD_URL", format!("http://{}", server.address)),
         ("CFGD_NOAUTH_URL", format!("http://{}", open_server.address)),
         ("CFGD_ETCD", etcd.endpoints_arg()),

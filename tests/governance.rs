@@ -10,11 +10,18 @@ use tokio_stream::StreamExt;
 
 use crate::common::{self, EtcdCluster};
 
+/// One secret key for every client of these tests.
+fn keyring() -> cfgd::secret::Keyring {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    cfgd::secret::Keyring::parse(KEY.get_or_init(cfgd::secret::Keyring::generate)).unwrap()
+}
+
 async fn connect(etcd: &EtcdCluster, namespace: &str, live: bool) -> Client {
     Client::builder()
         .endpoints(etcd.endpoints())
         .namespace(namespace)
         .live(live)
+        .keyring(keyring())
         .connect()
         .await
         .expect("connect")
@@ -136,6 +143,12 @@ async fn a_request_approved_by_another_merges_as_one_release() {
     );
     assert_eq!(request.state, RequestState::Open);
     assert_eq!(request.base.len(), 5, "{:?}", request.base);
+    // The request keeps the secret sealed in etcd.
+    let stored = common::etcdctl(&etcd.endpoints_arg(), &["get", "--prefix", "/cfgd/"]);
+    assert!(
+        stored.contains("$cfgd.secret") && !stored.contains("sk_new"),
+        "{stored}"
+    );
     assert_eq!(request.base["payments/region"], 0);
     assert!(request.base["payments/limits"] > 0);
 

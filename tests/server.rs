@@ -45,6 +45,11 @@ secret = "admin-secret"
 scopes = { "*" = "admin" }
 
 [[tokens]]
+name = "vault"
+secret = "vault-secret"
+scopes = { "*" = "secrets" }
+
+[[tokens]]
 name = "reader"
 # sha256("reader-secret")
 secret_sha256 = "SHA"
@@ -94,7 +99,8 @@ pub(crate) fn start_with_settings(etcd: &EtcdCluster, settings: &str, extra: &[&
         .args(extra)
         .env_remove("CFGD_NO_AUTH")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Kept for tests that read the logs (what must never be in them).
+        .stderr(std::fs::File::create(dir.path().join("cfgd.log")).unwrap())
         .spawn()
         .expect("start cfgd");
     let mut first = String::new();
@@ -534,19 +540,19 @@ async fn ofrep_single_and_bulk_evaluation() {
 
 /// An SSE stream read from a raw HTTP/1.0 connection (so the body is not
 /// chunked), event by event.
-struct Sse {
+pub(crate) struct Sse {
     reader: BufReader<TcpStream>,
 }
 
 #[derive(Debug)]
-struct SseEvent {
-    id: i64,
-    kind: String,
-    data: serde_json::Value,
+pub(crate) struct SseEvent {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) data: serde_json::Value,
 }
 
 impl Sse {
-    fn open(server: &Server, path: &str, last_event_id: Option<i64>) -> Sse {
+    pub(crate) fn open(server: &Server, path: &str, last_event_id: Option<i64>) -> Sse {
         Self::open_as(server, path, last_event_id, "reader-secret")
     }
 
@@ -581,7 +587,7 @@ impl Sse {
         Sse { reader }
     }
 
-    fn next(&mut self) -> SseEvent {
+    pub(crate) fn next(&mut self) -> SseEvent {
         let (mut id, mut kind, mut data) = (None, None, None);
         loop {
             let mut line = String::new();
@@ -608,7 +614,7 @@ impl Sse {
     }
 }
 
-fn cfgctl() -> std::path::PathBuf {
+pub(crate) fn cfgctl() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe
         .parent()

@@ -15,6 +15,8 @@ mod governance;
 
 mod live;
 
+mod secrets;
+
 #[cfg(feature = "server")]
 mod console;
 

@@ -96,7 +96,8 @@ function scope() {
   const s = state.who.scopes || {};
   return s[state.ns] || s["*"] || null;
 }
-const canWrite = () => ["write", "admin"].includes(scope());
+const canWrite = () => ["write", "secrets", "admin"].includes(scope());
+const canReadSecrets = () => ["secrets", "admin"].includes(scope());
 const canAdmin = () => scope() === "admin";
 
 function matches(pattern, label) {
@@ -464,7 +465,7 @@ function onEvent(ev) {
   const known = state.values.get(change.name);
   if (known && known.revision >= change.revision && !change.resync) return;
   if (change.kind === "delete") state.values.delete(change.name);
-  else state.values.set(change.name, { name: change.name, value: change.value, revision: change.revision, version: (known?.version || 0) + 1 });
+  else state.values.set(change.name, { name: change.name, value: change.value, secret: !!change.secret, revision: change.revision, version: (known?.version || 0) + 1 });
   announce(`${change.name} changed (revision ${change.revision}).`);
   if (state.onChange) state.onChange(change);
 }
@@ -536,11 +537,29 @@ async function showValue(detail, name) {
   if (canWrite()) actions.append(h("button", { onclick: () => editValue(detail, name) }, "Edit"));
   actions.append(h("a", { class: "button secondary", href: `#/ns/${enc(state.ns)}/history/${encName(name)}` }, "History"));
   const prot = protectedBy(name);
+  // A secret's value is shown only when asked, to a token that may see it.
+  const value = h("pre", { tabindex: 0, "aria-label": `Value of ${name}` }, entry.secret ? "Secret: hidden" : pretty(entry.value));
+  if (entry.secret && canReadSecrets())
+    actions.prepend(
+      h("button", {
+        class: "secondary",
+        onclick: async (ev) => {
+          try {
+            const { data } = await api("GET", `/v1/namespaces/${enc(state.ns)}/config/${encName(name)}`);
+            value.textContent = pretty(data);
+            ev.target.remove();
+          } catch (e) {
+            showError(e);
+          }
+        },
+      }, "Reveal secret"),
+    );
   fill(detail, 
     h("h2", {}, name),
     meta,
     prot ? h("p", { class: "notice" }, `Protected by the policy (${prot}): changes go through a change request.`) : null,
-    h("pre", { tabindex: 0, "aria-label": `Value of ${name}` }, pretty(entry.value)),
+    entry.secret ? h("p", { class: "notice" }, "A secret: stored encrypted, its value hidden.") : null,
+    value,
     actions,
   );
   try {
@@ -574,10 +593,12 @@ function newValue(detail) {
 function editValue(detail, name, fresh = false) {
   const entry = state.values.get(name);
   const base = entry ? entry.revision : 0;
-  const baseValue = entry ? entry.value : undefined;
+  // A secret's editor starts empty: its value is never put in the page.
+  const secret = !!entry?.secret;
+  const baseValue = entry && !secret ? entry.value : undefined;
   state.editor = { name, base, baseValue };
   const ids = { text: uid("value"), msg: uid("message") };
-  const text = h("textarea", { id: ids.text, spellcheck: "false", "aria-describedby": `${ids.text}-problems` }, entry ? pretty(entry.value) : "");
+  const text = h("textarea", { id: ids.text, spellcheck: "false", "aria-describedby": `${ids.text}-problems` }, entry && !secret ? pretty(entry.value) : "");
   const problems = h("ul", { id: `${ids.text}-problems`, class: "problems", "aria-live": "polite", "aria-label": "Problems" });
   const changes = h("div", { "aria-live": "polite" });
   const message = h("input", { id: ids.msg, placeholder: "why" });
@@ -639,7 +660,8 @@ function editValue(detail, name, fresh = false) {
     try {
       const { data } = await api("PUT", `/v1/namespaces/${enc(state.ns)}/config/${encName(name)}`, { body: text.value, raw: true, headers });
       const known = state.values.get(name);
-      state.values.set(name, { name, value: parsed, revision: data.revision, version: (known?.version || 0) + 1 });
+      const hidden = secret || (state.policy?.secrets || []).some((p) => matches(p, name));
+      state.values.set(name, { name, value: hidden ? "<redacted>" : parsed, secret: hidden, revision: data.revision, version: (known?.version || 0) + 1 });
       state.editor = null;
       announce(`Published ${name} at revision ${data.revision}.`);
       showValue(detail, name);
@@ -697,6 +719,7 @@ function editValue(detail, name, fresh = false) {
     h("h2", {}, fresh ? `New value: ${name}` : `Edit ${name}`),
     moved,
     prot ? h("p", { class: "notice" }, `Protected by the policy (${prot}): publishing opens a change request.`) : null,
+    secret ? h("p", { class: "notice" }, "A secret: its current value is not shown; what you publish replaces it.") : null,
     h("label", { for: ids.text }, "Value (JSON)"),
     text,
     problems,

@@ -22,7 +22,8 @@ Exit codes:
   4  conflict (--if-revision did not match; a key moved under a release or request)
   5  etcd unreachable or not answering in time
   6  refused by the namespace policy (a protected name without --force, approving
-     your own request, a request not open or short of approvals)";
+     your own request, a request not open or short of approvals)
+  7  a secret this client cannot open or seal (no --secret-key-file, or not its key)";
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,11 @@ struct Cli {
     /// TLS: PEM private key of --cert
     #[arg(long, env = "CFGCTL_KEY", value_name = "FILE", global = true)]
     key: Option<PathBuf>,
+
+    /// Seal and open secrets (names the policy calls secrets) with the keys
+    /// in this file; `cfgctl secret keygen` makes one
+    #[arg(long, env = "CFGD_SECRET_KEY_FILE", value_name = "FILE", global = true)]
+    secret_key_file: Option<PathBuf>,
 
     /// Why: kept with each write in the audit trail (`cfgctl log` shows it)
     #[arg(short = 'm', long, global = true, value_name = "TEXT")]
@@ -307,6 +313,17 @@ enum Command {
         #[command(subcommand)]
         command: FlagCommand,
     },
+    /// Secret keys: make one, rotate the namespace's secrets to a new one
+    #[command(
+        after_help = "Names the policy lists under \"secrets\" are stored encrypted (XChaCha20-Poly1305)\n\
+        under the first key of --secret-key-file; reads open them with any key of the file.\n\n\
+        Examples:\n  cfgctl secret keygen > /etc/cfgd/secret.key\n  \
+        cfgctl -n prod --secret-key-file old.key secret rotate --new-key new.key"
+    )]
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Print a shell completion script
     #[command(after_help = "Example:\n  cfgctl completions bash > /etc/bash_completion.d/cfgctl")]
     Completions {
@@ -341,6 +358,20 @@ enum PolicyCommand {
     },
     /// Delete the policy: nothing is protected any more
     Delete,
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Print a new random key file
+    Keygen,
+    /// Seal every secret of the namespace under the first key of --new-key,
+    /// compare-and-set on each; run it again to finish an interrupted one.
+    /// Give the key the secrets are under now with --secret-key-file
+    Rotate {
+        /// The new key file; its key seals, both open meanwhile
+        #[arg(long, value_name = "FILE")]
+        new_key: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -563,6 +594,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             | cfgd::Error::SelfApproval { .. }
             | cfgd::Error::RequestState { .. },
         ) => 6,
+        Some(cfgd::Error::Secret { .. }) => 7,
         Some(e) if e.is_unreachable() => 5,
         Some(e) if e.is_invalid_input() => 2,
         _ => 1,
@@ -574,6 +606,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
         clap_complete::generate(shell, &mut cmd, "cfgctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Secret {
+        command: SecretCommand::Keygen,
+    } = cli.command
+    {
+        print!("{}", cfgd::secret::Keyring::generate());
         return Ok(());
     }
     let client = connect(&cli, None).await?;
@@ -767,6 +806,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Policy { command } => policy(&client, command, &out).await,
+        Command::Secret {
+            command: SecretCommand::Rotate { .. },
+        } => {
+            let report = client
+                .reseal_secrets(|name| println!("resealed {name}"))
+                .await?;
+            eprintln!(
+                "{} resealed, {} already under the new key",
+                report.resealed.len(),
+                report.current.len()
+            );
+            Ok(())
+        }
+        Command::Secret {
+            command: SecretCommand::Keygen,
+        } => unreachable!("handled before connecting"),
         Command::Request { command } => request(&client, command, cli.output).await,
         Command::Schema { command } => schema(&client, command, cli.force, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,
@@ -1098,6 +1153,25 @@ async fn connect(cli: &Cli, namespace: Option<&str>) -> anyhow::Result<cfgd::Cli
         (Some(cert), Some(key)) => builder = builder.client_cert(cert, key),
         (None, None) => {}
         _ => return Err(Invalid("--cert and --key go together".into()).into()),
+    }
+    let keyring = match (&cli.secret_key_file, &cli.command) {
+        (
+            current,
+            Command::Secret {
+                command: SecretCommand::Rotate { new_key },
+            },
+        ) => {
+            let new = cfgd::secret::Keyring::load(new_key)?;
+            Some(match current {
+                Some(path) => cfgd::secret::Keyring::load(path)?.rotating_to(new),
+                None => new,
+            })
+        }
+        (Some(path), _) => Some(cfgd::secret::Keyring::load(path)?),
+        (None, _) => None,
+    };
+    if let Some(keyring) = keyring {
+        builder = builder.keyring(keyring);
     }
     let mut client = builder.connect().await?;
     if let Some(message) = &cli.message {

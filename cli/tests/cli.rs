@@ -1337,3 +1337,94 @@ fn requests_need_another_person_and_protected_names_need_force() {
         ]
     );
 }
+
+#[tokio::test]
+async fn secrets_round_trip_and_an_interrupted_rotation_resumes() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "rotate");
+    let dir = tempfile::tempdir().unwrap();
+    let old = file_in(&dir, "old.key", &ctl.run(&["secret", "keygen"]).ok().stdout);
+    let new = file_in(&dir, "new.key", &ctl.run(&["secret", "keygen"]).ok().stdout);
+    let id = |path: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    };
+    let (old_id, new_id) = (id(&old), id(&new));
+    let policy = file_in(&dir, "policy.json", r#"{"secrets": ["s/*"]}"#);
+    ctl.run(&["policy", "set", "-f", &policy]).ok();
+
+    // Round trip, and a clear error without the key (exit 7).
+    ctl.run(&["--secret-key-file", &old, "set", "s/one", r#""pa55word""#])
+        .ok();
+    let got = ctl.run(&["--secret-key-file", &old, "get", "s/one"]);
+    assert_eq!(got.ok().stdout.trim(), r#""pa55word""#);
+    ctl.run(&["get", "s/one"])
+        .fails(7, "s/one is a secret sealed under key");
+    ctl.run(&["set", "s/two", "2"])
+        .fails(7, "writing it needs a secret key");
+    let stored = common::etcdctl(
+        &ctl.endpoints,
+        &["get", "--print-value-only", &ctl.key("s/one")],
+    );
+    assert!(
+        stored.contains(&old_id) && !stored.contains("pa55word"),
+        "{stored}"
+    );
+
+    // Many secrets, so that a rotation killed after its first one is
+    // midway.
+    let document: serde_json::Map<String, Value> = (0..400)
+        .map(|i| (format!("s/{i:03}"), json!(format!("value {i}"))))
+        .collect();
+    let document = file_in(&dir, "secrets.json", &Value::Object(document).to_string());
+    ctl.run(&["--secret-key-file", &old, "import", &document])
+        .ok();
+    let under = |id: &str| {
+        common::etcdctl(
+            &ctl.endpoints,
+            &["get", "--prefix", "--print-value-only", &ctl.key("s/")],
+        )
+        .matches(&format!("\"key\":\"{id}\""))
+        .count()
+    };
+    assert_eq!((under(&old_id), under(&new_id)), (401, 0));
+
+    let rotate = [
+        "--secret-key-file",
+        &old,
+        "secret",
+        "rotate",
+        "--new-key",
+        &new,
+    ];
+    let mut child = ctl.spawn(&rotate);
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("resealed s/"), "{first:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (left, done) = (under(&old_id), under(&new_id));
+    assert!(
+        left > 0 && done > 0 && left + done == 401,
+        "{left} old, {done} new"
+    );
+
+    // Running it again finishes the job, skipping what is done.
+    let again = ctl.run(&rotate);
+    again.ok();
+    assert!(
+        again.stderr.contains(&format!(
+            "{left} resealed, {done} already under the new key"
+        )),
+        "{}",
+        again.stderr
+    );
+    assert_eq!((under(&old_id), under(&new_id)), (0, 401));
+    let got = ctl.run(&["--secret-key-file", &new, "get", "s/123"]);
+    assert_eq!(got.ok().stdout.trim(), r#""value 123""#);
+    ctl.run(&["--secret-key-file", &old, "get", "s/123"])
+        .fails(7, "not in the secret key file");
+}

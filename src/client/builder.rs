@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::etcd::{self, read_namespace, Connection};
 use crate::key::{self, KeySpace};
 use crate::namespace::LiveNamespace;
+use crate::secret::Keyring;
 use crate::snapshot;
 use crate::types::Status;
 
@@ -60,6 +61,8 @@ pub struct ClientBuilder {
     /// certificate and key.
     ca_file: Option<PathBuf>,
     client_cert: Option<(PathBuf, PathBuf)>,
+    secret_key_file: Option<PathBuf>,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for ClientBuilder {
@@ -82,6 +85,8 @@ impl Default for ClientBuilder {
             via: Via::Library,
             ca_file: None,
             client_cert: None,
+            secret_key_file: None,
+            keyring: None,
         }
     }
 }
@@ -226,6 +231,24 @@ impl ClientBuilder {
         author
     }
 
+    /// Seal and open secrets with the keys in this file (see
+    /// [`crate::secret`]; `cfgctl secret keygen` makes one). Names the
+    /// namespace policy calls `secrets` are then written encrypted and read
+    /// as plaintext. Without a key, writing one is refused and reading one
+    /// fails with [`Error::Secret`]. The file is read at
+    /// [`connect`](Self::connect); a client made with
+    /// [`share`](Self::share) uses the keys of the client it shares.
+    pub fn secret_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secret_key_file = Some(path.into());
+        self
+    }
+
+    /// [`secret_key_file`](Self::secret_key_file) with keys already read.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(Arc::new(keyring));
+        self
+    }
+
     /// Use `client`'s etcd connection and its one watch instead of opening
     /// new ones: for a process that reads several namespaces. Endpoints,
     /// user, root and timeouts then come from `client`; the namespace and
@@ -264,7 +287,12 @@ impl ClientBuilder {
             ca_file: self.ca_file.as_ref(),
             client_cert: self.client_cert.as_ref(),
         })?;
-        Ok(Arc::new(Link::new(connection)))
+        let keyring = match (&self.keyring, &self.secret_key_file) {
+            (Some(keyring), _) => Some(keyring.clone()),
+            (None, Some(path)) => Some(Arc::new(Keyring::load(path)?)),
+            (None, None) => None,
+        };
+        Ok(Arc::new(Link::new(connection, keyring)))
     }
 
     /// Like [`share`](Self::share), from inside the crate.
@@ -316,6 +344,7 @@ impl ClientBuilder {
             state.space.base().to_owned(),
             self.channel_capacity,
             Status::Connected { revision: 0 },
+            state.link.keyring.clone(),
         ));
         if let Some(path) = &self.defaults_file {
             shared.defaults.store(Arc::new(defaults::read(path)?));

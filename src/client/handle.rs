@@ -15,6 +15,7 @@ use crate::hub::{self, Hub};
 use crate::key::{self, KeySpace, Kind};
 use crate::live_value::Live;
 use crate::namespace::LiveNamespace;
+use crate::secret::Keyring;
 use crate::subscription::{OnChange, Subscription};
 use crate::types::{KeepAlive, Revision, Source, Status};
 
@@ -37,6 +38,8 @@ type DecodedCache = moka::sync::Cache<(Arc<str>, TypeId), (Revision, Arc<dyn Any
 pub(crate) struct Link {
     pub(super) etcd: Arc<Connection>,
     hub: std::sync::Mutex<Option<(Arc<Hub>, tokio::task::JoinHandle<()>)>>,
+    /// The keys secrets are sealed and opened with, if any.
+    pub(super) keyring: Option<Arc<Keyring>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -54,10 +57,11 @@ impl Drop for Link {
 }
 
 impl Link {
-    pub(super) fn new(etcd: Connection) -> Self {
+    pub(super) fn new(etcd: Connection, keyring: Option<Arc<Keyring>>) -> Self {
         Link {
             etcd: Arc::new(etcd),
             hub: Default::default(),
+            keyring,
         }
     }
 
@@ -115,6 +119,9 @@ pub struct Entry<T = serde_json::Value> {
     pub version: i64,
     /// Where the value came from.
     pub source: Source,
+    /// A secret (see [`crate::secret`]): stored encrypted, `value` is its
+    /// plaintext. Show it only to those meant to see it.
+    pub secret: bool,
 }
 
 /// What [`Client::import`] wrote, or would write with `dry_run`.

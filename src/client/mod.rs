@@ -15,7 +15,9 @@ mod policy;
 mod reads;
 mod releases;
 mod requests;
+mod roles;
 mod schemas;
+mod secrets;
 mod writes;
 
 pub use builder::ClientBuilder;
@@ -23,3 +25,5 @@ pub use flags::{Flags, Rollout};
 pub use handle::{Client, Entry, ImportReport, Stats};
 pub use releases::{Release, ReleasePlan, RELEASE_MAX};
 pub use requests::{Approval, ChangeRequest, RequestReview, RequestState, REQUEST_MAX};
+pub use roles::RoleGrant;
+pub use secrets::ResealReport;

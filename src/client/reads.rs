@@ -1,6 +1,7 @@
 //! Reads: from the mirror of a live client, or from etcd.
 
 use std::any::{Any, TypeId};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use etcd_client::{GetOptions, KeyValue, SortOrder, SortTarget};
@@ -16,8 +17,9 @@ use crate::etcd::header_revision;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
-use crate::policy::Policy;
+use crate::policy::{Policy, REDACTED};
 use crate::schema::SchemaSet;
+use crate::secret;
 use crate::types::{Revision, Source};
 use crate::value;
 
@@ -32,6 +34,7 @@ struct Meta {
     create_revision: Revision,
     version: i64,
     source: Source,
+    secret: bool,
 }
 
 impl Meta {
@@ -41,6 +44,7 @@ impl Meta {
             create_revision: stored.create_revision,
             version: stored.version,
             source: stored.origin,
+            secret: stored.is_secret(),
         }
     }
 
@@ -50,6 +54,7 @@ impl Meta {
             create_revision: 0,
             version: 0,
             source: Source::DefaultsFile,
+            secret: false,
         }
     }
 }
@@ -107,6 +112,7 @@ impl Client {
                 create_revision: meta.create_revision,
                 version: meta.version,
                 source: meta.source,
+                secret: meta.secret,
             }));
         }
         Ok(match self.fetch(&key, None).await? {
@@ -399,15 +405,57 @@ impl Client {
 
     /// Every value whose name starts with `prefix` as one JSON object of
     /// name → value, read at one revision: the document
-    /// [`import`](Self::import) takes back.
+    /// [`import`](Self::import) takes back. Secrets stay sealed in it (their
+    /// envelopes), so a backup never holds their plaintext; importing it
+    /// into the same namespace opens them again.
     pub async fn export(&self, prefix: &str) -> Result<Value> {
-        let document = self
-            .list::<Value>(prefix)
-            .await?
-            .into_iter()
-            .map(|e| (e.name, e.value))
-            .collect();
-        Ok(Value::Object(document))
+        Ok(Value::Object(self.document(prefix, true).await?.0))
+    }
+
+    /// The values under `prefix` as name → value, secrets sealed or opened,
+    /// and the names of the secrets.
+    async fn document(
+        &self,
+        prefix: &str,
+        sealed: bool,
+    ) -> Result<(serde_json::Map<String, Value>, HashSet<String>)> {
+        let mut document = serde_json::Map::new();
+        let mut secrets = HashSet::new();
+        for kv in self.list_raw(Kind::Config, prefix).await? {
+            let Some(name) = self.state.space.name_of(Kind::Config, kv.key()) else {
+                continue;
+            };
+            let value = if sealed && secret::is_sealed(kv.value()) {
+                serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
+                    key: self.etcd_key(name).unwrap_or_default(),
+                    revision: kv.mod_revision(),
+                    cause,
+                })?
+            } else {
+                self.entry::<Value>(name, &kv)?.value
+            };
+            if secret::is_sealed(kv.value()) {
+                secrets.insert(name.to_owned());
+            }
+            document.insert(name.to_owned(), value);
+        }
+        Ok((document, secrets))
+    }
+
+    /// Hides the values of secrets in `changes`: those `secrets` names and
+    /// those the policy calls secret.
+    async fn redacted(
+        &self,
+        secrets: &HashSet<String>,
+        mut changes: Vec<NamedDiff>,
+    ) -> Result<Vec<NamedDiff>> {
+        let policy = self.current_policy().await?;
+        for change in &mut changes {
+            if secrets.contains(&change.name) || policy.is_secret(&change.name) {
+                change.redact(REDACTED);
+            }
+        }
+        Ok(changes)
     }
 
     /// What [`import`](Self::import) of `document` (a JSON object of
@@ -423,24 +471,29 @@ impl Client {
         for name in wanted.keys() {
             key::validate_name(name)?;
         }
-        let stored = self.export("").await?;
-        Ok(diff::diff_named(wanted.iter().map(|(name, value)| {
-            (name.as_str(), stored.get(name), Some(value))
-        })))
+        let (stored, secrets) = self.document("", false).await?;
+        let changes = diff::diff_named(
+            wanted
+                .iter()
+                .map(|(name, value)| (name.as_str(), stored.get(name), Some(value))),
+        );
+        self.redacted(&secrets, changes).await
     }
 
     /// What differs between this namespace and `other`'s under `prefix`:
     /// `before` is `other` (prod, say), `after` this one (staging), so the
     /// diff reads as what promoting this one would change there.
     pub async fn diff_namespace(&self, other: &Client, prefix: &str) -> Result<Vec<NamedDiff>> {
-        let (mine, theirs) = (self.export(prefix).await?, other.export(prefix).await?);
-        let (Value::Object(mine), Value::Object(theirs)) = (mine, theirs) else {
-            unreachable!("export gives an object");
-        };
+        let (mine, mut secrets) = self.document(prefix, false).await?;
+        let (theirs, their_secrets) = other.document(prefix, false).await?;
+        secrets.extend(their_secrets);
         let names: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
-        Ok(diff::diff_named(names.into_iter().map(|name| {
-            (name.as_str(), theirs.get(name), mine.get(name))
-        })))
+        let changes = diff::diff_named(
+            names
+                .into_iter()
+                .map(|name| (name.as_str(), theirs.get(name), mine.get(name))),
+        );
+        self.redacted(&secrets, changes).await
     }
 
     /// Each revision of `name` in [`history`](Self::history) (newest first,
@@ -452,6 +505,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<(Entry, Vec<Difference>)>> {
         let history = self.history(name, limit.saturating_add(1)).await?;
+        let secret = self.current_policy().await?.is_secret(name);
         let mut out = Vec::with_capacity(history.len());
         for (i, entry) in history.iter().enumerate().take(limit) {
             let differences = match history.get(i + 1) {
@@ -461,7 +515,14 @@ impl Client {
                     value: entry.value.clone(),
                 }],
             };
-            out.push((entry.clone(), differences));
+            let mut differences = NamedDiff {
+                name: name.to_owned(),
+                differences,
+            };
+            if secret || entry.secret {
+                differences.redact(REDACTED);
+            }
+            out.push((entry.clone(), differences.differences));
         }
         Ok(out)
     }
@@ -604,11 +665,8 @@ impl Client {
         kv: &KeyValue,
     ) -> Result<Entry<T>> {
         let revision = kv.mod_revision();
-        let value = value::decode(
-            &self.state.space.key_unchecked(kind, name),
-            revision,
-            kv.value(),
-        )?;
+        let key = self.state.space.key_unchecked(kind, name);
+        let value = value::decode(&key, revision, &self.opened(&key, kv.value())?)?;
         Ok(Entry {
             name: name.to_owned(),
             value,
@@ -616,6 +674,7 @@ impl Client {
             create_revision: kv.create_revision(),
             version: kv.version(),
             source: Source::Etcd,
+            secret: secret::is_sealed(kv.value()),
         })
     }
 }

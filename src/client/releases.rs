@@ -114,6 +114,8 @@ impl Client {
         for (name, raw) in &wanted {
             let key = self.etcd_key(name)?;
             let bytes = value::compact_text(&key, raw.get())?;
+            // A change request keeps its secrets sealed; merging opens them.
+            let bytes = self.opened(&key, &bytes)?.into_owned();
             schemas.check(&key, name, &bytes)?;
             new.push((Kind::Config, name.clone(), key, bytes));
         }
@@ -159,6 +161,7 @@ impl Client {
             let old: Option<Value> = stored.and_then(|(_, old)| serde_json::from_slice(old).ok());
             let now: Value = serde_json::from_slice(&bytes).expect("checked JSON");
             pairs.push((label, old, now));
+            let bytes = self.sealed_for(policy, &key, bytes)?;
             writes.push(Write {
                 key,
                 bytes: Some(bytes),

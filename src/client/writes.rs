@@ -32,6 +32,7 @@ impl Client {
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
         schemas.check(&key, name, &bytes)?;
         self.admit(&policy, [key.as_str()])?;
+        let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
     }
 
@@ -43,6 +44,7 @@ impl Client {
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
         schemas.check(&key, name, &bytes)?;
         self.admit(&policy, [key.as_str()])?;
+        let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
     }
 
@@ -171,6 +173,8 @@ impl Client {
         for (name, raw) in &parsed {
             let key = self.etcd_key(name)?;
             let bytes = value::compact_text(&key, raw.get())?;
+            // An export keeps secrets sealed; importing it opens them.
+            let bytes = self.opened(&key, &bytes)?.into_owned();
             schemas.check(&key, name, &bytes)?;
             wanted.push((name.clone(), key, bytes));
         }
@@ -187,7 +191,13 @@ impl Client {
             .into_iter()
             .filter_map(|kv| {
                 let name = self.state.space.name_of(kind, kv.key())?.to_owned();
-                Some((name, (kv.mod_revision(), kv.value().to_vec())))
+                // A secret this client cannot open compares as different,
+                // and writing it then says why.
+                let key = std::str::from_utf8(kv.key()).ok()?;
+                let bytes = self
+                    .opened(key, kv.value())
+                    .map_or_else(|_| kv.value().to_vec(), |b| b.into_owned());
+                Some((name, (kv.mod_revision(), bytes)))
             })
             .collect())
     }
@@ -202,6 +212,7 @@ impl Client {
         action: &str,
     ) -> Result<ImportReport> {
         let current = self.stored(kind).await?;
+        let policy = self.current_policy().await?;
         let mut report = ImportReport::default();
         let mut writes = Vec::new();
         for (name, key, bytes) in wanted {
@@ -220,8 +231,14 @@ impl Client {
         report.created.sort();
         report.updated.sort();
         report.unchanged.sort();
-        self.admit_keys(writes.iter().map(|(key, _, _)| key.as_str()))
-            .await?;
+        self.admit(&policy, writes.iter().map(|(key, _, _)| key.as_str()))?;
+        let writes = writes
+            .into_iter()
+            .map(|(key, bytes, revision)| {
+                let bytes = self.sealed_for(&policy, &key, bytes)?;
+                Ok((key, bytes, revision))
+            })
+            .collect::<Result<Vec<_>>>()?;
         if dry_run {
             return Ok(report);
         }
@@ -295,12 +312,13 @@ impl Client {
                 revision: Some(revision),
             });
         };
+        let old_value = self.opened(&key, old.value())?;
         // Refuse to restore something that is not JSON (written by another
         // tool) rather than spread it further.
-        value::decode::<IgnoredAny>(&key, old.mod_revision(), old.value())?;
+        value::decode::<IgnoredAny>(&key, old.mod_revision(), &old_value)?;
         // The schema may have changed since: an old value must pass today's.
-        self.schemas().await?.check(&key, name, old.value())?;
-        self.put(key, old.value().to_vec(), "rollback").await
+        self.schemas().await?.check(&key, name, &old_value)?;
+        self.put(key, old_value.into_owned(), "rollback").await
     }
 
     /// Prunes the audit trail: records older than `max_age`, and all but
@@ -364,7 +382,7 @@ impl Client {
     /// absent), and again on the one etcd names when that was wrong, so the
     /// record names the exact revision it replaced.
     pub(super) async fn put(&self, key: String, bytes: Vec<u8>, action: &str) -> Result<Revision> {
-        self.admit_keys([key.as_str()]).await?;
+        let bytes = self.admitted(&key, bytes).await?;
         let believed = self.believed_revision(&key);
         self.put_from(key, bytes, believed, action).await
     }
@@ -528,11 +546,22 @@ impl Client {
         expected: Revision,
         action: &str,
     ) -> Result<Revision> {
-        self.admit_keys([key.as_str()]).await?;
+        let bytes = self.admitted(&key, bytes).await?;
         self.put_admitted(key, bytes, expected, action).await
     }
 
-    async fn put_admitted(
+    /// `bytes` for `key` if the policy lets this client write there, sealed
+    /// if the policy calls it a secret.
+    async fn admitted(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        if self.policy_label(key).is_none() {
+            return Ok(bytes);
+        }
+        let policy = self.current_policy().await?;
+        self.admit(&policy, [key])?;
+        self.sealed_for(&policy, key, bytes)
+    }
+
+    pub(super) async fn put_admitted(
         &self,
         key: String,
         bytes: Vec<u8>,

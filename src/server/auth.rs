@@ -16,6 +16,9 @@ pub enum Scope {
     Read,
     /// Also write and delete.
     Write,
+    /// Also read the plaintext of secrets (names the policy calls
+    /// `secrets`), which every other read shows as `"<redacted>"`.
+    Secrets,
     /// Everything.
     Admin,
 }
@@ -143,6 +146,7 @@ pub(super) fn check<'t>(
             match needed {
                 Scope::Read => "read",
                 Scope::Write => "write to",
+                Scope::Secrets => "read the secrets of",
                 Scope::Admin => "administer",
             }
         ))),

@@ -69,6 +69,8 @@ impl From<Error> for ApiError {
             Error::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
             Error::RequestState { .. } => (StatusCode::CONFLICT, "request_state"),
             Error::RequestMoved { .. } => (StatusCode::CONFLICT, "request_moved"),
+            // This server lacks the key of a secret it holds: its operator's to fix.
+            Error::Secret { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "secret"),
             e if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),

@@ -99,6 +99,11 @@ pub struct Settings {
     pub etcd_cert: Option<PathBuf>,
     /// The PEM private key of `etcd_cert`.
     pub etcd_key: Option<PathBuf>,
+    /// The key file secrets are sealed and opened with.
+    pub secret_key_file: Option<PathBuf>,
+    /// Shared by replicas, so that an OFREP change-stream ticket one of
+    /// them made is honoured by the others; random per start when unset.
+    pub stream_secret: Option<String>,
     /// Long-lived streams (SSE, OFREP change streams, gRPC sync and event
     /// streams) open at once, in all; more are answered 503.
     pub max_streams: usize,
@@ -164,6 +169,8 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             etcd_ca: None,
+            secret_key_file: None,
+            stream_secret: None,
             etcd_cert: None,
             etcd_key: None,
             max_streams: 20_000,
@@ -219,6 +226,12 @@ impl Settings {
             .chain(&self.grpc.default_namespace)
         {
             crate::key::validate_namespace(ns).map_err(|e| format!("[grpc]: {e}"))?;
+        }
+        if let Some(path) = &self.secret_key_file {
+            crate::secret::Keyring::load(path).map_err(|e| e.to_string())?;
+        }
+        if self.stream_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err("stream_secret must be at least 16 characters".into());
         }
         if self
             .write_rate_per_token
@@ -283,6 +296,9 @@ impl Settings {
         if let (Some(cert), Some(key)) = (&self.etcd_cert, &self.etcd_key) {
             builder = builder.client_cert(cert, key);
         }
+        if let Some(path) = &self.secret_key_file {
+            builder = builder.secret_key_file(path);
+        }
         builder
     }
 }
@@ -327,15 +343,42 @@ impl AppState {
             .link()
             .expect("validated settings have a root and endpoints");
         let builder = builder.on(link);
+        let stream_secret = match &settings.stream_secret {
+            Some(shared) => <sha2::Sha256 as sha2::Digest>::digest(shared.as_bytes()).into(),
+            None => random_secret(),
+        };
         Arc::new(AppState {
             settings,
             builder,
             clients: Default::default(),
             shutdown: tokio::sync::watch::channel(false).0,
             metrics: metrics::Metrics::new(),
-            stream_secret: random_secret(),
+            stream_secret,
             streams: Default::default(),
             write_rates: Default::default(),
+        })
+    }
+
+    /// Refuses to show secret `name`'s plaintext to a token without the
+    /// secrets scope in `namespace`.
+    pub(crate) fn may_read_secrets(
+        &self,
+        headers: &axum::http::HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        auth::check(
+            &self.settings.tokens,
+            self.settings.no_auth,
+            headers,
+            namespace,
+            Scope::Secrets,
+        )
+        .map(drop)
+        .map_err(|_| {
+            ApiError::forbidden(format!(
+                "{name} is a secret: reading its value takes a token with the secrets scope"
+            ))
         })
     }
 

@@ -108,6 +108,9 @@ async fn get_in(
         .entry(&client, name)
         .await?
         .ok_or_else(|| not_found(section.key(&client, name)))?;
+    if entry.secret {
+        state.may_read_secrets(headers, ns, name)?;
+    }
     value_response(headers, &entry)
 }
 
@@ -313,10 +316,20 @@ pub(super) struct ListQuery {
     prefix: String,
 }
 
+/// Entries as a JSON array; a secret's value shows as `"<redacted>"` with
+/// `"secret":true` (only `GET` of the one name shows it, to a token with
+/// the secrets scope).
 pub(super) fn entries_json(entries: Vec<crate::Entry<serde_json::Value>>) -> Vec<u8> {
     let items: Vec<serde_json::Value> = entries
         .into_iter()
-        .map(|e| serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version}))
+        .map(|e| {
+            let mut item = serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version});
+            if e.secret {
+                item["value"] = crate::policy::REDACTED.into();
+                item["secret"] = true.into();
+            }
+            item
+        })
         .collect();
     serde_json::to_vec(&items).expect("serializes")
 }

@@ -66,6 +66,7 @@ fn scope_name(scope: Scope) -> &'static str {
     match scope {
         Scope::Read => "read",
         Scope::Write => "write",
+        Scope::Secrets => "secrets",
         Scope::Admin => "admin",
     }
 }

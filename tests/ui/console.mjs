@@ -19,7 +19,7 @@ const etcdctl = process.env.CFGD_ETCDCTL || "etcdctl";
 const shots = process.env.CFGD_SHOTS;
 const only = process.env.CFGD_UI_ONLY;
 const origin = new URL(url).origin;
-const tokens = { ops: "ops-secret", reviewer: "reviewer-secret", admin: "admin-secret", reader: "reader-secret" };
+const tokens = { ops: "ops-secret", reviewer: "reviewer-secret", admin: "admin-secret", reader: "reader-secret", vault: "vault-secret" };
 const axeSource = fs.readFileSync(new URL("./node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
 fs.mkdirSync(shots, { recursive: true });
 
@@ -391,6 +391,26 @@ test("10. a read-only token sees no edit controls, and a forged write is refused
   }, token);
   check(forged === 403, `forged write answered ${forged}`);
   await page.context().close();
+});
+
+test("12. a secret stays hidden, and is shown on request to the secrets scope only", async () => {
+  const secret = process.env.CFGD_SECRET;
+  const page = await open({ token: "ops", hash: "#/ns/keys/config/db/password" });
+  const value = page.getByLabel("Value of db/password");
+  await value.filter({ hasText: "Secret: hidden" }).waitFor();
+  check((await page.getByRole("button", { name: "Reveal secret" }).count()) === 0, "a write token sees Reveal");
+  await page.getByRole("button", { name: "Edit" }).click();
+  const editor = page.getByLabel("Value (JSON)");
+  check((await editor.inputValue()) === "", "the editor of a secret starts empty");
+  check(!(await page.content()).includes(secret), "the page holds the secret");
+  await page.context().close();
+  const vault = await open({ token: "vault", hash: "#/ns/keys/config/db/password" });
+  await vault.getByLabel("Value of db/password").filter({ hasText: "Secret: hidden" }).waitFor();
+  check(!(await vault.content()).includes(secret), "the page holds the secret before it is asked for");
+  await vault.getByRole("button", { name: "Reveal secret" }).click();
+  await vault.getByLabel("Value of db/password").filter({ hasText: secret }).waitFor();
+  await shot(vault, "secret-revealed");
+  await vault.context().close();
 });
 
 test("schemas: an edit is checked before it is saved", async () => {

@@ -85,6 +85,15 @@ struct ServeArgs {
     /// TLS to etcd: PEM private key of --etcd-cert
     #[arg(long, env = "CFGD_ETCD_KEY", value_name = "FILE")]
     etcd_key: Option<PathBuf>,
+    /// Seal and open secrets (names the namespace policy calls secrets)
+    /// with the keys in this file; `cfgctl secret keygen` makes one
+    #[arg(long, env = "CFGD_SECRET_KEY_FILE", value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// A secret shared by the replicas behind one load balancer, so that an
+    /// OFREP change-stream ticket one of them made is honoured by the others
+    /// (prefer the environment variable) [default: random per start]
+    #[arg(long, env = "CFGD_STREAM_SECRET", hide_env_values = true)]
+    stream_secret: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key)
     #[arg(long, env = "CFGD_TLS_CERT", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -156,10 +165,14 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         (args.etcd_key, &mut settings.etcd_key),
         (args.tls_cert, &mut settings.tls_cert),
         (args.tls_key, &mut settings.tls_key),
+        (args.secret_key_file, &mut settings.secret_key_file),
     ] {
         if flag.is_some() {
             *setting = flag;
         }
+    }
+    if args.stream_secret.is_some() {
+        settings.stream_secret = args.stream_secret;
     }
     if args.grpc_listen.is_some() {
         settings.grpc_listen = args.grpc_listen;
