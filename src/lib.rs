@@ -200,8 +200,8 @@ mod value;
 pub use change::{Change, ChangeKind};
 pub use client::{
     Approval, ChangeRequest, Client, ClientBuilder, Entry, Flags, ImportReport, Release,
-    ReleasePlan, RequestReview, RequestState, ResealReport, RoleGrant, Rollout, Stats, RELEASE_MAX,
-    REQUEST_MAX,
+    ReleasePlan, RequestReview, RequestState, ResealReport, RoleAccess, RoleGrant, Rollout, Stats,
+    RELEASE_MAX, REQUEST_MAX,
 };
 pub use error::{Error, Result, SchemaFailure, TlsSetting};
 pub use key::{validate_name, validate_namespace, validate_prefix, DEFAULT_ROOT, MAX_NAME_LEN};

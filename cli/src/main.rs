@@ -313,6 +313,21 @@ enum Command {
         #[command(subcommand)]
         command: FlagCommand,
     },
+    /// etcd users and roles for least privilege (run as etcd's root user)
+    #[command(
+        after_help = "roles NS makes three etcd roles and users for the namespace, and prints them with\n\
+        the new users' passwords (shown once; a user that exists keeps its password):\n  \
+        cfgd-NS-read    services: read config, flags, schemas and the policy; not the audit\n                  \
+        trail, not another namespace\n  \
+        cfgd-NS-write   people and tools: also write values, flags and change requests\n  \
+        cfgd-NS-server  cfgd serve: the whole namespace (serving several namespaces, it\n                  \
+        also needs read on the whole root, which its one watch then covers)\n\n\
+        Example:\n  cfgctl --user root --password \"$ROOT_PW\" admin roles prod"
+    )]
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Secret keys: make one, rotate the namespace's secrets to a new one
     #[command(
         after_help = "Names the policy lists under \"secrets\" are stored encrypted (XChaCha20-Poly1305)\n\
@@ -358,6 +373,15 @@ enum PolicyCommand {
     },
     /// Delete the policy: nothing is protected any more
     Delete,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make the etcd roles and users of a namespace, and print them
+    Roles {
+        /// The namespace [default: -n]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -615,7 +639,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", cfgd::secret::Keyring::generate());
         return Ok(());
     }
-    let client = connect(&cli, None).await?;
+    let namespace = match &cli.command {
+        Command::Admin {
+            command: AdminCommand::Roles { namespace },
+        } => namespace.as_deref(),
+        _ => None,
+    };
+    let client = connect(&cli, namespace).await?;
     // `diff --against NS` reads a second namespace, over the same settings.
     let against = match &cli.command {
         Command::Diff {
@@ -822,6 +852,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret {
             command: SecretCommand::Keygen,
         } => unreachable!("handled before connecting"),
+        Command::Admin {
+            command: AdminCommand::Roles { .. },
+        } => out.value(&serde_json::to_value(client.create_roles().await?)?),
         Command::Request { command } => request(&client, command, cli.output).await,
         Command::Schema { command } => schema(&client, command, cli.force, &out).await,
         Command::Flag { command } => flag(&client, command, &out).await,

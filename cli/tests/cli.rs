@@ -1428,3 +1428,148 @@ async fn secrets_round_trip_and_an_interrupted_rotation_resumes() {
     ctl.run(&["--secret-key-file", &old, "get", "s/123"])
         .fails(7, "not in the secret key file");
 }
+
+#[tokio::test]
+async fn admin_roles_give_each_job_least_privilege_in_etcd() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "roles");
+    let ns = ctl.namespace.clone();
+    ctl.run(&["set", "app.mode", r#""fast""#]).ok();
+    {
+        let mut auth = etcd.raw().await.auth_client();
+        auth.user_add("root", "rootpw", None).await.unwrap();
+        auth.user_grant_role("root", "root").await.unwrap();
+        auth.auth_enable().await.unwrap();
+    }
+    let as_root = ["--user", "root", "--password", "rootpw"];
+    let made = ctl
+        .run(&[&as_root[..], &["admin", "roles", &ns]].concat())
+        .ok()
+        .json();
+    let password = |job: &str| {
+        let user = format!("cfgd-{ns}-{job}");
+        let grant = made
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["user"] == user.as_str())
+            .unwrap_or_else(|| panic!("{user} in {made}"));
+        (user, grant["password"].as_str().unwrap().to_owned())
+    };
+    let (service, service_pw) = password("read");
+    let (writer, writer_pw) = password("write");
+
+    // At the etcd level: the service user reads its namespace's values and
+    // flags, and writes nothing, reads no audit record and no other
+    // namespace.
+    let options =
+        etcd_client::ConnectOptions::new().with_user(service.as_str(), service_pw.as_str());
+    let mut svc = etcd_client::Client::connect(etcd.endpoints(), Some(options))
+        .await
+        .unwrap();
+    let value = svc
+        .get(format!("/cfgd/{ns}/config/app.mode"), None)
+        .await
+        .unwrap();
+    assert_eq!(value.kvs()[0].value(), br#""fast""#);
+    svc.get(format!("/cfgd/{ns}/flags/x"), None).await.unwrap();
+    let denied = |r: Result<(), etcd_client::Error>, what: &str| {
+        let e = r.expect_err(what).to_string();
+        assert!(e.contains("permission denied"), "{what}: {e}");
+    };
+    denied(
+        svc.put(format!("/cfgd/{ns}/config/app.mode"), "1", None)
+            .await
+            .map(drop),
+        "put",
+    );
+    denied(
+        svc.delete(format!("/cfgd/{ns}/config/app.mode"), None)
+            .await
+            .map(drop),
+        "delete",
+    );
+    let audit = etcd_client::GetOptions::new().with_prefix();
+    denied(
+        svc.get(format!("/cfgd/{ns}/audit/"), Some(audit))
+            .await
+            .map(drop),
+        "audit",
+    );
+    denied(
+        svc.get("/cfgd/other/config/app.mode", None).await.map(drop),
+        "other namespace",
+    );
+
+    // Through cfgd as that user: a live client runs (reads, watches), and
+    // every write is refused by etcd.
+    let service_ctl = |args: &[&str]| {
+        ctl.run(
+            &[
+                &[
+                    "--user",
+                    service.as_str(),
+                    "--password",
+                    service_pw.as_str(),
+                ][..],
+                args,
+            ]
+            .concat(),
+        )
+    };
+    assert_eq!(service_ctl(&["get", "app.mode"]).ok().json(), json!("fast"));
+    service_ctl(&["set", "app.mode", r#""slow""#]).fails(1, "permission denied");
+    let client = cfgd::Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace(&ns)
+        .user(&service, &service_pw)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get::<String>("app.mode").await.unwrap().unwrap(),
+        "fast"
+    );
+
+    // The writer writes values (with their audit records), not schemas.
+    let writer_ctl = |args: &[&str]| {
+        ctl.run(
+            &[
+                &["--user", writer.as_str(), "--password", writer_pw.as_str()][..],
+                args,
+            ]
+            .concat(),
+        )
+    };
+    writer_ctl(&["set", "app.mode", r#""slow""#, "-m", "as the writer"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = file_in(&dir, "schema.json", r#"{"type": "string"}"#);
+    writer_ctl(&["schema", "set", "app.*", "-f", &schema]).fails(1, "permission denied");
+    // The service's live client saw the writer's change through its watch.
+    common::eventually(Duration::from_secs(20), || async {
+        client
+            .get::<String>("app.mode")
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("slow")
+    })
+    .await;
+
+    // Run again: the same grants, and existing passwords left alone.
+    let again = ctl
+        .run(&[&as_root[..], &["admin", "roles", &ns]].concat())
+        .ok()
+        .json();
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["password"].is_null()),
+        "{again}"
+    );
+    ctl.run(&["admin", "roles", &ns])
+        .fails(1, "requires authentication");
+}

@@ -25,5 +25,5 @@ pub use flags::{Flags, Rollout};
 pub use handle::{Client, Entry, ImportReport, Stats};
 pub use releases::{Release, ReleasePlan, RELEASE_MAX};
 pub use requests::{Approval, ChangeRequest, RequestReview, RequestState, REQUEST_MAX};
-pub use roles::RoleGrant;
+pub use roles::{RoleAccess, RoleGrant};
 pub use secrets::ResealReport;

@@ -17,14 +17,26 @@ pub struct RoleGrant {
     pub role: String,
     /// Who it is for.
     pub purpose: &'static str,
-    /// Its permissions: `read` or `readwrite`, and a key range
-    /// `[start, end)`.
-    pub permissions: Vec<(String, String, String)>,
+    /// Its permissions.
+    pub permissions: Vec<RoleAccess>,
     /// The user holding it, `cfgd-{ns}-{job}`.
     pub user: String,
     /// The new user's password, made here; `None` when the user existed
     /// (its password is left alone).
     pub password: Option<String>,
+}
+
+/// One permission of a [`RoleGrant`]: `read` or `readwrite` on the keys
+/// from `start` up to, not including, `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RoleAccess {
+    /// `read` or `readwrite`.
+    pub access: &'static str,
+    /// The first key.
+    pub start: String,
+    /// The key after the last.
+    pub end: String,
 }
 
 impl Client {
@@ -120,7 +132,7 @@ impl Client {
                 purpose,
                 permissions: permissions
                     .into_iter()
-                    .map(|(kind, (start, end))| (kind.to_owned(), start, end))
+                    .map(|(access, (start, end))| RoleAccess { access, start, end })
                     .collect(),
                 user,
                 password,
