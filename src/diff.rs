@@ -210,6 +210,80 @@ fn objects(
     }
 }
 
+/// `before` with `differences` (as [`diff`] made them from `before`)
+/// applied: `apply(&a, &diff(&a, &b)) == b`. Refused, naming the path, when
+/// a difference does not fit `before` (made from another value).
+///
+/// ```
+/// use serde_json::json;
+/// let (a, b) = (json!({"pool": 20, "hosts": ["x"]}), json!({"pool": 30, "hosts": ["x", "y"]}));
+/// assert_eq!(cfgd::diff::apply(&a, &cfgd::diff::diff(&a, &b)).unwrap(), b);
+/// ```
+pub fn apply(before: &Value, differences: &[Difference]) -> Result<Value, String> {
+    let mut value = before.clone();
+    // Arrays lose or gain elements at their end only: removals go last
+    // first, additions first first, each after every change in place.
+    let of = |changed: bool| {
+        differences
+            .iter()
+            .filter(move |d| matches!(d, Difference::Changed { .. }) == changed)
+    };
+    let removed = of(false).filter(|d| matches!(d, Difference::Removed { .. }));
+    let added = of(false).filter(|d| matches!(d, Difference::Added { .. }));
+    for difference in of(true).chain(removed.rev()).chain(added) {
+        apply_one(&mut value, difference)?;
+    }
+    Ok(value)
+}
+
+fn apply_one(root: &mut Value, difference: &Difference) -> Result<(), String> {
+    let path = difference.path();
+    let misfit = || format!("{difference}: does not fit the value");
+    let Some((parent, last)) = path.rsplit_once('/') else {
+        *root = match difference {
+            Difference::Changed { to, .. } => to.clone(),
+            Difference::Added { value, .. } if root.is_null() => value.clone(),
+            _ => return Err(misfit()),
+        };
+        return Ok(());
+    };
+    let unescape = |token: &str| token.replace("~1", "/").replace("~0", "~");
+    let mut at = &mut *root;
+    for token in parent.split('/').skip(1) {
+        at = match at {
+            Value::Object(map) => map.get_mut(&unescape(token)),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(misfit)?;
+    }
+    let key = unescape(last);
+    match (at, difference) {
+        (Value::Object(map), Difference::Changed { to: value, .. }) if map.contains_key(&key) => {
+            map.insert(key, value.clone());
+        }
+        (Value::Object(map), Difference::Added { value, .. }) if !map.contains_key(&key) => {
+            map.insert(key, value.clone());
+        }
+        (Value::Object(map), Difference::Removed { .. }) if map.contains_key(&key) => {
+            map.shift_remove(&key);
+        }
+        (Value::Array(items), difference) => {
+            let i: usize = key.parse().map_err(|_| misfit())?;
+            match difference {
+                Difference::Changed { to, .. } if i < items.len() => items[i] = to.clone(),
+                Difference::Removed { .. } if i + 1 == items.len() => {
+                    items.pop();
+                }
+                Difference::Added { value, .. } if i == items.len() => items.push(value.clone()),
+                _ => return Err(misfit()),
+            }
+        }
+        _ => return Err(misfit()),
+    }
+    Ok(())
+}
+
 /// Runs `f` with `token` appended to `path` (escaped as RFC 6901 says).
 fn within(path: &mut String, token: &str, f: impl FnOnce(&mut String)) {
     let len = path.len();
@@ -226,9 +300,34 @@ fn within(path: &mut String, token: &str, f: impl FnOnce(&mut String)) {
 }
 
 #[cfg(test)]
+#[path = "../tests/common/arbitrary.rs"]
+#[allow(dead_code)] // `name` serves the integration tests
+mod arbitrary;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        /// Diff then apply reproduces the target, for any two values.
+        #[test]
+        fn diff_then_apply_reproduces_the_target(
+            a in super::arbitrary::json(),
+            b in super::arbitrary::json(),
+        ) {
+            prop_assert_eq!(apply(&a, &diff(&a, &b)).unwrap(), b.clone());
+            prop_assert!(diff(&b, &apply(&a, &diff(&a, &b)).unwrap()).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_difference_that_does_not_fit_is_refused() {
+        let d = diff(&json!({"a": [1, 2]}), &json!({"a": [1]}));
+        let err = apply(&json!({"b": 1}), &d).unwrap_err();
+        assert!(err.contains("/a/1"), "{err}");
+    }
 
     #[test]
     fn nested_arrays_types_and_escaping() {

@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "common/arbitrary.rs"]
+mod arbitrary;
+
 mod client;
 
 mod differential;
@@ -14,6 +17,8 @@ mod flags;
 mod governance;
 
 mod live;
+
+mod properties;
 
 mod secrets;
 
