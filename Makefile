@@ -2,7 +2,7 @@
 # `make test` (every check CI runs). Both install what is missing first.
 # `make bench` measures cfgd against its peers.
 
-.PHONY: run test bench deps build
+.PHONY: run test bench fuzz soak deps build
 
 deps:
 	@scripts/install-deps.sh
@@ -46,3 +46,22 @@ bench:
 	cargo bench -p cfgd-bench --bench flagd
 	cargo bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench report
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for
+# FUZZ_SECONDS (30) each; prints executions per target, and keeps a crash's
+# input in fuzz/regressions/ for `make test`.
+fuzz: deps
+	@scripts/fuzz.sh
+
+# Three cfgd replicas on a 3-member etcd cluster under load (REST writers,
+# 1,000 SSE clients, OFREP evaluators, library subscribers), through a
+# replica kill and an etcd leader kill, for about 3 minutes. Prints a report
+# and fails if any change is lost, repeated or out of order. `make test`
+# runs a short version of the same test.
+SOAK_SECONDS ?= 180
+SOAK_SSE ?= 1000
+SOAK_WRITES_PER_SEC ?= 50
+soak: deps
+	@scripts/install-deps.sh --test
+	CFGD_SOAK_SECONDS=$(SOAK_SECONDS) CFGD_SOAK_SSE=$(SOAK_SSE) CFGD_SOAK_WRITES_PER_SEC=$(SOAK_WRITES_PER_SEC) \
+		cargo test --all-features --test integration -- soak:: --nocapture

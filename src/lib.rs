@@ -180,6 +180,9 @@ pub mod diff;
 mod error;
 mod etcd;
 pub mod flags;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 mod key;
 mod live_value;

@@ -14,6 +14,9 @@ mod examples;
 
 mod flags;
 
+#[cfg(feature = "fuzzing")]
+mod fuzz_cases;
+
 mod governance;
 
 mod live;
@@ -33,6 +36,9 @@ mod limits;
 
 #[cfg(feature = "server")]
 mod server;
+
+#[cfg(feature = "server")]
+mod soak;
 
 #[cfg(feature = "tls")]
 mod tls;

@@ -842,7 +842,15 @@ fn docker_compose_file_is_consistent() {
     let doc: Value = serde_json::to_value(&doc).unwrap();
     let services = doc["services"].as_object().expect("services");
     let volumes = doc["volumes"].as_object().expect("named volumes");
-    for name in ["etcd1", "etcd2", "etcd3", "cfgd", "order-service"] {
+    for name in [
+        "etcd1",
+        "etcd2",
+        "etcd3",
+        "cfgd1",
+        "cfgd2",
+        "cfgd",
+        "order-service",
+    ] {
         assert!(services.contains_key(name), "service {name}");
     }
     let mut clusters = Vec::new();
@@ -893,12 +901,31 @@ fn docker_compose_file_is_consistent() {
         clusters.windows(2).all(|w| w[0] == w[1]),
         "one initial cluster"
     );
-    assert_eq!(services["cfgd"]["build"], ".");
+    // Two replicas of one build, on the whole cluster, sharing the stream
+    // secret; nginx in front, sending to both.
     assert!(root.join("Dockerfile").exists());
-    let endpoints = services["cfgd"]["environment"]["CFGD_ENDPOINTS"]
+    for replica in ["cfgd1", "cfgd2"] {
+        let service = &services[replica];
+        assert_eq!(service["build"], ".", "{replica}");
+        let endpoints = service["environment"]["CFGD_ENDPOINTS"].as_str().unwrap();
+        assert_eq!(endpoints.split(',').count(), 3, "{replica}");
+        assert_eq!(
+            service["environment"]["CFGD_STREAM_SECRET"],
+            services["cfgd1"]["environment"]["CFGD_STREAM_SECRET"]
+        );
+    }
+    assert!(services["cfgd"]["image"]
         .as_str()
-        .unwrap();
-    assert_eq!(endpoints.split(',').count(), 3);
+        .unwrap()
+        .starts_with("nginx:"));
+    let proxy = std::fs::read_to_string(root.join("deploy/nginx.conf")).unwrap();
+    for line in [
+        "server cfgd1:8080",
+        "server cfgd2:8080",
+        "proxy_buffering off;",
+    ] {
+        assert!(proxy.contains(line), "deploy/nginx.conf: {line}");
+    }
 }
 
 #[test]

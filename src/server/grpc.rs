@@ -172,7 +172,7 @@ impl Grpc {
 }
 
 /// `flagSetId=NS` (other `key=value` pairs refused), or a bare namespace.
-fn parse_selector(selector: &str) -> Result<String, Status> {
+pub(crate) fn parse_selector(selector: &str) -> Result<String, Status> {
     let namespace = if selector.contains('=') {
         let mut found = None;
         for pair in selector.split(',') {

@@ -22,7 +22,7 @@ mod releases;
 mod requests;
 mod rest;
 mod schemas;
-mod sse;
+pub(crate) mod sse;
 mod timer;
 mod tls;
 mod ui;

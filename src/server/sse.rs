@@ -40,6 +40,16 @@ pub(super) struct WatchQuery {
     section: Option<String>,
 }
 
+/// The revision a `Last-Event-ID` header names: a whole number, 0 or more.
+pub(crate) fn last_event_id(header: &[u8]) -> Option<crate::Revision> {
+    std::str::from_utf8(header)
+        .ok()?
+        .trim()
+        .parse::<crate::Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+}
+
 pub(super) async fn watch(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -51,9 +61,7 @@ pub(super) async fn watch(
     let resume = headers
         .get("last-event-id")
         .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|t| t.trim().parse::<crate::Revision>().ok())
+            last_event_id(v.as_bytes())
                 .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a revision (a number)"))
         })
         .transpose()?;
