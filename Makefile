@@ -50,7 +50,8 @@ bench:
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for
 # FUZZ_SECONDS (30) each; prints executions per target, and keeps a crash's
 # input in fuzz/regressions/ for `make test`.
-fuzz: deps
+fuzz:
+	@scripts/install-deps.sh --fuzz
 	@scripts/fuzz.sh
 
 # Three cfgd replicas on a 3-member etcd cluster under load (REST writers,

@@ -24,6 +24,9 @@
 #       with it (no Docker engine is needed or started)
 # With --bench, all of --test and:
 #   wrk - `make bench` loads the HTTP server and etcd's gateway with it
+# With --fuzz:
+#   a C++ compiler - libfuzzer-sys builds libFuzzer (Debian: g++); `make
+#       fuzz` then installs cargo-fuzz with cargo
 #
 # Debian and Ubuntu get them from apt; elsewhere it says what to install.
 set -euo pipefail
@@ -61,6 +64,7 @@ if $testing; then
   fi
 fi
 [ "$mode" = "--bench" ] && need wrk has wrk
+[ "$mode" = "--fuzz" ] && need g++ has c++
 
 if [ ${#missing[@]} -gt 0 ]; then
   if ! has apt-get >/dev/null; then

@@ -205,6 +205,7 @@ impl Connection {
     }
 
     /// Maps etcd's failure of a request about `key` to an [`Error`].
+    /// `TRANSIENT` messages are those of a member or leader going away.
     pub(crate) fn classify(
         &self,
         e: etcd_client::Error,
@@ -228,6 +229,10 @@ impl Connection {
         match status.code() {
             Code::PermissionDenied => Error::PermissionDenied { key },
             Code::Unavailable => unreachable(e),
+            // A connection cut under the request (a member killed), or a
+            // cluster between leaders: etcd is not there for now, as a 503
+            // says, rather than broken.
+            _ if TRANSIENT.iter().any(|t| message.contains(t)) => unreachable(e),
             _ if self.user.is_none() && message.contains("user name is empty") => {
                 Error::AuthRequired {
                     endpoints: self.endpoints.clone(),
@@ -357,6 +362,16 @@ fn tls(settings: &Settings<'_>, options: ConnectOptions) -> Result<ConnectOption
 }
 
 /// The revision an etcd answer was made at.
+/// What etcd or the transport says while a member or the leader is away.
+const TRANSIENT: &[&str] = &[
+    "transport error",
+    "broken pipe",
+    "connection reset",
+    "etcdserver: request timed out",
+    "etcdserver: leader changed",
+    "etcdserver: no leader",
+];
+
 pub(crate) fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
     header.map_or(0, |h| h.revision())
 }

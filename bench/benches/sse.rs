@@ -49,6 +49,9 @@ fn serve(endpoint: String) {
         let settings = cfgd::server::Settings {
             endpoints: vec![endpoint],
             no_auth: true,
+            // Without tokens every client is the same caller, whose cap
+            // (5,000 streams by default) would refuse half of them.
+            max_streams_per_token: CLIENTS,
             ..Default::default()
         };
         settings.validate().expect("settings");

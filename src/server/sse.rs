@@ -40,14 +40,14 @@ pub(super) struct WatchQuery {
     section: Option<String>,
 }
 
-/// The revision a `Last-Event-ID` header names: a whole number, 0 or more.
+/// The revision a `Last-Event-ID` header names: digits only, as cfgd
+/// sends them (no sign: the fuzzer found `-0` and `+5` taken as revisions).
 pub(crate) fn last_event_id(header: &[u8]) -> Option<crate::Revision> {
-    std::str::from_utf8(header)
-        .ok()?
-        .trim()
-        .parse::<crate::Revision>()
-        .ok()
-        .filter(|r| *r >= 0)
+    let text = std::str::from_utf8(header).ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 pub(super) async fn watch(
@@ -98,7 +98,13 @@ pub(super) async fn watch(
             let _ = shutdown.wait_for(|ending| *ending).await;
         });
     let keep_alive = KeepAlive::new().interval(state.settings.heartbeat);
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
+    // nginx and other proxies buffer a response unless told not to.
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
 }
 
 struct SseClient(prometheus_client::metrics::gauge::Gauge);
