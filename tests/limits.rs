@@ -393,3 +393,50 @@ async fn sse_clients_that_never_read_do_not_grow_memory_with_what_is_written() {
     );
     drop(idle);
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_are_answered_503_and_closed() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start_with_settings(&etcd, "max_connections = 3", &[]);
+    // Three connections that say nothing yet fill the server.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&server.address).await.unwrap());
+    }
+    // The server counts a connection once it has accepted it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(&server.address).await.unwrap();
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: cfgd\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), extra.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed, not held")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("retry-after: 5") && lower.contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    // A place comes back when a connection closes; the refusal was counted.
+    held.pop();
+    let mut served = None;
+    for _ in 0..50 {
+        let reply = http(&server, "GET", "/metrics", &[], "");
+        if reply.status == 200 {
+            served = Some(reply.body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = served.expect("served again once a connection closed");
+    assert!(
+        metrics.contains(r#"cfgd_limit_refusals_total{limit="connections"} "#),
+        "{metrics}"
+    );
+}

@@ -104,6 +104,10 @@ pub struct Settings {
     /// Shared by replicas, so that an OFREP change-stream ticket one of
     /// them made is honoured by the others; random per start when unset.
     pub stream_secret: Option<String>,
+    /// HTTP connections open at once; beyond it a new connection is
+    /// answered 503 with `Retry-After` and closed. Room for `max_streams`
+    /// and the requests beside them.
+    pub max_connections: usize,
     /// Long-lived streams (SSE, OFREP change streams, gRPC sync and event
     /// streams) open at once, in all; more are answered 503.
     pub max_streams: usize,
@@ -173,6 +177,7 @@ impl Default for Settings {
             stream_secret: None,
             etcd_cert: None,
             etcd_key: None,
+            max_connections: 25_000,
             max_streams: 20_000,
             max_streams_per_token: 5_000,
             // Room for a release of 127 values of some KiB; a value itself
@@ -239,8 +244,10 @@ impl Settings {
         {
             return Err("write_rate_per_token must be a positive number of writes a second".into());
         }
-        if self.max_streams == 0 || self.max_streams_per_token == 0 {
-            return Err("max_streams and max_streams_per_token must be at least 1".into());
+        if self.max_streams == 0 || self.max_streams_per_token == 0 || self.max_connections == 0 {
+            return Err(
+                "max_connections, max_streams and max_streams_per_token must be at least 1".into(),
+            );
         }
         if self.max_body_bytes < 1024 || self.max_context_bytes < 1024 {
             return Err("max_body_bytes and max_context_bytes must be at least 1024".into());
@@ -679,6 +686,18 @@ where
         // server full of them would hold. Bodies stream past this buffer.
         .max_buf_size(64 * 1024);
     let mut connections = tokio::task::JoinSet::new();
+    // Past max_connections a connection gets one answer, 503, and is closed:
+    // cheaper than leaving it waiting, and the client knows to retry.
+    let mut refusing = http.clone();
+    refusing.keep_alive(false);
+    let busy = Router::new().fallback(|| async {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "the server holds as many connections as it allows (max_connections); retry later",
+        )
+        .retry_after(limits::RETRY_AFTER_SECS)
+    });
     tokio::pin!(shutdown);
     loop {
         let (io, _) = tokio::select! {
@@ -687,6 +706,14 @@ where
         };
         // Reap finished connections so the set holds only open ones.
         while connections.try_join_next().is_some() {}
+        if connections.len() >= state.settings.max_connections {
+            state.metrics.refused("connections");
+            let refusal =
+                refusing.serve_connection(TokioIo::new(io), TowerToHyperService::new(busy.clone()));
+            let limit = state.settings.header_read_timeout;
+            tokio::spawn(async move { drop(tokio::time::timeout(limit, refusal).await) });
+            continue;
+        }
         let connection =
             http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
         let mut ending = state.shutdown.subscribe();
