@@ -558,7 +558,7 @@ async function showValue(detail, name) {
     h("h2", {}, name),
     meta,
     prot ? h("p", { class: "notice" }, `Protected by the policy (${prot}): changes go through a change request.`) : null,
-    entry.secret ? h("p", { class: "notice" }, "A secret: stored encrypted, its value hidden.") : null,
+    entry.secret ? h("p", { class: "notice" }, "A secret: stored encrypted; its value is shown only when asked for.") : null,
     value,
     actions,
   );
