@@ -33,6 +33,11 @@
 //!   then change through change requests: [`Client::create_request`],
 //!   approved by another actor ([`Client::approve_request`]) and merged as
 //!   one release ([`Client::merge_request`]).
+//! - Hardening: names the policy calls secrets are stored encrypted
+//!   ([`secret`], [`ClientBuilder::secret_key_file`],
+//!   [`Client::reseal_secrets`] to rotate the key), and
+//!   [`Client::create_roles`] makes least-privilege etcd roles for a
+//!   namespace.
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.
