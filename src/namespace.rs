@@ -508,7 +508,7 @@ impl LiveNamespace {
         let name: Arc<str> = name.into();
         let change = {
             let mut mirror = self.write();
-            let applied = match raw {
+            match raw {
                 Some(raw) => {
                     let (create_revision, version) =
                         match mirror.section(section).entries.get(&name) {
@@ -526,26 +526,26 @@ impl LiveNamespace {
                     };
                     let stored = self.ingest(section, &name, stored);
                     let change = Change::put(section, name.clone(), false, &stored);
-                    mirror.put(section, &name, stored, false).then_some(change)
+                    mirror.put(section, &name, stored, false);
+                    change
                 }
-                None => mirror
-                    .delete(section, &name, revision)
-                    .then(|| Change::new(section, name, revision, false, None)),
-            };
-            applied
+                None => {
+                    mirror.delete(section, &name, revision);
+                    Change::new(section, name, revision, false, None)
+                }
+            }
         };
-        // Rebuilt even when the watch got here first: it put the entry in
-        // the mirror, but may still be compiling, and the caller must see
-        // its write in the compiled set once this returns.
+        // Both even when the watch got here first: it put the entry in the
+        // mirror, but may still be compiling it or telling the live values,
+        // and the caller must see its write in both once this returns. A
+        // live value ignores a revision it already has, or an older one.
         match section {
             Kind::Flags => self.rebuild_flags(),
             Kind::Schemas => self.rebuild_schemas(),
             Kind::Policy => self.rebuild_policy(),
             Kind::Config => {}
         }
-        if let Some(change) = change {
-            self.registry.apply(&self.defaults.load(), &change);
-        }
+        self.registry.apply(&self.defaults.load(), &change);
     }
 
     /// Replaces the mirror with a full read of the namespace, emitting what

@@ -1094,3 +1094,29 @@ async fn a_client_evaluates_its_own_flag_writes_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_its_own_release_in_its_live_values_at_once() {
+    // As for flags: the watch can bring a release back first, and then
+    // compiles its flags before it tells the live values. A slow rule in
+    // the same release keeps the watch busy while the writer reads.
+    let etcd = EtcdCluster::single();
+    let ns = common::namespace("ownlive");
+    let client = builder(etcd.endpoints(), &ns).connect().await.unwrap();
+    let live = client.watch("n", 0u32).unwrap();
+    let rules: Vec<Value> = (0..2000)
+        .map(|i| json!({"==": [{"var": "user"}, format!("u{i}")]}))
+        .collect();
+    for i in 1..=20u32 {
+        let flags = json!({"flags": {"f": {
+            "state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "off", "targeting": {"if": [{"or": rules}, "on", format!("off{i}")]}
+        }}})
+        .to_string();
+        client
+            .apply(&json!({"n": i}).to_string(), Some(&flags), false)
+            .await
+            .unwrap();
+        assert_eq!(*live.get(), i, "release {i}");
+    }
+}
