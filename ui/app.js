@@ -738,7 +738,9 @@ function editorMoved(change) {
 
 // ---------------------------------------------------------------- history
 
-async function historyPage(name) {
+/** `done`: what the last action did, kept on the page (the live
+ * announcements of changes replace one another). */
+async function historyPage(name, done = "") {
   state.onChange = null;
   const ns = state.ns;
   const [{ data: history }, { data: audit }] = await Promise.all([
@@ -777,8 +779,9 @@ async function historyPage(name) {
             if (!ok) return;
             try {
               const { data } = await api("POST", `/v1/namespaces/${enc(ns)}/rollback/${encName(name)}`, { body: { revision: e.revision } });
-              announce(`Rolled back to ${e.revision}; now at revision ${data.revision}.`);
-              historyPage(name).catch(showError);
+              const said = `Rolled back to ${e.revision}; now at revision ${data.revision}.`;
+              announce(said);
+              historyPage(name, said).catch(showError);
             } catch (err) {
               showError(err);
             }
@@ -789,6 +792,7 @@ async function historyPage(name) {
   });
   render(
     h("h1", {}, `History · ${name}`),
+    done ? h("p", { class: "notice", role: "status" }, done) : null,
     h("p", {}, h("a", { href: `#/ns/${enc(ns)}/config/${encName(name)}` }, `Back to ${name}`)),
     h(
       "div",
