@@ -361,7 +361,6 @@ fn tls(settings: &Settings<'_>, options: ConnectOptions) -> Result<ConnectOption
     fail("this build has no TLS: enable cfgd's `tls` feature", None)
 }
 
-/// The revision an etcd answer was made at.
 /// What etcd or the transport says while a member or the leader is away.
 const TRANSIENT: &[&str] = &[
     "transport error",
@@ -372,6 +371,7 @@ const TRANSIENT: &[&str] = &[
     "etcdserver: no leader",
 ];
 
+/// The revision an etcd answer was made at.
 pub(crate) fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
     header.map_or(0, |h| h.revision())
 }

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
+use super::releases::redact_secrets;
 use super::writes::AUDIT;
 use crate::audit::{AuditRecord, UNATTRIBUTED};
 use crate::diff::{self, Difference, NamedDiff};
@@ -425,7 +426,8 @@ impl Client {
             let Some(name) = self.state.space.name_of(Kind::Config, kv.key()) else {
                 continue;
             };
-            let value = if sealed && secret::is_sealed(kv.value()) {
+            let is_secret = secret::is_sealed(kv.value());
+            let value = if sealed && is_secret {
                 serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
                     key: self.etcd_key(name).unwrap_or_default(),
                     revision: kv.mod_revision(),
@@ -434,7 +436,7 @@ impl Client {
             } else {
                 self.entry::<Value>(name, &kv)?.value
             };
-            if secret::is_sealed(kv.value()) {
+            if is_secret {
                 secrets.insert(name.to_owned());
             }
             document.insert(name.to_owned(), value);
@@ -442,18 +444,17 @@ impl Client {
         Ok((document, secrets))
     }
 
-    /// Hides the values of secrets in `changes`: those `secrets` names and
-    /// those the policy calls secret.
+    /// Hides the values of secrets in `changes`: those the policy calls
+    /// secret, and the `sealed` names (stored sealed whatever the policy
+    /// says now).
     async fn redacted(
         &self,
-        secrets: &HashSet<String>,
+        sealed: &HashSet<String>,
         mut changes: Vec<NamedDiff>,
     ) -> Result<Vec<NamedDiff>> {
-        let policy = self.current_policy().await?;
-        for change in &mut changes {
-            if secrets.contains(&change.name) || policy.is_secret(&change.name) {
-                change.redact(REDACTED);
-            }
+        redact_secrets(&*self.current_policy().await?, &mut changes);
+        for change in changes.iter_mut().filter(|c| sealed.contains(&c.name)) {
+            change.redact(REDACTED);
         }
         Ok(changes)
     }

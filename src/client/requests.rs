@@ -22,7 +22,7 @@ use crate::types::Revision;
 use crate::value;
 
 /// The section of a namespace that holds change requests.
-const REQUESTS: &str = "requests";
+pub(super) const REQUESTS: &str = "requests";
 
 /// The most changes one request holds: its merge is one transaction that
 /// also updates the request and writes the audit record.

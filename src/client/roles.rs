@@ -5,6 +5,7 @@ use etcd_client::{Permission, PermissionType};
 use serde::Serialize;
 
 use super::handle::Client;
+use super::requests::REQUESTS;
 use super::writes::AUDIT;
 use crate::error::{etcd_message, Error, Result};
 use crate::key::{self, Kind};
@@ -70,7 +71,7 @@ impl Client {
         );
         let audit = prefix(format!("{base}{AUDIT}/"));
         let flags = prefix(key::kind_prefix(&base, Kind::Flags));
-        let requests = prefix(format!("{base}requests/"));
+        let requests = prefix(format!("{base}{REQUESTS}/"));
         let jobs = [
             (
                 "read",

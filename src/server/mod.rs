@@ -337,7 +337,8 @@ pub struct AppState {
     streams: Arc<limits::Streams>,
     /// Each token's writes, against `write_rate_per_token`.
     write_rates: limits::WriteRates,
-    /// Signs the OFREP change streams' tickets; new at each start.
+    /// Signs the OFREP change streams' tickets: from `stream_secret`, so
+    /// that replicas share it, or new at each start.
     stream_secret: [u8; 32],
 }
 
