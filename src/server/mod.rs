@@ -12,6 +12,7 @@
 
 mod audit;
 mod auth;
+mod conn;
 mod diff;
 mod error;
 pub mod grpc;
@@ -715,11 +716,25 @@ where
             tokio::spawn(async move { drop(tokio::time::timeout(limit, refusal).await) });
             continue;
         }
-        let connection =
-            http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
+        let (router, http) = (router.clone(), http.clone());
+        let header_read_timeout = state.settings.header_read_timeout;
         let mut ending = state.shutdown.subscribe();
         connections.spawn(async move {
-            tokio::pin!(connection);
+            let first = tokio::select! {
+                first = tokio::time::timeout(header_read_timeout, conn::first(io)) => first,
+                _ = ending.wait_for(|ending| *ending) => return,
+            };
+            let io = match first {
+                Ok(Some(conn::First::Stream(io, request))) => {
+                    return conn::stream(io, request, router).await;
+                }
+                Ok(Some(conn::First::Http(io))) => io,
+                // Slow or gone before a whole head: closed.
+                Ok(None) | Err(_) => return,
+            };
+            // Boxed, so that a stream's task is not as large as hyper's state.
+            let mut connection =
+                Box::pin(http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router)));
             tokio::select! {
                 _ = connection.as_mut() => {}
                 () = async { drop(ending.wait_for(|ending| *ending).await) } => {

@@ -1,0 +1,383 @@
+//! A connection's first request head is read here. An event stream request
+//! (a bodyless HTTP/1.1 GET of a namespace's watch or of OFREP's events) is
+//! then served here to its end, through the same router as every request;
+//! any other connection goes to hyper, with the bytes read so far handed
+//! back to it first.
+//!
+//! Why streams leave hyper: hyper gives every connection an 8 KB read buffer
+//! and an 8 KB write buffer for its whole life, with no setting to shrink
+//! them, which is most of what an idle SSE client cost. Once its head is
+//! written, an event stream only writes events and watches for its client
+//! leaving; here it holds no buffer between events (BENCHMARKS.md,
+//! "Hardening").
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Where a connection goes once its first request head is read.
+pub(super) enum First<I> {
+    /// An event stream request, for [`stream`].
+    Stream(I, Box<Request<Body>>),
+    /// Anything else, for hyper, which reads the same bytes again.
+    Http(Rewind<I>),
+}
+
+/// Past this much without a whole head, hyper takes the connection and
+/// answers it under its own limit.
+const HEAD_LIMIT: usize = 16 * 1024;
+/// hyper's limit too.
+const MAX_HEADERS: usize = 100;
+
+/// Reads the first request head from `io`; `None` when the client leaves
+/// (or fails) before sending a whole one.
+pub(super) async fn first<I: AsyncRead + Unpin>(mut io: I) -> Option<First<I>> {
+    let mut read = Vec::with_capacity(1024);
+    loop {
+        if io.read_buf(&mut read).await.ok()? == 0 {
+            return None;
+        }
+        match parse(&read) {
+            Parsed::Stream(request) => return Some(First::Stream(io, request)),
+            Parsed::Partial if read.len() < HEAD_LIMIT => {}
+            Parsed::Partial | Parsed::Other => return Some(First::Http(Rewind::new(io, read))),
+        }
+    }
+}
+
+enum Parsed {
+    // Boxed: it is moved into the stream's task, which lives long.
+    Stream(Box<Request<Body>>),
+    Partial,
+    Other,
+}
+
+fn parse(bytes: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    let length = match head.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        // hyper answers it (400, 431).
+        Err(_) => return Parsed::Other,
+    };
+    // Bytes past the head (a body, a pipelined request) are hyper's to read;
+    // so is HTTP/1.0, which has no chunked encoding.
+    if length != bytes.len() || head.method != Some("GET") || head.version != Some(1) {
+        return Parsed::Other;
+    }
+    let Some(uri) = head
+        .path
+        .filter(|path| is_stream(path))
+        .and_then(|path| Uri::try_from(path).ok())
+    else {
+        return Parsed::Other;
+    };
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    for field in head.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) else {
+            return Parsed::Other;
+        };
+        let body =
+            (name == header::CONTENT_LENGTH && value != "0") || name == header::TRANSFER_ENCODING;
+        if body {
+            return Parsed::Other;
+        }
+        request.headers_mut().append(name, value);
+    }
+    Parsed::Stream(Box::new(request))
+}
+
+/// The routes whose answer is an event stream.
+fn is_stream(target: &str) -> bool {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    path == "/ofrep/v1/events"
+        || path
+            .strip_prefix("/v1/namespaces/")
+            .and_then(|rest| rest.strip_suffix("/watch"))
+            .is_some_and(|ns| !ns.is_empty() && !ns.contains('/'))
+}
+
+/// Answers `request` through `router` and writes the answer to `io`: the
+/// head, then each event as it comes, until the stream ends (shutdown), the
+/// client leaves, or a write fails. The connection is closed after it, as
+/// its head says.
+pub(super) async fn stream<I>(mut io: I, request: Box<Request<Body>>, router: axum::Router)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    use hyper::service::Service as _;
+    // Boxed: the handler's future is large and lives only until the answer,
+    // while this task's state lives as long as the stream.
+    let answer = Box::pin(hyper_util::service::TowerToHyperService::new(router).call(*request));
+    let Ok(response) = answer.await;
+    let mut writing = Writing::new(response);
+    if let Err(error) = poll_fn(|cx| writing.poll(&mut io, cx)).await {
+        tracing::debug!(%error, "event stream closed");
+    }
+    // A TLS stream says goodbye properly; a client that does not read is
+    // not waited for.
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+/// A response on its way out.
+struct Writing {
+    body: Body,
+    chunked: bool,
+    /// Bytes to write, and how many are written; empty between events.
+    out: Vec<u8>,
+    written: usize,
+    flushing: bool,
+    /// Watching for the client leaving; off once it sent anything.
+    reading: bool,
+    ended: bool,
+}
+
+impl Writing {
+    fn new(response: Response<Body>) -> Self {
+        let (parts, body) = response.into_parts();
+        let bodiless = parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let length = if bodiless {
+            Some(0)
+        } else {
+            body.size_hint().exact()
+        };
+        let mut out = Vec::with_capacity(512);
+        let status = parts.status;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        let framing = [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+            header::DATE,
+        ];
+        for (name, value) in &parts.headers {
+            if !framing.contains(name) {
+                field(&mut out, name.as_str(), value.as_bytes());
+            }
+        }
+        match length {
+            Some(_) if bodiless => {}
+            Some(length) => field(&mut out, "content-length", length.to_string().as_bytes()),
+            None => field(&mut out, "transfer-encoding", b"chunked"),
+        }
+        field(&mut out, "connection", b"close");
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        field(&mut out, "date", date.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        Writing {
+            body,
+            chunked: length.is_none(),
+            out,
+            written: 0,
+            flushing: false,
+            reading: true,
+            ended: bodiless,
+        }
+    }
+
+    /// Ready with `Ok` once the whole response is written.
+    fn poll<I>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<io::Result<()>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.reading {
+            let mut scratch = [0; 64];
+            let mut read = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
+                }
+                // Nothing more is expected of an event stream's client: as
+                // hyper does, leave what it sent unread from now on.
+                Poll::Ready(Ok(())) => self.reading = false,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            while self.written < self.out.len() {
+                let wrote = ready!(Pin::new(&mut *io).poll_write(cx, &self.out[self.written..]))?;
+                if wrote == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.written += wrote;
+                self.flushing = true;
+            }
+            if self.flushing {
+                ready!(Pin::new(&mut *io).poll_flush(cx))?;
+                self.flushing = false;
+                // Nothing is held between events.
+                self.out = Vec::new();
+                self.written = 0;
+            }
+            if self.ended {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.out = self.framed(data);
+                    }
+                }
+                Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
+                None => {
+                    if self.chunked {
+                        self.out = b"0\r\n\r\n".to_vec();
+                    }
+                    self.ended = true;
+                }
+            }
+        }
+    }
+
+    fn framed(&self, data: Bytes) -> Vec<u8> {
+        // An empty chunk would end the body.
+        if !self.chunked || data.is_empty() {
+            return data.into();
+        }
+        let size = format!("{:x}\r\n", data.len());
+        let mut out = Vec::with_capacity(size.len() + data.len() + 2);
+        out.extend_from_slice(size.as_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `io` with bytes already read from it put back in front, for hyper.
+pub(super) struct Rewind<I> {
+    read: Option<(Vec<u8>, usize)>,
+    io: I,
+}
+
+impl<I> Rewind<I> {
+    fn new(io: I, read: Vec<u8>) -> Self {
+        Rewind {
+            read: Some((read, 0)),
+            io,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some((read, at)) = &mut self.read {
+            let take = (read.len() - *at).min(buf.remaining());
+            buf.put_slice(&read[*at..*at + take]);
+            *at += take;
+            if *at == read.len() {
+                self.read = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_event_stream_routes_leave_hyper() {
+        assert!(is_stream("/v1/namespaces/prod/watch"));
+        assert!(is_stream("/v1/namespaces/prod/watch?prefix=a"));
+        assert!(is_stream("/ofrep/v1/events"));
+        assert!(!is_stream("/v1/namespaces//watch"));
+        assert!(!is_stream("/v1/namespaces/a/b/watch"));
+        assert!(!is_stream("/v1/namespaces/prod/config"));
+        assert!(!is_stream("/ofrep/v1/events/x"));
+    }
+
+    fn parsed(head: &str) -> Parsed {
+        parse(head.as_bytes())
+    }
+
+    #[test]
+    fn a_bodyless_get_of_a_stream_is_parsed_with_its_headers() {
+        let Parsed::Stream(request) = parsed(
+            "GET /v1/namespaces/prod/watch?prefix=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n",
+        ) else {
+            panic!("not parsed as a stream");
+        };
+        assert_eq!(request.uri(), "/v1/namespaces/prod/watch?prefix=a");
+        assert_eq!(request.headers()["last-event-id"], "7");
+        assert_eq!(request.headers()["host"], "x");
+    }
+
+    #[test]
+    fn anything_else_goes_to_hyper() {
+        let watch = "GET /v1/namespaces/prod/watch HTTP/1.1\r\n";
+        assert!(matches!(parsed(watch), Parsed::Partial));
+        for other in [
+            format!("{watch}Content-Length: 3\r\n\r\nabc"),
+            format!("{watch}Transfer-Encoding: chunked\r\n\r\n"),
+            format!("{watch}\r\nGET / HTTP/1.1\r\n\r\n"),
+            "GET /v1/namespaces/prod/watch HTTP/1.0\r\n\r\n".into(),
+            "POST /v1/namespaces/prod/watch HTTP/1.1\r\n\r\n".into(),
+            "GET /healthz HTTP/1.1\r\n\r\n".into(),
+            "NOT HTTP\r\n\r\n".into(),
+        ] {
+            assert!(matches!(parsed(&other), Parsed::Other), "{other:?}");
+        }
+    }
+}
