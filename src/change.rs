@@ -53,6 +53,9 @@ struct ChangeData {
     /// The JSON form, made by the first consumer that asks and shared by
     /// the rest: ten thousand SSE streams send one string.
     json: OnceLock<String>,
+    /// The SSE event a server sends for it, likewise made once.
+    #[cfg(feature = "server")]
+    event: OnceLock<axum::body::Bytes>,
 }
 
 impl Change {
@@ -72,6 +75,8 @@ impl Change {
                 raw,
                 secret: false,
                 json: OnceLock::new(),
+                #[cfg(feature = "server")]
+                event: OnceLock::new(),
             }),
         }
     }
@@ -87,6 +92,8 @@ impl Change {
                 raw: Some(stored.raw.clone()),
                 secret: stored.is_secret(),
                 json: OnceLock::new(),
+                #[cfg(feature = "server")]
+                event: OnceLock::new(),
             }),
         }
     }
@@ -96,6 +103,16 @@ impl Change {
     /// key, and [`to_json`](Self::to_json) never does.
     pub fn is_secret(&self) -> bool {
         self.data.secret
+    }
+
+    /// The SSE event for this change, made by `make` for the first stream
+    /// that sends it and shared by every other.
+    #[cfg(feature = "server")]
+    pub(crate) fn event(
+        &self,
+        make: impl FnOnce(&Change) -> axum::body::Bytes,
+    ) -> axum::body::Bytes {
+        self.data.event.get_or_init(|| make(self)).clone()
     }
 
     /// Whether a subscriber of `prefix` in `section` wants this change.

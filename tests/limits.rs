@@ -440,3 +440,83 @@ async fn connections_past_the_cap_are_answered_503_and_closed() {
         "{metrics}"
     );
 }
+
+/// Reads from an event stream until `want` has come, or fails after 10 s.
+async fn read_until(stream: &mut TcpStream, seen: &mut String, want: &str) {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {want:?} in 10 s; got {seen:?}"))
+            .unwrap();
+        assert!(read > 0, "closed before {want:?}; got {seen:?}");
+        seen.push_str(std::str::from_utf8(&buf[..read]).unwrap());
+    }
+}
+
+/// Event streams are written by cfgd's own writer once their head is read
+/// (src/server/conn.rs), not by hyper: the answer ends with the connection,
+/// events come as they are, a heartbeat comes when nothing else does, a
+/// request that is not an event stream on the same port is still hyper's,
+/// and shutdown ends the stream by closing it.
+#[tokio::test]
+async fn event_streams_are_written_whole_and_end_at_shutdown() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start_with_settings(&etcd, "heartbeat = 0.3", &[]);
+    let (mut stream, code, head) = open_watch(&server, "reader-secret").await;
+    assert_eq!(code, 200, "{head}");
+    let lower = head.to_ascii_lowercase();
+    for field in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "connection: close",
+        "date: ",
+    ] {
+        assert!(lower.contains(field), "{field} in {head}");
+    }
+    assert!(!lower.contains("transfer-encoding"), "{head}");
+    assert!(!lower.contains("content-length"), "{head}");
+
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, ":\n\n").await;
+    let put = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/prod/config/lean",
+        &[OPS],
+        "41",
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let revision = put.header("etag").unwrap().trim_matches('"').to_owned();
+    let event = format!("id: {revision}\nevent: put\ndata: {{");
+    read_until(&mut stream, &mut seen, &event).await;
+    read_until(&mut stream, &mut seen, "}\n\n").await;
+    assert!(seen.contains(r#""name":"lean""#), "{seen}");
+    // Idle again: heartbeats go on.
+    let mut idle = String::new();
+    read_until(&mut stream, &mut idle, ":\n\n").await;
+
+    // Other requests on the same port are hyper's, keep-alive and all.
+    let (mut plain, _, _) = open_watch(&server, "nobody").await;
+    let mut refusal = String::new();
+    tokio::time::timeout(Duration::from_secs(10), plain.read_to_string(&mut refusal))
+        .await
+        .expect("a refused stream is answered and closed")
+        .unwrap();
+    assert!(refusal.contains("unauthorized"), "{refusal}");
+    assert_eq!(http(&server, "GET", "/healthz", &[], "").status, 200);
+
+    // SIGTERM: the stream ends and its connection closes.
+    let Server {
+        _child: mut child, ..
+    } = server;
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the stream closed at shutdown")
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -1,15 +1,15 @@
 //! A connection's first request head is read here. An event stream request
 //! (a bodyless HTTP/1.1 GET of a namespace's watch or of OFREP's events) is
-//! then served here to its end, through the same router as every request;
+//! then answered here to its end, through the same router as every request;
 //! any other connection goes to hyper, with the bytes read so far handed
 //! back to it first.
 //!
 //! Why streams leave hyper: hyper gives every connection an 8 KB read buffer
 //! and an 8 KB write buffer for its whole life, with no setting to shrink
-//! them, which is most of what an idle SSE client cost. Once its head is
+//! them, which was most of what an idle SSE client cost. Once its head is
 //! written, an event stream only writes events and watches for its client
-//! leaving; here it holds no buffer between events (BENCHMARKS.md,
-//! "Hardening").
+//! leaving; here it holds no buffer between events, and writes each event
+//! from the bytes every stream shares (BENCHMARKS.md, "Hardening").
 
 use std::future::poll_fn;
 use std::io;
@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper::body::Buf as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Where a connection goes once its first request head is read.
@@ -132,12 +133,18 @@ where
 }
 
 /// A response on its way out.
+///
+/// A body of unknown length (an event stream's) is not chunked: it ends
+/// where the connection does (RFC 9112, 6.3), since the connection closes
+/// after it anyway. So each event is written as it is, from the bytes
+/// every stream sending it shares, with one plain write: chunking cost a
+/// vectored write or a copy per event per stream, which showed in the
+/// profile at ten thousand streams.
 struct Writing {
     body: Body,
-    chunked: bool,
-    /// Bytes to write, and how many are written; empty between events.
-    out: Vec<u8>,
-    written: usize,
+    /// What is left to write of the head or of one event; empty between
+    /// events, so that nothing is held.
+    out: Bytes,
     flushing: bool,
     /// Watching for the client leaving; off once it sent anything.
     reading: bool,
@@ -150,18 +157,13 @@ impl Writing {
         let bodiless = parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
-        let length = if bodiless {
-            Some(0)
-        } else {
-            body.size_hint().exact()
-        };
-        let mut out = Vec::with_capacity(512);
+        let mut head = Vec::with_capacity(512);
         let status = parts.status;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head.extend_from_slice(b"HTTP/1.1 ");
+        head.extend_from_slice(status.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        head.extend_from_slice(b"\r\n");
         let framing = [
             header::CONTENT_LENGTH,
             header::TRANSFER_ENCODING,
@@ -170,23 +172,19 @@ impl Writing {
         ];
         for (name, value) in &parts.headers {
             if !framing.contains(name) {
-                field(&mut out, name.as_str(), value.as_bytes());
+                field(&mut head, name.as_str(), value.as_bytes());
             }
         }
-        match length {
-            Some(_) if bodiless => {}
-            Some(length) => field(&mut out, "content-length", length.to_string().as_bytes()),
-            None => field(&mut out, "transfer-encoding", b"chunked"),
+        if let (false, Some(length)) = (bodiless, body.size_hint().exact()) {
+            field(&mut head, "content-length", length.to_string().as_bytes());
         }
-        field(&mut out, "connection", b"close");
+        field(&mut head, "connection", b"close");
         let date = httpdate::fmt_http_date(SystemTime::now());
-        field(&mut out, "date", date.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(&mut head, "date", date.as_bytes());
+        head.extend_from_slice(b"\r\n");
         Writing {
             body,
-            chunked: length.is_none(),
-            out,
-            written: 0,
+            out: head.into(),
             flushing: false,
             reading: true,
             ended: bodiless,
@@ -213,20 +211,18 @@ impl Writing {
             }
         }
         loop {
-            while self.written < self.out.len() {
-                let wrote = ready!(Pin::new(&mut *io).poll_write(cx, &self.out[self.written..]))?;
+            while !self.out.is_empty() {
+                let wrote = ready!(Pin::new(&mut *io).poll_write(cx, &self.out))?;
                 if wrote == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                self.written += wrote;
+                self.out.advance(wrote);
                 self.flushing = true;
             }
             if self.flushing {
                 ready!(Pin::new(&mut *io).poll_flush(cx))?;
                 self.flushing = false;
-                // Nothing is held between events.
-                self.out = Vec::new();
-                self.written = 0;
+                self.out = Bytes::new();
             }
             if self.ended {
                 return Poll::Ready(Ok(()));
@@ -234,31 +230,13 @@ impl Writing {
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.out = self.framed(data);
+                        self.out = data;
                     }
                 }
                 Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                None => {
-                    if self.chunked {
-                        self.out = b"0\r\n\r\n".to_vec();
-                    }
-                    self.ended = true;
-                }
+                None => self.ended = true,
             }
         }
-    }
-
-    fn framed(&self, data: Bytes) -> Vec<u8> {
-        // An empty chunk would end the body.
-        if !self.chunked || data.is_empty() {
-            return data.into();
-        }
-        let size = format!("{:x}\r\n", data.len());
-        let mut out = Vec::with_capacity(size.len() + data.len() + 2);
-        out.extend_from_slice(size.as_bytes());
-        out.extend_from_slice(&data);
-        out.extend_from_slice(b"\r\n");
-        out
     }
 }
 

@@ -168,8 +168,6 @@ pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::StreamExt;
     crate::key::validate_namespace(&query.namespace).map_err(ApiError::from)?;
     let expected = ticket(&state, &query.namespace);
     if !state.settings.no_auth && query.ticket != expected {
@@ -189,20 +187,14 @@ pub(super) async fn events(
             )
             .retry_after(super::limits::RETRY_AFTER_SECS)
         })?;
-    let mut shutdown = state.shutdown.subscribe();
-    let stream = futures_util::stream::unfold((flags, permit), |(flags, permit)| async move {
+    let events = futures_util::stream::unfold((flags, permit), |(flags, permit)| async move {
         flags.changed().await;
         // A burst of changes is one event.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let data = json!({"type": "refetchEvaluation", "etag": config_etag(&flags.snapshot())});
-        let event = Event::default().data(data.to_string());
-        Some((Ok::<_, std::convert::Infallible>(event), (flags, permit)))
-    })
-    .take_until(async move {
-        let _ = shutdown.wait_for(|ending| *ending).await;
+        Some((Bytes::from(format!("data: {data}\n\n")), (flags, permit)))
     });
-    let keep_alive = KeepAlive::new().interval(state.settings.heartbeat);
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+    Ok(super::sse::EventStream::response(Box::pin(events), &state))
 }
 
 pub(super) async fn evaluate_one(
