@@ -14,7 +14,9 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes, HttpBody};
@@ -148,7 +150,59 @@ struct Writing {
     flushing: bool,
     /// Watching for the client leaving; off once it sent anything.
     reading: bool,
+    read_wake: Option<ReadWake>,
     ended: bool,
+}
+
+/// Wakes a stream's task when its socket turns readable, and says so, so
+/// that the socket is polled for reading only then rather than on every
+/// wake: each such poll takes the socket's waiter lock, which showed in
+/// the profile at ten thousand streams woken together.
+struct ReadWake {
+    flag: Arc<ReadFlag>,
+    waker: Waker,
+}
+
+struct ReadFlag {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for ReadFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+impl ReadWake {
+    /// The waker to read with, if the socket may have something to read
+    /// (or this is the first poll, or the task's waker changed).
+    fn due(slot: &mut Option<ReadWake>, task: &Waker) -> Option<Waker> {
+        match slot {
+            Some(wake) if wake.flag.task.will_wake(task) => wake
+                .flag
+                .woken
+                .swap(false, Ordering::AcqRel)
+                .then(|| wake.waker.clone()),
+            _ => {
+                let flag = Arc::new(ReadFlag {
+                    woken: AtomicBool::new(false),
+                    task: task.clone(),
+                });
+                let waker = Waker::from(flag.clone());
+                *slot = Some(ReadWake {
+                    flag,
+                    waker: waker.clone(),
+                });
+                Some(waker)
+            }
+        }
+    }
 }
 
 impl Writing {
@@ -187,6 +241,7 @@ impl Writing {
             out: head.into(),
             flushing: false,
             reading: true,
+            read_wake: None,
             ended: bodiless,
         }
     }
@@ -196,10 +251,15 @@ impl Writing {
     where
         I: AsyncRead + AsyncWrite + Unpin,
     {
-        if self.reading {
+        let waker = if self.reading {
+            ReadWake::due(&mut self.read_wake, cx.waker())
+        } else {
+            None
+        };
+        if let Some(waker) = waker {
             let mut scratch = [0; 64];
             let mut read = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            match Pin::new(&mut *io).poll_read(&mut Context::from_waker(&waker), &mut read) {
                 Poll::Ready(Ok(())) if read.filled().is_empty() => {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()))
                 }
