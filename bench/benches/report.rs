@@ -210,10 +210,10 @@ fn main() {
     }
     match read("sse") {
         Some(s) => {
-            writeln!(md, "| {} SSE clients, {} puts, delivery after the put | p50 | p99 | max | server RSS per client |\n| --- | ---: | ---: | ---: | ---: |",
-                s["cfgd"]["clients"], s["cfgd"]["puts"]).unwrap();
+            writeln!(md, "| {} SSE clients, {} puts in {} rounds, delivery after the put | p50 | p99 | max | server RSS per client |\n| --- | ---: | ---: | ---: | ---: |",
+                s["cfgd"]["clients"], s["cfgd"]["puts"], s["rounds"].as_array().map_or(1, Vec::len)).unwrap();
             for (label, r) in [
-                ("cfgd (target p99 ≤ 50 ms)", &s["cfgd"]),
+                ("cfgd (target ≤ 12 KB per client)", &s["cfgd"]),
                 (
                     "bare fan-out floor: one etcd watch, a tokio TCP server",
                     &s["floor"],
@@ -226,6 +226,19 @@ fn main() {
                 )
                 .unwrap();
             }
+            writeln!(
+                md,
+                "| **p99, cfgd ÷ floor** (target ≤ 1.1) | | **{:.2}** | | |",
+                s["p99_ratio"].as_f64().unwrap_or(f64::NAN)
+            )
+            .unwrap();
+            let rounds: Vec<String> = s["rounds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| format!("{:.2}", r["ratio"].as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            writeln!(md, "\nEach round's p99 ratio: {}.", rounds.join(", ")).unwrap();
             writeln!(md).unwrap();
             results.insert("sse".into(), s);
         }

@@ -7,6 +7,9 @@
 //! clients then measure a floor: a bare tokio TCP server that writes one
 //! etcd watch's events to every connection, with nothing of cfgd in it.
 //!
+//! Each server is measured in several rounds (`CFGD_BENCH_SSE_ROUNDS`, 5),
+//! alternating which goes first, and the samples of its rounds pooled.
+//!
 //! Run: `cargo bench -p cfgd-bench --bench sse` (or `make bench`). Writes
 //! `target/bench/sse.json`.
 
@@ -121,17 +124,69 @@ fn main() {
         return serve_floor(endpoint);
     }
     raise_fd_limit();
+    // One run of each is at the machine's mercy (the floor alone moved by a
+    // third between runs): several rounds, each server first in every other
+    // one, their samples pooled.
+    let rounds: usize = std::env::var("CFGD_BENCH_SSE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
     let etcd = common::EtcdCluster::single();
-    let cfgd = run(&etcd, SERVER);
-    println!("SSE, {CLIENTS} clients, cfgd: {cfgd}");
-    let floor = run(&etcd, FLOOR);
-    println!("SSE, {CLIENTS} clients, bare fan-out floor: {floor}");
-    support::write_results("sse", &json!({"cfgd": cfgd, "floor": floor}));
+    let mut delays = [Vec::new(), Vec::new()];
+    let mut per_client = [Vec::new(), Vec::new()];
+    let mut idle = [0, 0];
+    let mut per_round = Vec::new();
+    for round in 0..rounds {
+        let mut p99 = [0.0; 2];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let measured = run(&etcd, [SERVER, FLOOR][which]);
+            p99[which] = support::summary(measured.delays.clone())["p99_ms"]
+                .as_f64()
+                .unwrap();
+            delays[which].extend(measured.delays);
+            per_client[which].push(measured.per_client);
+            idle[which] = measured.idle;
+        }
+        let ratio = p99[0] / p99[1];
+        println!(
+            "SSE, {CLIENTS} clients, round {}: p99 cfgd {} ms, floor {} ms, ratio {ratio:.2}",
+            round + 1,
+            p99[0],
+            p99[1]
+        );
+        per_round.push(json!({"cfgd_p99_ms": p99[0], "floor_p99_ms": p99[1], "ratio": ratio}));
+    }
+    let [cfgd, floor] = [0, 1].map(|which| {
+        let mut result = support::summary(std::mem::take(&mut delays[which]));
+        per_client[which].sort();
+        result["clients"] = CLIENTS.into();
+        result["puts"] = (PUTS * rounds).into();
+        result["server_rss_idle_bytes"] = idle[which].into();
+        // The median round's.
+        result["server_rss_bytes_per_client"] = per_client[which][rounds / 2].into();
+        result
+    });
+    let ratio = cfgd["p99_ms"].as_f64().unwrap() / floor["p99_ms"].as_f64().unwrap();
+    println!("SSE, {CLIENTS} clients, cfgd, {rounds} rounds pooled: {cfgd}");
+    println!("SSE, {CLIENTS} clients, bare fan-out floor, {rounds} rounds pooled: {floor}");
+    println!("SSE, {CLIENTS} clients: p99 cfgd ÷ floor {ratio:.2}");
+    support::write_results(
+        "sse",
+        &json!({"cfgd": cfgd, "floor": floor, "p99_ratio": ratio, "rounds": per_round}),
+    );
+}
+
+/// One server's round: every delivery's delay, and its resident memory.
+struct Measured {
+    delays: Vec<Duration>,
+    idle: u64,
+    per_client: u64,
 }
 
 /// Starts the server this binary becomes under `mode`, connects the
 /// clients, and times the puts.
-fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
+fn run(etcd: &common::EtcdCluster, mode: &str) -> Measured {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .env(mode, etcd.endpoint(0))
@@ -206,12 +261,11 @@ fn run(etcd: &common::EtcdCluster, mode: &str) -> serde_json::Value {
         for task in tasks {
             task.abort();
         }
-        let mut result = support::summary(delays);
-        result["clients"] = CLIENTS.into();
-        result["puts"] = PUTS.into();
-        result["server_rss_idle_bytes"] = idle.into();
-        result["server_rss_bytes_per_client"] = (connected.saturating_sub(idle) / CLIENTS as u64).into();
-        result
+        Measured {
+            delays,
+            idle,
+            per_client: connected.saturating_sub(idle) / CLIENTS as u64,
+        }
     });
     drop(server);
     result

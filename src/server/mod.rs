@@ -665,9 +665,10 @@ async fn prune_audit(state: Arc<AppState>) {
     }
 }
 
-/// Serves each connection with hyper's HTTP/1, under a header read
-/// timeout, which `axum::serve` does not set: without it a client that
-/// sends a header line every few seconds keeps its connection forever.
+/// Serves each connection: an event stream by [`conn`], any other with
+/// hyper's HTTP/1. Both under a header read timeout, which `axum::serve`
+/// does not set: without it a client that sends a header line every few
+/// seconds keeps its connection forever.
 async fn serve<L>(
     mut listener: L,
     state: Arc<AppState>,
