@@ -15,7 +15,7 @@ etcd --data-dir "$dir/etcd" --listen-client-urls "http://127.0.0.1:$client" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
     --initial-cluster "default=http://127.0.0.1:$peer" --log-level error >"$dir/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 sleep 2
 printf 'no_auth = true\nmax_streams_per_token = 20000\n' >"$dir/cfgd.toml"
 valgrind --tool=massif --massif-out-file="$dir/massif.out" --detailed-freq=4 \
