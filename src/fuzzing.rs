@@ -25,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("last_event_id", last_event_id),
     #[cfg(feature = "server")]
     ("selector", selector),
+    #[cfg(feature = "server")]
+    ("http_head", http_head),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -163,4 +165,12 @@ pub fn selector(data: &[u8]) {
         assert!(key::validate_namespace(&namespace).is_ok());
         assert!(text.contains(namespace.as_str()));
     }
+}
+
+/// A connection's first request head (`src/server/conn.rs`): one taken as
+/// an event stream's, to be answered without hyper, is a bodyless GET of a
+/// stream route; anything else is left to hyper.
+#[cfg(feature = "server")]
+pub fn http_head(data: &[u8]) {
+    crate::server::conn::check_first_head(data);
 }

@@ -12,7 +12,7 @@
 
 mod audit;
 mod auth;
-mod conn;
+pub(crate) mod conn;
 mod diff;
 mod error;
 pub mod grpc;
