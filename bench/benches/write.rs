@@ -9,7 +9,11 @@
 //!   the policy checked in memory);
 //! - the same with no schema and no policy;
 //! - `Client::set` from a `live(false)` client, as cfgctl writes: it reads
-//!   the schemas, the policy and the key's revision in one request first.
+//!   the schemas, the policy and the key's revision in one request first;
+//! - etcd alone doing what a live `set` asks of it: one transaction of the
+//!   same shape (a compare, the put, a 400-byte record), on a key that a
+//!   live client watches, as a `set`'s key is. What is left between this
+//!   and the live `set` is cfgd's own cost.
 //!
 //! The variants take turns in blocks, so that the machine's drift falls on
 //! all of them alike. Target: the live client's set with audit and schema
@@ -20,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde_json::json;
 
 #[path = "../../tests/common/mod.rs"]
@@ -74,8 +79,10 @@ fn main() {
             "cfgd set, live, schema + policy + audit",
             "cfgd set, live, audit",
             "cfgd set, live(false), schema + policy + audit",
+            "etcd txn of a set's shape, on a watched key",
         ];
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+        let mut records = 0u64;
         for _ in 0..BLOCKS {
             for (i, times) in times.iter_mut().enumerate() {
                 for _ in 0..PER_BLOCK {
@@ -92,8 +99,21 @@ fn main() {
                         2 => {
                             without.set_json("limits", VALUE).await.unwrap();
                         }
-                        _ => {
+                        3 => {
                             one_shot.set_json("limits", VALUE).await.unwrap();
+                        }
+                        _ => {
+                            // In the namespace `without` watches.
+                            let key = "/cfgd/bench-plain/config/txn";
+                            records += 1;
+                            let record = format!("/cfgd/bench-plain/audit/{records:020}");
+                            let txn = Txn::new()
+                                .when([Compare::mod_revision(key, CompareOp::Less, i64::MAX)])
+                                .and_then([
+                                    TxnOp::put(key, VALUE, None),
+                                    TxnOp::put(record, "r".repeat(400), None),
+                                ]);
+                            raw.txn(txn).await.unwrap();
                         }
                     }
                     times.push(start.elapsed());
