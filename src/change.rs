@@ -59,12 +59,31 @@ struct ChangeData {
 }
 
 impl Change {
-    pub(crate) fn new(
+    /// A delete of `name` at `revision`.
+    pub(crate) fn delete(section: Kind, name: Arc<str>, revision: Revision, resync: bool) -> Self {
+        Self::made(section, name, revision, resync, None, false)
+    }
+
+    /// A put of `stored`, as the mirror holds it.
+    pub(crate) fn put(section: Kind, name: Arc<str>, resync: bool, stored: &Stored) -> Self {
+        let raw = Some(stored.raw.clone());
+        Self::made(
+            section,
+            name,
+            stored.revision,
+            resync,
+            raw,
+            stored.is_secret(),
+        )
+    }
+
+    fn made(
         section: Kind,
         name: Arc<str>,
         revision: Revision,
         resync: bool,
         raw: Option<Arc<[u8]>>,
+        secret: bool,
     ) -> Self {
         Change {
             data: Arc::new(ChangeData {
@@ -73,24 +92,7 @@ impl Change {
                 revision,
                 resync,
                 raw,
-                secret: false,
-                json: OnceLock::new(),
-                #[cfg(feature = "server")]
-                event: OnceLock::new(),
-            }),
-        }
-    }
-
-    /// A put of `stored`, as the mirror holds it.
-    pub(crate) fn put(section: Kind, name: Arc<str>, resync: bool, stored: &Stored) -> Self {
-        Change {
-            data: Arc::new(ChangeData {
-                section,
-                name,
-                revision: stored.revision,
-                resync,
-                raw: Some(stored.raw.clone()),
-                secret: stored.is_secret(),
+                secret,
                 json: OnceLock::new(),
                 #[cfg(feature = "server")]
                 event: OnceLock::new(),

@@ -451,7 +451,7 @@ impl LiveNamespace {
                     }
                     EventType::Delete => {
                         mirror.delete(section, &name, revision);
-                        Change::new(section, name, revision, false, None)
+                        Change::delete(section, name, revision, false)
                     }
                 };
                 changes.push(change);
@@ -531,7 +531,7 @@ impl LiveNamespace {
                 }
                 None => {
                     mirror.delete(section, &name, revision);
-                    Change::new(section, name, revision, false, None)
+                    Change::delete(section, name, revision, false)
                 }
             }
         };
@@ -574,7 +574,7 @@ impl LiveNamespace {
                 for name in old.entries.keys() {
                     if !new.contains_key(name) {
                         old.tombstones.insert(name.clone(), revision);
-                        changes.push(Change::new(section, name.clone(), revision, true, None));
+                        changes.push(Change::delete(section, name.clone(), revision, true));
                     }
                 }
                 old.entries = std::mem::take(&mut next[section.index()]);

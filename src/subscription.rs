@@ -217,7 +217,7 @@ impl Subscription {
                     .iter()
                     .filter(|(name, &r)| r > self.seen && name.starts_with(&self.prefix))
                     .map(|(name, &revision)| {
-                        Change::new(self.section, name.clone(), revision, true, None)
+                        Change::delete(self.section, name.clone(), revision, true)
                     }),
             )
             .collect();
