@@ -429,7 +429,7 @@ impl Client {
             let is_secret = secret::is_sealed(kv.value());
             let value = if sealed && is_secret {
                 serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
-                    key: self.etcd_key(name).unwrap_or_default(),
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
                     revision: kv.mod_revision(),
                     cause,
                 })?
