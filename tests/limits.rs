@@ -411,11 +411,7 @@ async fn connections_past_the_cap_are_answered_503_and_closed() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: cfgd\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(10), extra.read_to_string(&mut answer))
-        .await
-        .expect("answered and closed, not held")
-        .unwrap();
+    let answer = read_to_close(&mut extra, "answered and closed, not held").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let lower = answer.to_ascii_lowercase();
     assert!(
@@ -439,6 +435,17 @@ async fn connections_past_the_cap_are_answered_503_and_closed() {
         metrics.contains(r#"cfgd_limit_refusals_total{limit="connections"} "#),
         "{metrics}"
     );
+}
+
+/// Everything the server sends until it closes; fails, saying `expect`,
+/// if it is still open after 10 s.
+async fn read_to_close(stream: &mut TcpStream, expect: &str) -> String {
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect(expect)
+        .unwrap();
+    answer
 }
 
 /// Reads from an event stream until `want` has come, or fails after 10 s.
@@ -499,11 +506,7 @@ async fn event_streams_are_written_whole_and_end_at_shutdown() {
 
     // Other requests on the same port are hyper's, keep-alive and all.
     let (mut plain, _, _) = open_watch(&server, "nobody").await;
-    let mut refusal = String::new();
-    tokio::time::timeout(Duration::from_secs(10), plain.read_to_string(&mut refusal))
-        .await
-        .expect("a refused stream is answered and closed")
-        .unwrap();
+    let refusal = read_to_close(&mut plain, "a refused stream is answered and closed").await;
     assert!(refusal.contains("unauthorized"), "{refusal}");
     assert_eq!(http(&server, "GET", "/healthz", &[], "").status, 200);
 
