@@ -8,7 +8,10 @@
 //! Live clients never keep them in memory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,12 +142,16 @@ fn is_zero(revision: &Revision) -> bool {
 impl AuditRecord {
     pub(crate) fn new(author: &Author, action: &str, names: Vec<AuditName>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        // Random per process rather than its pid: containers all run as
+        // pid 1, and two writers that made the same id would each put the
+        // same key, the second record replacing the first.
+        static WRITER: OnceLock<u64> = OnceLock::new();
+        let writer = *WRITER.get_or_init(|| OsRng.next_u64());
         let time_ms = now_ms();
-        // Time first so ids sort by time; the process and a counter make
-        // two writers in the same millisecond distinct.
+        // Time first so ids sort by time; the writer and its counter make
+        // two writes in the same millisecond distinct.
         let id = format!(
-            "{time_ms:013}-{:x}-{:x}",
-            std::process::id(),
+            "{time_ms:013}-{writer:016x}-{:x}",
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         AuditRecord {
