@@ -209,9 +209,16 @@ impl KeySpace {
 
     /// The name inside an etcd key of this namespace and kind.
     pub(crate) fn name_of<'k>(&self, kind: Kind, key: &'k [u8]) -> Option<&'k str> {
-        let prefix = self.kind_prefix(kind);
-        let rest = key.strip_prefix(prefix.as_bytes())?;
-        std::str::from_utf8(rest).ok()
+        // Piece by piece rather than against `kind_prefix`: this runs on
+        // every write and every key read, and need not allocate.
+        let rest = key
+            .strip_prefix(self.base.as_bytes())?
+            .strip_prefix(kind.segment().as_bytes())?;
+        let name = match kind {
+            Kind::Policy => rest,
+            _ => rest.strip_prefix(b"/")?,
+        };
+        std::str::from_utf8(name).ok()
     }
 }
 
@@ -341,5 +348,8 @@ mod tests {
             app.name_of(Kind::Config, b"/cfgd/app/config/a/b"),
             Some("a/b")
         );
+        assert_eq!(app.name_of(Kind::Config, b"/cfgd/app/configx/a"), None);
+        assert_eq!(app.name_of(Kind::Flags, b"/cfgd/app/config/a"), None);
+        assert_eq!(app.name_of(Kind::Policy, b"/cfgd/app/policy"), Some(""));
     }
 }

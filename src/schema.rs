@@ -130,6 +130,18 @@ impl SchemaSet {
     /// Checks `value`, about to be stored as `name` (etcd key `key`),
     /// against the schema that governs it; fine when none does.
     pub(crate) fn check(&self, key: &str, name: &str, value: &[u8]) -> Result<()> {
+        if self.governing(name).is_none() {
+            return Ok(());
+        }
+        let value: Value = serde_json::from_slice(value).map_err(|cause| Error::InvalidJson {
+            key: key.to_owned(),
+            cause,
+        })?;
+        self.check_parsed(key, name, &value)
+    }
+
+    /// [`check`](Self::check) of a value already parsed.
+    pub(crate) fn check_parsed(&self, key: &str, name: &str, value: &Value) -> Result<()> {
         let Some(compiled) = self.governing(name) else {
             return Ok(());
         };
@@ -140,11 +152,11 @@ impl SchemaSet {
                 key: format!("{key} (its schema {:?})", compiled.pattern),
                 reason: reason.clone(),
             })?;
-        let value: Value = serde_json::from_slice(value).map_err(|cause| Error::InvalidJson {
-            key: key.to_owned(),
-            cause,
-        })?;
-        let failures = failures(validator, &value);
+        // The common case, without building an error per failed rule.
+        if validator.is_valid(value) {
+            return Ok(());
+        }
+        let failures = failures(validator, value);
         if failures.is_empty() {
             return Ok(());
         }

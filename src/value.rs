@@ -25,10 +25,16 @@ pub(crate) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<
 /// numbers (`1e3` becomes `1000.0`, big integers lose digits): what the user
 /// wrote is what etcd gets, less the white space.
 pub(crate) fn compact_text(key: &str, text: &str) -> Result<Vec<u8>> {
+    compact_json(key, text).map(|(bytes, _)| bytes)
+}
+
+/// [`compact_text`], with the value it parsed: a schema check then need not
+/// parse it again.
+pub(crate) fn compact_json(key: &str, text: &str) -> Result<(Vec<u8>, serde_json::Value)> {
     // Parsed whole, not skimmed with `IgnoredAny`, which takes numbers out
     // of range (`1e400`): stored, they could never be read back (found by
     // fuzzing).
-    serde_json::from_str::<serde_json::Value>(text).map_err(|cause| Error::InvalidJson {
+    let parsed = serde_json::from_str(text).map_err(|cause| Error::InvalidJson {
         key: key.to_owned(),
         cause,
     })?;
@@ -50,7 +56,7 @@ pub(crate) fn compact_text(key: &str, text: &str) -> Result<Vec<u8>> {
         }
         out.push(b);
     }
-    check_size(key, out)
+    Ok((check_size(key, out)?, parsed))
 }
 
 pub(crate) fn check_size(key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {

@@ -90,7 +90,7 @@ impl Client {
                 let plain = self.opened(&key, &raw)?.into_owned();
                 let bytes = value::check_size(&key, keyring.seal(&key, &plain))?;
                 match self
-                    .put_admitted(key.clone(), bytes, revision, "secret.reseal")
+                    .put_admitted(&key, bytes, revision, "secret.reseal")
                     .await
                 {
                     Ok(_) => break true,

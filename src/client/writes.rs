@@ -1,6 +1,7 @@
 //! Writes: puts, compare-and-set, deletes, import and rollback. A live
 //! client shows its own write in memory at once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
@@ -40,9 +41,9 @@ impl Client {
     /// tokens is dropped, everything else is kept as written.
     pub async fn set_json(&self, name: &str, json: &str) -> Result<Revision> {
         let key = self.etcd_key(name)?;
-        let bytes = value::compact_text(&key, json)?;
+        let (bytes, parsed) = value::compact_json(&key, json)?;
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        schemas.check(&key, name, &bytes)?;
+        schemas.check_parsed(&key, name, &parsed)?;
         self.admit(&policy, [key.as_str()])?;
         let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
@@ -54,8 +55,8 @@ impl Client {
     /// the name changes only through a change request.
     pub async fn check_json(&self, name: &str, json: &str) -> Result<()> {
         let key = self.etcd_key(name)?;
-        let bytes = value::compact_text(&key, json)?;
-        self.schemas().await?.check(&key, name, &bytes)
+        let (_, parsed) = value::compact_json(&key, json)?;
+        self.schemas().await?.check_parsed(&key, name, &parsed)
     }
 
     /// Compare-and-set: stores `value` only if the key's revision is still
@@ -82,8 +83,8 @@ impl Client {
         expected: Revision,
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
-        let bytes = value::compact_text(&key, json)?;
-        self.schemas().await?.check(&key, name, &bytes)?;
+        let (bytes, parsed) = value::compact_json(&key, json)?;
+        self.schemas().await?.check_parsed(&key, name, &parsed)?;
         self.put_if(key, bytes, expected, "set").await
     }
 
@@ -397,12 +398,13 @@ impl Client {
         action: &str,
     ) -> Result<Revision> {
         for _ in 0..ATTEMPTS {
-            match self
-                .put_admitted(key.clone(), bytes.clone(), expected, action)
-                .await
-            {
+            match self.txn_put(&key, &bytes, expected, action).await {
+                Ok(revision) => {
+                    self.applied(&key, Some(bytes), revision);
+                    return Ok(revision);
+                }
                 Err(Error::Conflict { current, .. }) => expected = current,
-                done => return done,
+                Err(e) => return Err(e),
             }
         }
         Err(self.busy(&key, expected).await)
@@ -455,10 +457,10 @@ impl Client {
     /// How policy patterns name `key`: a value by its name, a flag as
     /// `flags/{name}`; `None` for what no pattern protects (schemas, the
     /// policy).
-    pub(super) fn policy_label(&self, key: &str) -> Option<String> {
+    pub(super) fn policy_label<'k>(&self, key: &'k str) -> Option<Cow<'k, str>> {
         match key::split_key(self.state.space.base(), key.as_bytes())? {
-            (Kind::Config, name) => Some(name.to_owned()),
-            (Kind::Flags, name) => Some(format!("flags/{name}")),
+            (Kind::Config, name) => Some(Cow::Borrowed(name)),
+            (Kind::Flags, name) => Some(Cow::Owned(format!("flags/{name}"))),
             _ => None,
         }
     }
@@ -521,18 +523,18 @@ impl Client {
         let mut record = AuditRecord::new(&self.author, action, names);
         record.request = request.map(str::to_owned);
         let key = format!("{}{AUDIT}/{}", self.state.space.base(), record.id);
-        let op = TxnOp::put(key, serde_json::to_vec(&record).expect("serializes"), None);
+        // Room for a record of one name, so that writing it never regrows.
+        let mut json = Vec::with_capacity(384);
+        serde_json::to_writer(&mut json, &record).expect("serializes");
+        let op = TxnOp::put(key, json, None);
         (op, record.id)
     }
 
     /// Shows this client's own write in its memory at once (live mode).
     pub(super) fn applied(&self, key: &str, bytes: Option<Vec<u8>>, revision: Revision) {
         if let Some(shared) = &self.state.live {
-            for kind in Kind::ALL {
-                if let Some(name) = self.state.space.name_of(kind, key.as_bytes()) {
-                    shared.apply_local(kind, name, bytes, revision);
-                    return;
-                }
+            if let Some((kind, name)) = key::split_key(self.state.space.base(), key.as_bytes()) {
+                shared.apply_local(kind, name, bytes, revision);
             }
         }
     }
@@ -547,7 +549,7 @@ impl Client {
         action: &str,
     ) -> Result<Revision> {
         let bytes = self.admitted(&key, bytes).await?;
-        self.put_admitted(key, bytes, expected, action).await
+        self.put_admitted(&key, bytes, expected, action).await
     }
 
     /// `bytes` for `key` if the policy lets this client write there, sealed
@@ -563,17 +565,28 @@ impl Client {
 
     pub(super) async fn put_admitted(
         &self,
-        key: String,
+        key: &str,
         bytes: Vec<u8>,
         expected: Revision,
         action: &str,
     ) -> Result<Revision> {
-        let local = self.state.live.is_some().then(|| bytes.clone());
-        let op = TxnOp::put(key.as_str(), bytes, None);
-        let resp = self.txn_if(&key, expected, op, action).await?;
-        let revision = header_revision(resp.header());
-        self.applied(&key, local, revision);
+        let revision = self.txn_put(key, &bytes, expected, action).await?;
+        self.applied(key, Some(bytes), revision);
         Ok(revision)
+    }
+
+    /// The compare-and-set of [`put_admitted`](Self::put_admitted), before
+    /// the mirror is told: a retry then needs no copy of `bytes`.
+    async fn txn_put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        expected: Revision,
+        action: &str,
+    ) -> Result<Revision> {
+        let op = TxnOp::put(key, bytes, None);
+        let resp = self.txn_if(key, expected, op, action).await?;
+        Ok(header_revision(resp.header()))
     }
 
     /// Runs `op` and puts its audit record, only if `key` is still at
