@@ -202,7 +202,14 @@ impl KeySpace {
 
     /// The etcd key for an already validated name (or prefix).
     pub(crate) fn key_unchecked(&self, kind: Kind, name: &str) -> String {
-        let mut key = self.kind_prefix(kind);
+        // Pushed, not formatted: this runs on every write.
+        let segment = kind.segment();
+        let mut key = String::with_capacity(self.base.len() + segment.len() + 1 + name.len());
+        key.push_str(&self.base);
+        key.push_str(segment);
+        if kind != Kind::Policy {
+            key.push('/');
+        }
         key.push_str(name);
         key
     }
@@ -351,5 +358,10 @@ mod tests {
         assert_eq!(app.name_of(Kind::Config, b"/cfgd/app/configx/a"), None);
         assert_eq!(app.name_of(Kind::Flags, b"/cfgd/app/config/a"), None);
         assert_eq!(app.name_of(Kind::Policy, b"/cfgd/app/policy"), Some(""));
+        for kind in Kind::ALL {
+            let key = app.key_unchecked(kind, "x");
+            assert_eq!(key, format!("{}x", app.kind_prefix(kind)));
+            assert_eq!(app.name_of(kind, key.as_bytes()), Some("x"));
+        }
     }
 }
