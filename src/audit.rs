@@ -142,9 +142,10 @@ fn is_zero(revision: &Revision) -> bool {
 impl AuditRecord {
     pub(crate) fn new(author: &Author, action: &str, names: Vec<AuditName>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        // Random per process rather than its pid: containers all run as
-        // pid 1, and two writers that made the same id would each put the
-        // same key, the second record replacing the first.
+        // Random per process rather than its pid: a container's main
+        // process is commonly pid 1, and two writers that made the same id
+        // would each put the same key, the second record replacing the
+        // first.
         static WRITER: OnceLock<u64> = OnceLock::new();
         let writer = *WRITER.get_or_init(|| OsRng.next_u64());
         let time_ms = now_ms();
