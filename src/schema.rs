@@ -130,26 +130,31 @@ impl SchemaSet {
     /// Checks `value`, about to be stored as `name` (etcd key `key`),
     /// against the schema that governs it; fine when none does.
     pub(crate) fn check(&self, key: &str, name: &str, value: &[u8]) -> Result<()> {
-        if self.governing(name).is_none() {
+        let Some(compiled) = self.governing(name) else {
             return Ok(());
-        }
+        };
         let value: Value = serde_json::from_slice(value).map_err(|cause| Error::InvalidJson {
             key: key.to_owned(),
             cause,
         })?;
-        self.check_parsed(key, name, &value)
+        compiled.check(key, &value)
     }
 
     /// [`check`](Self::check) of a value already parsed.
     pub(crate) fn check_parsed(&self, key: &str, name: &str, value: &Value) -> Result<()> {
-        let Some(compiled) = self.governing(name) else {
-            return Ok(());
-        };
-        let validator = compiled
+        self.governing(name)
+            .map_or(Ok(()), |compiled| compiled.check(key, value))
+    }
+}
+
+impl Compiled {
+    /// Checks `value`, about to be stored at `key`, against this schema.
+    fn check(&self, key: &str, value: &Value) -> Result<()> {
+        let validator = self
             .validator
             .as_ref()
             .map_err(|reason| Error::InvalidSchema {
-                key: format!("{key} (its schema {:?})", compiled.pattern),
+                key: format!("{key} (its schema {:?})", self.pattern),
                 reason: reason.clone(),
             })?;
         // The common case, without building an error per failed rule.
@@ -162,7 +167,7 @@ impl SchemaSet {
         }
         Err(Error::SchemaViolation {
             key: key.to_owned(),
-            pattern: compiled.pattern.clone(),
+            pattern: self.pattern.clone(),
             failures,
         })
     }

@@ -515,11 +515,7 @@ async fn event_streams_are_written_whole_and_end_at_shutdown() {
         _child: mut child, ..
     } = server;
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
-        .await
-        .expect("the stream closed at shutdown")
-        .unwrap();
+    read_to_close(&mut stream, "the stream closed at shutdown").await;
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }
