@@ -44,7 +44,7 @@ bench:
 	cargo bench -p cfgd-bench --bench sse
 	cargo bench -p cfgd-bench --bench write
 	cargo bench -p cfgd-bench --bench flagd
-	cargo bench --bench flag_eval
+	cargo bench -p cfgd-bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench report
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for
@@ -65,4 +65,4 @@ SOAK_WRITES_PER_SEC ?= 50
 soak: deps
 	@scripts/install-deps.sh --test
 	CFGD_SOAK_SECONDS=$(SOAK_SECONDS) CFGD_SOAK_SSE=$(SOAK_SSE) CFGD_SOAK_WRITES_PER_SEC=$(SOAK_WRITES_PER_SEC) \
-		cargo test --all-features --test integration -- soak:: --nocapture
+		cargo test -p cfgd-server --all-features --test integration -- soak:: --nocapture

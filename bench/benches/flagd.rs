@@ -25,11 +25,11 @@ const SERVER: &str = "CFGD_BENCH_FLAGD_SERVER";
 fn serve(endpoint: String) {
     support::runtime().block_on(async {
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let settings = cfgd::server::Settings {
+        let settings = cfgd_server::Settings {
             endpoints: vec![endpoint],
             no_auth: true,
             grpc_listen: Some(grpc.local_addr().unwrap()),
-            grpc: cfgd::server::GrpcSettings {
+            grpc: cfgd_server::GrpcSettings {
                 namespaces: vec!["bench".into()],
                 default_namespace: Some("bench".into()),
             },
@@ -42,9 +42,9 @@ fn serve(endpoint: String) {
             listener.local_addr().unwrap(),
             grpc.local_addr().unwrap()
         );
-        let state = cfgd::server::AppState::new(settings);
-        tokio::spawn(cfgd::server::grpc::serve(grpc, state.clone()));
-        cfgd::server::run(listener, state, std::future::pending())
+        let state = cfgd_server::AppState::new(settings);
+        tokio::spawn(cfgd_server::grpc::serve(grpc, state.clone()));
+        cfgd_server::run(listener, state, std::future::pending())
             .await
             .unwrap();
     });

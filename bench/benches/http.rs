@@ -54,7 +54,7 @@ fn main() {
             .await
             .expect("connect");
         writer.set_json("limits", VALUE).await.expect("write");
-        let settings = cfgd::server::Settings {
+        let settings = cfgd_server::Settings {
             endpoints: etcd.endpoints(),
             no_auth: true,
             ..Default::default()
@@ -62,8 +62,8 @@ fn main() {
         settings.validate().expect("settings");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let state = cfgd::server::AppState::new(settings);
-        tokio::spawn(cfgd::server::run(
+        let state = cfgd_server::AppState::new(settings);
+        tokio::spawn(cfgd_server::run(
             listener,
             Arc::clone(&state),
             std::future::pending(),

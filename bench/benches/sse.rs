@@ -49,7 +49,7 @@ fn raise_fd_limit() {
 fn serve(endpoint: String) {
     raise_fd_limit();
     support::runtime().block_on(async {
-        let settings = cfgd::server::Settings {
+        let settings = cfgd_server::Settings {
             endpoints: vec![endpoint],
             no_auth: true,
             // Without tokens every client is the same caller, whose cap
@@ -60,8 +60,8 @@ fn serve(endpoint: String) {
         settings.validate().expect("settings");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap());
-        let state = cfgd::server::AppState::new(settings);
-        cfgd::server::run(listener, state, std::future::pending())
+        let state = cfgd_server::AppState::new(settings);
+        cfgd_server::run(listener, state, std::future::pending())
             .await
             .unwrap();
     });

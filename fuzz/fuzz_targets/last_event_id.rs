@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd::fuzzing::last_event_id(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd_server::fuzzing::last_event_id(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd::fuzzing::selector(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd_server::fuzzing::selector(data));

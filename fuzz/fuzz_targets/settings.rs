@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd::fuzzing::settings(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cfgd_server::fuzzing::settings(data));

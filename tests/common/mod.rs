@@ -7,6 +7,7 @@
 
 pub mod pki;
 pub mod proxy;
+pub mod secrets;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -510,4 +511,14 @@ pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The repository's top directory, whichever crate's tests ask.
+pub fn root() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(manifest)
+        .to_owned()
 }

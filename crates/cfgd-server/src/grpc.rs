@@ -1,0 +1,688 @@
+//! flagd's gRPC protocols, so that the stock flagd providers use cfgd
+//! unchanged: `flagd.sync.v1.FlagSyncService` (in-process providers stream
+//! the flag set and evaluate locally) and `flagd.evaluation.v1`/`v2`
+//! `Service` (RPC providers ask per evaluation and follow `EventStream`).
+//!
+//! Read-only. A namespace is served without a token only when the settings
+//! open it to this listener (`[grpc] namespaces`); otherwise the client must
+//! send `authorization: Bearer …` metadata for a token that may read it.
+//! The namespace comes from the selector (`Flagd-Selector` metadata or the
+//! request's `selector` field: `flagSetId=NS` or a bare `NS`), else the
+//! listener's default namespace.
+//!
+//! Standard gRPC health (`grpc.health.v1.Health`) answers for each service.
+//!
+//! One serialized flag document per namespace per change is shared by
+//! every sync stream, so a provider's reconnect costs one cached document.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use super::auth::{self, Scope};
+use super::AppState;
+use cfgd::Client;
+use cfgd_flags::{Details, ErrorCode, FlagValue, Json, Reason};
+
+/// flagd's messages, services and clients, generated from `proto/`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    pub mod sync {
+        tonic::include_proto!("flagd.sync.v1");
+    }
+    pub mod v1 {
+        tonic::include_proto!("flagd.evaluation.v1");
+    }
+    pub mod v2 {
+        tonic::include_proto!("flagd.evaluation.v2");
+    }
+}
+
+use proto::sync::flag_sync_service_server::{FlagSyncService, FlagSyncServiceServer};
+use proto::{sync, v1, v2};
+
+/// How long a sync stream waits after a flag change for more of a burst
+/// before building the document once.
+const COALESCE: Duration = Duration::from_millis(20);
+/// How often `EventStream` says it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// The gRPC side of the server: the shared state and each namespace's
+/// current flag document.
+#[derive(Clone)]
+pub(super) struct Grpc {
+    state: Arc<AppState>,
+    documents: Arc<tokio::sync::Mutex<HashMap<String, watch::Receiver<Arc<str>>>>>,
+}
+
+impl Grpc {
+    pub(super) fn new(state: Arc<AppState>) -> Self {
+        Grpc {
+            state,
+            documents: Default::default(),
+        }
+    }
+
+    /// The namespace a call is for, once its caller may read it.
+    fn namespace<T>(&self, request: &Request<T>, selector: &str) -> Result<String, Status> {
+        let metadata = request.metadata();
+        let selector = metadata
+            .get("flagd-selector")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .or(Some(selector.trim()).filter(|s| !s.is_empty()));
+        let grpc = &self.state.settings.grpc;
+        let namespace = match selector {
+            Some(selector) => parse_selector(selector)?,
+            None => grpc.default_namespace().ok_or_else(|| {
+                Status::invalid_argument(
+                    "no selector and no default namespace: send a selector (flagSetId=NS), \
+                     or set [grpc] default_namespace",
+                )
+            })?,
+        };
+        if self.state.settings.no_auth || grpc.namespaces.contains(&namespace) {
+            return Ok(namespace);
+        }
+        let headers = metadata.clone().into_headers();
+        let token = auth::identify(&self.state.settings.tokens, &headers)
+            .map_err(|_| Status::unauthenticated("unknown token"))?
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "namespace {namespace:?} is not open to the gRPC listener: send \
+                     authorization: Bearer <token> metadata, or add it to [grpc] namespaces"
+                ))
+            })?;
+        match token.scope(&namespace) {
+            Some(scope) if scope >= Scope::Read => Ok(namespace),
+            _ => Err(Status::permission_denied(format!(
+                "token {:?} may not read namespace {namespace:?}",
+                token.name
+            ))),
+        }
+    }
+
+    /// A place for one more stream of this caller: its token's share, or
+    /// without a token, the share of the namespace's open callers.
+    fn permit<T>(
+        &self,
+        request: &Request<T>,
+        namespace: &str,
+    ) -> Result<super::limits::Permit, Status> {
+        let headers = request.metadata().clone().into_headers();
+        let key = auth::identify(&self.state.settings.tokens, &headers)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("grpc:{namespace}"), |t| t.name.clone());
+        self.state.stream_permit(&key).map_err(|full| match full {
+            super::limits::Full::Server => Status::unavailable(
+                "the server holds as many streams as it allows (max_streams); retry later",
+            ),
+            super::limits::Full::Token => Status::resource_exhausted(format!(
+                "{key} holds as many streams as it may (max_streams_per_token)"
+            )),
+        })
+    }
+
+    async fn client(&self, namespace: &str) -> Result<Client, Status> {
+        self.state.client(namespace).await.map_err(status)
+    }
+
+    /// The namespace's flag document, kept current by one task per
+    /// namespace that rebuilds it once per burst of flag changes.
+    async fn document(&self, namespace: &str) -> Result<watch::Receiver<Arc<str>>, Status> {
+        let mut documents = self.documents.lock().await;
+        if let Some(rx) = documents.get(namespace) {
+            return Ok(rx.clone());
+        }
+        let client = self.client(namespace).await?;
+        let flags = client.flags().map_err(status)?;
+        let first = client.flag_document().map_err(status)?;
+        let (tx, rx) = watch::channel(Arc::<str>::from(first));
+        let weak = Arc::downgrade(&self.state);
+        tokio::spawn(async move {
+            loop {
+                let changed = flags.changed();
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tx.closed() => return,
+                }
+                tokio::time::sleep(COALESCE).await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                match client.flag_document() {
+                    Ok(document) => {
+                        tx.send_replace(Arc::from(document));
+                    }
+                    Err(error) => tracing::warn!(%error, "flag document not rebuilt"),
+                }
+            }
+        });
+        documents.insert(namespace.to_owned(), rx.clone());
+        Ok(rx)
+    }
+}
+
+/// `flagSetId=NS` (other `key=value` pairs refused), or a bare namespace.
+pub(crate) fn parse_selector(selector: &str) -> Result<String, Status> {
+    let namespace = if selector.contains('=') {
+        let mut found = None;
+        for pair in selector.split(',') {
+            match pair.trim().split_once('=') {
+                Some(("flagSetId", ns)) => found = Some(ns.trim()),
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "selector {selector:?}: cfgd understands flagSetId=NAMESPACE or a bare namespace"
+                    )))
+                }
+            }
+        }
+        found.unwrap_or_default()
+    } else {
+        selector
+    };
+    cfgd::validate_namespace(namespace)
+        .map_err(|e| Status::invalid_argument(format!("selector {selector:?}: {e}")))?;
+    Ok(namespace.to_owned())
+}
+
+fn status(error: cfgd::Error) -> Status {
+    if error.is_unreachable() {
+        Status::unavailable(error.to_string())
+    } else if error.is_invalid_input() {
+        Status::invalid_argument(error.to_string())
+    } else {
+        Status::internal(error.to_string())
+    }
+}
+
+fn provider_id(id: &str) -> &str {
+    if id.is_empty() {
+        "-"
+    } else {
+        id
+    }
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FlagSyncService for Grpc {
+    type SyncFlagsStream = Stream_<sync::SyncFlagsResponse>;
+
+    async fn sync_flags(
+        &self,
+        request: Request<sync::SyncFlagsRequest>,
+    ) -> Result<Response<Self::SyncFlagsStream>, Status> {
+        let namespace = self.namespace(&request, &request.get_ref().selector)?;
+        let permit = self.permit(&request, &namespace)?;
+        let provider = provider_id(&request.get_ref().provider_id).to_owned();
+        tracing::info!(%namespace, provider, "flag sync stream opened");
+        let mut documents = self.document(&namespace).await?;
+        let mut shutdown = self.state.shutdown.subscribe();
+        let state = self.state.clone();
+        let stream = async_stream(move |tx| async move {
+            let _open = (OpenStream::new(&state, "sync"), permit);
+            let mut current = documents.borrow_and_update().clone();
+            loop {
+                let sent = tx
+                    .send(Ok(sync::SyncFlagsResponse {
+                        flag_configuration: current.to_string(),
+                        sync_context: None,
+                    }))
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+                state.metrics.grpc_document_sent(&provider);
+                tokio::select! {
+                    changed = documents.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        current = documents.borrow_and_update().clone();
+                    }
+                    _ = shutdown.wait_for(|ending| *ending) => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn fetch_all_flags(
+        &self,
+        request: Request<sync::FetchAllFlagsRequest>,
+    ) -> Result<Response<sync::FetchAllFlagsResponse>, Status> {
+        let namespace = self.namespace(&request, &request.get_ref().selector)?;
+        let document = self.document(&namespace).await?.borrow().to_string();
+        Ok(Response::new(sync::FetchAllFlagsResponse {
+            flag_configuration: document,
+        }))
+    }
+
+    async fn get_metadata(
+        &self,
+        _request: Request<sync::GetMetadataRequest>,
+    ) -> Result<Response<sync::GetMetadataResponse>, Status> {
+        Ok(Response::new(sync::GetMetadataResponse {
+            metadata: Some(to_struct(Map::from_iter([(
+                "server".to_owned(),
+                Value::from("cfgd"),
+            )]))),
+        }))
+    }
+}
+
+/// Counts an open stream in the `grpc_streams` gauge while it lives.
+struct OpenStream(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenStream {
+    fn new(state: &AppState, kind: &'static str) -> Self {
+        let gauge = state
+            .metrics
+            .grpc_streams
+            .get_or_create(&super::metrics::StreamLabels { kind })
+            .clone();
+        gauge.inc();
+        OpenStream(gauge)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts every call by method and status code. A failed unary call
+/// carries its status in the headers (trailers-only); a call without one
+/// there is counted OK (a stream's end status comes later, in trailers).
+async fn count(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from);
+    state.metrics.grpc_call(&method, code);
+    response
+}
+
+/// A stream fed by `body` through a small channel: ends when `body`
+/// returns or the client goes away.
+fn async_stream<T, F, Fut>(body: F) -> Stream_<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+// ------------------------------------------------------------ evaluation
+
+/// One evaluation, as both evaluation services answer it: the value (unset
+/// when the flag gave none), reason, variant and metadata; or the gRPC
+/// status flagd answers for the error.
+struct Answer<T> {
+    value: Option<T>,
+    reason: String,
+    variant: Option<String>,
+    metadata: Option<prost_types::Struct>,
+}
+
+impl Grpc {
+    async fn evaluate<T: FlagValue>(
+        &self,
+        request: &Request<impl Sized>,
+        key: &str,
+        context: Option<&prost_types::Struct>,
+        default: T,
+    ) -> Result<Answer<T>, Status> {
+        let namespace = self.namespace(request, "")?;
+        let flags = self.client(&namespace).await?.flags().map_err(status)?;
+        let context = Value::Object(context.map(from_struct).unwrap_or_default());
+        answer(flags.details(key, default, &context))
+    }
+}
+
+fn answer<T>(details: Details<T>) -> Result<Answer<T>, Status> {
+    if let Some(code) = details.error_code {
+        let message = details
+            .error_message
+            .unwrap_or_else(|| code.as_str().to_owned());
+        return Err(match code {
+            ErrorCode::FlagNotFound => Status::not_found(message),
+            ErrorCode::TypeMismatch => Status::invalid_argument(message),
+            ErrorCode::ParseError => Status::data_loss(message),
+            _ => Status::unknown(message),
+        });
+    }
+    let has_value = details.variant.is_some() && details.reason != Reason::Disabled;
+    Ok(Answer {
+        value: has_value.then_some(details.value),
+        reason: details.reason.as_str().to_owned(),
+        variant: details.variant,
+        metadata: (!details.metadata.is_empty()).then(|| to_struct(details.metadata)),
+    })
+}
+
+/// The same evaluation service, for flagd.evaluation.v1 (plain fields) and
+/// v2 (optional value and variant).
+macro_rules! evaluation_service {
+    ($module:ident, $optional:ident) => {
+        #[tonic::async_trait]
+        impl $module::service_server::Service for Grpc {
+            type EventStreamStream = Stream_<$module::EventStreamResponse>;
+
+            async fn resolve_boolean(
+                &self,
+                request: Request<$module::ResolveBooleanRequest>,
+            ) -> Result<Response<$module::ResolveBooleanResponse>, Status> {
+                let r = request.get_ref();
+                let a = self.evaluate(&request, &r.flag_key, r.context.as_ref(), false).await?;
+                Ok(Response::new($module::ResolveBooleanResponse {
+                    value: $optional!(a.value),
+                    reason: a.reason,
+                    variant: $optional!(a.variant),
+                    metadata: a.metadata,
+                }))
+            }
+
+            async fn resolve_string(
+                &self,
+                request: Request<$module::ResolveStringRequest>,
+            ) -> Result<Response<$module::ResolveStringResponse>, Status> {
+                let r = request.get_ref();
+                let a = self
+                    .evaluate(&request, &r.flag_key, r.context.as_ref(), String::new())
+                    .await?;
+                Ok(Response::new($module::ResolveStringResponse {
+                    value: $optional!(a.value),
+                    reason: a.reason,
+                    variant: $optional!(a.variant),
+                    metadata: a.metadata,
+                }))
+            }
+
+            async fn resolve_int(
+                &self,
+                request: Request<$module::ResolveIntRequest>,
+            ) -> Result<Response<$module::ResolveIntResponse>, Status> {
+                let r = request.get_ref();
+                let a = self.evaluate(&request, &r.flag_key, r.context.as_ref(), 0i64).await?;
+                Ok(Response::new($module::ResolveIntResponse {
+                    value: $optional!(a.value),
+                    reason: a.reason,
+                    variant: $optional!(a.variant),
+                    metadata: a.metadata,
+                }))
+            }
+
+            async fn resolve_float(
+                &self,
+                request: Request<$module::ResolveFloatRequest>,
+            ) -> Result<Response<$module::ResolveFloatResponse>, Status> {
+                let r = request.get_ref();
+                let a = self.evaluate(&request, &r.flag_key, r.context.as_ref(), 0f64).await?;
+                Ok(Response::new($module::ResolveFloatResponse {
+                    value: $optional!(a.value),
+                    reason: a.reason,
+                    variant: $optional!(a.variant),
+                    metadata: a.metadata,
+                }))
+            }
+
+            async fn resolve_object(
+                &self,
+                request: Request<$module::ResolveObjectRequest>,
+            ) -> Result<Response<$module::ResolveObjectResponse>, Status> {
+                let r = request.get_ref();
+                let a = self
+                    .evaluate(&request, &r.flag_key, r.context.as_ref(), Value::Null)
+                    .await?;
+                let value = a.value.and_then(|v| match v {
+                    Value::Object(map) => Some(to_struct(map)),
+                    _ => None,
+                });
+                Ok(Response::new($module::ResolveObjectResponse {
+                    value,
+                    reason: a.reason,
+                    variant: $optional!(a.variant),
+                    metadata: a.metadata,
+                }))
+            }
+
+            async fn resolve_all(
+                &self,
+                request: Request<$module::ResolveAllRequest>,
+            ) -> Result<Response<$module::ResolveAllResponse>, Status> {
+                let namespace = self.namespace(&request, "")?;
+                let flags = self.client(&namespace).await?.flags().map_err(status)?;
+                let context = Value::Object(
+                    request.get_ref().context.as_ref().map(from_struct).unwrap_or_default(),
+                );
+                let mut out = HashMap::new();
+                let snapshot = flags.snapshot();
+                for key in snapshot.keys() {
+                    let Ok(a) = answer(snapshot.evaluate(key, Json(Value::Null), &context)) else {
+                        continue;
+                    };
+                    let Some(Json(value)) = a.value else { continue };
+                    let value = match value {
+                        Value::Bool(b) => $module::any_flag::Value::BoolValue(b),
+                        Value::String(s) => $module::any_flag::Value::StringValue(s),
+                        Value::Number(n) => {
+                            $module::any_flag::Value::DoubleValue(n.as_f64().unwrap_or_default())
+                        }
+                        Value::Object(map) => $module::any_flag::Value::ObjectValue(to_struct(map)),
+                        _ => continue,
+                    };
+                    out.insert(
+                        key.to_owned(),
+                        $module::AnyFlag {
+                            reason: a.reason,
+                            variant: $optional!(a.variant),
+                            value: Some(value),
+                            metadata: a.metadata,
+                        },
+                    );
+                }
+                Ok(Response::new($module::ResolveAllResponse {
+                    flags: out,
+                    metadata: None,
+                }))
+            }
+
+            async fn event_stream(
+                &self,
+                request: Request<$module::EventStreamRequest>,
+            ) -> Result<Response<Self::EventStreamStream>, Status> {
+                let namespace = self.namespace(&request, "")?;
+                let permit = self.permit(&request, &namespace)?;
+                let client = self.client(&namespace).await?;
+                let mut changes = client.subscribe_flags("").map_err(status)?;
+                let mut shutdown = self.state.shutdown.subscribe();
+                let state = self.state.clone();
+                let event = |kind: &str, data: Option<Map<String, Value>>| {
+                    Ok($module::EventStreamResponse {
+                        r#type: kind.to_owned(),
+                        data: data.map(to_struct),
+                    })
+                };
+                let stream = async_stream(move |tx| async move {
+                    let _open = (OpenStream::new(&state, "events"), permit);
+                    if tx.send(event("provider_ready", None)).await.is_err() {
+                        return;
+                    }
+                    let mut alive = tokio::time::interval(KEEP_ALIVE);
+                    alive.tick().await;
+                    loop {
+                        let next = tokio::select! {
+                            change = changes.next() => match change {
+                                Some(change) => {
+                                    let mut names = Map::new();
+                                    names.insert(change.name().to_owned(), Value::Object(Map::new()));
+                                    // A burst comes as one event.
+                                    while let Some(Some(more)) = changes.next().now_or_never() {
+                                        names.insert(more.name().to_owned(), Value::Object(Map::new()));
+                                    }
+                                    let data = Map::from_iter([("flags".to_owned(), Value::Object(names))]);
+                                    event("configuration_change", Some(data))
+                                }
+                                None => return,
+                            },
+                            _ = alive.tick() => event("keep_alive", None),
+                            _ = shutdown.wait_for(|ending| *ending) => return,
+                        };
+                        if tx.send(next).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok(Response::new(stream))
+            }
+        }
+    };
+}
+
+macro_rules! optional {
+    ($e:expr) => {
+        $e
+    };
+}
+
+macro_rules! plain {
+    ($e:expr) => {
+        $e.unwrap_or_default()
+    };
+}
+
+evaluation_service!(v1, plain);
+evaluation_service!(v2, optional);
+
+use futures_util::FutureExt;
+
+// ------------------------------------------------------------ JSON <-> Struct
+
+fn to_struct(map: Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+    }
+}
+
+fn to_value(value: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(to_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn from_struct(s: &prost_types::Struct) -> Map<String, Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), from_value(v)))
+        .collect()
+}
+
+fn from_value(value: &prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        // Whole numbers come back as integers, as JSON contexts carry them.
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            Value::from(*n as i64)
+        }
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(from_value).collect()),
+        Some(Kind::StructValue(s)) => Value::Object(from_struct(s)),
+    }
+}
+
+/// The gRPC router: sync, both evaluation versions.
+pub(super) fn router(grpc: Grpc) -> tonic::service::Routes {
+    tonic::service::Routes::new(FlagSyncServiceServer::new(grpc.clone()))
+        .add_service(v1::service_server::ServiceServer::new(grpc.clone()))
+        .add_service(v2::service_server::ServiceServer::new(grpc))
+}
+
+/// Serves flagd's gRPC protocols on `listener` until the server shuts down.
+/// With the HTTPS listener's certificate (`tls_cert`, `tls_key`), the gRPC
+/// listener serves TLS too.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+) -> Result<(), tonic::transport::Error> {
+    let tls = match (&state.settings.tls_cert, &state.settings.tls_key) {
+        (Some(cert), Some(key)) => match (std::fs::read(cert), std::fs::read(key)) {
+            (Ok(cert), Ok(key)) => Some(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "gRPC listener: cannot read the TLS certificate or key");
+                return Ok(());
+            }
+        },
+        _ => None,
+    };
+    let mut shutdown = state.shutdown.subscribe();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // grpc.health.v1, as load balancers and Kubernetes probe gRPC servers.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlagSyncServiceServer<Grpc>>().await;
+    health
+        .set_serving::<v1::service_server::ServiceServer<Grpc>>()
+        .await;
+    health
+        .set_serving::<v2::service_server::ServiceServer<Grpc>>()
+        .await;
+    let routes = router(Grpc::new(state.clone()))
+        .add_service(health_service)
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(state, count));
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
+        .add_routes(tonic::service::Routes::from(routes))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|ending| *ending).await;
+        })
+        .await
+}

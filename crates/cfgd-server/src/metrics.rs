@@ -1,0 +1,243 @@
+//! `/metrics` in Prometheus text format.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Namespace {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct StreamLabels {
+    pub(super) kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+/// The server's metrics. Library counters are copied in at each scrape.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Histogram>,
+    pub(super) sse_clients: Gauge,
+    cache_hits: Family<Namespace, Counter>,
+    cache_misses: Family<Namespace, Counter>,
+    resyncs: Family<Namespace, Counter>,
+    lag: Family<Namespace, Gauge>,
+    connected: Family<Namespace, Gauge>,
+    grpc_requests: Family<RpcLabels, Counter>,
+    pub(super) grpc_streams: Family<StreamLabels, Gauge>,
+    grpc_documents: Family<ProviderLabels, Counter>,
+    refusals: Family<LimitLabels, Counter>,
+}
+
+impl Metrics {
+    /// One gRPC call answered, by method and status code.
+    pub(super) fn grpc_call(&self, method: &str, code: tonic::Code) {
+        self.grpc_requests
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+    }
+
+    /// One request refused by `limit`.
+    pub(super) fn refused(&self, limit: &'static str) {
+        self.refusals.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    /// One flag document sent on a sync stream, by the provider's id.
+    pub(super) fn grpc_document_sent(&self, provider: &str) {
+        self.grpc_documents
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("cfgd");
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            // 0.5 ms to about 8 s.
+            Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let sse_clients = Gauge::default();
+        registry.register("sse_clients", "Open SSE watch streams", sse_clients.clone());
+        let cache_hits = Family::default();
+        registry.register(
+            "cache_hits",
+            "Reads answered from the decoded-value cache",
+            cache_hits.clone(),
+        );
+        let cache_misses = Family::default();
+        registry.register(
+            "cache_misses",
+            "Reads that decoded stored JSON",
+            cache_misses.clone(),
+        );
+        let resyncs = Family::default();
+        registry.register(
+            "watch_resyncs",
+            "Full namespace re-reads and subscriber catch-ups",
+            resyncs.clone(),
+        );
+        let lag = Family::default();
+        registry.register(
+            "watch_lag_revisions",
+            "Revisions the applied state trails etcd's",
+            lag.clone(),
+        );
+        let connected = Family::default();
+        registry.register(
+            "etcd_connected",
+            "1 when the namespace's watch is connected to etcd",
+            connected.clone(),
+        );
+        let grpc_requests = Family::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls (flagd protocols) by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_streams = Family::default();
+        registry.register(
+            "grpc_streams",
+            "Open gRPC streams: flag sync, and evaluation events",
+            grpc_streams.clone(),
+        );
+        let grpc_documents = Family::default();
+        registry.register(
+            "grpc_sync_documents",
+            "Flag documents sent on sync streams, by provider id",
+            grpc_documents.clone(),
+        );
+        let refusals = Family::default();
+        registry.register(
+            "limit_refusals",
+            "Requests refused by a limit: streams, streams_per_token, body, context",
+            refusals.clone(),
+        );
+        Metrics {
+            refusals,
+            grpc_requests,
+            grpc_streams,
+            grpc_documents,
+            registry,
+            requests,
+            sse_clients,
+            cache_hits,
+            cache_misses,
+            resyncs,
+            lag,
+            connected,
+        }
+    }
+}
+
+/// Times every request, labelled by its route pattern (never the raw path,
+/// which would make one series per key).
+pub(super) async fn track(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    // axum refuses an over-long body itself, before any handler: count it
+    // with the other limits. (OFREP contexts count as "context".)
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            != Some("application/json")
+    {
+        state.metrics.refused("body");
+    }
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let m = &state.metrics;
+    for (namespace, client) in state.served().await {
+        let label = Namespace { namespace };
+        let stats = client.stats();
+        let catch_up = |family: &Family<Namespace, Counter>, value: u64| {
+            let counter = family.get_or_create(&label);
+            counter.inc_by(value.saturating_sub(counter.get()));
+        };
+        catch_up(&m.cache_hits, stats.cache_hits);
+        catch_up(&m.cache_misses, stats.cache_misses);
+        catch_up(&m.resyncs, stats.resyncs);
+        m.lag.get_or_create(&label).set(stats.lag_revisions);
+        let up = matches!(client.status(), cfgd::Status::Connected { .. });
+        m.connected.get_or_create(&label).set(i64::from(up));
+    }
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &m.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

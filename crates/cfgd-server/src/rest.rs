@@ -1,0 +1,480 @@
+//! REST over config values.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::Scope;
+use super::error::ApiError;
+use super::AppState;
+use cfgd::Revision;
+
+/// The first `n` bytes of `bytes` in lowercase hex: digests cut to ETags.
+pub(super) fn hex(bytes: &[u8], n: usize) -> String {
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
+fn etag(revision: Revision) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
+}
+
+/// The revisions an `If-Match` / `If-None-Match` header names (`*` is 0,
+/// "any").
+fn revisions(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+) -> Result<Option<Vec<Revision>>, ApiError> {
+    let Some(value) = headers.get(&name) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("{name} is not text")))?;
+    text.split(',')
+        .map(|tag| {
+            let tag = tag.trim().trim_start_matches("W/");
+            if tag == "*" {
+                return Ok(0);
+            }
+            tag.trim_matches('"').parse::<Revision>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The two kinds of value the REST routes address; what differs between
+/// config and flags for reads and deletes.
+#[derive(Clone, Copy)]
+enum Section {
+    Config,
+    Flags,
+}
+
+impl Section {
+    fn key(self, client: &cfgd::Client, name: &str) -> cfgd::Result<String> {
+        match self {
+            Section::Config => client.etcd_key(name),
+            Section::Flags => client.flag_etcd_key(name),
+        }
+    }
+
+    async fn entry(
+        self,
+        client: &cfgd::Client,
+        name: &str,
+    ) -> cfgd::Result<Option<cfgd::Entry<serde_json::Value>>> {
+        match self {
+            Section::Config => client.get_entry(name).await,
+            Section::Flags => client.get_flag(name).await,
+        }
+    }
+
+    /// Deletes `name`, only at revision `expected` if given; `None` when
+    /// there was nothing to delete.
+    async fn delete(
+        self,
+        client: &cfgd::Client,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> cfgd::Result<Option<Revision>> {
+        match (self, expected) {
+            (Section::Config, None) => client.delete(name).await,
+            (Section::Config, Some(expected)) => client.delete_if(name, expected).await.map(Some),
+            (Section::Flags, None) => client.delete_flag(name).await,
+            (Section::Flags, Some(expected)) => {
+                client.delete_flag_if(name, expected).await.map(Some)
+            }
+        }
+    }
+}
+
+/// `GET` of a config value or a flag: the value with its ETag, 304, or 404.
+async fn get_in(
+    section: Section,
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Read).await?;
+    let entry = section
+        .entry(&client, name)
+        .await?
+        .ok_or_else(|| not_found(section.key(&client, name)))?;
+    if entry.secret {
+        state.may_read_secrets(headers, ns, name)?;
+    }
+    value_response(headers, &entry)
+}
+
+/// `DELETE` of a config value or a flag, with `If-Match`.
+async fn delete_in(
+    section: Section,
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Write).await?;
+    let expected = if_match(headers, &client, section, name).await?;
+    let revision = section
+        .delete(&client, name, expected)
+        .await?
+        .ok_or_else(|| not_found(section.key(&client, name)))?;
+    Ok(written(name, revision))
+}
+
+/// The revision a conditional write must find, if `If-Match` asks for one.
+/// `*` means "only if it exists", so it resolves to the current revision and
+/// fails with 412 when there is none: the library's revision 0 would mean the
+/// opposite, "only if absent".
+async fn if_match(
+    headers: &HeaderMap,
+    client: &cfgd::Client,
+    section: Section,
+    name: &str,
+) -> Result<Option<Revision>, ApiError> {
+    match revisions(headers, header::IF_MATCH)?.as_deref() {
+        None => Ok(None),
+        Some(&[0]) => match section.entry(client, name).await? {
+            Some(entry) => Ok(Some(entry.revision)),
+            None => Err(cfgd::Error::Conflict {
+                key: section.key(client, name)?,
+                expected: 0,
+                current: 0,
+            }
+            .into()),
+        },
+        Some(&[expected]) => Ok(Some(expected)),
+        Some(_) => Err(ApiError::bad_request("If-Match: give exactly one ETag")),
+    }
+}
+
+/// A stored value with its ETag, or 304 when `If-None-Match` names it.
+fn value_response(
+    headers: &HeaderMap,
+    entry: &cfgd::Entry<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if let Some(tags) = revisions(headers, header::IF_NONE_MATCH)? {
+        if tags.iter().any(|&t| t == 0 || t == entry.revision) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(entry.revision));
+            return Ok(response);
+        }
+    }
+    let body = serde_json::to_vec(&entry.value).expect("a JSON value serializes");
+    Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
+}
+
+/// The answer to a write or delete: `{"name", "revision"}` and the ETag.
+pub(super) fn written(name: &str, revision: Revision) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
+        .expect("serializes");
+    json_response(StatusCode::OK, body, Some(revision))
+}
+
+pub(super) fn not_found(key: Result<String, cfgd::Error>) -> cfgd::Error {
+    cfgd::Error::NotFound {
+        key: key.unwrap_or_default(),
+        revision: None,
+    }
+}
+
+pub(super) fn json_response(
+    status: StatusCode,
+    body: Vec<u8>,
+    revision: Option<Revision>,
+) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(revision) = revision {
+        headers.insert(header::ETAG, etag(revision));
+    }
+    response
+}
+
+/// 200 when etcd answers; 200 with `"source": "snapshot"` (or `"cache"`)
+/// when it does not but namespaces are served from a snapshot (or from
+/// what was loaded before etcd went away); 503 when there is nothing.
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let probe = async {
+        let client = state
+            .builder
+            .clone()
+            .live(false)
+            .namespace("readyz")
+            .connect()
+            .await?;
+        client.get::<serde_json::Value>("probe").await
+    };
+    let error = match probe.await {
+        Ok(_) => {
+            return json_response(
+                StatusCode::OK,
+                br#"{"status":"ready","source":"etcd"}"#.to_vec(),
+                None,
+            )
+        }
+        Err(e) => e,
+    };
+    let statuses: Vec<cfgd::Status> = state
+        .clients
+        .lock()
+        .await
+        .values()
+        .map(|c| c.status())
+        .collect();
+    let source = if statuses
+        .iter()
+        .any(|s| matches!(s, cfgd::Status::Offline { .. }))
+    {
+        "snapshot"
+    } else if statuses
+        .iter()
+        .any(|s| matches!(s, cfgd::Status::Reconnecting { revision, .. } if *revision > 0))
+    {
+        "cache"
+    } else {
+        return ApiError::from(error).into_response();
+    };
+    let body = serde_json::json!({"status": "ready", "source": source, "etcd": error.to_string()});
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("serializes"),
+        None,
+    )
+}
+
+pub(super) async fn get_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    get_in(Section::Config, &state, &ns, &name, &headers).await
+}
+
+/// `?dry_run=true` on a `PUT`: check everything a write would (name, JSON,
+/// size, schema or flag rules), write nothing. What the console's editors
+/// ask as one types.
+#[derive(serde::Deserialize)]
+pub(super) struct PutQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn checked(name: &str) -> Response {
+    let body = serde_json::to_vec(&serde_json::json!({"name": name, "dry_run": true}))
+        .expect("serializes");
+    json_response(StatusCode::OK, body, None)
+}
+
+pub(super) async fn put_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<PutQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    if query.dry_run {
+        client.check_json(&name, text).await?;
+        return Ok(checked(&name));
+    }
+    let revision = match if_match(&headers, &client, Section::Config, &name).await? {
+        None => client.set_json(&name, text).await?,
+        Some(expected) => client.set_json_if(&name, text, expected).await?,
+    };
+    Ok(written(&name, revision))
+}
+
+pub(super) async fn delete_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    delete_in(Section::Config, &state, &ns, &name, &headers).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+}
+
+/// Entries as a JSON array; a secret's value shows as `"<redacted>"` with
+/// `"secret":true` (only `GET` of the one name shows it, to a token with
+/// the secrets scope).
+pub(super) fn entries_json(entries: Vec<cfgd::Entry<serde_json::Value>>) -> Vec<u8> {
+    let items: Vec<serde_json::Value> = entries
+        .into_iter()
+        .map(|e| {
+            let mut item = serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version});
+            if e.secret {
+                item["value"] = cfgd::policy::REDACTED.into();
+                item["secret"] = true.into();
+            }
+            item
+        })
+        .collect();
+    serde_json::to_vec(&items).expect("serializes")
+}
+
+pub(super) async fn list_config(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let entries = client.list::<serde_json::Value>(&query.prefix).await?;
+    Ok(json_response(StatusCode::OK, entries_json(entries), None))
+}
+
+/// How many earlier values `GET …/history/{name}` gives unless asked.
+const HISTORY_DEFAULT: usize = 100;
+/// The most it gives however many are asked for.
+const HISTORY_MAX: usize = 1000;
+
+#[derive(serde::Deserialize)]
+pub(super) struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/namespaces/{ns}/history/{name}?limit=N`: earlier values of a
+/// name, newest first. Beside `config/` rather than under it, so that no
+/// name (`jobs/history`, say) is taken for the route.
+pub(super) async fn get_history(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(HISTORY_DEFAULT);
+    if limit == 0 || limit > HISTORY_MAX {
+        return Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {HISTORY_MAX}"
+        )));
+    }
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let history = client.history(&name, limit).await?;
+    if history.is_empty() {
+        return Err(not_found(client.etcd_key(&name)).into());
+    }
+    Ok(json_response(StatusCode::OK, entries_json(history), None))
+}
+
+pub(super) async fn list_flags(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        entries_json(client.list_flags().await?),
+        None,
+    ))
+}
+
+pub(super) async fn get_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    get_in(Section::Flags, &state, &ns, &name, &headers).await
+}
+
+pub(super) async fn put_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<PutQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let key = client.flag_etcd_key(&name)?;
+    let definition: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|cause| cfgd::Error::InvalidJson { key, cause })?;
+    if query.dry_run {
+        client.check_flag(&name, &definition).await?;
+        return Ok(checked(&name));
+    }
+    let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
+        None => client.set_flag(&name, &definition).await?,
+        Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
+    };
+    Ok(written(&name, revision))
+}
+
+pub(super) async fn delete_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    delete_in(Section::Flags, &state, &ns, &name, &headers).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Rollback {
+    revision: Revision,
+}
+
+/// `POST /v1/namespaces/{ns}/rollback/{name}` with `{"revision": N}`:
+/// writes the value of revision N again, as a new revision.
+pub(super) async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Write).await?;
+    let Rollback { revision } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be {{\"revision\": N}}: {e}")))?;
+    let written_at = client.rollback(&name, revision).await?;
+    Ok(written(&name, written_at))
+}
+
+/// `GET /v1/namespaces/{ns}/flagd.json`: the namespace's flags as one flagd
+/// document, so that a stock flagd can use cfgd as an `http` sync source.
+/// Its ETag is a digest of the document; `If-None-Match` with it answers 304.
+pub(super) async fn flagd_document(
+    State(state): State<Arc<AppState>>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use sha2::Digest;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let document = client.flag_document()?;
+    let digest = sha2::Sha256::digest(document.as_bytes());
+    let tag = hex(&digest, 12);
+    let etag = HeaderValue::from_str(&format!("\"{tag}\"")).expect("hex is a valid header");
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_response(StatusCode::OK, document.into_bytes(), None)
+    };
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
+}

@@ -1,0 +1,21 @@
+//! The server's end-to-end tests: the `cfgd` binary on real etcd processes
+//! (see `common`, the harness shared by every crate's tests in
+//! `tests/common/`).
+
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+mod console;
+
+mod flagd_grpc;
+
+#[cfg(feature = "fuzzing")]
+mod fuzz_cases;
+
+mod limits;
+
+mod secrets;
+
+mod server;
+
+mod soak;

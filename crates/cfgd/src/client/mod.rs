@@ -1,0 +1,30 @@
+//! The config client: typed reads and writes of JSON values in one
+//! namespace, live values, subscriptions and flags.
+//!
+//! Split by job, bottom to top: `handle` ([`Client`] and what its clones
+//! share, live values and subscriptions), `reads`, `writes` (which reads
+//! first where it must, and checks values against their schemas),
+//! `schemas` (storing them), `flags` (flag operations on top of reads and
+//! writes, and the [`Flags`] evaluator) and `builder` (settings, and
+//! connecting).
+
+mod builder;
+mod flags;
+mod handle;
+mod policy;
+mod reads;
+mod releases;
+mod requests;
+mod roles;
+mod schemas;
+mod secrets;
+mod writes;
+
+pub use crate::flags::Rollout;
+pub use builder::ClientBuilder;
+pub use flags::Flags;
+pub use handle::{Client, Entry, ImportReport, Stats};
+pub use releases::{Release, ReleasePlan, RELEASE_MAX};
+pub use requests::{Approval, ChangeRequest, RequestReview, RequestState, REQUEST_MAX};
+pub use roles::{RoleAccess, RoleGrant};
+pub use secrets::ResealReport;
