@@ -398,6 +398,58 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Diffs print as text for people (the default, and `-o table`) unless
+/// `-o json` or `-o yaml` asks for data.
+pub(crate) fn diff_output(format: Option<Format>) -> DiffPrinter {
+    match format {
+        None | Some(Format::Table) => DiffPrinter::text(),
+        Some(format) => DiffPrinter::data(Printer::new(format)),
+    }
+}
+
+/// Prints `err` on stderr as one line (a schema violation as one line per
+/// failure), with the flags that fix a missing setting.
+pub(crate) fn error(err: &anyhow::Error) {
+    if let Some(cfgd::Error::SchemaViolation {
+        key,
+        pattern,
+        failures,
+    }) = err.downcast_ref::<cfgd::Error>()
+    {
+        eprintln!("cfgctl: {key}: does not match schema {pattern:?}:");
+        for failure in failures {
+            eprintln!("  {failure}");
+        }
+        return;
+    }
+    // The context chain on the one line scripts grep, down to the library's
+    // error, whose own line already holds its causes.
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<cfgd::Error>().is_some() {
+            break;
+        }
+    }
+    eprintln!("cfgctl: {}{}", parts.join(": "), hint(err));
+}
+
+/// The flags that supply a setting the library says is missing.
+fn hint(err: &anyhow::Error) -> &'static str {
+    match err.downcast_ref::<cfgd::Error>() {
+        Some(cfgd::Error::Tls {
+            needs: Some(cfgd::TlsSetting::CaFile),
+            ..
+        }) => " (--cacert)",
+        Some(cfgd::Error::Tls {
+            needs: Some(cfgd::TlsSetting::ClientCert),
+            ..
+        }) => " (--cert and --key)",
+        Some(cfgd::Error::Protected { .. }) => " (cfgctl request create FILE, or --force)",
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use cfgd::Error;
+use cfgd::{Error, ErrorKind};
 
 /// An error answer.
 #[derive(Debug)]
@@ -56,30 +56,28 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of each [`ErrorKind`]: the one table the server's error
+/// answers come from (`cfgd::ErrorKind`'s docs show it).
+pub fn http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput | ErrorKind::Tls => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::SchemaViolation | ErrorKind::InvalidData => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::Moved | ErrorKind::WrongState => StatusCode::CONFLICT,
+        ErrorKind::Refused => StatusCode::FORBIDDEN,
+        ErrorKind::Unavailable | ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::RevisionUnavailable => StatusCode::GONE,
+        // This server lacks a secret's key, or etcd refuses its user: the
+        // operator's to fix, not the caller's.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Error::SchemaViolation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation"),
-            Error::InvalidSchema { .. } => (StatusCode::BAD_REQUEST, "invalid_schema"),
-            Error::SchemaConflict { .. } => (StatusCode::CONFLICT, "schema_conflict"),
-            Error::InvalidFlag { .. } => (StatusCode::BAD_REQUEST, "invalid_flag"),
-            Error::InvalidPolicy { .. } => (StatusCode::BAD_REQUEST, "invalid_policy"),
-            Error::Protected { .. } => (StatusCode::FORBIDDEN, "protected"),
-            Error::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self_approval"),
-            Error::RequestState { .. } => (StatusCode::CONFLICT, "request_state"),
-            Error::RequestMoved { .. } => (StatusCode::CONFLICT, "request_moved"),
-            // This server lacks the key of a secret it holds: its operator's to fix.
-            Error::Secret { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "secret"),
-            e if e.is_invalid_input() => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Conflict { .. } => (StatusCode::PRECONDITION_FAILED, "conflict"),
-            Error::ReleaseMoved { .. } => (StatusCode::CONFLICT, "release_moved"),
-            Error::CorruptValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_value"),
-            e if e.is_unreachable() => (StatusCode::SERVICE_UNAVAILABLE, "etcd_unavailable"),
-            Error::Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "etcd_unavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
+        let status = http_status(e.kind());
         if status.is_server_error() {
             tracing::warn!(error = %e, "request failed");
         }
@@ -90,7 +88,7 @@ impl From<Error> for ApiError {
             ),
             e => e.to_string(),
         };
-        let mut error = ApiError::new(status, code, message);
+        let mut error = ApiError::new(status, e.code(), message);
         if let Error::SchemaViolation { failures, .. } = e {
             error.failures = failures;
         }

@@ -23,11 +23,11 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::auth::{self, Scope};
 use super::AppState;
-use cfgd::Client;
+use cfgd::{Client, ErrorKind};
 use cfgd_flags::{Details, ErrorCode, FlagValue, Json, Reason};
 
 /// flagd's messages, services and clients, generated from `proto/`.
@@ -194,14 +194,26 @@ pub(crate) fn parse_selector(selector: &str) -> Result<String, Status> {
     Ok(namespace.to_owned())
 }
 
-fn status(error: cfgd::Error) -> Status {
-    if error.is_unreachable() {
-        Status::unavailable(error.to_string())
-    } else if error.is_invalid_input() {
-        Status::invalid_argument(error.to_string())
-    } else {
-        Status::internal(error.to_string())
+/// The gRPC code of each [`ErrorKind`]: the one table the gRPC listener's
+/// errors come from (`cfgd::ErrorKind`'s docs show it).
+pub fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidInput
+        | ErrorKind::TooLarge
+        | ErrorKind::SchemaViolation
+        | ErrorKind::Tls => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Conflict | ErrorKind::Moved => Code::Aborted,
+        ErrorKind::Refused => Code::PermissionDenied,
+        ErrorKind::WrongState => Code::FailedPrecondition,
+        ErrorKind::Unavailable | ErrorKind::Timeout => Code::Unavailable,
+        ErrorKind::RevisionUnavailable => Code::OutOfRange,
+        _ => Code::Internal,
     }
+}
+
+fn status(error: cfgd::Error) -> Status {
+    Status::new(grpc_code(error.kind()), error.to_string())
 }
 
 fn provider_id(id: &str) -> &str {

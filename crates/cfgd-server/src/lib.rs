@@ -44,7 +44,8 @@ use serde::Deserialize;
 use cfgd::{Client, ClientBuilder};
 
 pub use auth::{Scope, Token};
-pub use error::ApiError;
+pub use error::{http_status, ApiError};
+pub use grpc::grpc_code;
 
 /// Everything the server is configured with: from flags, `CFGD_*`
 /// variables or a TOML file (tokens live only in the file).
@@ -761,4 +762,35 @@ where
         connections.abort_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[path = "../../../tests/common/kinds.rs"]
+mod kinds;
+
+#[cfg(test)]
+mod error_kind_tests {
+    /// The HTTP status and gRPC code of every error kind are those the
+    /// docs' table states.
+    #[test]
+    fn every_error_kind_maps_to_the_documented_status_and_code() {
+        for (kind, row) in crate::kinds::documented() {
+            assert_eq!(
+                super::http_status(kind).as_u16().to_string(),
+                row.http,
+                "{kind:?}"
+            );
+            let code = format!("{:?}", super::grpc_code(kind));
+            // tonic names codes in CamelCase, the table as the gRPC spec does.
+            let spec: String = code
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let sep = (i > 0 && c.is_uppercase()).then_some('_');
+                    sep.into_iter().chain(c.to_uppercase())
+                })
+                .collect();
+            assert_eq!(spec, row.grpc, "{kind:?}");
+        }
+    }
 }

@@ -189,7 +189,7 @@ impl Connection {
                 e @ (etcd_client::Error::InvalidUri(_) | etcd_client::Error::InvalidArgs(_)),
             )) => Err(Error::InvalidEndpoints {
                 endpoints: self.endpoints.clone(),
-                cause: e,
+                cause: e.into(),
             }),
             Ok(Err(e)) if self.without_client_cert && wants_client_cert(&e) => Err(Error::Tls {
                 what: format!(
@@ -213,17 +213,22 @@ impl Connection {
         revision: Option<Revision>,
     ) -> Error {
         let key = key.to_owned();
-        let unreachable = |e| Error::Unreachable {
+        let unreachable = |e: etcd_client::Error| Error::Unreachable {
             endpoints: self.endpoints.clone(),
             waited: Duration::ZERO,
-            cause: Some(e),
+            cause: Some(e.into()),
         };
         let status = match &e {
             etcd_client::Error::GRpcStatus(status) => status,
             etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
                 return unreachable(e)
             }
-            _ => return Error::Etcd { key, cause: e },
+            _ => {
+                return Error::Etcd {
+                    key,
+                    cause: e.into(),
+                }
+            }
         };
         let message = status.message();
         match status.code() as i32 {
@@ -258,7 +263,10 @@ impl Connection {
                     revision: revision.unwrap_or_default(),
                 }
             }
-            _ => Error::Etcd { key, cause: e },
+            _ => Error::Etcd {
+                key,
+                cause: e.into(),
+            },
         }
     }
 }

@@ -209,7 +209,7 @@ pub use client::{
     ReleasePlan, RequestReview, RequestState, ResealReport, RoleAccess, RoleGrant, Rollout, Stats,
     RELEASE_MAX, REQUEST_MAX,
 };
-pub use error::{Error, Result, SchemaFailure, TlsSetting};
+pub use error::{Cause, Error, ErrorKind, Result, SchemaFailure, TlsSetting};
 pub use key::{
     validate_name, validate_namespace, validate_prefix, validate_root, DEFAULT_ROOT, MAX_NAME_LEN,
 };

@@ -1,8 +1,18 @@
-//! The error type of the library.
+//! The error type of the library, and its [`ErrorKind`].
+
+mod kind;
+
+pub use kind::ErrorKind;
 
 use std::time::Duration;
 
 use crate::types::Revision;
+
+/// The error of a dependency under an [`Error`]: its `Display` is in the
+/// error's, and it is the error's [`source`](std::error::Error::source), to
+/// downcast when its type matters. Kept boxed so that no public field names
+/// a dependency's type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// The result type of every fallible call in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,12 +61,14 @@ pub enum Error {
     NoEndpoints,
 
     /// An endpoint that is not a usable URL (or `https://` without TLS support).
-    #[error("invalid etcd endpoints {endpoints:?}: {}", etcd_message(.cause))]
+    #[error("invalid etcd endpoints {endpoints:?}: {}", cause_message(.cause))]
     InvalidEndpoints {
         /// The endpoints as given, comma separated.
         endpoints: String,
-        /// What etcd-client said of them.
-        cause: etcd_client::Error,
+        /// What etcd-client said of them (an `etcd_client::Error`, to
+        /// downcast when needed).
+        #[source]
+        cause: Cause,
     },
 
     /// A TLS file (CA, certificate or key) that cannot be read or holds no
@@ -313,8 +325,10 @@ pub enum Error {
         endpoints: String,
         /// How long we waited (zero when the failure was immediate).
         waited: Duration,
-        /// The transport error, when there was one rather than silence.
-        cause: Option<etcd_client::Error>,
+        /// The transport error, when there was one rather than silence (an
+        /// `etcd_client::Error`).
+        #[source]
+        cause: Option<Cause>,
     },
 
     /// A request got no answer within the request timeout.
@@ -378,12 +392,13 @@ pub enum Error {
     },
 
     /// Any other failure reported by etcd or its client.
-    #[error("{key}: etcd error: {}", etcd_message(.cause))]
+    #[error("{key}: etcd error: {}", cause_message(.cause))]
     Etcd {
         /// The etcd key (or prefix) of the request.
         key: String,
-        /// The underlying error.
-        cause: etcd_client::Error,
+        /// The underlying error (an `etcd_client::Error`).
+        #[source]
+        cause: Cause,
     },
 }
 
@@ -430,10 +445,18 @@ fn at_revision(revision: Option<Revision>) -> String {
     revision.map_or_else(String::new, |r| format!(" at revision {r}"))
 }
 
-fn unreachable_detail(waited: Duration, source: Option<&etcd_client::Error>) -> String {
+fn unreachable_detail(waited: Duration, source: Option<&Cause>) -> String {
     match source {
-        Some(e) => etcd_message(e),
+        Some(e) => cause_message(e),
         None => format!("no answer within {waited:?}"),
+    }
+}
+
+/// A cause's words: etcd's own sentence for etcd-client's errors.
+fn cause_message(cause: &Cause) -> String {
+    match cause.downcast_ref::<etcd_client::Error>() {
+        Some(e) => etcd_message(e),
+        None => cause.to_string(),
     }
 }
 
@@ -460,33 +483,34 @@ pub(crate) fn etcd_message(e: &etcd_client::Error) -> String {
 }
 
 impl Error {
+    /// What kind of failure this is: what every front end (exit codes,
+    /// HTTP statuses, gRPC codes) maps from.
+    pub fn kind(&self) -> ErrorKind {
+        kind::of(self)
+    }
+
+    /// A stable snake_case name of what went wrong, finer than
+    /// [`kind`](Self::kind) (`invalid_flag`, `protected`, `not_found`...):
+    /// the `code` of the server's error bodies.
+    pub fn code(&self) -> &'static str {
+        kind::code(self)
+    }
+
     /// True when the error means etcd could not be reached or did not answer
     /// in time, as opposed to etcd answering "no".
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. })
+        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Timeout)
     }
 
-    /// True when the error is about the caller's input (names, JSON, size)
-    /// and nothing was sent to etcd.
+    /// True when the error is about the caller's input (names, JSON, size,
+    /// TLS settings, a value its schema refuses) and nothing was sent to etcd.
     pub fn is_invalid_input(&self) -> bool {
         matches!(
-            self,
-            Error::InvalidNamespace { .. }
-                | Error::InvalidName { .. }
-                | Error::InvalidRoot { .. }
-                | Error::NoEndpoints
-                | Error::InvalidEndpoints { .. }
-                | Error::Tls { .. }
-                | Error::InvalidJson { .. }
-                | Error::InvalidFlag { .. }
-                | Error::SchemaViolation { .. }
-                | Error::InvalidSchema { .. }
-                | Error::SchemaConflict { .. }
-                | Error::ReleaseTooLarge { .. }
-                | Error::InvalidPolicy { .. }
-                | Error::Encode { .. }
-                | Error::TooLarge { .. }
-                | Error::SecretKey { .. }
+            self.kind(),
+            ErrorKind::InvalidInput
+                | ErrorKind::TooLarge
+                | ErrorKind::SchemaViolation
+                | ErrorKind::Tls
         )
     }
 }

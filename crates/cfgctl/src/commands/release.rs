@@ -1,0 +1,111 @@
+//! `diff`, `apply` and `release`: what a document or another namespace
+//! would change, and releases, published and reverted whole.
+
+use std::path::PathBuf;
+
+use crate::cli::ReleaseCommand;
+use crate::exit::{Differs, Invalid};
+use crate::input::read_value;
+use crate::output::Format;
+use crate::output::{self, diff_output};
+
+/// `diff FILE` or `diff --against NS [PREFIX]`, with `--exit-code`.
+pub(super) async fn diff(
+    client: &cfgd::Client,
+    against: Option<&cfgd::Client>,
+    target: Option<String>,
+    exit_code: bool,
+    format: Option<Format>,
+) -> anyhow::Result<()> {
+    let differences = match against {
+        Some(other) => {
+            client
+                .diff_namespace(other, target.as_deref().unwrap_or(""))
+                .await?
+        }
+        None => {
+            let file =
+                target.ok_or_else(|| Invalid("diff needs a FILE, or --against NS".into()))?;
+            let text = read_value(None, Some(PathBuf::from(file)))?;
+            client.diff_document(&text).await?
+        }
+    };
+    diff_output(format).named(&differences)?;
+    if exit_code && !differences.is_empty() {
+        return Err(Differs.into());
+    }
+    Ok(())
+}
+
+/// `apply FILE [--flags FILE] [--dry-run]`.
+pub(super) async fn apply(
+    client: &cfgd::Client,
+    file: PathBuf,
+    flags: Option<PathBuf>,
+    dry_run: bool,
+    format: Option<Format>,
+) -> anyhow::Result<()> {
+    let config = read_value(None, Some(file))?;
+    let flags = flags.map(|f| read_value(None, Some(f))).transpose()?;
+    let (plan, release) = client.apply(&config, flags.as_deref(), dry_run).await?;
+    let diff = diff_output(format);
+    match (&release, &diff) {
+        (Some(release), output::DiffPrinter::Text { .. }) => {
+            diff.named(&release.changes)?;
+            eprintln!("release {} at revision {}", release.id, release.revision);
+            Ok(())
+        }
+        (Some(release), output::DiffPrinter::Data(printer)) => printer.document(
+            &serde_json::json!({"id": release.id, "revision": release.revision, "changes": release.changes}),
+        ),
+        (None, _) => {
+            diff.named(&plan.changes)?;
+            if !dry_run {
+                eprintln!("nothing differs; nothing written");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `release list|show|revert`.
+pub(super) async fn exec(
+    client: &cfgd::Client,
+    command: ReleaseCommand,
+    format: Option<Format>,
+) -> anyhow::Result<()> {
+    let out = output::Printer::new(format.unwrap_or(Format::Json));
+    match command {
+        ReleaseCommand::List { limit } => out.audit(&client.releases(limit).await?),
+        ReleaseCommand::Show { id } => {
+            let (record, changes) = client.release(&id).await?;
+            match diff_output(format) {
+                diff @ output::DiffPrinter::Text { .. } => {
+                    let who = format!("{} via {}", record.actor, record.via);
+                    println!(
+                        "release {} at revision {} by {who}",
+                        record.id, record.revision
+                    );
+                    if let Some(message) = &record.message {
+                        println!("    {message}");
+                    }
+                    diff.named(&changes)
+                }
+                output::DiffPrinter::Data(printer) => {
+                    let mut record_json = serde_json::to_value(&record)?;
+                    record_json["changes"] = serde_json::to_value(&changes)?;
+                    printer.document(&record_json)
+                }
+            }
+        }
+        ReleaseCommand::Revert { id } => {
+            let release = client.revert_release(&id).await?;
+            diff_output(format).named(&release.changes)?;
+            eprintln!(
+                "release {} at revision {} reverts {id}",
+                release.id, release.revision
+            );
+            Ok(())
+        }
+    }
+}
