@@ -12,7 +12,8 @@ pub enum ErrorKind {
     InvalidInput,
     /// A value, or a release, over its size limit.
     TooLarge,
-    /// A value that fails the JSON Schema of its name.
+    /// A value that fails the JSON Schema of its name, or a schema that
+    /// stored values would fail.
     SchemaViolation,
     /// TLS settings or files that cannot be used.
     Tls,
@@ -20,8 +21,7 @@ pub enum ErrorKind {
     NotFound,
     /// A compare-and-set lost: the key is not at the revision expected.
     Conflict,
-    /// What a release, change request or schema was made against moved
-    /// since: stored values changed, or would fail it.
+    /// What a release or change request was made against moved since.
     Moved,
     /// The namespace policy refuses it: a protected name, approving one's
     /// own change request.
@@ -87,13 +87,13 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => K::TooLarge,
-        Error::SchemaViolation { .. } => K::SchemaViolation,
+        // Stored values would violate the schema: the same refusal, seen
+        // from the schema's side.
+        Error::SchemaViolation { .. } | Error::SchemaConflict { .. } => K::SchemaViolation,
         Error::Tls { .. } => K::Tls,
         Error::NotFound { .. } => K::NotFound,
         Error::Conflict { .. } => K::Conflict,
-        Error::SchemaConflict { .. } | Error::ReleaseMoved { .. } | Error::RequestMoved { .. } => {
-            K::Moved
-        }
+        Error::ReleaseMoved { .. } | Error::RequestMoved { .. } => K::Moved,
         Error::Protected { .. } | Error::SelfApproval { .. } => K::Refused,
         Error::RequestState { .. } => K::WrongState,
         Error::Secret { .. } => K::Sealed,
