@@ -4,7 +4,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compil
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --features server --bin cfgd
+RUN cargo build --release --locked -p cfgd-server --bin cfgd
 
 FROM debian:bookworm-slim
 # curl: for the container health check. The snapshot directory exists (owned by

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Run: `CFGD_ENDPOINTS=http://127.0.0.1:2379 ORDER_SERVICE=127.0.0.1:3000 \
-//!       cargo run --features server --example user_service`
+//!       cargo run -p cfgd-server --example user_service`
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 # Where an idle SSE client's memory goes: a release cfgd under valgrind's
 # massif, N idle SSE clients (2,000 by default), then the peak snapshot's
 # allocation sites. Starts its own etcd on free ports and stops both.
-#   cargo build --release --features server --bin cfgd
+#   cargo build --release -p cfgd-server --bin cfgd
 #   bench/scripts/sse-heap.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

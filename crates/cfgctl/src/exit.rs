@@ -47,6 +47,7 @@ pub(crate) fn for_kind(kind: ErrorKind) -> u8 {
         ErrorKind::InvalidInput
         | ErrorKind::TooLarge
         | ErrorKind::SchemaViolation
+        | ErrorKind::SchemaConflict
         | ErrorKind::Tls => 2,
         ErrorKind::NotFound => 3,
         ErrorKind::Conflict | ErrorKind::Moved => 4,

@@ -65,7 +65,9 @@ pub fn http_status(kind: ErrorKind) -> StatusCode {
         ErrorKind::SchemaViolation | ErrorKind::InvalidData => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::PRECONDITION_FAILED,
-        ErrorKind::Moved | ErrorKind::WrongState => StatusCode::CONFLICT,
+        ErrorKind::Moved | ErrorKind::WrongState | ErrorKind::SchemaConflict => {
+            StatusCode::CONFLICT
+        }
         ErrorKind::Refused => StatusCode::FORBIDDEN,
         ErrorKind::Unavailable | ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::RevisionUnavailable => StatusCode::GONE,

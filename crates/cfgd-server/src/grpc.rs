@@ -205,7 +205,7 @@ pub fn grpc_code(kind: ErrorKind) -> Code {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::Conflict | ErrorKind::Moved => Code::Aborted,
         ErrorKind::Refused => Code::PermissionDenied,
-        ErrorKind::WrongState => Code::FailedPrecondition,
+        ErrorKind::WrongState | ErrorKind::SchemaConflict => Code::FailedPrecondition,
         ErrorKind::Unavailable | ErrorKind::Timeout => Code::Unavailable,
         ErrorKind::RevisionUnavailable => Code::OutOfRange,
         _ => Code::Internal,

@@ -76,7 +76,7 @@ pub(super) async fn whoami(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if state.settings.no_auth {
-        return Ok(ok(&json!({"auth": false, "name": super::ANONYMOUS})));
+        return Ok(ok(&json!({"auth": false, "name": crate::state::ANONYMOUS})));
     }
     let token = auth::identify(&state.settings.tokens, &headers)?
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;

@@ -12,9 +12,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// A value, or a release, over its size limit.
     TooLarge,
-    /// A value that fails the JSON Schema of its name, or a schema that
-    /// stored values would fail.
+    /// A value that fails the JSON Schema of its name.
     SchemaViolation,
+    /// A schema that values already stored would fail.
+    SchemaConflict,
     /// TLS settings or files that cannot be used.
     Tls,
     /// The key, or the revision of it asked for, does not exist.
@@ -54,6 +55,7 @@ impl ErrorKind {
         ErrorKind::InvalidInput,
         ErrorKind::TooLarge,
         ErrorKind::SchemaViolation,
+        ErrorKind::SchemaConflict,
         ErrorKind::Tls,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -87,9 +89,8 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => K::TooLarge,
-        // Stored values would violate the schema: the same refusal, seen
-        // from the schema's side.
-        Error::SchemaViolation { .. } | Error::SchemaConflict { .. } => K::SchemaViolation,
+        Error::SchemaViolation { .. } => K::SchemaViolation,
+        Error::SchemaConflict { .. } => K::SchemaConflict,
         Error::Tls { .. } => K::Tls,
         Error::NotFound { .. } => K::NotFound,
         Error::Conflict { .. } => K::Conflict,

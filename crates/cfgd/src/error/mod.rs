@@ -510,6 +510,7 @@ impl Error {
             ErrorKind::InvalidInput
                 | ErrorKind::TooLarge
                 | ErrorKind::SchemaViolation
+                | ErrorKind::SchemaConflict
                 | ErrorKind::Tls
         )
     }

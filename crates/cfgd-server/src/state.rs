@@ -1,0 +1,206 @@
+//! [`AppState`]: what every request shares: the settings, one live client
+//! per namespace over one etcd connection, metrics, limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cfgd::{Client, ClientBuilder};
+
+use crate::*;
+
+/// The header whose text goes with a write into the audit trail.
+pub(crate) const MESSAGE_HEADER: &str = "x-cfgd-message";
+/// The actor of writes made with auth off (`--no-auth`).
+pub(crate) const ANONYMOUS: &str = "anonymous";
+
+/// Shared by every request.
+pub struct AppState {
+    pub(crate) settings: Settings,
+    pub(crate) builder: ClientBuilder,
+    /// One live client per namespace, made on first use, all sharing one
+    /// etcd connection and one watch.
+    pub(crate) clients: tokio::sync::Mutex<HashMap<String, Client>>,
+    /// Set at shutdown, ending SSE streams so the server can drain.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(crate) metrics: metrics::Metrics,
+    /// Open long-lived streams, against the settings' caps.
+    pub(crate) streams: Arc<limits::Streams>,
+    /// Each token's writes, against `write_rate_per_token`.
+    pub(crate) write_rates: limits::WriteRates,
+    /// Signs the OFREP change streams' tickets: from `stream_secret`, so
+    /// that replicas share it, or new at each start.
+    pub(crate) stream_secret: [u8; 32],
+}
+
+impl AppState {
+    /// State for `settings`, which [`Settings::validate`] has passed.
+    pub fn new(settings: Settings) -> Arc<Self> {
+        let builder = settings.builder();
+        // Nothing is connected yet: namespaces attach as requests name them.
+        let builder = builder
+            .prepare()
+            .expect("validated settings have a root and endpoints");
+        let stream_secret = match &settings.stream_secret {
+            Some(shared) => <sha2::Sha256 as sha2::Digest>::digest(shared.as_bytes()).into(),
+            None => random_secret(),
+        };
+        Arc::new(AppState {
+            settings,
+            builder,
+            clients: Default::default(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            metrics: metrics::Metrics::new(),
+            stream_secret,
+            streams: Default::default(),
+            write_rates: Default::default(),
+        })
+    }
+
+    /// Refuses to show secret `name`'s plaintext to a token without the
+    /// secrets scope in `namespace`.
+    pub(crate) fn may_read_secrets(
+        &self,
+        headers: &axum::http::HeaderMap,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        auth::check(
+            &self.settings.tokens,
+            self.settings.no_auth,
+            headers,
+            namespace,
+            Scope::Secrets,
+        )
+        .map(drop)
+        .map_err(|_| {
+            ApiError::forbidden(format!(
+                "{name} is a secret: reading its value takes a token with the secrets scope"
+            ))
+        })
+    }
+
+    /// The client of `namespace` for a request that needs `scope` there:
+    /// the token is checked first, so nothing is connected for a refused one.
+    pub(crate) async fn authorized(
+        &self,
+        headers: &axum::http::HeaderMap,
+        namespace: &str,
+        scope: Scope,
+    ) -> Result<Client, ApiError> {
+        let token = auth::check(
+            &self.settings.tokens,
+            self.settings.no_auth,
+            headers,
+            namespace,
+            scope,
+        )?;
+        let client = self.client(namespace).await?;
+        if scope == Scope::Read {
+            return Ok(client);
+        }
+        // Writes are audited as the token, with the caller's reason.
+        let actor = token.map_or(ANONYMOUS, |t| t.name.as_str());
+        if let Some(rate) = self.settings.write_rate_per_token {
+            if let Err(wait) = self.write_rates.take(actor, rate) {
+                self.metrics.refused("write_rate");
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_writes",
+                    format!("token {actor:?} writes faster than write_rate_per_token ({rate}/s)"),
+                )
+                .retry_after(wait));
+            }
+        }
+        let client = client.with_actor(actor, cfgd::audit::Via::Http);
+        Ok(match headers.get(MESSAGE_HEADER) {
+            Some(message) => {
+                let message = message.to_str().map_err(|_| {
+                    ApiError::bad_request(format!("{MESSAGE_HEADER} must be visible ASCII"))
+                })?;
+                client.with_message(message)
+            }
+            None => client,
+        })
+    }
+
+    /// A place for one more long-lived stream of `token` (its name, or a
+    /// stand-in for callers without one), or the refusal, counted.
+    pub(crate) fn stream_permit(&self, token: &str) -> Result<limits::Permit, limits::Full> {
+        let permit = self.streams.acquire(
+            token,
+            self.settings.max_streams,
+            self.settings.max_streams_per_token,
+        );
+        if let Err(full) = &permit {
+            self.metrics.refused(match full {
+                limits::Full::Server => "streams",
+                limits::Full::Token => "streams_per_token",
+            });
+        }
+        permit
+    }
+
+    /// [`stream_permit`](Self::stream_permit) for an HTTP request: the
+    /// token it presents, and the refusal as 503 or 429 with `Retry-After`.
+    pub(crate) fn http_stream_permit(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<limits::Permit, ApiError> {
+        let token = auth::identify(&self.settings.tokens, headers)
+            .ok()
+            .flatten()
+            .map_or(ANONYMOUS, |t| t.name.as_str());
+        self.stream_permit(token).map_err(|full| {
+            let error = match full {
+                limits::Full::Server => ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    "the server holds as many streams as it allows (max_streams); retry later",
+                ),
+                limits::Full::Token => ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    format!(
+                        "token {token:?} holds as many streams as it may (max_streams_per_token); close one or retry later"
+                    ),
+                ),
+            };
+            error.retry_after(limits::RETRY_AFTER_SECS)
+        })
+    }
+
+    /// Every namespace served so far, with its client, as of now.
+    pub(crate) async fn served(&self) -> Vec<(String, Client)> {
+        let clients = self.clients.lock().await;
+        clients
+            .iter()
+            .map(|(ns, c)| (ns.clone(), c.clone()))
+            .collect()
+    }
+
+    /// The live client of `namespace`, connecting it on first use.
+    pub(crate) async fn client(&self, namespace: &str) -> cfgd::Result<Client> {
+        cfgd::validate_namespace(namespace)?;
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(namespace) {
+            return Ok(client.clone());
+        }
+        let mut builder = self.builder.clone().namespace(namespace);
+        if let Some(file) = &self.settings.snapshot {
+            builder = builder.snapshot(file);
+        }
+        let client = builder.connect().await?;
+        clients.insert(namespace.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// 32 bytes from the kernel's random source.
+pub(crate) fn random_secret() -> [u8; 32] {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .expect("read /dev/urandom");
+    secret
+}
