@@ -38,7 +38,7 @@ mod ui;
 pub use auth::{Scope, Token};
 pub use error::{http_status, ApiError};
 pub use grpc::grpc_code;
-pub use routes::app;
+pub use routes::{app, Access, Route, ROUTES};
 pub use serve::run;
 pub use settings::{GrpcSettings, Settings};
 pub use state::AppState;

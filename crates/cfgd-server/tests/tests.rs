@@ -14,6 +14,8 @@ mod fuzz_cases;
 
 mod limits;
 
+mod routes;
+
 mod secrets;
 
 mod server;
