@@ -2,10 +2,16 @@
 //! - `POST /v1/namespaces/{ns}/diff` with a JSON object of name → value:
 //!   what importing it would change;
 //! - `GET /v1/namespaces/{ns}/diff?against=NS&prefix=P`: namespace `NS`
-//!   (before) against `ns` (after), under the prefix.
+//!   (before) against `ns` (after), under the prefix;
+//! - `GET /v1/namespaces/{ns}/diff/{name}?from=R&to=R`: one name as it was
+//!   at revision `from` (before) against revision `to` (after), or against
+//!   its current value without `to`. Revision 0 is "no value yet". The
+//!   ETag is the revision of the value compared as after, when there is
+//!   one: the console's editor rebases a conflicting edit on it.
 //!
-//! Both answer `[{"name", "differences": [{"op", "path", …}]}]` and need
-//! read scope on every namespace they read.
+//! All answer `[{"name", "differences": [{"op", "path", …}]}]` (`[]` when
+//! nothing differs), with secrets' values redacted, and need read scope on
+//! every namespace they read.
 
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ use super::auth::Scope;
 use super::error::ApiError;
 use super::rest::json_response;
 use super::AppState;
+use cfgd::Revision;
 
 #[derive(serde::Deserialize)]
 pub(super) struct AgainstQuery {
@@ -26,11 +33,21 @@ pub(super) struct AgainstQuery {
     prefix: String,
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct RevisionsQuery {
+    from: Option<Revision>,
+    to: Option<Revision>,
+}
+
 fn answer(diffs: &[cfgd::diff::NamedDiff]) -> Response {
+    answer_at(diffs, None)
+}
+
+fn answer_at(diffs: &[cfgd::diff::NamedDiff], revision: Option<Revision>) -> Response {
     json_response(
         StatusCode::OK,
         serde_json::to_vec(diffs).expect("serializes"),
-        None,
+        revision,
     )
 }
 
@@ -58,4 +75,68 @@ pub(super) async fn namespaces(
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let other = state.authorized(&headers, &against, Scope::Read).await?;
     Ok(answer(&client.diff_namespace(&other, &query.prefix).await?))
+}
+
+/// The value of `name` as of `revision`; none at 0 (etcd would read 0 as
+/// "now").
+async fn value_at(
+    client: &cfgd::Client,
+    name: &str,
+    revision: Revision,
+) -> Result<Option<cfgd::Entry<serde_json::Value>>, ApiError> {
+    if revision < 0 {
+        return Err(ApiError::bad_request(format!(
+            "revision {revision}: give a revision from the name's history, or 0 for no value"
+        )));
+    }
+    if revision == 0 {
+        return Ok(None);
+    }
+    match client.get_entry_at(name, revision).await {
+        Err(cfgd::Error::Compacted { .. }) => Err(ApiError::new(
+            StatusCode::GONE,
+            "compacted",
+            format!("revision {revision} of {name} is compacted away: etcd no longer holds it"),
+        )),
+        Err(cfgd::Error::FutureRevision { .. }) => Err(ApiError::bad_request(format!(
+            "revision {revision} is newer than etcd's current revision"
+        ))),
+        other => Ok(other?),
+    }
+}
+
+/// `GET …/diff/{name}?from=R&to=R`: the history page's comparison of two
+/// revisions, and the editor's "their change" after a conflict.
+pub(super) async fn revisions(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(query): Query<RevisionsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let from = query.from.ok_or_else(|| {
+        ApiError::bad_request(
+            "give ?from=REVISION (0: no value yet), and ?to=REVISION unless against the current value",
+        )
+    })?;
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let before = value_at(&client, &name, from).await?;
+    let after = match query.to {
+        Some(to) => value_at(&client, &name, to).await?,
+        None => client.get_entry(&name).await?,
+    };
+    let mut changes = cfgd::diff::diff_named([(
+        name.as_str(),
+        before.as_ref().map(|e| &e.value),
+        after.as_ref().map(|e| &e.value),
+    )]);
+    let sealed = [&before, &after]
+        .into_iter()
+        .any(|e| e.as_ref().is_some_and(|e| e.secret));
+    if sealed || client.policy().await?.is_secret(&name) {
+        for change in &mut changes {
+            change.redact(cfgd::policy::REDACTED);
+        }
+    }
+    let revision = after.map(|e| e.revision).filter(|r| *r > 0);
+    Ok(answer_at(&changes, revision))
 }

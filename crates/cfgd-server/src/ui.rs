@@ -1,11 +1,16 @@
-//! The web console, at `/ui/`: three files embedded in the binary
-//! (`ui/index.html`, `ui/app.js`, `ui/app.css`), so `cfgd` serves it with
-//! nothing else deployed and no request leaving for another origin. It
-//! uses only the REST API, plus two reads made for it:
+//! The web console, at `/ui/`: the files of `ui/` embedded in the binary
+//! (`index.html`, `app.css`, and ES modules: `app.js` the router, which
+//! imports the others), so `cfgd` serves it with nothing else deployed and
+//! no request leaving for another origin. It holds no rule of its own: it
+//! uses only the REST API (diffs from the `…/diff` routes), plus three
+//! reads made for it:
 //! - `GET /v1/whoami`: the token's name and scopes (`{"auth": false}` with
 //!   `--no-auth`), so the console hides what the token may not do;
 //! - `GET /v1/namespaces`: the namespaces the token may read, with how
-//!   many values and flags each holds.
+//!   many values and flags each holds;
+//! - `GET /v1/namespaces/{ns}/policy/{name}`: what the namespace's policy
+//!   says of one name (`flags/{name}` for a flag): `{"name", "protected":
+//!   the pattern that protects it or null, "secret": bool}`.
 
 use std::sync::Arc;
 
@@ -20,8 +25,34 @@ use super::releases::ok;
 use super::AppState;
 
 const INDEX: &str = include_str!("../ui/index.html");
-const APP_JS: &str = include_str!("../ui/app.js");
-const APP_CSS: &str = include_str!("../ui/app.css");
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every file under `/ui/` but the index: name, content type, body.
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../ui/app.css"),
+    ),
+    ("app.js", JS, include_str!("../ui/app.js")),
+    ("api.js", JS, include_str!("../ui/api.js")),
+    ("dom.js", JS, include_str!("../ui/dom.js")),
+    ("state.js", JS, include_str!("../ui/state.js")),
+    ("live.js", JS, include_str!("../ui/live.js")),
+    ("diff.js", JS, include_str!("../ui/diff.js")),
+    ("signin.js", JS, include_str!("../ui/signin.js")),
+    ("namespaces.js", JS, include_str!("../ui/namespaces.js")),
+    ("config.js", JS, include_str!("../ui/config.js")),
+    ("editor.js", JS, include_str!("../ui/editor.js")),
+    ("history.js", JS, include_str!("../ui/history.js")),
+    ("flags.js", JS, include_str!("../ui/flags.js")),
+    ("flag.js", JS, include_str!("../ui/flag.js")),
+    ("audit.js", JS, include_str!("../ui/audit.js")),
+    ("releases.js", JS, include_str!("../ui/releases.js")),
+    ("requests.js", JS, include_str!("../ui/requests.js")),
+    ("schemas.js", JS, include_str!("../ui/schemas.js")),
+];
 
 /// Only this origin, no inline script: the console talks to cfgd and
 /// nothing else.
@@ -55,10 +86,9 @@ pub(super) async fn index() -> Response {
 }
 
 pub(super) async fn file(Path(file): Path<String>) -> Response {
-    match file.as_str() {
-        "app.js" => asset("text/javascript; charset=utf-8", APP_JS),
-        "app.css" => asset("text/css; charset=utf-8", APP_CSS),
-        _ => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    match FILES.iter().find(|(name, ..)| *name == file) {
+        Some((_, content_type, body)) => asset(content_type, body),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
 
@@ -139,4 +169,76 @@ pub(super) async fn namespaces(
         );
     }
     Ok(ok(&serde_json::Value::Array(out)))
+}
+
+/// `GET /v1/namespaces/{ns}/policy/{name}`: what the policy says of `name`
+/// (a flag as `flags/{name}`), so that the console tells a protected name
+/// without matching patterns itself. Read scope, as the policy's `GET`.
+pub(super) async fn policy_of(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let policy = client.policy().await?;
+    Ok(ok(&json!({
+        "name": name,
+        "protected": policy.protecting(&name),
+        "secret": policy.is_secret(&name),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FILES, INDEX};
+
+    /// The console's files, as the browser asks for them: the index's, and
+    /// each module's imports.
+    fn referenced() -> Vec<String> {
+        let mut out = Vec::new();
+        let mut scan = |text: &str, open: &str| {
+            for piece in text.split(open).skip(1) {
+                if let Some(end) = piece.find('"') {
+                    out.push(piece[..end].to_owned());
+                }
+            }
+        };
+        scan(INDEX, "href=\"/ui/");
+        scan(INDEX, "src=\"/ui/");
+        for (_, _, body) in FILES {
+            scan(body, "from \"./");
+            scan(body, "import \"./");
+        }
+        out
+    }
+
+    #[test]
+    fn every_file_the_console_loads_is_served() {
+        let referenced = referenced();
+        assert!(referenced.len() > FILES.len(), "{referenced:?}");
+        for file in &referenced {
+            assert!(
+                FILES.iter().any(|(name, ..)| name == file),
+                "{file} is loaded by the console but not served: add it to FILES"
+            );
+        }
+        for (name, ..) in FILES {
+            assert!(
+                referenced.iter().any(|file| file == name),
+                "{name} is served but nothing loads it"
+            );
+        }
+    }
+
+    #[test]
+    fn modules_are_javascript_and_no_file_is_over_400_lines() {
+        for (name, content_type, body) in FILES {
+            if name.ends_with(".js") {
+                assert!(content_type.starts_with("text/javascript"), "{name}");
+            }
+            let lines = body.lines().count();
+            assert!(lines <= 400, "{name} has {lines} lines; split it");
+        }
+        assert!(INDEX.lines().count() <= 400);
+    }
 }

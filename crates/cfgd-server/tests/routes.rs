@@ -43,6 +43,8 @@ fn concrete(path: &str) -> String {
     // The one query a route refuses to do without, whatever the caller.
     if path.ends_with("/diff") {
         filled + "?against=app"
+    } else if path.contains("/diff/") {
+        filled + "?from=1"
     } else if path.starts_with("/ofrep/v1/events") {
         filled + "?namespace=app&ticket=not-a-ticket"
     } else {
