@@ -157,6 +157,23 @@ async fn if_match(
     }
 }
 
+/// The revision a `PUT` must find: `If-None-Match: *` creates only (the
+/// name must not exist), else as [`if_match`].
+async fn put_precondition(
+    headers: &HeaderMap,
+    client: &cfgd::Client,
+    section: Section,
+    name: &str,
+) -> Result<Option<Revision>, ApiError> {
+    match revisions(headers, header::IF_NONE_MATCH)?.as_deref() {
+        None => if_match(headers, client, section, name).await,
+        Some(&[0]) => Ok(Some(0)),
+        Some(_) => Err(ApiError::bad_request(
+            "If-None-Match on a write: only * (create, must not exist)",
+        )),
+    }
+}
+
 /// A stored value with its ETag, or 304 when `If-None-Match` names it.
 fn value_response(
     headers: &HeaderMap,
@@ -295,7 +312,7 @@ pub(super) async fn put_config(
         client.check_json(&name, text).await?;
         return Ok(checked(&name));
     }
-    let revision = match if_match(&headers, &client, Section::Config, &name).await? {
+    let revision = match put_precondition(&headers, &client, Section::Config, &name).await? {
         None => client.set_json(&name, text).await?,
         Some(expected) => client.set_json_if(&name, text, expected).await?,
     };
@@ -414,7 +431,7 @@ pub(super) async fn put_flag(
         client.check_flag(&name, &definition).await?;
         return Ok(checked(&name));
     }
-    let revision = match if_match(&headers, &client, Section::Flags, &name).await? {
+    let revision = match put_precondition(&headers, &client, Section::Flags, &name).await? {
         None => client.set_flag(&name, &definition).await?,
         Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
     };

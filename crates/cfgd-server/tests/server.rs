@@ -263,7 +263,8 @@ async fn rest_config_with_auth_etags_and_validation() {
 
 /// `If-Match: *` means "only if it exists", for writes and deletes alike:
 /// on the existing `path` a write and a delete go through, and once it is
-/// gone both answer 412 and write nothing.
+/// gone both answer 412 and write nothing. `If-None-Match: *` on a write is
+/// the reverse: create only.
 async fn if_match_any_means_it_exists(server: &Server, etcd: &EtcdCluster, path: &str, body: &str) {
     let any = ("If-Match", "*");
     assert_eq!(http(server, "PUT", path, &[OPS, any], body).status, 200);
@@ -274,6 +275,13 @@ async fn if_match_any_means_it_exists(server: &Server, etcd: &EtcdCluster, path:
     let before = etcd.revision().await;
     assert_eq!(http(server, "PUT", path, &[OPS, any], body).status, 412);
     assert_eq!(http(server, "DELETE", path, &[OPS, any], "").status, 412);
+    assert_eq!(etcd.revision().await, before, "nothing was written");
+    // `If-None-Match: *` creates only: once, then 412 with nothing written.
+    let absent = ("If-None-Match", "*");
+    let created = http(server, "PUT", path, &[OPS, absent], body);
+    assert_eq!(created.status, 200, "{}", created.body);
+    let before = etcd.revision().await;
+    assert_eq!(http(server, "PUT", path, &[OPS, absent], body).status, 412);
     assert_eq!(etcd.revision().await, before, "nothing was written");
 }
 

@@ -97,7 +97,9 @@ export function editValue(detail, name, { fresh = false, facts, done }) {
   publish.addEventListener("click", async () => {
     if (prot) return openRequest();
     publish.disabled = true;
-    const headers = { "If-Match": `"${editor.base}"`, ...messageHeaders() };
+    // A new name is created only if it still does not exist.
+    const guard = editor.base ? { "If-Match": `"${editor.base}"` } : { "If-None-Match": "*" };
+    const headers = { ...guard, ...messageHeaders() };
     try {
       const { data } = await api("PUT", path, { body: text.value, raw: true, headers });
       const before = state.values.get(name);
