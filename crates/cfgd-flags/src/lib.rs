@@ -104,3 +104,8 @@ mod tests {
         }
     }
 }
+
+/// The crate README's Rust block, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -150,9 +150,13 @@
 //!   encoding and limits, [`Error`], and the plain types ([`Revision`],
 //!   [`Source`], [`Status`]).
 //!
-//! Beside them, [`flags`] is the flagd evaluator (used by `namespace` to
-//! compile a namespace's flags), and `server` (cargo feature `server`)
-//! and `openfeature` sit on top, using only the public API.
+//! Beside them, [`flags`] is the flagd evaluator, the crate `cfgd-flags`
+//! (used by `namespace` to compile a namespace's flags; it depends on no
+//! cfgd crate), and `openfeature` sits on top, using only the public API.
+//!
+//! The workspace's other crates sit above this one and see only what it
+//! exports, which the compiler checks: `cfgd-server` (the `cfgd` binary:
+//! REST, SSE, OFREP, flagd's gRPC, the console) and `cfgctl`.
 //!
 //! One change, followed through: etcd's watch response reaches the `hub`,
 //! which hands each event to the namespace it belongs to. The `namespace`
@@ -160,9 +164,33 @@
 //! change: to the `cells` of its name (so every [`Live<T>`] of it sees the
 //! new value, decoded once), to the ring of recent changes and the channel
 //! that every [`Subscription`] reads, and to the [`OnChange`] callbacks. In
-//! the server, an SSE stream is a `Subscription`; it sends
-//! [`Change::to_json`], made once and shared by every stream, with the
-//! revision as the event id.
+//! the server, an SSE stream is a `Subscription`; it sends an event made
+//! once per change with [`Change::encoded`] and shared by every stream, with
+//! the revision as the event id.
+//!
+//! ## Errors
+//!
+//! Every fallible call returns [`Error`], whose variants name the etcd key
+//! concerned. [`Error::kind`] sorts them into a few [`ErrorKind`]s; `cfgctl`'s
+//! exit codes, the server's HTTP statuses and its gRPC codes each map from
+//! the kind in one table, which [`ErrorKind`] shows. A dependency's error is
+//! never a public field: etcd's comes as [`Error::source`](std::error::Error::source).
+//!
+//! ## Words
+//!
+//! - *namespace*: an environment or application, `/cfgd/{namespace}/…` in
+//!   etcd; a *live namespace* is one a live client mirrors in memory.
+//! - *live*: a client that mirrors its namespace and follows it with one
+//!   etcd watch (the default), as opposed to `live(false)`, which reads etcd
+//!   every time; a [`Live<T>`] is one value of it, typed.
+//! - *watch*: etcd's watch, the one per connection that the hub keeps
+//!   standing. A [`Subscription`] is a stream of changes under a prefix; a
+//!   [`Live<T>`] comes from [`Client::watch`] (named for what callers ask:
+//!   to watch a value).
+//! - *mirror*: the in-memory copy of a namespace; *cells*: the per-(name,
+//!   type) slots behind every `Live<T>`.
+//! - *redact*: showing a secret's value as `"<redacted>"`, never its
+//!   plaintext or ciphertext; *seal*/*open*: encrypting and decrypting it.
 //!
 //! ## Feature flags (cargo)
 //!
@@ -170,8 +198,7 @@
 //!   the `open-feature` crate.
 //! - `tls`: TLS to etcd ([`ClientBuilder::ca_file`],
 //!   [`ClientBuilder::client_cert`]), with rustls.
-//! - `server`: the `cfgd` HTTP server (module `server`) and its binary; turns on
-//!   `tls`.
+//! - `fuzzing`: entry points for the fuzz targets in `fuzz/` (not an API).
 #![deny(missing_docs)]
 
 // rustfmt sorts these; the order that matters, top to bottom, is in "How
@@ -203,6 +230,37 @@ mod types;
 mod value;
 
 pub use cfgd_flags as flags;
+
+/// The guides' Rust blocks, compiled (and, unless marked `no_run`, run) as
+/// doc tests so they cannot rot. Only under `cargo test --doc`: the guides
+/// live outside the crate and are not packaged with it.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../../README.md")]
+    mod readme {}
+    #[doc = include_str!("../README.md")]
+    mod crate_readme {}
+    #[doc = include_str!("../../../docs/library.md")]
+    mod library {}
+    #[doc = include_str!("../../../docs/live-values.md")]
+    mod live_values {}
+    #[doc = include_str!("../../../docs/flags.md")]
+    mod flags {}
+    #[doc = include_str!("../../../docs/governance.md")]
+    mod governance {}
+    #[doc = include_str!("../../../docs/secrets.md")]
+    mod secrets {}
+    #[doc = include_str!("../../../docs/server.md")]
+    mod server {}
+    #[doc = include_str!("../../../docs/production.md")]
+    mod production {}
+    #[doc = include_str!("../../../docs/cfgctl.md")]
+    mod cfgctl {}
+    #[doc = include_str!("../../../docs/console.md")]
+    mod console {}
+    #[doc = include_str!("../../../docs/testing.md")]
+    mod testing {}
+}
 pub use change::{Change, ChangeKind};
 pub use client::{
     Approval, ChangeRequest, Client, ClientBuilder, Entry, Flags, ImportReport, Release,
