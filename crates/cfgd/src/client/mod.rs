@@ -4,6 +4,8 @@
 //! Split by job, bottom to top: `handle` ([`Client`] and what its clones
 //! share, live values and subscriptions), `reads`, `writes` (which reads
 //! first where it must, and checks values against their schemas),
+//! `history` (a name's past and the audit trail), `transfer` (export,
+//! import and diffs of whole documents),
 //! `schemas` (storing them), `flags` (flag operations on top of reads and
 //! writes, and the [`Flags`] evaluator) and `builder` (settings, and
 //! connecting).
@@ -11,6 +13,7 @@
 mod builder;
 mod flags;
 mod handle;
+mod history;
 mod policy;
 mod reads;
 mod releases;
@@ -18,6 +21,7 @@ mod requests;
 mod roles;
 mod schemas;
 mod secrets;
+mod transfer;
 mod writes;
 
 pub use crate::flags::Rollout;

@@ -1,7 +1,6 @@
 //! Reads: from the mirror of a live client, or from etcd.
 
 use std::any::{Any, TypeId};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use etcd_client::{GetOptions, KeyValue, SortOrder, SortTarget};
@@ -9,16 +8,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
-use super::releases::redact_secrets;
-use super::writes::AUDIT;
-use crate::audit::{AuditRecord, UNATTRIBUTED};
-use crate::diff::{self, Difference, NamedDiff};
+use crate::diff::{self, NamedDiff};
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
-use crate::policy::{Policy, REDACTED};
+use crate::policy::Policy;
 use crate::schema::SchemaSet;
 use crate::secret;
 use crate::types::{Revision, Source};
@@ -404,61 +400,6 @@ impl Client {
         Ok((counts[0], counts[1]))
     }
 
-    /// Every value whose name starts with `prefix` as one JSON object of
-    /// name → value, read at one revision: the document
-    /// [`import`](Self::import) takes back. Secrets stay sealed in it (their
-    /// envelopes), so a backup never holds their plaintext; importing it
-    /// into the same namespace opens them again.
-    pub async fn export(&self, prefix: &str) -> Result<Value> {
-        Ok(Value::Object(self.document(prefix, true).await?.0))
-    }
-
-    /// The values under `prefix` as name → value, secrets sealed or opened,
-    /// and the names of the secrets.
-    async fn document(
-        &self,
-        prefix: &str,
-        sealed: bool,
-    ) -> Result<(serde_json::Map<String, Value>, HashSet<String>)> {
-        let mut document = serde_json::Map::new();
-        let mut secrets = HashSet::new();
-        for kv in self.list_raw(Kind::Config, prefix).await? {
-            let Some(name) = self.state.space.name_of(Kind::Config, kv.key()) else {
-                continue;
-            };
-            let is_secret = secret::is_sealed(kv.value());
-            let value = if sealed && is_secret {
-                serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    revision: kv.mod_revision(),
-                    cause,
-                })?
-            } else {
-                self.entry::<Value>(name, &kv)?.value
-            };
-            if is_secret {
-                secrets.insert(name.to_owned());
-            }
-            document.insert(name.to_owned(), value);
-        }
-        Ok((document, secrets))
-    }
-
-    /// Hides the values of secrets in `changes`: those the policy calls
-    /// secret, and the `sealed` names (stored sealed whatever the policy
-    /// says now).
-    async fn redacted(
-        &self,
-        sealed: &HashSet<String>,
-        mut changes: Vec<NamedDiff>,
-    ) -> Result<Vec<NamedDiff>> {
-        redact_secrets(&*self.current_policy().await?, &mut changes);
-        for change in changes.iter_mut().filter(|c| sealed.contains(&c.name)) {
-            change.redact(REDACTED);
-        }
-        Ok(changes)
-    }
-
     /// What [`import`](Self::import) of `document` (a JSON object of
     /// name → value) would change: for each name it holds, the stored value
     /// against the document's. Names the document leaves out are not
@@ -497,94 +438,6 @@ impl Client {
         self.redacted(&secrets, changes).await
     }
 
-    /// Each revision of `name` in [`history`](Self::history) (newest first,
-    /// at most `limit`) with what it changed from the one before it; the
-    /// oldest one kept is compared with nothing (all added).
-    pub async fn history_diff(
-        &self,
-        name: &str,
-        limit: usize,
-    ) -> Result<Vec<(Entry, Vec<Difference>)>> {
-        let history = self.history(name, limit.saturating_add(1)).await?;
-        let secret = self.current_policy().await?.is_secret(name);
-        let mut out = Vec::with_capacity(history.len());
-        for (i, entry) in history.iter().enumerate().take(limit) {
-            let differences = match history.get(i + 1) {
-                Some(older) => diff::diff(&older.value, &entry.value),
-                None => vec![Difference::Added {
-                    path: String::new(),
-                    value: entry.value.clone(),
-                }],
-            };
-            let mut differences = NamedDiff {
-                name: name.to_owned(),
-                differences,
-            };
-            if secret || entry.secret {
-                differences.redact(REDACTED);
-            }
-            out.push((entry.clone(), differences.differences));
-        }
-        Ok(out)
-    }
-
-    /// The audit trail, newest first: at most `limit` writes that touched
-    /// a name starting with `prefix`, made by `actor` when one is given.
-    ///
-    /// A change made without cfgd (etcdctl, another tool) has no record.
-    /// So that the trail has no silent hole, each current value or flag
-    /// whose revision no record accounts for, within the span the records
-    /// returned cover, is listed as a record with actor `unattributed`.
-    /// (A delete made without cfgd leaves nothing to find.)
-    pub async fn audit_log(
-        &self,
-        prefix: &str,
-        actor: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>> {
-        key::validate_prefix(prefix)?;
-        let start = format!("{}{AUDIT}/", self.state.space.base());
-        let mut records = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let complete = self
-            .newest_first(&start, |kv| {
-                let Ok(mut record) = serde_json::from_slice::<AuditRecord>(kv.value()) else {
-                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "not an audit record");
-                    return true;
-                };
-                record.revision = kv.mod_revision();
-                seen.insert(record.revision);
-                if record.touches(prefix) && actor.is_none_or(|a| a == record.actor) {
-                    records.push(record);
-                }
-                records.len() < limit
-            })
-            .await?;
-        if actor.is_none_or(|a| a == UNATTRIBUTED) {
-            // Older than the oldest record returned is beyond what was read.
-            let since = if complete {
-                0
-            } else {
-                records.last().map_or(0, |r| r.revision)
-            };
-            for kind in [Kind::Config, Kind::Flags] {
-                for kv in self.list_raw(kind, prefix).await? {
-                    let revision = kv.mod_revision();
-                    if revision <= since || seen.contains(&revision) {
-                        continue;
-                    }
-                    let Some(name) = self.state.space.name_of(kind, kv.key()) else {
-                        continue;
-                    };
-                    records.push(AuditRecord::unattributed(kind.segment(), name, revision));
-                }
-            }
-            records.sort_by_key(|r| std::cmp::Reverse(r.revision));
-            records.truncate(limit);
-        }
-        Ok(records)
-    }
-
     /// Reads the keys under `start` (a prefix ending in `/`), newest key
     /// first, a page at a time, handing each to `each` until it says stop
     /// (false). True when every key was read.
@@ -617,29 +470,6 @@ impl Client {
         }
     }
 
-    /// Past values of `name`, newest first, at most `limit` of them: the
-    /// revisions of its current life that etcd has not compacted.
-    pub async fn history(&self, name: &str, limit: usize) -> Result<Vec<Entry>> {
-        let key = self.etcd_key(name)?;
-        let mut out = Vec::new();
-        let mut at = None;
-        while out.len() < limit {
-            let kv = match self.fetch(&key, at).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) | Err(Error::Compacted { .. }) => break,
-                Err(e) => return Err(e),
-            };
-            let entry: Entry = self.entry(name, &kv)?;
-            let first = entry.version <= 1;
-            at = Some(entry.revision - 1);
-            out.push(entry);
-            if first {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     pub(super) async fn fetch(
         &self,
         key: &str,
@@ -655,7 +485,7 @@ impl Client {
         Ok(resp.take_kvs().into_iter().next())
     }
 
-    fn entry<T: DeserializeOwned>(&self, name: &str, kv: &KeyValue) -> Result<Entry<T>> {
+    pub(super) fn entry<T: DeserializeOwned>(&self, name: &str, kv: &KeyValue) -> Result<Entry<T>> {
         self.entry_of(Kind::Config, name, kv)
     }
 

@@ -155,34 +155,6 @@ impl Client {
         Ok(revision)
     }
 
-    /// Writes a JSON object of name → value, as `cfgctl import` does.
-    ///
-    /// Everything is checked first (names, JSON, sizes, schemas): one bad entry and
-    /// nothing is written. Then only the names whose value differs are
-    /// written, in etcd transactions of at most 128 puts, each guarded by
-    /// the revisions read while planning, so a concurrent edit is reported
-    /// as [`Error::Conflict`] instead of overwritten. Batches before a
-    /// conflicting one stay written. With `dry_run` nothing is written.
-    pub async fn import(&self, document: &str, dry_run: bool) -> Result<ImportReport> {
-        let parsed: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
-            serde_json::from_str(document).map_err(|cause| Error::InvalidJson {
-                key: format!("{}config (import document)", self.state.space.base()),
-                cause,
-            })?;
-        let schemas = self.schemas().await?;
-        let mut wanted = Vec::with_capacity(parsed.len());
-        for (name, raw) in &parsed {
-            let key = self.etcd_key(name)?;
-            let bytes = value::compact_text(&key, raw.get())?;
-            // An export keeps secrets sealed; importing it opens them.
-            let bytes = self.opened(&key, &bytes)?.into_owned();
-            schemas.check(&key, name, &bytes)?;
-            wanted.push((name.clone(), key, bytes));
-        }
-        self.write_changed(Kind::Config, wanted, dry_run, "import")
-            .await
-    }
-
     /// Every key of `kind`, name → (revision, stored bytes), read in one
     /// paged list at one revision: what a document is compared with.
     pub(super) async fn stored(&self, kind: Kind) -> Result<HashMap<String, (Revision, Vec<u8>)>> {

@@ -7,6 +7,8 @@
 //! and the channel of subscriptions, then to callbacks, so that anyone
 //! reading the mirror on a change sees at least that change.
 
+mod load;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -262,30 +264,6 @@ impl LiveNamespace {
         }
     }
 
-    /// To be read by the hub once etcd answers (started from a snapshot).
-    pub(crate) fn needs_load(&self) {
-        *self.attach() = Attach::NeedsLoad;
-    }
-
-    /// After compaction: an active namespace is read again.
-    pub(crate) fn reload(&self) {
-        let mut attach = self.attach();
-        if matches!(*attach, Attach::Active) {
-            *attach = Attach::NeedsLoad;
-        }
-    }
-
-    /// Whether the hub should read this namespace now; if so, it is marked
-    /// as being read, and events wait for the read.
-    pub(crate) fn start_load(&self) -> bool {
-        let mut attach = self.attach();
-        if !matches!(*attach, Attach::NeedsLoad) {
-            return false;
-        }
-        *attach = Attach::Loading(Vec::new());
-        true
-    }
-
     pub(crate) fn hooks(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Hook>>>> {
         self.hooks.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -332,20 +310,6 @@ impl LiveNamespace {
             Attach::NeedsLoad => {}
             Attach::Active => self.apply_events(events),
         }
-    }
-
-    /// Installs a full read at `revision`, then what the watch brought
-    /// while it was being made.
-    pub(crate) fn activate(&self, revision: Revision, fresh: Vec<Named>) {
-        let mut attach = self.attach();
-        self.replace(revision, self.ingest_all(fresh));
-        if let Attach::Loading(waiting) = std::mem::replace(&mut *attach, Attach::Active) {
-            self.apply_events(&waiting.iter().collect::<Vec<_>>());
-        }
-    }
-
-    pub(crate) fn is_active(&self) -> bool {
-        matches!(*self.attach(), Attach::Active)
     }
 
     /// Recompiles the flags that changed since the last build.
@@ -546,95 +510,6 @@ impl LiveNamespace {
             Kind::Config => {}
         }
         self.registry.apply(&self.defaults.load(), &change);
-    }
-
-    /// Replaces the mirror with a full read of the namespace, emitting what
-    /// differs as resync changes.
-    fn replace(&self, revision: Revision, fresh: Vec<Named>) {
-        let mut changes = Vec::new();
-        {
-            let mut mirror = self.write();
-            let mut next: [HashMap<Arc<str>, Stored>; Kind::ALL.len()] = Default::default();
-            for (section, name, stored) in fresh {
-                next[section.index()].insert(name, stored);
-            }
-            for section in Kind::ALL {
-                let old = &mut mirror.sections[section.index()];
-                let new = &next[section.index()];
-                for (name, stored) in new {
-                    let same = old
-                        .entries
-                        .get(name)
-                        .is_some_and(|o| o.revision == stored.revision && o.raw == stored.raw);
-                    if !same {
-                        changes.push(Change::put(section, name.clone(), true, stored));
-                    }
-                    old.tombstones.remove(name);
-                }
-                for name in old.entries.keys() {
-                    if !new.contains_key(name) {
-                        old.tombstones.insert(name.clone(), revision);
-                        changes.push(Change::delete(section, name.clone(), revision, true));
-                    }
-                }
-                old.entries = std::mem::take(&mut next[section.index()]);
-            }
-            mirror.revision = revision;
-            self.prune_tombstones(&mut mirror);
-        }
-        changes.sort_by_key(|c| c.revision());
-        self.stats
-            .resyncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.complete_from(revision);
-        self.publish(changes);
-    }
-
-    /// Loads snapshot entries into an empty mirror (offline start).
-    pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
-        let entries = self.ingest_all(entries);
-        {
-            let mut mirror = self.write();
-            for (section, name, stored) in entries {
-                mirror.sections[section.index()]
-                    .entries
-                    .insert(name, stored);
-            }
-            mirror.revision = revision;
-        }
-        self.complete_from(revision);
-        self.rebuild_all();
-    }
-
-    /// Wakes status subscribers on a change of state only; the revision is
-    /// kept current in place without waking anyone.
-    fn set_status(&self, status: Status) {
-        self.status.send_if_modified(|old| {
-            if std::mem::discriminant(old) == std::mem::discriminant(&status) {
-                match old {
-                    Status::Connected { revision }
-                    | Status::Reconnecting { revision, .. }
-                    | Status::Offline { revision, .. } => *revision = status.revision(),
-                }
-                false
-            } else {
-                *old = status;
-                true
-            }
-        });
-    }
-
-    pub(crate) fn connected(&self) {
-        let revision = self.read().revision;
-        self.set_status(Status::Connected { revision });
-    }
-
-    pub(crate) fn disconnected(&self) {
-        let revision = self.read().revision;
-        self.set_status(Status::Reconnecting {
-            since: SystemTime::now(),
-            revision,
-        });
     }
 }
 
