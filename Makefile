@@ -45,6 +45,8 @@ bench:
 	cargo bench -p cfgd-bench --bench sse
 	cargo bench -p cfgd-bench --bench write
 	cargo bench -p cfgd-bench --bench flagd
+	cargo build --release -p cfgctl
+	cargo bench -p cfgd-bench --bench export
 	cargo bench -p cfgd-bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench report
 

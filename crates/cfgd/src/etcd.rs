@@ -24,7 +24,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// still decode; a namespace read whose page grew past it is retried
 /// smaller rather than refused.
 const MAX_DECODE: usize = 128 << 20;
-/// Keys in the first request when the namespace is read whole.
+/// Keys in the first page of a range read ([`Pager`]).
 const LOAD_PAGE: i64 = 256;
 /// Pages grow (4x at a time, up to this many keys) while they stay under
 /// `LOAD_PAGE_BYTES`: etcd 3.4 walks the whole rest of the range on every
@@ -384,6 +384,88 @@ pub(crate) fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> R
     header.map_or(0, |h| h.revision())
 }
 
+/// One key range read page by page, every page at the revision of the
+/// first, so the whole is one consistent picture even while others write:
+/// the one paged reader of the crate, behind namespace loads and every list.
+///
+/// Pages grow 4x at a time while they stay small in bytes, since etcd 3.4
+/// walks the whole rest of the range on every page: 100,000 names in pages
+/// of a fixed 64 cost quadratic time, in growing pages linear. A page that
+/// grew past what decodes is asked for again, smaller.
+pub(crate) struct Pager {
+    from: Vec<u8>,
+    end: Vec<u8>,
+    at: Option<Revision>,
+    page: i64,
+    done: bool,
+}
+
+impl Pager {
+    /// The keys from `start` up to (not including) `end`, at `at` when
+    /// given, else at the revision the first page finds.
+    pub(crate) fn new(start: Vec<u8>, end: Vec<u8>, at: Option<Revision>) -> Self {
+        Pager {
+            from: start,
+            end,
+            at,
+            page: LOAD_PAGE,
+            done: false,
+        }
+    }
+
+    /// The revision the pages are read at, once the first is read.
+    pub(crate) fn revision(&self) -> Option<Revision> {
+        self.at
+    }
+
+    /// The next page, `None` once the range is read. `get` sends one range
+    /// request (etcd's `get` of a key with options).
+    pub(crate) async fn next<F, Fut>(
+        &mut self,
+        mut get: F,
+    ) -> std::result::Result<Option<Vec<etcd_client::KeyValue>>, etcd_client::Error>
+    where
+        F: FnMut(Vec<u8>, GetOptions) -> Fut,
+        Fut: Future<Output = std::result::Result<etcd_client::GetResponse, etcd_client::Error>>,
+    {
+        if self.done {
+            return Ok(None);
+        }
+        let mut resp = loop {
+            let mut options = GetOptions::new()
+                .with_range(self.end.clone())
+                .with_limit(self.page);
+            if let Some(revision) = self.at {
+                options = options.with_revision(revision);
+            }
+            match get(self.from.clone(), options).await {
+                Ok(resp) => break resp,
+                Err(etcd_client::Error::GRpcStatus(status))
+                    if self.page > 1 && status.code() as i32 == grpc::OUT_OF_RANGE =>
+                {
+                    self.page = (self.page / 16).max(1);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.at.get_or_insert(header_revision(resp.header()));
+        let more = resp.more();
+        let kvs = resp.take_kvs();
+        let bytes: usize = kvs.iter().map(|kv| kv.key().len() + kv.value().len()).sum();
+        if bytes < LOAD_PAGE_BYTES / 4 {
+            self.page = (self.page * 4).min(LOAD_PAGE_MAX);
+        }
+        match kvs.last() {
+            Some(last) if more => {
+                self.from = last.key().to_vec();
+                self.from.push(0);
+            }
+            _ => self.done = true,
+        }
+        Ok(Some(kvs))
+    }
+}
+
 /// Reads what a live client mirrors of the namespace under `base` (each
 /// section of [`Kind::ALL`]; never the audit trail or change requests, of
 /// which there may be 100,000), at one revision.
@@ -393,46 +475,25 @@ pub(crate) async fn read_namespace(
 ) -> std::result::Result<(Revision, Vec<Named>), etcd_client::Error> {
     let mut at = None;
     let mut fresh = Vec::new();
-    let mut kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
-    let mut page = LOAD_PAGE;
+    let kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
     for kind in Kind::ALL {
-        let start = key::kind_prefix(base, kind);
-        let end = key::prefix_end(start.clone().into_bytes());
-        let mut from = start.into_bytes();
-        loop {
-            let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
-            if let Some(revision) = at {
-                options = options.with_revision(revision);
-            }
-            let resp = match kv.get(from.clone(), Some(options)).await {
-                Ok(resp) => resp,
-                Err(etcd_client::Error::GRpcStatus(status))
-                    if page > 1 && status.code() as i32 == grpc::OUT_OF_RANGE =>
-                {
-                    page = (page / 16).max(1);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            at.get_or_insert(header_revision(resp.header()));
-            let mut bytes = 0;
-            for kv in resp.kvs() {
-                bytes += kv.key().len() + kv.value().len();
+        let start = key::kind_prefix(base, kind).into_bytes();
+        let end = key::prefix_end(start.clone());
+        let mut pager = Pager::new(start, end, at);
+        while let Some(page) = pager
+            .next(|from, options| {
+                let mut kv = kv.clone();
+                async move { kv.get(from, Some(options)).await }
+            })
+            .await?
+        {
+            for kv in &page {
                 if let Some((section, name)) = key::split_key(base, kv.key()) {
                     fresh.push((section, Arc::from(name), Stored::from_etcd(kv)));
                 }
             }
-            if bytes < LOAD_PAGE_BYTES / 4 {
-                page = (page * 4).min(LOAD_PAGE_MAX);
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                _ => break,
-            }
         }
+        at = pager.revision();
     }
     Ok((at.unwrap_or_default(), fresh))
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::handle::{Client, Entry};
 use crate::diff::{self, NamedDiff};
 use crate::error::{Error, Result};
-use crate::etcd::header_revision;
+use crate::etcd::Pager;
 use crate::key::{self, Kind};
 use crate::mirror::Stored;
 use crate::namespace::LiveNamespace;
@@ -20,8 +20,9 @@ use crate::secret;
 use crate::types::{Revision, Source};
 use crate::value;
 
-/// Keys fetched per `list` request: bounded so one page of 1 MiB values stays
-/// far below the decoding limit.
+/// Keys per page of a newest-first read (the audit trail, read until its
+/// caller has enough): bounded so one page of 1 MiB values stays far below
+/// the decoding limit.
 const LIST_PAGE: i64 = 64;
 
 /// An entry's metadata, without its name and value.
@@ -219,37 +220,17 @@ impl Client {
         key::validate_prefix(prefix)?;
         let start = self.state.space.key_unchecked(kind, prefix);
         let end = key::prefix_end(start.clone().into_bytes());
-        let mut from = start.clone().into_bytes();
-        let mut at = None;
+        let mut pager = Pager::new(start.clone().into_bytes(), end, None);
         let mut out = Vec::new();
         loop {
-            let mut options = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(LIST_PAGE);
-            if let Some(revision) = at {
-                // Later pages read the revision of the first, so the list is
-                // one consistent picture even while others write.
-                options = options.with_revision(revision);
-            }
-            let mut kv = self.state.etcd().kv().await?;
-            let mut resp = self
-                .state
-                .etcd()
-                .call(&start, at, kv.get(from.clone(), Some(options)))
-                .await?;
-            at.get_or_insert(header_revision(resp.header()));
-            let more = resp.more();
-            let page = resp.take_kvs();
-            match page.last() {
-                Some(last) if more => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                    out.extend(page);
-                }
-                _ => {
-                    out.extend(page);
-                    return Ok(out);
-                }
+            let kv = self.state.etcd().kv().await?;
+            let page = pager.next(|from, options| {
+                let mut kv = kv.clone();
+                async move { kv.get(from, Some(options)).await }
+            });
+            match self.state.etcd().call(&start, None, page).await? {
+                Some(page) => out.extend(page),
+                None => return Ok(out),
             }
         }
     }
