@@ -77,7 +77,7 @@ fn main() {
         let prefix = format!("/cfgd/{namespace}/config/");
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            let mut run_cfgctl = || {
+            let run_cfgctl = || {
                 timed(Command::new(&cfgctl).args([
                     "--endpoints",
                     &endpoints,
@@ -86,7 +86,7 @@ fn main() {
                     "export",
                 ]))
             };
-            let mut run_etcdctl = || {
+            let run_etcdctl = || {
                 timed(
                     Command::new(common::etcdctl_binary())
                         .env("ETCDCTL_API", "3")
