@@ -78,14 +78,11 @@ pub(super) async fn list(
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let wanted = match query.state.as_deref() {
         None | Some("all") => None,
-        Some("open") => Some(RequestState::Open),
-        Some("merged") => Some(RequestState::Merged),
-        Some("closed") => Some(RequestState::Closed),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "state must be open, merged, closed or all, not {other:?}"
-            )))
-        }
+        Some(state) => Some(
+            state
+                .parse::<RequestState>()
+                .map_err(|e| ApiError::bad_request(format!("?state: {e} (or all)")))?,
+        ),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let requests = client.requests(wanted, limit).await?;

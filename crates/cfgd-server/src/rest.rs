@@ -14,7 +14,7 @@ use cfgd::Revision;
 
 /// The first `n` bytes of `bytes` in lowercase hex: digests cut to ETags.
 pub(super) fn hex(bytes: &[u8], n: usize) -> String {
-    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+    cfgd::secret::hex(&bytes[..n.min(bytes.len())])
 }
 
 fn etag(revision: Revision) -> HeaderValue {

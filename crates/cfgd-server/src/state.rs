@@ -42,7 +42,7 @@ impl AppState {
             .expect("validated settings have a root and endpoints");
         let stream_secret = match &settings.stream_secret {
             Some(shared) => <sha2::Sha256 as sha2::Digest>::digest(shared.as_bytes()).into(),
-            None => random_secret(),
+            None => cfgd::secret::random(),
         };
         Arc::new(AppState {
             settings,
@@ -193,14 +193,4 @@ impl AppState {
         clients.insert(namespace.to_owned(), client.clone());
         Ok(client)
     }
-}
-
-/// 32 bytes from the kernel's random source.
-pub(crate) fn random_secret() -> [u8; 32] {
-    use std::io::Read;
-    let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut secret))
-        .expect("read /dev/urandom");
-    secret
 }

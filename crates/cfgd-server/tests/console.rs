@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster};
-use crate::server::{start_with, start_with_settings};
+use crate::harness::{start_with, start_with_settings};
 
 /// The secret the console must hide until a secrets-scope token asks.
 const SECRET: &str = "hunter2-console-secret";

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster, KillOnDrop};
-use crate::server::{http, Server};
+use crate::harness::{http, Server};
 
 const SETTINGS: &str = r#"
 [[tokens]]

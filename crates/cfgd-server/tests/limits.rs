@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::{self, EtcdCluster};
-use crate::server::{http, start_with, start_with_settings, Server, OPS, READER};
+use crate::harness::{http, start_with, start_with_settings, Server, OPS, READER};
 
 /// The server's `--header-read-timeout` in these tests.
 const TIMEOUT: Duration = Duration::from_secs(2);

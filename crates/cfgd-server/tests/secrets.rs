@@ -8,7 +8,7 @@ use crate::common::EtcdCluster;
 
 const PLAIN: &str = "hunter2-correct-horse";
 
-use crate::server::{http, start_with_settings, Sse, OPS, READER};
+use crate::harness::{http, start_with_settings, Sse, OPS, READER};
 
 const VAULT: (&str, &str) = ("Authorization", "Bearer vault-secret");
 

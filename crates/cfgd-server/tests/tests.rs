@@ -18,6 +18,16 @@ mod routes;
 
 mod secrets;
 
-mod server;
+mod examples;
+
+mod harness;
+
+mod ofrep;
+
+mod ops;
+
+mod rest;
+
+mod sse;
 
 mod soak;

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
-
 use serde::{Deserialize, Serialize};
 
 use crate::types::Revision;
@@ -147,7 +145,7 @@ impl AuditRecord {
         // would each put the same key, the second record replacing the
         // first.
         static WRITER: OnceLock<u64> = OnceLock::new();
-        let writer = *WRITER.get_or_init(|| OsRng.next_u64());
+        let writer = *WRITER.get_or_init(|| u64::from_le_bytes(crate::secret::random()));
         let time_ms = now_ms();
         // Time first so ids sort by time; the writer and its counter make
         // two writes in the same millisecond distinct.

@@ -74,10 +74,7 @@ impl Keyring {
     pub fn generate() -> String {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         // The id only has to tell keys apart; a nonce is 24 random bytes.
-        let id: String = XChaCha20Poly1305::generate_nonce(&mut OsRng)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = hex(&random::<4>());
         format!(
             "# cfgd secret key: keep it out of etcd and of version control.\n\
              {KEY_LINE} {id} {}\n",
@@ -300,4 +297,25 @@ mod tests {
         let twice = format!("{key}{key}");
         assert!(Keyring::parse(&twice).unwrap_err().contains("twice"));
     }
+}
+
+/// `N` bytes from the operating system's random source: the one source of
+/// randomness of cfgd (keys, nonces, writer tags, passwords, a server's
+/// stream secret).
+pub fn random<const N: usize>() -> [u8; N] {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// `bytes` as lowercase hex, two digits a byte: cfgd's one hex encoder.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }

@@ -27,15 +27,11 @@ pub(super) async fn exec(
         RequestCommand::List { state, limit } => {
             let state = match state.as_str() {
                 "all" => None,
-                "open" => Some(cfgd::RequestState::Open),
-                "merged" => Some(cfgd::RequestState::Merged),
-                "closed" => Some(cfgd::RequestState::Closed),
-                other => {
-                    return Err(Invalid(format!(
-                        "--state must be open, merged, closed or all, not {other:?}"
-                    ))
-                    .into())
-                }
+                other => Some(
+                    other
+                        .parse::<cfgd::RequestState>()
+                        .map_err(|e| Invalid(format!("--state: {e} (or all)")))?,
+                ),
             };
             out.requests(&client.requests(state, limit).await?)
         }

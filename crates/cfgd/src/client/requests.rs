@@ -56,6 +56,23 @@ impl RequestState {
     }
 }
 
+impl std::str::FromStr for RequestState {
+    type Err = String;
+
+    /// `open`, `merged` or `closed`, as [`as_str`](RequestState::as_str)
+    /// writes them; the error names what was given.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        [
+            RequestState::Open,
+            RequestState::Merged,
+            RequestState::Closed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| format!("a request state is open, merged or closed, not {text:?}"))
+    }
+}
+
 /// One approval of a change request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

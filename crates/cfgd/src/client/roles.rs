@@ -146,8 +146,5 @@ impl Client {
 /// 24 random bytes as 32 URL-safe characters.
 fn new_password() -> String {
     use base64::Engine as _;
-    use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
-    let mut bytes = [0u8; 24];
-    OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::secret::random::<24>())
 }
