@@ -241,6 +241,27 @@ pub(crate) fn no_key(key: &str, raw: &[u8]) -> Error {
     }
 }
 
+/// `N` bytes from the operating system's random source: the one source of
+/// randomness of cfgd (keys, nonces, writer tags, passwords, a server's
+/// stream secret).
+pub fn random<const N: usize>() -> [u8; N] {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// `bytes` as lowercase hex, two digits a byte: cfgd's one hex encoder.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,25 +318,4 @@ mod tests {
         let twice = format!("{key}{key}");
         assert!(Keyring::parse(&twice).unwrap_err().contains("twice"));
     }
-}
-
-/// `N` bytes from the operating system's random source: the one source of
-/// randomness of cfgd (keys, nonces, writer tags, passwords, a server's
-/// stream secret).
-pub fn random<const N: usize>() -> [u8; N] {
-    use chacha20poly1305::aead::rand_core::RngCore;
-    let mut bytes = [0u8; N];
-    OsRng.fill_bytes(&mut bytes);
-    bytes
-}
-
-/// `bytes` as lowercase hex, two digits a byte: cfgd's one hex encoder.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
