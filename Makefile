@@ -24,6 +24,7 @@ test:
 	@scripts/check-layout.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	@scripts/check-fresh-app.sh
 	cargo test --workspace --all-features
 	# The second pass leaves out the browser tests: they exercise the page,
 	# not etcd, and take a minute.
