@@ -26,12 +26,14 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DECODE: usize = 128 << 20;
 /// Keys in the first page of a range read ([`Pager`]).
 const LOAD_PAGE: i64 = 256;
-/// Pages grow (4x at a time, up to this many keys) while they stay under
-/// `LOAD_PAGE_BYTES`: etcd 3.4 walks the whole rest of the range on every
-/// page, so a namespace of 100,000 small keys read 256 at a time takes
-/// seconds, and in a few large pages, a fraction of one.
-const LOAD_PAGE_MAX: i64 = 65_536;
-const LOAD_PAGE_BYTES: usize = 8 << 20;
+/// After each page the next is sized from the bytes a key took so far, to
+/// about `LOAD_PAGE_BYTES` (a quarter of what decodes, so keys several
+/// times larger than those seen still fit), up to `LOAD_PAGE_MAX` keys:
+/// etcd 3.4 walks the whole rest of the range on every page, so the fewer
+/// pages the better. 100,000 small keys read 256 at a time take seconds;
+/// sized this way, two requests.
+const LOAD_PAGE_MAX: i64 = 131_072;
+const LOAD_PAGE_BYTES: usize = MAX_DECODE / 4;
 
 /// What it takes to reach etcd, as the client builder gathered it.
 pub(crate) struct Settings<'a> {
@@ -388,10 +390,10 @@ pub(crate) fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> R
 /// first, so the whole is one consistent picture even while others write:
 /// the one paged reader of the crate, behind namespace loads and every list.
 ///
-/// Pages grow 4x at a time while they stay small in bytes, since etcd 3.4
-/// walks the whole rest of the range on every page: 100,000 names in pages
-/// of a fixed 64 cost quadratic time, in growing pages linear. A page that
-/// grew past what decodes is asked for again, smaller.
+/// Each page is sized from the bytes per key of those before it, since
+/// etcd 3.4 walks the whole rest of the range on every page: 100,000 names
+/// in pages of a fixed 64 cost quadratic time, in a few large pages linear.
+/// A page that grew past what decodes is asked for again, smaller.
 pub(crate) struct Pager {
     from: Vec<u8>,
     end: Vec<u8>,
@@ -452,8 +454,9 @@ impl Pager {
         let more = resp.more();
         let kvs = resp.take_kvs();
         let bytes: usize = kvs.iter().map(|kv| kv.key().len() + kv.value().len()).sum();
-        if bytes < LOAD_PAGE_BYTES / 4 {
-            self.page = (self.page * 4).min(LOAD_PAGE_MAX);
+        if let Some(per_key) = bytes.checked_div(kvs.len()) {
+            let fits = (LOAD_PAGE_BYTES / per_key.max(1)) as i64;
+            self.page = fits.clamp(1, LOAD_PAGE_MAX);
         }
         match kvs.last() {
             Some(last) if more => {

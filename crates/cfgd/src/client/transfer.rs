@@ -44,7 +44,9 @@ impl Client {
                     cause,
                 })?
             } else {
-                self.entry::<Value>(name, &kv)?.value
+                // The etcd key as read names the value: no key made per name.
+                let key = std::str::from_utf8(kv.key()).unwrap_or(name);
+                value::decode(key, kv.mod_revision(), &self.opened(key, kv.value())?)?
             };
             if is_secret {
                 secrets.insert(name.to_owned());
