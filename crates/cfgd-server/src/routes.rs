@@ -1,9 +1,7 @@
-//! [`ROUTES`]: every route the server answers and the access it takes, the
-//! one table that [`app`] builds the router from. A route is added here or
-//! not at all: [`app`] refuses to build with a table row that has no
-//! handler, and a handler without a row is never routed, so the route-walk
-//! test (every route without a token gets 401, with too small a scope 403)
-//! covers each one.
+//! [`ROUTES`]: every route the server answers, the access it takes and its
+//! handler, the one table that [`app`] builds the router from. A route is
+//! added here or not at all, so the route-walk test (every route without a
+//! token gets 401, with too small a scope 403) covers each one.
 
 use std::sync::Arc;
 
@@ -27,8 +25,9 @@ pub enum Access {
     Namespace(Scope),
 }
 
-/// One route: method, path in axum's syntax, and the access it takes.
-#[derive(Debug, Clone, Copy)]
+/// One route: method, path in axum's syntax, the access it takes, and its
+/// handler.
+#[derive(Clone, Copy)]
 pub struct Route {
     /// The HTTP method.
     pub method: &'static str,
@@ -36,127 +35,181 @@ pub struct Route {
     pub path: &'static str,
     /// What the caller must show.
     pub access: Access,
+    handler: fn() -> MethodRouter<Arc<AppState>>,
 }
 
-const fn route(method: &'static str, path: &'static str, access: Access) -> Route {
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({:?})", self.method, self.path, self.access)
+    }
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    handler: fn() -> MethodRouter<Arc<AppState>>,
+) -> Route {
     Route {
         method,
         path,
         access,
+        handler,
     }
 }
 
+use routing::{delete, get, post, put};
 use Access::{Namespace as Ns, Open, Ticket, Token};
 use Scope::{Admin, Read, Write};
 
 /// Every route of the router.
 pub const ROUTES: &[Route] = &[
-    route("GET", "/healthz", Open),
-    route("GET", "/readyz", Open),
-    route("GET", "/metrics", Open),
-    route("GET", "/ui", Open),
-    route("GET", "/ui/", Open),
-    route("GET", "/ui/{file}", Open),
-    route("GET", "/v1/whoami", Token),
-    route("GET", "/v1/namespaces", Token),
-    route("GET", "/v1/namespaces/{ns}/config", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/config/{*name}", Ns(Read)),
-    route("PUT", "/v1/namespaces/{ns}/config/{*name}", Ns(Write)),
-    route("DELETE", "/v1/namespaces/{ns}/config/{*name}", Ns(Write)),
-    route("GET", "/v1/namespaces/{ns}/history/{*name}", Ns(Read)),
-    route("POST", "/v1/namespaces/{ns}/rollback/{*name}", Ns(Write)),
-    route("GET", "/v1/namespaces/{ns}/watch", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/diff", Ns(Read)),
-    route("POST", "/v1/namespaces/{ns}/diff", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/diff/{*name}", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/audit", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/releases", Ns(Read)),
-    route("POST", "/v1/namespaces/{ns}/releases", Ns(Write)),
-    route("GET", "/v1/namespaces/{ns}/releases/{id}", Ns(Read)),
+    route("GET", "/healthz", Open, || get(|| async { "ok\n" })),
+    route("GET", "/readyz", Open, || get(rest::readyz)),
+    route("GET", "/metrics", Open, || get(metrics::metrics)),
+    route("GET", "/ui", Open, || get(ui::redirect)),
+    route("GET", "/ui/", Open, || get(ui::index)),
+    route("GET", "/ui/{file}", Open, || get(ui::file)),
+    route("GET", "/v1/whoami", Token, || get(ui::whoami)),
+    route("GET", "/v1/namespaces", Token, || get(ui::namespaces)),
+    route("GET", "/v1/namespaces/{ns}/config", Ns(Read), || {
+        get(rest::list_config)
+    }),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/config/{*name}",
+        Ns(Read),
+        || get(rest::get_config),
+    ),
+    route(
+        "PUT",
+        "/v1/namespaces/{ns}/config/{*name}",
+        Ns(Write),
+        || put(rest::put_config),
+    ),
+    route(
+        "DELETE",
+        "/v1/namespaces/{ns}/config/{*name}",
+        Ns(Write),
+        || delete(rest::delete_config),
+    ),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/history/{*name}",
+        Ns(Read),
+        || get(rest::get_history),
+    ),
+    route(
+        "POST",
+        "/v1/namespaces/{ns}/rollback/{*name}",
+        Ns(Write),
+        || post(rest::rollback),
+    ),
+    route("GET", "/v1/namespaces/{ns}/watch", Ns(Read), || {
+        get(sse::watch)
+    }),
+    route("GET", "/v1/namespaces/{ns}/diff", Ns(Read), || {
+        get(diff::namespaces)
+    }),
+    route("POST", "/v1/namespaces/{ns}/diff", Ns(Read), || {
+        post(diff::document)
+    }),
+    route("GET", "/v1/namespaces/{ns}/diff/{*name}", Ns(Read), || {
+        get(diff::revisions)
+    }),
+    route("GET", "/v1/namespaces/{ns}/audit", Ns(Read), || {
+        get(audit::list)
+    }),
+    route("GET", "/v1/namespaces/{ns}/releases", Ns(Read), || {
+        get(releases::list)
+    }),
+    route("POST", "/v1/namespaces/{ns}/releases", Ns(Write), || {
+        post(releases::publish)
+    }),
+    route("GET", "/v1/namespaces/{ns}/releases/{id}", Ns(Read), || {
+        get(releases::show)
+    }),
     route(
         "POST",
         "/v1/namespaces/{ns}/releases/{id}/revert",
         Ns(Write),
+        || post(releases::revert),
     ),
-    route("GET", "/v1/namespaces/{ns}/policy", Ns(Read)),
-    route("PUT", "/v1/namespaces/{ns}/policy", Ns(Admin)),
-    route("GET", "/v1/namespaces/{ns}/policy/{*name}", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/requests", Ns(Read)),
-    route("POST", "/v1/namespaces/{ns}/requests", Ns(Write)),
-    route("GET", "/v1/namespaces/{ns}/requests/{id}", Ns(Read)),
+    route("GET", "/v1/namespaces/{ns}/policy", Ns(Read), || {
+        get(requests::get_policy)
+    }),
+    route("PUT", "/v1/namespaces/{ns}/policy", Ns(Admin), || {
+        put(requests::put_policy)
+    }),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/policy/{*name}",
+        Ns(Read),
+        || get(ui::policy_of),
+    ),
+    route("GET", "/v1/namespaces/{ns}/requests", Ns(Read), || {
+        get(requests::list)
+    }),
+    route("POST", "/v1/namespaces/{ns}/requests", Ns(Write), || {
+        post(requests::create)
+    }),
+    route("GET", "/v1/namespaces/{ns}/requests/{id}", Ns(Read), || {
+        get(requests::show)
+    }),
     route(
         "POST",
         "/v1/namespaces/{ns}/requests/{id}/{step}",
         Ns(Write),
+        || post(requests::step),
     ),
-    route("GET", "/v1/namespaces/{ns}/schemas", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/schemas/{*pattern}", Ns(Read)),
-    route("PUT", "/v1/namespaces/{ns}/schemas/{*pattern}", Ns(Admin)),
+    route("GET", "/v1/namespaces/{ns}/schemas", Ns(Read), || {
+        get(schemas::list)
+    }),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/schemas/{*pattern}",
+        Ns(Read),
+        || get(schemas::get),
+    ),
+    route(
+        "PUT",
+        "/v1/namespaces/{ns}/schemas/{*pattern}",
+        Ns(Admin),
+        || put(schemas::put),
+    ),
     route(
         "DELETE",
         "/v1/namespaces/{ns}/schemas/{*pattern}",
         Ns(Admin),
+        || delete(schemas::delete),
     ),
-    route("GET", "/v1/namespaces/{ns}/flagd.json", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/flags", Ns(Read)),
-    route("GET", "/v1/namespaces/{ns}/flags/{name}", Ns(Read)),
-    route("PUT", "/v1/namespaces/{ns}/flags/{name}", Ns(Write)),
-    route("DELETE", "/v1/namespaces/{ns}/flags/{name}", Ns(Write)),
+    route("GET", "/v1/namespaces/{ns}/flagd.json", Ns(Read), || {
+        get(rest::flagd_document)
+    }),
+    route("GET", "/v1/namespaces/{ns}/flags", Ns(Read), || {
+        get(rest::list_flags)
+    }),
+    route("GET", "/v1/namespaces/{ns}/flags/{name}", Ns(Read), || {
+        get(rest::get_flag)
+    }),
+    route("PUT", "/v1/namespaces/{ns}/flags/{name}", Ns(Write), || {
+        put(rest::put_flag)
+    }),
+    route(
+        "DELETE",
+        "/v1/namespaces/{ns}/flags/{name}",
+        Ns(Write),
+        || delete(rest::delete_flag),
+    ),
     // The namespace comes from X-Cfgd-Namespace, or the token's only one.
-    route("POST", "/ofrep/v1/evaluate/flags/{key}", Ns(Read)),
-    route("POST", "/ofrep/v1/evaluate/flags", Ns(Read)),
-    route("GET", "/ofrep/v1/events", Ticket),
+    route("POST", "/ofrep/v1/evaluate/flags/{key}", Ns(Read), || {
+        post(ofrep::evaluate_one)
+    }),
+    route("POST", "/ofrep/v1/evaluate/flags", Ns(Read), || {
+        post(ofrep::evaluate_all)
+    }),
+    route("GET", "/ofrep/v1/events", Ticket, || get(ofrep::events)),
 ];
-
-/// The handler of one row of [`ROUTES`].
-fn handler(method: &str, path: &str) -> MethodRouter<Arc<AppState>> {
-    use routing::{delete, get, post, put};
-    match (method, path) {
-        ("GET", "/healthz") => get(|| async { "ok\n" }),
-        ("GET", "/readyz") => get(rest::readyz),
-        ("GET", "/metrics") => get(metrics::metrics),
-        ("GET", "/ui") => get(ui::redirect),
-        ("GET", "/ui/") => get(ui::index),
-        ("GET", "/ui/{file}") => get(ui::file),
-        ("GET", "/v1/whoami") => get(ui::whoami),
-        ("GET", "/v1/namespaces") => get(ui::namespaces),
-        ("GET", "/v1/namespaces/{ns}/config") => get(rest::list_config),
-        ("GET", "/v1/namespaces/{ns}/config/{*name}") => get(rest::get_config),
-        ("PUT", "/v1/namespaces/{ns}/config/{*name}") => put(rest::put_config),
-        ("DELETE", "/v1/namespaces/{ns}/config/{*name}") => delete(rest::delete_config),
-        ("GET", "/v1/namespaces/{ns}/history/{*name}") => get(rest::get_history),
-        ("POST", "/v1/namespaces/{ns}/rollback/{*name}") => post(rest::rollback),
-        ("GET", "/v1/namespaces/{ns}/watch") => get(sse::watch),
-        ("GET", "/v1/namespaces/{ns}/diff") => get(diff::namespaces),
-        ("POST", "/v1/namespaces/{ns}/diff") => post(diff::document),
-        ("GET", "/v1/namespaces/{ns}/diff/{*name}") => get(diff::revisions),
-        ("GET", "/v1/namespaces/{ns}/audit") => get(audit::list),
-        ("GET", "/v1/namespaces/{ns}/releases") => get(releases::list),
-        ("POST", "/v1/namespaces/{ns}/releases") => post(releases::publish),
-        ("GET", "/v1/namespaces/{ns}/releases/{id}") => get(releases::show),
-        ("POST", "/v1/namespaces/{ns}/releases/{id}/revert") => post(releases::revert),
-        ("GET", "/v1/namespaces/{ns}/policy") => get(requests::get_policy),
-        ("PUT", "/v1/namespaces/{ns}/policy") => put(requests::put_policy),
-        ("GET", "/v1/namespaces/{ns}/policy/{*name}") => get(ui::policy_of),
-        ("GET", "/v1/namespaces/{ns}/requests") => get(requests::list),
-        ("POST", "/v1/namespaces/{ns}/requests") => post(requests::create),
-        ("GET", "/v1/namespaces/{ns}/requests/{id}") => get(requests::show),
-        ("POST", "/v1/namespaces/{ns}/requests/{id}/{step}") => post(requests::step),
-        ("GET", "/v1/namespaces/{ns}/schemas") => get(schemas::list),
-        ("GET", "/v1/namespaces/{ns}/schemas/{*pattern}") => get(schemas::get),
-        ("PUT", "/v1/namespaces/{ns}/schemas/{*pattern}") => put(schemas::put),
-        ("DELETE", "/v1/namespaces/{ns}/schemas/{*pattern}") => delete(schemas::delete),
-        ("GET", "/v1/namespaces/{ns}/flagd.json") => get(rest::flagd_document),
-        ("GET", "/v1/namespaces/{ns}/flags") => get(rest::list_flags),
-        ("GET", "/v1/namespaces/{ns}/flags/{name}") => get(rest::get_flag),
-        ("PUT", "/v1/namespaces/{ns}/flags/{name}") => put(rest::put_flag),
-        ("DELETE", "/v1/namespaces/{ns}/flags/{name}") => delete(rest::delete_flag),
-        ("POST", "/ofrep/v1/evaluate/flags/{key}") => post(ofrep::evaluate_one),
-        ("POST", "/ofrep/v1/evaluate/flags") => post(ofrep::evaluate_all),
-        ("GET", "/ofrep/v1/events") => get(ofrep::events),
-        _ => panic!("{method} {path} is in ROUTES but has no handler"),
-    }
-}
 
 /// The router, ready to serve: every row of [`ROUTES`] with its handler.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -164,7 +217,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     for route in ROUTES {
         debug_assert!(route.method.parse::<Method>().is_ok(), "{route:?}");
         // Methods of one path merge into one method router.
-        router = router.route(route.path, handler(route.method, route.path));
+        router = router.route(route.path, (route.handler)());
     }
     router
         // Every route reads its body whole: bound it (413 beyond).

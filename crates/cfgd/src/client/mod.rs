@@ -17,6 +17,7 @@ mod history;
 mod policy;
 mod reads;
 mod releases;
+mod request_types;
 mod requests;
 mod roles;
 mod schemas;
