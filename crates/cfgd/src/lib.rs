@@ -117,38 +117,42 @@
 //!
 //! ## How the crate is built
 //!
-//! Each module uses only those below it. Top to bottom:
+//! Each module uses only those below it (`scripts/check-cycles.py`, run by
+//! `make test`, keeps the files free of import cycles). Top to bottom:
 //!
 //! - `client/`: the public [`Client`], split by job: `handle` (the client,
 //!   what its clones share, live values, subscriptions and status),
 //!   `reads`, `writes` (each checked against schemas and the policy),
-//!   `schemas`, `policy`, `releases`, `requests` (change requests),
-//!   `flags` (flag edits and the [`Flags`] evaluator), and `builder`
-//!   ([`ClientBuilder`], connecting).
-//! - `live_value`: [`Live<T>`], a typed value read without a lock.
-//! - `subscription`: [`Subscription`] streams and [`OnChange`] callbacks.
+//!   `history`, `transfer` (export, import, document diffs), `schemas`,
+//!   `policy`, `secrets`, `releases`, `requests` and `request_types`
+//!   (change requests), `roles`, `flags` (flag edits and the [`Flags`]
+//!   evaluator), and `builder` ([`ClientBuilder`], connecting).
+//! - `live_value`: [`Live<T>`], a typed value read without a lock; and
+//!   `subscription`: [`Subscription`] streams and [`OnChange`] callbacks.
 //! - `hub`: the one etcd watch of a connection and the task that keeps it
 //!   standing, resuming after failures and re-reading after compaction.
 //! - `namespace`: a live namespace, its mirror kept current, and the
 //!   fan-out of each change to live values, subscriptions and callbacks;
 //!   it keeps the namespace's flags and JSON Schemas compiled, and its
-//!   policy read.
-//! - [`schema`]: JSON Schemas by name pattern, compiled, and the check of a
-//!   value against the one that governs its name.
+//!   policy read. `namespace/load` holds its loading and its [`Status`].
 //! - `cells`: the per-(name, type) cells that hold a value decoded once per
 //!   change, behind every `Live<T>` of that name and type.
 //! - `etcd`: the connection to etcd (endpoints, user, TLS), request
-//!   timeouts, and the mapping of etcd's failures to [`Error`].
-//! - `snapshot` and `defaults`: the snapshot file and the defaults file,
-//!   each given what it needs (a mirror to write, a callback to call).
+//!   timeouts, the one paged range reader, and the mapping of etcd's
+//!   failures to [`Error`]; `snapshot` and `defaults`: the snapshot file
+//!   and the defaults file.
+//! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
 //! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
 //!   deletes.
-//! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
 //! - [`diff`]: structural diffs of JSON values, path by path; [`audit`]:
-//!   the audit record; [`policy`]: the namespace policy and its patterns.
-//! - `key`, `value`, `error`, `types`: the key layout and its rules, JSON
-//!   encoding and limits, [`Error`], and the plain types ([`Revision`],
-//!   [`Source`], [`Status`]).
+//!   the audit record; [`policy`]: the namespace policy and its patterns,
+//!   over [`schema`]: JSON Schemas by name pattern, compiled.
+//! - `value`: JSON encoding and limits, which refuses ciphertext posing as
+//!   a value; [`secret`]: sealing and opening secrets, and the one source
+//!   of randomness.
+//! - `key`, `error`, `types`: the key layout and its rules, [`Error`] and
+//!   [`ErrorKind`], and the plain types ([`Revision`], [`Source`],
+//!   [`Status`]).
 //!
 //! Beside them, [`flags`] is the flagd evaluator, the crate `cfgd-flags`
 //! (used by `namespace` to compile a namespace's flags; it depends on no
