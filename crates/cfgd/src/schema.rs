@@ -48,6 +48,7 @@ pub(crate) fn failures(validator: &jsonschema::Validator, value: &Value) -> Vec<
         .map(|e| SchemaFailure {
             pointer: e.instance_path().as_str().to_owned(),
             message: e.to_string(),
+            rule: e.kind().keyword().to_owned(),
         })
         .collect()
 }

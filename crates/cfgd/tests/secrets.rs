@@ -198,3 +198,47 @@ async fn read_password(client: &Client) -> String {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A secret that fails its schema is refused with where and which rule, but
+/// its value is never quoted back: not by `set`, `set_json`, `check_json` or
+/// a live client's check. A plain name's failure still quotes its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_failure_never_quotes_a_secret() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "secret.key");
+    let ns = common::namespace("secschema");
+    for live in [false, true] {
+        let writer = client(&etcd, &ns, Some(&key), live).await;
+        writer
+            .set_policy_json(r#"{"secrets": ["db/*"]}"#)
+            .await
+            .unwrap();
+        for name in ["db/pin", "plain/pin"] {
+            writer
+                .set_schema(name, &json!({"type": "integer"}), false)
+                .await
+                .unwrap();
+        }
+        let json = json!(PLAIN).to_string();
+        let refusals = [
+            writer.set("db/pin", PLAIN).await.unwrap_err(),
+            writer.set_json("db/pin", &json).await.unwrap_err(),
+            writer.check_json("db/pin", &json).await.unwrap_err(),
+            writer.set_if("db/pin", PLAIN, 0).await.unwrap_err(),
+        ];
+        for refused in refusals {
+            let Error::SchemaViolation { failures, .. } = &refused else {
+                panic!("live {live}: {refused}");
+            };
+            assert_eq!(failures[0].rule, "type", "{refused}");
+            assert!(
+                !refused.to_string().contains(PLAIN),
+                "live {live}: {refused}"
+            );
+        }
+        // The same rule on a plain name says what the value was.
+        let plain = writer.set("plain/pin", PLAIN).await.unwrap_err();
+        assert!(plain.to_string().contains(PLAIN), "{plain}");
+    }
+}

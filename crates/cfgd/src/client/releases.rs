@@ -116,7 +116,8 @@ impl Client {
             let bytes = value::compact_text(&key, raw.get())?;
             // A change request keeps its secrets sealed; merging opens them.
             let bytes = self.opened(&key, &bytes)?.into_owned();
-            schemas.check(&key, name, &bytes)?;
+            self.unquoted(name, schemas.check(&key, name, &bytes))
+                .await?;
             new.push((Kind::Config, name.clone(), key, bytes));
         }
         if let Some(document) = flags {

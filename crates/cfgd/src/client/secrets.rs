@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::handle::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SchemaFailure};
 use crate::key::Kind;
 use crate::policy::Policy;
 use crate::secret;
@@ -32,6 +32,44 @@ impl Client {
             Some(keyring) => keyring.open(key, raw).map(Cow::Owned),
             None => Err(secret::no_key(key, raw)),
         }
+    }
+
+    /// A schema check's answer for `name`, safe to show: when the policy
+    /// calls the name a secret, each failure says where and which rule but
+    /// never quotes the value (the validator's own words would).
+    pub(super) async fn unquoted(&self, name: &str, checked: Result<()>) -> Result<()> {
+        let Err(Error::SchemaViolation {
+            key,
+            pattern,
+            failures,
+        }) = checked
+        else {
+            return checked;
+        };
+        // When the policy cannot be read, the value is taken for a secret.
+        let secret = self
+            .current_policy()
+            .await
+            .map_or(true, |policy| policy.is_secret(name));
+        let failures = if secret {
+            failures
+                .into_iter()
+                .map(|f| SchemaFailure {
+                    message: format!(
+                        "breaks the schema's `{}` rule (a secret: not quoted)",
+                        f.rule
+                    ),
+                    ..f
+                })
+                .collect()
+        } else {
+            failures
+        };
+        Err(Error::SchemaViolation {
+            key,
+            pattern,
+            failures,
+        })
     }
 
     /// `bytes` as they go to `key`: sealed when `policy` calls the name a

@@ -92,7 +92,8 @@ impl Client {
             let bytes = value::compact_text(&key, raw.get())?;
             // An export keeps secrets sealed; importing it opens them.
             let bytes = self.opened(&key, &bytes)?.into_owned();
-            schemas.check(&key, name, &bytes)?;
+            self.unquoted(name, schemas.check(&key, name, &bytes))
+                .await?;
             wanted.push((name.clone(), key, bytes));
         }
         self.write_changed(Kind::Config, wanted, dry_run, "import")

@@ -31,7 +31,8 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        schemas.check(&key, name, &bytes)?;
+        self.unquoted(name, schemas.check(&key, name, &bytes))
+            .await?;
         self.admit(&policy, [key.as_str()])?;
         let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
@@ -43,7 +44,8 @@ impl Client {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        schemas.check_parsed(&key, name, &parsed)?;
+        self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
+            .await?;
         self.admit(&policy, [key.as_str()])?;
         let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
@@ -56,7 +58,9 @@ impl Client {
     pub async fn check_json(&self, name: &str, json: &str) -> Result<()> {
         let key = self.etcd_key(name)?;
         let (_, parsed) = value::compact_json(&key, json)?;
-        self.schemas().await?.check_parsed(&key, name, &parsed)
+        let schemas = self.schemas().await?;
+        self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
+            .await
     }
 
     /// Compare-and-set: stores `value` only if the key's revision is still
@@ -70,7 +74,9 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
-        self.schemas().await?.check(&key, name, &bytes)?;
+        let schemas = self.schemas().await?;
+        self.unquoted(name, schemas.check(&key, name, &bytes))
+            .await?;
         self.put_if(key, bytes, expected, "set").await
     }
 
@@ -84,7 +90,9 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
-        self.schemas().await?.check_parsed(&key, name, &parsed)?;
+        let schemas = self.schemas().await?;
+        self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
+            .await?;
         self.put_if(key, bytes, expected, "set").await
     }
 
@@ -290,7 +298,9 @@ impl Client {
         // tool) rather than spread it further.
         value::decode::<IgnoredAny>(&key, old.mod_revision(), &old_value)?;
         // The schema may have changed since: an old value must pass today's.
-        self.schemas().await?.check(&key, name, &old_value)?;
+        let schemas = self.schemas().await?;
+        self.unquoted(name, schemas.check(&key, name, &old_value))
+            .await?;
         self.put(key, old_value.into_owned(), "rollback").await
     }
 

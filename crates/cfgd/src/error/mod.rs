@@ -407,8 +407,11 @@ pub enum Error {
 pub struct SchemaFailure {
     /// Where in the value, as a JSON Pointer (`""` for the whole value).
     pub pointer: String,
-    /// The rule it breaks, as the validator words it.
+    /// The rule it breaks, as the validator words it. For a secret it names
+    /// the rule but never quotes the value.
     pub message: String,
+    /// The schema keyword it breaks (`type`, `minimum`, `required`...).
+    pub rule: String,
 }
 
 impl std::fmt::Display for SchemaFailure {
