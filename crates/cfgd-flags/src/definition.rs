@@ -281,6 +281,27 @@ fn check_operators(value: &Value) -> std::result::Result<(), String> {
     }
 }
 
+/// The flagd document of stored flags, the one way it is built: every
+/// definition under `"flags"`, and the shared evaluators (the entry named
+/// [`EVALUATORS`]) as `"$evaluators"` when they are a non-empty object.
+pub fn document<'a>(stored: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    let mut flags = Map::new();
+    let mut evaluators = None;
+    for (name, definition) in stored {
+        if name == EVALUATORS {
+            evaluators = Some(definition);
+        } else {
+            flags.insert(name.to_owned(), definition);
+        }
+    }
+    let mut document = Map::new();
+    document.insert("flags".into(), Value::Object(flags));
+    if let Some(evaluators) = evaluators.filter(|e| e.as_object().is_some_and(|o| !o.is_empty())) {
+        document.insert(EVALUATORS.into(), evaluators);
+    }
+    Value::Object(document)
+}
+
 /// A flagd document taken apart, nothing checked but its shape.
 #[derive(Debug, Clone, Default)]
 pub struct Document {

@@ -13,7 +13,7 @@ mod ops;
 mod rollout;
 mod set;
 
-pub use definition::{parse_document, validate_document, validate_flag, Document};
+pub use definition::{document, parse_document, validate_document, validate_flag, Document};
 pub use details::{Details, ErrorCode, FlagValue, Json, Reason};
 pub use rollout::Rollout;
 pub use set::FlagSet;

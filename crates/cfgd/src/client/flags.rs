@@ -146,19 +146,18 @@ impl Client {
     /// Every flag and the shared evaluators as one flagd document:
     /// `{"flags": {...}, "$evaluators": {...}}`.
     pub async fn export_flags(&self) -> Result<Value> {
-        let flags: serde_json::Map<String, Value> = self
-            .list_flags()
-            .await?
-            .into_iter()
-            .map(|e| (e.name, e.value))
-            .collect();
-        let mut document = serde_json::Map::new();
-        document.insert("flags".into(), Value::Object(flags));
-        let (evaluators, _) = self.evaluators().await?;
-        if !evaluators.is_empty() {
-            document.insert(flags::EVALUATORS.into(), Value::Object(evaluators));
+        let mut stored = Vec::new();
+        for kv in self.list_raw(Kind::Flags, "").await? {
+            if let Some(name) = self.state.space.name_of(Kind::Flags, kv.key()) {
+                let entry: Entry<Value> = self.entry_of(Kind::Flags, name, &kv)?;
+                stored.push((entry.name, entry.value));
+            }
         }
-        Ok(Value::Object(document))
+        Ok(flags::document(
+            stored
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone())),
+        ))
     }
 
     /// [`export_flags`](Self::export_flags) as compact JSON text, from
@@ -168,26 +167,16 @@ impl Client {
     pub fn flag_document(&self) -> Result<String> {
         let namespace = self.live("flag_document")?;
         let mirror = namespace.read();
-        let mut flags = serde_json::Map::new();
-        let mut evaluators = None;
-        for (name, stored) in &mirror.section(Kind::Flags).entries {
-            let Ok(value) = serde_json::from_slice::<Value>(&stored.raw) else {
-                continue;
-            };
-            if &**name == flags::EVALUATORS {
-                evaluators = Some(value);
-            } else {
-                flags.insert(name.to_string(), value);
-            }
-        }
-        let mut document = serde_json::Map::new();
-        document.insert("flags".into(), Value::Object(flags));
-        if let Some(evaluators) =
-            evaluators.filter(|e| e.as_object().is_some_and(|o| !o.is_empty()))
-        {
-            document.insert(flags::EVALUATORS.into(), evaluators);
-        }
-        Ok(Value::Object(document).to_string())
+        // A definition that is not JSON (written by another tool) is left out.
+        let stored = mirror
+            .section(Kind::Flags)
+            .entries
+            .iter()
+            .filter_map(|(name, stored)| {
+                let value = serde_json::from_slice::<Value>(&stored.raw).ok()?;
+                Some((&**name, value))
+            });
+        Ok(flags::document(stored).to_string())
     }
 
     /// Loads a flagd document: every flag is checked against the document's
