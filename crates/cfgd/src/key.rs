@@ -169,6 +169,17 @@ pub(crate) struct KeySpace {
     namespace: String,
 }
 
+/// The section of a namespace that holds the audit trail: one record per
+/// write, never mirrored by live clients.
+pub(crate) const AUDIT: &str = "audit";
+/// The section that holds change requests, likewise never mirrored.
+pub(crate) const REQUESTS: &str = "requests";
+
+/// `{base}{section}/`, for a namespace base ending in `/`.
+pub(crate) fn trail_prefix(base: &str, section: &str) -> String {
+    format!("{base}{section}/")
+}
+
 impl KeySpace {
     pub(crate) fn new(root: &str, namespace: &str) -> Result<Self> {
         validate_root(root)?;
@@ -186,6 +197,26 @@ impl KeySpace {
     /// `{root}/{namespace}/`: every key of the namespace starts with it.
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The prefix of the namespace's audit trail, `{base}audit/`.
+    pub(crate) fn audit_prefix(&self) -> String {
+        trail_prefix(&self.base, AUDIT)
+    }
+
+    /// The key of audit record `id`.
+    pub(crate) fn audit_key(&self, id: &str) -> String {
+        format!("{}{id}", self.audit_prefix())
+    }
+
+    /// The prefix of the namespace's change requests, `{base}requests/`.
+    pub(crate) fn requests_prefix(&self) -> String {
+        trail_prefix(&self.base, REQUESTS)
+    }
+
+    /// The key of change request `id`, as given (unpadded ids included).
+    pub(crate) fn request_key(&self, id: &str) -> String {
+        format!("{}{id}", self.requests_prefix())
     }
 
     /// The etcd prefix of every key of `kind`, ending in `/`; for the

@@ -2,7 +2,6 @@
 //! changed, and the audit trail.
 
 use super::handle::{Client, Entry};
-use super::writes::AUDIT;
 use crate::audit::{AuditRecord, UNATTRIBUTED};
 use crate::diff::{self, Difference, NamedDiff};
 use crate::error::{Error, Result};
@@ -56,7 +55,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
         key::validate_prefix(prefix)?;
-        let start = format!("{}{AUDIT}/", self.state.space.base());
+        let start = self.state.space.audit_prefix();
         let mut records = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let complete = self

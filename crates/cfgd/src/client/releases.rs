@@ -8,7 +8,7 @@ use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde_json::Value;
 
 use super::handle::Client;
-use super::writes::{AUDIT, MAX_TXN_OPS};
+use super::writes::MAX_TXN_OPS;
 use crate::audit::{AuditName, AuditRecord};
 use crate::diff::{self, NamedDiff};
 use crate::error::{Error, Result};
@@ -364,7 +364,7 @@ impl Client {
         let reverting = self.with_message(format!("revert of release {id}"));
         let release = reverting.publish_as(&plan, "release.revert", None).await?;
         release.ok_or_else(|| Error::NotFound {
-            key: format!("{}{AUDIT}/{id}", self.state.space.base()),
+            key: self.state.space.audit_key(id),
             revision: None,
         })
     }
@@ -382,7 +382,7 @@ impl Client {
     }
 
     async fn release_record(&self, id: &str) -> Result<AuditRecord> {
-        let key = format!("{}{AUDIT}/{id}", self.state.space.base());
+        let key = self.state.space.audit_key(id);
         let not_found = || Error::NotFound {
             key: key.clone(),
             revision: None,

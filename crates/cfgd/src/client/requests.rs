@@ -20,9 +20,6 @@ use crate::policy::{Policy, REDACTED};
 use crate::types::Revision;
 use crate::value;
 
-/// The section of a namespace that holds change requests.
-pub(super) const REQUESTS: &str = "requests";
-
 /// The most changes one request holds: its merge is one transaction that
 /// also updates the request and writes the audit record.
 pub const REQUEST_MAX: usize = MAX_TXN_OPS - 2;
@@ -115,7 +112,7 @@ impl Client {
         state: Option<RequestState>,
         limit: usize,
     ) -> Result<Vec<ChangeRequest>> {
-        let start = format!("{}{REQUESTS}/", self.state.space.base());
+        let start = self.state.space.requests_prefix();
         let mut out = Vec::new();
         self.newest_first(&start, |kv| {
             let Ok(mut request) = serde_json::from_slice::<ChangeRequest>(kv.value()) else {
@@ -449,7 +446,7 @@ impl Client {
 
     /// The number after the newest request's.
     async fn next_request_id(&self) -> Result<u64> {
-        let start = format!("{}{REQUESTS}/", self.state.space.base());
+        let start = self.state.space.requests_prefix();
         let end = key::prefix_end(start.clone().into_bytes());
         let options = GetOptions::new()
             .with_range(end)
@@ -479,14 +476,13 @@ impl Client {
     /// The etcd key of request `id` (a number).
     fn request_key(&self, id: &str) -> Result<String> {
         let number: u64 = id.parse().map_err(|_| Error::NotFound {
-            key: format!("{}{REQUESTS}/{id}", self.state.space.base()),
+            key: self.state.space.request_key(id),
             revision: None,
         })?;
-        Ok(format!(
-            "{}{REQUESTS}/{number:0width$}",
-            self.state.space.base(),
-            width = ID_WIDTH
-        ))
+        Ok(self
+            .state
+            .space
+            .request_key(&format!("{number:0width$}", width = ID_WIDTH)))
     }
 }
 

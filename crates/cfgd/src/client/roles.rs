@@ -5,8 +5,6 @@ use etcd_client::{Permission, PermissionType};
 use serde::Serialize;
 
 use super::handle::Client;
-use super::requests::REQUESTS;
-use super::writes::AUDIT;
 use crate::error::{etcd_message, Error, Result};
 use crate::key::{self, Kind};
 
@@ -69,9 +67,9 @@ impl Client {
             String::from_utf8(read_start).expect("ASCII keys"),
             String::from_utf8(read_end).expect("ASCII keys"),
         );
-        let audit = prefix(format!("{base}{AUDIT}/"));
+        let audit = prefix(key::trail_prefix(&base, key::AUDIT));
         let flags = prefix(key::kind_prefix(&base, Kind::Flags));
-        let requests = prefix(format!("{base}{REQUESTS}/"));
+        let requests = prefix(key::trail_prefix(&base, key::REQUESTS));
         let jobs = [
             (
                 "read",

@@ -22,8 +22,6 @@ pub(crate) const MAX_TXN_OPS: usize = 128;
 /// Compare-and-set tries of a write that is not conditional, each after
 /// the key moved between reading and writing it.
 const ATTEMPTS: usize = 16;
-/// The section of a namespace that holds the audit trail.
-pub(crate) const AUDIT: &str = "audit";
 
 impl Client {
     /// Stores `value` as compact JSON and returns the new revision.
@@ -312,7 +310,7 @@ impl Client {
         max_age: Option<std::time::Duration>,
         max_records: Option<usize>,
     ) -> Result<u64> {
-        let start = format!("{}{AUDIT}/", self.state.space.base());
+        let start = self.state.space.audit_prefix();
         let etcd = self.state.etcd();
         let mut deleted = 0;
         if let Some(age) = max_age {
@@ -504,7 +502,7 @@ impl Client {
             .collect();
         let mut record = AuditRecord::new(&self.author, action, names);
         record.request = request.map(str::to_owned);
-        let key = format!("{}{AUDIT}/{}", self.state.space.base(), record.id);
+        let key = self.state.space.audit_key(&record.id);
         // Room for a record of one name, so that writing it never regrows.
         let mut json = Vec::with_capacity(384);
         serde_json::to_writer(&mut json, &record).expect("serializes");
