@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod grpc;
 mod limits;
 mod metrics;
+mod observe;
 mod ofrep;
 mod releases;
 mod requests;

@@ -1,12 +1,5 @@
 //! `/metrics` in Prometheus text format.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,22 +7,20 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::AppState;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: String,
-    method: String,
-    status: u16,
+pub(crate) struct RequestLabels {
+    pub(crate) route: String,
+    pub(crate) method: String,
+    pub(crate) status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Namespace {
-    namespace: String,
+pub(crate) struct Namespace {
+    pub(crate) namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RpcLabels {
+pub(crate) struct RpcLabels {
     method: String,
     code: String,
 }
@@ -40,29 +31,29 @@ pub(super) struct StreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LimitLabels {
+pub(crate) struct LimitLabels {
     limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabels {
+pub(crate) struct ProviderLabels {
     provider: String,
 }
 
 /// The server's metrics. Library counters are copied in at each scrape.
 pub(crate) struct Metrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Histogram>,
+    pub(crate) registry: Registry,
+    pub(crate) requests: Family<RequestLabels, Histogram>,
     pub(super) sse_clients: Gauge,
-    cache_hits: Family<Namespace, Counter>,
-    cache_misses: Family<Namespace, Counter>,
-    resyncs: Family<Namespace, Counter>,
-    lag: Family<Namespace, Gauge>,
-    connected: Family<Namespace, Gauge>,
-    grpc_requests: Family<RpcLabels, Counter>,
+    pub(crate) cache_hits: Family<Namespace, Counter>,
+    pub(crate) cache_misses: Family<Namespace, Counter>,
+    pub(crate) resyncs: Family<Namespace, Counter>,
+    pub(crate) lag: Family<Namespace, Gauge>,
+    pub(crate) connected: Family<Namespace, Gauge>,
+    pub(crate) grpc_requests: Family<RpcLabels, Counter>,
     pub(super) grpc_streams: Family<StreamLabels, Gauge>,
-    grpc_documents: Family<ProviderLabels, Counter>,
-    refusals: Family<LimitLabels, Counter>,
+    pub(crate) grpc_documents: Family<ProviderLabels, Counter>,
+    pub(crate) refusals: Family<LimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -172,72 +163,4 @@ impl Metrics {
             connected,
         }
     }
-}
-
-/// Times every request, labelled by its route pattern (never the raw path,
-/// which would make one series per key).
-pub(super) async fn track(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    // axum refuses an over-long body itself, before any handler: count it
-    // with the other limits. (OFREP contexts count as "context".)
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            != Some("application/json")
-    {
-        state.metrics.refused("body");
-    }
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route,
-            method,
-            status: response.status().as_u16(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    response
-}
-
-pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let m = &state.metrics;
-    for (namespace, client) in state.served().await {
-        let label = Namespace { namespace };
-        let stats = client.stats();
-        let catch_up = |family: &Family<Namespace, Counter>, value: u64| {
-            let counter = family.get_or_create(&label);
-            counter.inc_by(value.saturating_sub(counter.get()));
-        };
-        catch_up(&m.cache_hits, stats.cache_hits);
-        catch_up(&m.cache_misses, stats.cache_misses);
-        catch_up(&m.resyncs, stats.resyncs);
-        m.lag.get_or_create(&label).set(stats.lag_revisions);
-        let up = matches!(client.status(), cfgd::Status::Connected { .. });
-        m.connected.get_or_create(&label).set(i64::from(up));
-    }
-    let mut text = String::new();
-    if prometheus_client::encoding::text::encode(&mut text, &m.registry).is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }

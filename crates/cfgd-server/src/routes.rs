@@ -9,8 +9,6 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
-use crate::*;
-
 /// What a route asks of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -62,11 +60,15 @@ use routing::{delete, get, post, put};
 use Access::{Namespace as Ns, Open, Ticket, Token};
 use Scope::{Admin, Read, Write};
 
+use crate::auth::Scope;
+use crate::state::AppState;
+use crate::{audit, diff, observe, ofrep, releases, requests, rest, schemas, sse, ui};
+
 /// Every route of the router.
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", Open, || get(|| async { "ok\n" })),
     route("GET", "/readyz", Open, || get(rest::readyz)),
-    route("GET", "/metrics", Open, || get(metrics::metrics)),
+    route("GET", "/metrics", Open, || get(observe::metrics)),
     route("GET", "/ui", Open, || get(ui::redirect)),
     route("GET", "/ui/", Open, || get(ui::index)),
     route("GET", "/ui/{file}", Open, || get(ui::file)),
@@ -226,7 +228,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::track,
+            observe::track,
         ))
         .with_state(state)
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use axum::Router;
 
-use crate::*;
+use crate::error::ApiError;
+use crate::routes::app;
+use crate::state::AppState;
+use crate::{conn, limits, timer, tls};
 
 /// Serves `app` on `listener` (with TLS when the settings name a
 /// certificate) until `shutdown` resolves, then stops accepting and lets

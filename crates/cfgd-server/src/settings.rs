@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use cfgd::{Client, ClientBuilder};
 
-use crate::*;
+use crate::auth::Token;
+use crate::tls;
 
 /// Everything the server is configured with: from flags, `CFGD_*`
 /// variables or a TOML file (tokens live only in the file).

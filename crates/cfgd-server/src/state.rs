@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use cfgd::{Client, ClientBuilder};
 
-use crate::*;
+use crate::auth::{self, Scope};
+use crate::error::ApiError;
+use crate::settings::Settings;
+use crate::{limits, metrics};
 
 /// The header whose text goes with a write into the audit trail.
 pub(crate) const MESSAGE_HEADER: &str = "x-cfgd-message";

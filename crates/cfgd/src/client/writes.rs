@@ -302,62 +302,6 @@ impl Client {
         self.put(key, old_value.into_owned(), "rollback").await
     }
 
-    /// Prunes the audit trail: records older than `max_age`, and all but
-    /// the newest `max_records`. Returns how many were deleted. Ids start
-    /// with the time, so each rule is one range delete, read from keys only.
-    pub async fn prune_audit(
-        &self,
-        max_age: Option<std::time::Duration>,
-        max_records: Option<usize>,
-    ) -> Result<u64> {
-        let start = self.state.space.audit_prefix();
-        let etcd = self.state.etcd();
-        let mut deleted = 0;
-        if let Some(age) = max_age {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let cutoff = now.saturating_sub(age).as_millis();
-            let end = format!("{start}{cutoff:013}");
-            let mut kv = etcd.kv().await?;
-            let options = etcd_client::DeleteOptions::new().with_range(end);
-            let resp = etcd
-                .call(&start, None, kv.delete(start.as_str(), Some(options)))
-                .await?;
-            deleted += resp.deleted().max(0) as u64;
-        }
-        if let Some(keep) = max_records {
-            let end = key::prefix_end(start.clone().into_bytes());
-            let mut kv = etcd.kv().await?;
-            let count = GetOptions::new().with_range(end.clone()).with_count_only();
-            let total = etcd
-                .call(&start, None, kv.get(start.as_str(), Some(count)))
-                .await?
-                .count();
-            let excess = (total.max(0) as usize).saturating_sub(keep);
-            if excess > 0 {
-                // The key of the last record to go, oldest first.
-                let oldest = GetOptions::new()
-                    .with_range(end)
-                    .with_keys_only()
-                    .with_limit(excess as i64);
-                let resp = etcd
-                    .call(&start, None, kv.get(start.as_str(), Some(oldest)))
-                    .await?;
-                if let Some(last) = resp.kvs().last() {
-                    let mut through = last.key().to_vec();
-                    through.push(0);
-                    let options = etcd_client::DeleteOptions::new().with_range(through);
-                    let resp = etcd
-                        .call(&start, None, kv.delete(start.as_str(), Some(options)))
-                        .await?;
-                    deleted += resp.deleted().max(0) as u64;
-                }
-            }
-        }
-        Ok(deleted)
-    }
-
     /// Stores `bytes` at `key` whatever revision it is at, with its audit
     /// record: compare-and-set on the revision believed (the mirror's, or
     /// absent), and again on the one etcd names when that was wrong, so the
