@@ -284,14 +284,15 @@ fn check_operators(value: &Value) -> std::result::Result<(), String> {
 /// The flagd document of stored flags, the one way it is built: every
 /// definition under `"flags"`, and the shared evaluators (the entry named
 /// [`EVALUATORS`]) as `"$evaluators"` when they are a non-empty object.
-pub fn document<'a>(stored: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+pub fn document<N: Into<String>>(stored: impl IntoIterator<Item = (N, Value)>) -> Value {
     let mut flags = Map::new();
     let mut evaluators = None;
     for (name, definition) in stored {
+        let name = name.into();
         if name == EVALUATORS {
             evaluators = Some(definition);
         } else {
-            flags.insert(name.to_owned(), definition);
+            flags.insert(name, definition);
         }
     }
     let mut document = Map::new();

@@ -153,11 +153,7 @@ impl Client {
                 stored.push((entry.name, entry.value));
             }
         }
-        Ok(flags::document(
-            stored
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.clone())),
-        ))
+        Ok(flags::document(stored))
     }
 
     /// [`export_flags`](Self::export_flags) as compact JSON text, from
