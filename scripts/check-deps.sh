@@ -40,6 +40,8 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   for tool in node npm docker-compose; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool not found on PATH"
   done
+  target/pyenv/bin/python -c 'import openfeature.contrib.tools.flagd.core, openfeature.contrib.provider.flagd' 2>/dev/null ||
+    fail "target/pyenv lacks the Python flagd packages; run scripts/install-deps.sh --test"
   v=$(target/etcd-3.5.1/etcd --version 2>/dev/null | head -n 1)
   case "$v" in
     *3.5.*) ;;

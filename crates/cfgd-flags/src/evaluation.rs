@@ -130,7 +130,10 @@ thread_local! {
 /// The caller's context as the engine's value, built in the arena. Unlike
 /// datalogic-rs's own conversion, strings and keys are borrowed from the
 /// context rather than copied: it outlives the evaluation anyway.
-fn to_data<'a>(value: &'a Value, arena: &'a datalogic_rs::bumpalo::Bump) -> DataValue<'a> {
+pub(crate) fn to_data<'a>(
+    value: &'a Value,
+    arena: &'a datalogic_rs::bumpalo::Bump,
+) -> DataValue<'a> {
     use datalogic_rs::datavalue::NumberValue;
     match value {
         Value::Null => DataValue::Null,

@@ -9,12 +9,14 @@
 mod definition;
 mod details;
 mod evaluation;
+mod fractional;
 mod ops;
 mod rollout;
 mod set;
 
 pub use definition::{document, parse_document, validate_document, validate_flag, Document};
 pub use details::{Details, ErrorCode, FlagValue, Json, Reason};
+pub use fractional::Bucketing;
 pub use rollout::Rollout;
 pub use set::FlagSet;
 

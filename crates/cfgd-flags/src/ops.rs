@@ -16,6 +16,8 @@ use datalogic_rs::bumpalo::Bump;
 use datalogic_rs::operator::EvalContext;
 use datalogic_rs::{CustomOperator, DataValue};
 
+use crate::fractional::{Bucketing, Fractional, FRACTIONAL_V3};
+
 type OpResult<'a> = datalogic_rs::Result<&'a DataValue<'a>>;
 
 fn null<'a>(arena: &'a Bump) -> OpResult<'a> {
@@ -29,7 +31,8 @@ fn boolean<'a>(arena: &'a Bump, b: bool) -> OpResult<'a> {
 /// Registers flagd's operations on an engine builder.
 pub(crate) fn register(builder: datalogic_rs::EngineBuilder) -> datalogic_rs::EngineBuilder {
     builder
-        .add_operator("fractional", Fractional)
+        .add_operator("fractional", Fractional(Bucketing::V2))
+        .add_operator(FRACTIONAL_V3, Fractional(Bucketing::V3))
         .add_operator("sem_ver", SemVer)
         .add_operator("starts_with", Affix { prefix: true })
         .add_operator("ends_with", Affix { prefix: false })
@@ -57,12 +60,12 @@ const IN_TARGET: &str = "cfgd:array-string-or-null";
 /// array, a string nor null. A failing rule evaluates to the caller's
 /// default with GENERAL, as in flagd-core. Applied after validation, so the
 /// guard operators never appear in what users write.
-pub(crate) fn rewrite(rule: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn rewrite(rule: &serde_json::Value, bucketing: Bucketing) -> serde_json::Value {
     use serde_json::Value;
     match rule {
         Value::Object(map) if map.len() == 1 => {
             let (op, args) = map.iter().next().expect("one entry");
-            let mut args = rewrite(args);
+            let mut args = rewrite(args, bucketing);
             let guard = match op.as_str() {
                 "all" | "none" | "some" | "map" | "filter" | "reduce" => Some((0, ARRAY_OR_NULL)),
                 "in" => Some((1, IN_TARGET)),
@@ -93,6 +96,9 @@ pub(crate) fn rewrite(rule: &serde_json::Value) -> serde_json::Value {
             if op == "cat" {
                 return serde_json::json!({ CAT: args });
             }
+            if op == "fractional" && bucketing == Bucketing::V3 {
+                return serde_json::json!({ FRACTIONAL_V3: args });
+            }
             // json-logic-engine's `all` over null is true (over [] false).
             if op == "all" {
                 if let Some(list) = args.as_array().and_then(|a| a.first()).cloned() {
@@ -101,7 +107,9 @@ pub(crate) fn rewrite(rule: &serde_json::Value) -> serde_json::Value {
             }
             serde_json::json!({ op: args })
         }
-        Value::Array(items) => Value::Array(items.iter().map(rewrite).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| rewrite(item, bucketing)).collect())
+        }
         other => other.clone(),
     }
 }
@@ -358,146 +366,4 @@ fn version(value: &DataValue<'_>) -> Option<semver::Version> {
     let mut parsed = semver::Version::parse(&padded).ok()?;
     parsed.build = semver::BuildMetadata::EMPTY;
     Some(parsed)
-}
-
-struct Fractional;
-
-impl CustomOperator for Fractional {
-    fn evaluate<'a>(
-        &self,
-        args: &[&'a DataValue<'a>],
-        ctx: &mut EvalContext<'_, 'a>,
-        arena: &'a Bump,
-    ) -> OpResult<'a> {
-        let Some(first) = args.first() else {
-            return null(arena);
-        };
-        // As flagd-core: a string first argument is the bucketing key;
-        // anything else means every argument is a bucket and the key is
-        // `$flagd.flagKey` + `targetingKey` (so a key that came out null
-        // fails as a bucket, giving null).
-        let implicit;
-        let (key, buckets): (&str, &[&DataValue<'a>]) = match first {
-            DataValue::String(s) => (s, &args[1..]),
-            _ => {
-                let Some(k) = implicit_key(ctx.root_input()) else {
-                    return null(arena);
-                };
-                implicit = k;
-                (&implicit, args)
-            }
-        };
-        let mut total: u64 = 0;
-        let mut weighted = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let DataValue::Array(parts) = bucket else {
-                return null(arena);
-            };
-            let ([variant] | [variant, _]) = parts else {
-                return null(arena);
-            };
-            if !matches!(
-                variant,
-                DataValue::String(_) | DataValue::Number(_) | DataValue::Bool(_) | DataValue::Null
-            ) {
-                return null(arena);
-            }
-            let weight = match parts.get(1) {
-                None => 1,
-                Some(DataValue::Number(n)) => match n.as_i64() {
-                    Some(i) => i.max(0) as u64,
-                    None if n.as_f64().fract() == 0.0 => n.as_f64().max(0.0) as u64,
-                    None => return null(arena),
-                },
-                Some(_) => return null(arena),
-            };
-            total += weight;
-            weighted.push((variant, weight));
-        }
-        if total == 0 || total > i32::MAX as u64 {
-            return null(arena);
-        }
-        // flagd's "v2" bucketing: the 32-bit hash scaled onto the total
-        // weight, with no floating point and so no boundary drift.
-        let bucket = (u64::from(murmur3_32(key.as_bytes(), 0)) * total) >> 32;
-        let mut end = 0;
-        for (variant, weight) in weighted {
-            end += weight;
-            if bucket < end {
-                return Ok(variant);
-            }
-        }
-        null(arena)
-    }
-}
-
-/// `$flagd.flagKey` + `targetingKey`, or `None` without a targeting key.
-fn implicit_key(root: &DataValue<'_>) -> Option<String> {
-    let DataValue::Object(fields) = root else {
-        return None;
-    };
-    let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
-    let targeting = field("targetingKey")?.as_str().filter(|s| !s.is_empty())?;
-    let flag = match field("$flagd") {
-        Some(DataValue::Object(inner)) => inner
-            .iter()
-            .find(|(k, _)| *k == "flagKey")
-            .and_then(|(_, v)| v.as_str())
-            .unwrap_or(""),
-        _ => "",
-    };
-    Some(format!("{flag}{targeting}"))
-}
-
-/// MurmurHash3, x86 32-bit variant, as flagd uses for bucketing.
-pub(crate) fn murmur3_32(data: &[u8], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    let mut h = seed;
-    let mut blocks = data.chunks_exact(4);
-    for block in &mut blocks {
-        let k = u32::from_le_bytes([block[0], block[1], block[2], block[3]]);
-        h = (h ^ mix(k))
-            .rotate_left(13)
-            .wrapping_mul(5)
-            .wrapping_add(0xe654_6b64);
-    }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for (i, byte) in tail.iter().enumerate() {
-            k |= u32::from(*byte) << (8 * i);
-        }
-        h ^= mix(k);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur3_matches_reference_vectors() {
-        // Published MurmurHash3_x86_32 test vectors (SMHasher).
-        assert_eq!(murmur3_32(b"", 0), 0);
-        assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
-        assert_eq!(murmur3_32(b"", 0xffff_ffff), 0x81f1_6f39);
-        assert_eq!(murmur3_32(b"\0\0\0\0", 0), 0x2362_f9de);
-        assert_eq!(murmur3_32(b"aaaa", 0x9747_b28c), 0x5a97_808a);
-        assert_eq!(murmur3_32(b"aaa", 0x9747_b28c), 0x283e_0130);
-        assert_eq!(murmur3_32(b"aa", 0x9747_b28c), 0x5d21_1726);
-        assert_eq!(murmur3_32(b"a", 0x9747_b28c), 0x7fa0_9ea6);
-        assert_eq!(murmur3_32(b"Hello, world!", 0x9747_b28c), 0x2488_4cba);
-        assert_eq!(
-            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c),
-            0x2fa8_26cd
-        );
-    }
 }

@@ -21,6 +21,8 @@ pub struct FlagSet {
     /// and that of `$evaluators`, so a rebuild recompiles only what changed.
     revisions: Arc<HashMap<String, i64>>,
     evaluators_revision: i64,
+    /// How `fractional` buckets, for every flag of the set.
+    bucketing: Bucketing,
 }
 
 impl std::fmt::Debug for FlagSet {
@@ -37,37 +39,52 @@ impl FlagSet {
     /// targeting cannot be compiled is still loaded and reports
     /// `PARSE_ERROR` when evaluated; use [`validate_document`] to refuse it.
     pub fn from_document(document: &str) -> Result<FlagSet> {
+        FlagSet::from_document_with(document, Bucketing::V2)
+    }
+
+    /// [`from_document`](Self::from_document), with `fractional` bucketing
+    /// as `bucketing` says.
+    pub fn from_document_with(document: &str, bucketing: Bucketing) -> Result<FlagSet> {
         let parsed = parse_document(document)?;
         let mut flags =
             foldhash::HashMap::with_capacity_and_hasher(parsed.flags.len(), Default::default());
         for (name, definition) in &parsed.flags {
-            let flag =
-                Flag::parse(definition, &parsed.evaluators, Check::Lenient).map_err(|reason| {
-                    InvalidFlag {
-                        key: name.clone(),
-                        reason,
-                    }
+            let flag = Flag::parse(definition, &parsed.evaluators, Check::Lenient, bucketing)
+                .map_err(|reason| InvalidFlag {
+                    key: name.clone(),
+                    reason,
                 })?;
             flags.insert(name.clone(), Arc::new(flag));
         }
         Ok(FlagSet {
             flags: Arc::new(flags),
             metadata: Arc::new(parsed.metadata),
+            bucketing,
             ..FlagSet::default()
         })
     }
 
-    /// Whether both were built from the same stored revisions.
+    /// Whether both were built from the same stored revisions, with the
+    /// same bucketing.
     pub fn same_revisions(&self, other: &FlagSet) -> bool {
-        self.evaluators_revision == other.evaluators_revision && self.revisions == other.revisions
+        self.evaluators_revision == other.evaluators_revision
+            && self.revisions == other.revisions
+            && self.bucketing == other.bucketing
+    }
+
+    /// How `fractional` buckets in this set.
+    pub fn bucketing(&self) -> Bucketing {
+        self.bucketing
     }
 
     /// Builds the set from stored definitions (name → (JSON, revision)),
     /// reusing every compiled flag of `previous` whose definition and
     /// evaluators have not changed. A definition that does not even parse
-    /// is kept as a flag that answers `PARSE_ERROR`.
+    /// is kept as a flag that answers `PARSE_ERROR`. A change of
+    /// `bucketing` recompiles every flag.
     pub fn from_store<'a>(
         stored: impl Iterator<Item = (&'a str, &'a [u8], i64)>,
+        bucketing: Bucketing,
         previous: &FlagSet,
     ) -> FlagSet {
         let mut definitions = Vec::new();
@@ -81,7 +98,8 @@ impl FlagSet {
                 definitions.push((name, raw, revision));
             }
         }
-        let same_evaluators = evaluators.1 == previous.evaluators_revision;
+        let same_evaluators =
+            evaluators.1 == previous.evaluators_revision && bucketing == previous.bucketing;
         let mut flags =
             foldhash::HashMap::with_capacity_and_hasher(definitions.len(), Default::default());
         let mut revisions = HashMap::with_capacity(definitions.len());
@@ -94,7 +112,7 @@ impl FlagSet {
             } else {
                 let parsed = serde_json::from_slice(raw)
                     .map_err(|e| format!("not valid JSON: {e}"))
-                    .and_then(|def| Flag::parse(&def, &evaluators.0, Check::Lenient));
+                    .and_then(|def| Flag::parse(&def, &evaluators.0, Check::Lenient, bucketing));
                 Arc::new(parsed.unwrap_or_else(Flag::broken))
             };
             flags.insert(name.to_owned(), flag);
@@ -105,6 +123,7 @@ impl FlagSet {
             metadata: Arc::default(),
             revisions: Arc::new(revisions),
             evaluators_revision: evaluators.1,
+            bucketing,
         }
     }
 

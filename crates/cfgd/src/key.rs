@@ -21,10 +21,24 @@ pub(crate) enum Kind {
     /// The namespace's policy (see `policy`): one key, `{base}policy`,
     /// whose name is `""`.
     Policy,
+    /// The namespace's settings (see `meta`): one key, `{base}meta`, whose
+    /// name is `""`.
+    Meta,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 4] = [Kind::Config, Kind::Flags, Kind::Schemas, Kind::Policy];
+    pub(crate) const ALL: [Kind; 5] = [
+        Kind::Config,
+        Kind::Flags,
+        Kind::Schemas,
+        Kind::Policy,
+        Kind::Meta,
+    ];
+
+    /// Whether the kind is one key (named `""`) rather than a subtree.
+    pub(crate) fn is_single(self) -> bool {
+        matches!(self, Kind::Policy | Kind::Meta)
+    }
 
     pub(crate) fn segment(self) -> &'static str {
         match self {
@@ -32,6 +46,7 @@ impl Kind {
             Kind::Flags => "flags",
             Kind::Schemas => "schemas",
             Kind::Policy => "policy",
+            Kind::Meta => "meta",
         }
     }
 
@@ -41,6 +56,7 @@ impl Kind {
             "flags" => Some(Kind::Flags),
             "schemas" => Some(Kind::Schemas),
             "policy" => Some(Kind::Policy),
+            "meta" => Some(Kind::Meta),
             _ => None,
         }
     }
@@ -220,7 +236,7 @@ impl KeySpace {
     }
 
     /// The etcd prefix of every key of `kind`, ending in `/`; for the
-    /// policy, its one key.
+    /// policy and the settings, their one key.
     pub(crate) fn kind_prefix(&self, kind: Kind) -> String {
         kind_prefix(&self.base, kind)
     }
@@ -238,7 +254,7 @@ impl KeySpace {
         let mut key = String::with_capacity(self.base.len() + segment.len() + 1 + name.len());
         key.push_str(&self.base);
         key.push_str(segment);
-        if kind != Kind::Policy {
+        if !kind.is_single() {
             key.push('/');
         }
         key.push_str(name);
@@ -252,25 +268,27 @@ impl KeySpace {
         let rest = key
             .strip_prefix(self.base.as_bytes())?
             .strip_prefix(kind.segment().as_bytes())?;
-        let name = match kind {
-            Kind::Policy => rest,
-            _ => rest.strip_prefix(b"/")?,
+        let name = if kind.is_single() {
+            rest
+        } else {
+            rest.strip_prefix(b"/")?
         };
         std::str::from_utf8(name).ok()
     }
 }
 
 /// The etcd prefix of every key of `kind` under `base` (a namespace's
-/// prefix, ending in `/`), itself ending in `/`; for the policy, its one key.
+/// prefix, ending in `/`), itself ending in `/`; for a one-key kind, its key.
 pub(crate) fn kind_prefix(base: &str, kind: Kind) -> String {
-    match kind {
-        Kind::Policy => format!("{base}{}", kind.segment()),
-        _ => format!("{base}{}/", kind.segment()),
+    if kind.is_single() {
+        format!("{base}{}", kind.segment())
+    } else {
+        format!("{base}{}/", kind.segment())
     }
 }
 
 /// The one range of keys that holds every section a client mirrors (from
-/// `config/` to `schemas/`, the policy between), leaving out the audit
+/// `config/` to `schemas/`, the policy and the settings between), leaving out the audit
 /// trail: what a namespace's watch covers, and what a service's etcd role
 /// may read (see `cfgctl admin roles`).
 pub(crate) fn sections_range(base: &str) -> (Vec<u8>, Vec<u8>) {
@@ -287,12 +305,12 @@ pub(crate) fn sections_range(base: &str) -> (Vec<u8>, Vec<u8>) {
 /// `/`); `None` for a key of no kind cfgd knows.
 pub(crate) fn split_key<'k>(base: &str, key: &'k [u8]) -> Option<(Kind, &'k str)> {
     let rest = std::str::from_utf8(key.strip_prefix(base.as_bytes())?).ok()?;
-    if rest == Kind::Policy.segment() {
-        return Some((Kind::Policy, ""));
+    if let Some(single) = Kind::from_segment(rest).filter(|k| k.is_single()) {
+        return Some((single, ""));
     }
     let (section, name) = rest.split_once('/')?;
     Some((
-        Kind::from_segment(section).filter(|k| *k != Kind::Policy)?,
+        Kind::from_segment(section).filter(|k| !k.is_single())?,
         name,
     ))
 }
@@ -389,6 +407,12 @@ mod tests {
         assert_eq!(app.name_of(Kind::Config, b"/cfgd/app/configx/a"), None);
         assert_eq!(app.name_of(Kind::Flags, b"/cfgd/app/config/a"), None);
         assert_eq!(app.name_of(Kind::Policy, b"/cfgd/app/policy"), Some(""));
+        assert_eq!(app.name_of(Kind::Meta, b"/cfgd/app/meta"), Some(""));
+        assert_eq!(
+            split_key("/cfgd/app/", b"/cfgd/app/meta"),
+            Some((Kind::Meta, ""))
+        );
+        assert_eq!(split_key("/cfgd/app/", b"/cfgd/app/meta/x"), None);
         for kind in Kind::ALL {
             let key = app.key_unchecked(kind, "x");
             assert_eq!(key, format!("{}x", app.kind_prefix(kind)));

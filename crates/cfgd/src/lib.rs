@@ -221,6 +221,7 @@ pub mod fuzzing;
 mod hub;
 mod key;
 mod live_value;
+pub mod meta;
 mod mirror;
 mod namespace;
 #[cfg(feature = "openfeature")]

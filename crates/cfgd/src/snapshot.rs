@@ -115,8 +115,8 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
     for e in file.entries {
         let kind = Kind::from_segment(&e.kind)
             .ok_or_else(|| invalid(path, format!("unknown kind {:?}", e.kind)))?;
-        // The policy is the one entry without a name.
-        if !(kind == Kind::Policy && e.name.is_empty()) {
+        // The policy and the settings are the entries without a name.
+        if !(kind.is_single() && e.name.is_empty()) {
             crate::key::validate_name(&e.name).map_err(|err| invalid(path, err.to_string()))?;
         }
         if e.revision <= 0 || e.revision > file.revision {

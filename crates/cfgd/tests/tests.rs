@@ -10,6 +10,8 @@ mod arbitrary;
 
 mod client;
 
+mod bucketing;
+
 mod differential;
 
 mod examples;

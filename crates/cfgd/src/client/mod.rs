@@ -14,6 +14,7 @@ mod builder;
 mod flags;
 mod handle;
 mod history;
+mod meta;
 mod policy;
 mod reads;
 mod releases;

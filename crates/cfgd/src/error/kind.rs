@@ -85,6 +85,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::InvalidFlag { .. }
         | Error::InvalidSchema { .. }
         | Error::InvalidPolicy { .. }
+        | Error::InvalidMeta { .. }
         | Error::Encode { .. }
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
@@ -117,6 +118,7 @@ pub(super) fn code(error: &Error) -> &'static str {
         Error::InvalidFlag { .. } => "invalid_flag",
         Error::InvalidSchema { .. } => "invalid_schema",
         Error::InvalidPolicy { .. } => "invalid_policy",
+        Error::InvalidMeta { .. } => "invalid_meta",
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => "too_large",
         Error::SchemaViolation { .. } => "schema_violation",
         Error::SchemaConflict { .. } => "schema_conflict",

@@ -162,6 +162,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Namespace settings (`{root}/{ns}/meta`) that are not a JSON object
+    /// of known fields with valid values.
+    #[error("{key}: invalid namespace settings: {reason}")]
+    InvalidMeta {
+        /// The etcd key of the settings.
+        key: String,
+        /// What is wrong with them, naming the field.
+        reason: String,
+    },
+
     /// A direct write to a name the namespace's policy protects: it takes a
     /// change request (or, for an operator, a forced write).
     #[error(

@@ -22,6 +22,7 @@ use crate::change::Change;
 use crate::defaults::Values;
 use crate::flags::FlagSet;
 use crate::key::{self, Kind};
+use crate::meta::Meta;
 use crate::mirror::{Mirror, Named, Stored};
 use crate::policy::Policy;
 use crate::schema::SchemaSet;
@@ -82,6 +83,8 @@ pub(crate) struct LiveNamespace {
     pub(crate) schemas: arc_swap::ArcSwap<SchemaSet>,
     /// The namespace's policy; the default when none is stored.
     pub(crate) policy: arc_swap::ArcSwap<Policy>,
+    /// The namespace's settings; the defaults when none are stored.
+    pub(crate) meta: arc_swap::ArcSwap<Meta>,
     /// Serializes rebuilds, so an older build never replaces a newer one.
     rebuilding: std::sync::Mutex<()>,
     /// The last [`RECENT`] changes published, oldest first. Its lock is
@@ -155,6 +158,7 @@ impl LiveNamespace {
             flag_changes: watch::channel(0).0,
             schemas: Default::default(),
             policy: Default::default(),
+            meta: Default::default(),
             rebuilding: Default::default(),
             recent: Default::default(),
             stats: Default::default(),
@@ -324,6 +328,7 @@ impl LiveNamespace {
                     .entries
                     .iter()
                     .map(|(name, s)| (&**name, &*s.raw, s.revision)),
+                self.meta.load().fractional,
                 &previous,
             )
         };
@@ -366,8 +371,25 @@ impl LiveNamespace {
         self.policy.store(Arc::new(next));
     }
 
+    /// Reads the settings again from the mirror; whether they changed.
+    fn rebuild_meta(&self) -> bool {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        let next = {
+            let mirror = self.read();
+            match mirror.section(Kind::Meta).entries.get("") {
+                Some(stored) => Meta::from_stored(&format!("{}meta", self.base), &stored.raw),
+                None => Meta::default(),
+            }
+        };
+        let changed = **self.meta.load() != next;
+        self.meta.store(Arc::new(next));
+        changed
+    }
+
     /// Everything compiled from the mirror, built again after a full read.
     fn rebuild_all(&self) {
+        // First: the flags compile with the settings' bucketing.
+        self.rebuild_meta();
         self.rebuild_flags();
         self.rebuild_schemas();
         self.rebuild_policy();
@@ -429,7 +451,8 @@ impl LiveNamespace {
         if changes.is_empty() {
             return;
         }
-        if changes.iter().any(|c| c.section() == Kind::Flags) {
+        let settings = changes.iter().any(|c| c.section() == Kind::Meta) && self.rebuild_meta();
+        if settings || changes.iter().any(|c| c.section() == Kind::Flags) {
             self.rebuild_flags();
         }
         if changes.iter().any(|c| c.section() == Kind::Schemas) {
@@ -507,6 +530,11 @@ impl LiveNamespace {
             Kind::Flags => self.rebuild_flags(),
             Kind::Schemas => self.rebuild_schemas(),
             Kind::Policy => self.rebuild_policy(),
+            Kind::Meta => {
+                if self.rebuild_meta() {
+                    self.rebuild_flags();
+                }
+            }
             Kind::Config => {}
         }
         self.registry.apply(&self.defaults.load(), &change);

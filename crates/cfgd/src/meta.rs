@@ -1,0 +1,110 @@
+//! A namespace's settings, stored at `{root}/{namespace}/meta`: one JSON
+//! object whose fields are all optional. Today it holds `fractional`, the
+//! bucketing of flagd's `fractional` operator in this namespace's
+//! evaluations (library, `cfgctl flag eval`, OFREP, flagd's gRPC
+//! evaluation).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::flags::Bucketing;
+
+/// A namespace's settings.
+///
+/// ```
+/// use cfgd::flags::Bucketing;
+///
+/// let meta: cfgd::meta::Meta = serde_json::from_str(r#"{"fractional": "v3"}"#).unwrap();
+/// assert_eq!(meta.fractional, Bucketing::V3);
+/// // Every field is optional; an unknown one is refused.
+/// assert_eq!(cfgd::meta::Meta::default().fractional, Bucketing::V2);
+/// assert!(serde_json::from_str::<cfgd::meta::Meta>(r#"{"fractionl": "v3"}"#).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+// A misspelt field must not silently leave the default in place.
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Meta {
+    /// How `fractional` buckets: `"v2"` (the default: flagd's published
+    /// behaviour) or `"v3"` (flagd's hashing-consistency ADR).
+    #[serde(
+        default,
+        serialize_with = "bucketing_out",
+        deserialize_with = "bucketing_in"
+    )]
+    pub fractional: Bucketing,
+}
+
+fn bucketing_out<S: Serializer>(
+    bucketing: &Bucketing,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(bucketing.as_str())
+}
+
+fn bucketing_in<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Bucketing, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse()
+        .map_err(|reason| serde::de::Error::custom(format!("fractional: {reason}")))
+}
+
+impl Meta {
+    /// Settings with `fractional` set to `bucketing`.
+    pub fn with_fractional(mut self, bucketing: Bucketing) -> Self {
+        self.fractional = bucketing;
+        self
+    }
+
+    /// Reads settings from JSON text; `key` names them in the error.
+    pub(crate) fn parse(key: &str, json: &[u8]) -> Result<Meta> {
+        let invalid = |reason: String| Error::InvalidMeta {
+            key: key.to_owned(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| invalid(e.to_string()))?;
+        // serde would also take an array, as the fields in order.
+        if !value.is_object() {
+            return Err(invalid("it must be a JSON object".into()));
+        }
+        serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Stored settings as a live client takes them: ones that do not parse
+    /// (written by another tool) count as the defaults, and say so in the
+    /// log, since evaluations must go on.
+    pub(crate) fn from_stored(key: &str, json: &[u8]) -> Meta {
+        Meta::parse(key, json).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stored namespace settings unreadable; using the defaults");
+            Meta::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let err = |json: &str| Meta::parse("/cfgd/app/meta", json.as_bytes()).unwrap_err();
+        let unknown = err(r#"{"fractionl": "v3"}"#).to_string();
+        assert!(unknown.contains("fractionl"), "{unknown}");
+        let value = err(r#"{"fractional": "v4"}"#).to_string();
+        assert!(
+            value.contains("fractional") && value.contains("\"v4\""),
+            "{value}"
+        );
+        let kind = err(r#"{"fractional": 3}"#).to_string();
+        assert!(
+            kind.contains("/cfgd/app/meta: invalid namespace settings"),
+            "{kind}"
+        );
+        assert!(err("[]").to_string().contains("JSON object"));
+        assert_eq!(Meta::parse("k", b"{}").unwrap(), Meta::default());
+        assert_eq!(
+            serde_json::to_string(&Meta::default().with_fractional(Bucketing::V3)).unwrap(),
+            r#"{"fractional":"v3"}"#
+        );
+    }
+}
