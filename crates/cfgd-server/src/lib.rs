@@ -20,6 +20,7 @@ mod error;
 pub mod fuzzing;
 pub mod grpc;
 mod limits;
+mod meta;
 mod metrics;
 mod observe;
 mod ofrep;

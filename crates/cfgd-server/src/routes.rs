@@ -62,7 +62,7 @@ use Scope::{Admin, Read, Write};
 
 use crate::auth::Scope;
 use crate::state::AppState;
-use crate::{audit, diff, observe, ofrep, releases, requests, rest, schemas, sse, ui};
+use crate::{audit, diff, meta, observe, ofrep, releases, requests, rest, schemas, sse, ui};
 
 /// Every route of the router.
 pub const ROUTES: &[Route] = &[
@@ -137,6 +137,12 @@ pub const ROUTES: &[Route] = &[
         Ns(Write),
         || post(releases::revert),
     ),
+    route("GET", "/v1/namespaces/{ns}/meta", Ns(Read), || {
+        get(meta::get_meta)
+    }),
+    route("PUT", "/v1/namespaces/{ns}/meta", Ns(Admin), || {
+        put(meta::put_meta)
+    }),
     route("GET", "/v1/namespaces/{ns}/policy", Ns(Read), || {
         get(requests::get_policy)
     }),

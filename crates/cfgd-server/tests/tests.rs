@@ -5,6 +5,8 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
+mod bucketing;
+
 mod console;
 
 mod flagd_grpc;

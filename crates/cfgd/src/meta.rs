@@ -43,9 +43,15 @@ fn bucketing_out<S: Serializer>(
 }
 
 fn bucketing_in<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Bucketing, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse()
-        .map_err(|reason| serde::de::Error::custom(format!("fractional: {reason}")))
+    let value = serde_json::Value::deserialize(d)?;
+    let reason = match value.as_str() {
+        Some(text) => match text.parse() {
+            Ok(bucketing) => return Ok(bucketing),
+            Err(reason) => reason,
+        },
+        None => format!("use \"v2\" or \"v3\", not {value}"),
+    };
+    Err(serde::de::Error::custom(format!("fractional: {reason}")))
 }
 
 impl Meta {
