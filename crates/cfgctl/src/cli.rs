@@ -272,6 +272,22 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Namespace settings: how fractional rollouts bucket
+    #[command(
+        after_help = "The settings are one JSON object at {root}/{namespace}/meta, every field optional:\n  \
+        {\"fractional\": \"v3\"}\n\
+        fractional: how flagd's fractional operator buckets users in this namespace's own evaluations\n\
+        (library, cfgctl flag eval, OFREP, flagd's gRPC evaluation): v2 (the default; flagd and the\n\
+        Node flagd-core publish it) or v3 (flagd's hashing-consistency ADR; openfeature-flagd-core 2.x,\n\
+        which the Python flagd provider uses in-process). See docs/flags.md.\n\n\
+        Before `ns set --fractional` writes, it counts how many of 10,000 sample users change variant\n\
+        in each fractional flag of the namespace, and writes only with --yes when any do.\n\n\
+        Examples:\n  cfgctl ns get prod\n  cfgctl ns set prod --fractional v3 --yes"
+    )]
+    Ns {
+        #[command(subcommand)]
+        command: NsCommand,
+    },
     /// Change requests (four-eyes): open, review, approve, merge
     #[command(
         after_help = "A request holds a changeset and the revisions it was based on. People other than\n\
@@ -356,6 +372,27 @@ pub(crate) enum PolicyCommand {
     },
     /// Delete the policy: nothing is protected any more
     Delete,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NsCommand {
+    /// Print a namespace's settings, with the defaults filled in
+    Get {
+        /// The namespace [default: -n]
+        namespace: Option<String>,
+    },
+    /// Change a namespace's settings; what is not given keeps its value
+    Set {
+        /// The namespace [default: -n]
+        namespace: Option<String>,
+        /// How fractional rollouts bucket: v2 (flagd's published hashing) or
+        /// v3 (flagd's hashing-consistency ADR)
+        #[arg(long, value_parser = ["v2", "v3"])]
+        fractional: Option<String>,
+        /// Write even when sample users change variant
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]

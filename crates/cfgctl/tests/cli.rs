@@ -1600,3 +1600,107 @@ async fn admin_roles_give_each_job_least_privilege_in_etcd() {
     ctl.run(&["admin", "roles", &ns])
         .fails(1, "requires authentication");
 }
+
+#[tokio::test]
+async fn ns_settings_choose_the_bucketing_and_count_the_users_who_move() {
+    use cfgd::flags::{Bucketing, FlagSet};
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "ns");
+    let dir = tempfile::tempdir().unwrap();
+    let split = r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"fractional": [{"var": "email"}, ["on", 50], ["off", 50]]}}"#;
+    ctl.run(&[
+        "flag",
+        "set",
+        "split",
+        "-f",
+        &file_in(&dir, "split.json", split),
+    ])
+    .ok();
+    let plain = r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}"#;
+    ctl.run(&[
+        "flag",
+        "set",
+        "plain",
+        "-f",
+        &file_in(&dir, "plain.json", plain),
+    ])
+    .ok();
+    assert_eq!(
+        ctl.run(&["ns", "get"]).ok().json(),
+        json!({"fractional": "v2"})
+    );
+
+    let bad = ctl.run(&["ns", "set", "--fractional", "v4"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("v4") && bad.stderr.contains("v3"),
+        "{}",
+        bad.stderr
+    );
+    ctl.run(&["ns", "set"]).fails(2, "--fractional");
+
+    // Users would move: it says how many, and without --yes writes nothing.
+    let refused = ctl.run(&["ns", "set", "--fractional", "v3"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let line = refused
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("split: "))
+        .unwrap_or_else(|| panic!("{}", refused.stderr));
+    let moved: usize = line["split: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1000..9000).contains(&moved),
+        "{moved} of 10000 users move: {line}"
+    );
+    assert!(
+        line.ends_with("of 10000 sample users change variant (v2 → v3)"),
+        "{line}"
+    );
+    assert!(!refused.stderr.contains("plain:"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("pass --yes"), "{}", refused.stderr);
+    let raw = etcd
+        .raw()
+        .await
+        .get(format!("/cfgd/{}/meta", ctl.namespace), None)
+        .await;
+    assert!(raw.unwrap().kvs().is_empty(), "nothing written");
+
+    // The namespace as an argument, and --yes.
+    let ns = ctl.namespace.clone();
+    let other = Ctl {
+        namespace: String::new(),
+        ..Ctl::new(&etcd, "unused")
+    };
+    other
+        .run(&["ns", "set", &ns, "--fractional", "v3", "--yes"])
+        .ok();
+    assert_eq!(
+        other.run(&["ns", "get", &ns]).ok().json(),
+        json!({"fractional": "v3"})
+    );
+
+    // flag eval now buckets with v3, as the evaluator does.
+    let document = json!({"flags": {"split": serde_json::from_str::<Value>(split).unwrap()}});
+    let v3 = FlagSet::from_document_with(&document.to_string(), Bucketing::V3).unwrap();
+    for i in 0..20 {
+        let ctx = json!({"targetingKey": "k", "email": format!("user-{i}@example.com")});
+        let got = ctl
+            .run(&["flag", "eval", "split", "--context", &ctx.to_string()])
+            .ok()
+            .json();
+        let want = v3.evaluate("split", false, &ctx);
+        assert_eq!(got["variant"].as_str(), want.variant.as_deref(), "{ctx}");
+    }
+
+    // A namespace without fractional flags switches without --yes.
+    let empty = Ctl::new(&etcd, "ns-empty");
+    let switched = empty.run(&["ns", "set", "--fractional", "v3"]);
+    switched.ok();
+    assert!(switched.stderr.contains("no flag"), "{}", switched.stderr);
+}

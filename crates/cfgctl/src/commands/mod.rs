@@ -4,6 +4,7 @@
 
 mod config;
 mod flag;
+mod ns;
 mod policy;
 mod release;
 mod request;
@@ -11,7 +12,7 @@ mod schema;
 
 use clap::CommandFactory;
 
-use crate::cli::{AdminCommand, Cli, Command, SecretCommand};
+use crate::cli::{AdminCommand, Cli, Command, NsCommand, SecretCommand};
 use crate::connect::connect;
 use crate::output::{Format, Printer};
 
@@ -36,6 +37,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let namespace = match &cli.command {
         Command::Admin {
             command: AdminCommand::Roles { namespace },
+        }
+        | Command::Ns {
+            command: NsCommand::Get { namespace } | NsCommand::Set { namespace, .. },
         } => namespace.as_deref(),
         _ => None,
     };
@@ -98,6 +102,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         } => release::apply(&client, file, flags, dry_run, format).await,
         Command::Release { command } => release::exec(&client, command, format).await,
         Command::Policy { command } => policy::exec(&client, command, &out).await,
+        Command::Ns { command } => ns::exec(&client, command, &out).await,
         Command::Secret {
             command: SecretCommand::Rotate { .. },
         } => policy::rotate_secrets(&client).await,
