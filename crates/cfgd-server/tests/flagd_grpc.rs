@@ -201,6 +201,41 @@ async fn the_stock_node_flagd_provider_works_against_cfgd() {
     run_node(node, "tests/flagd/providers.mjs");
 }
 
+/// OpenFeature's Python flagd provider, which buckets `fractional` with
+/// flagd's v3 hashing, against cfgd with its namespaces on v3
+/// (tests/python/providers.py, in the virtualenv install-deps makes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_python_flagd_provider_agrees_with_cfgd_on_v3() {
+    common::logs();
+    let root = &crate::common::root();
+    let python = root.join("target/pyenv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-deps.sh --test (it makes the virtualenv)",
+        python.display()
+    );
+    let etcd = EtcdCluster::single();
+    let testbed = seed(&etcd).await;
+    let (server, grpc) = start(&etcd);
+    let out = Command::new(python)
+        .arg(root.join("tests/python/providers.py"))
+        .env("CFGD_GRPC", &grpc)
+        .env("CFGD_URL", format!("http://{}", server.address))
+        .env("CFGD_TOKEN", "ops-secret")
+        .env("CFGD_CFGCTL", cfgctl())
+        .env("CFGD_ETCD", etcd.endpoints_arg())
+        .env("CFGD_TESTBED", if testbed { "1" } else { "0" })
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "tests/python/providers.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn flagd_json_is_an_http_sync_source_with_etags() {
     common::logs();
