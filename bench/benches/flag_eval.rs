@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cfgd::flags::FlagSet;
+use cfgd::flags::{Bucketing, FlagSet};
 use flagd_evaluation_engine::Operator;
 use open_feature::EvaluationContext;
 use serde_json::{json, Value};
@@ -147,6 +147,17 @@ fn main() {
     );
     let theirs_engine = Operator::new();
     let mut rows = Vec::new();
+    // The fractional rules again, with v3 bucketing below; and one that
+    // buckets by an attribute, which v3 hashes as CBOR text.
+    let mut fractional: Vec<(&str, Value)> = cases
+        .iter()
+        .filter(|(name, _)| name.contains("fractional"))
+        .cloned()
+        .collect();
+    fractional.push((
+        "fractional by email",
+        json!({"fractional": [{"var": "email"}, ["on", 50], ["off", 50]]}),
+    ));
     for (name, targeting) in cases {
         let document = flag_document(&targeting);
         let ours = FlagSet::from_document(&document.to_string()).unwrap();
@@ -207,6 +218,36 @@ fn main() {
             t_theirs.as_nanos() as f64,
             t_theirs.as_nanos() as f64 / ours_ns
         );
+    }
+    println!();
+    println!(
+        "fractional bucketing: v3 (canonical CBOR, flagd's ADR) against v2, same rule and contexts"
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>8}",
+        "targeting", "v2", "v3", "v3/v2"
+    );
+    for (name, targeting) in fractional {
+        let document = flag_document(&targeting).to_string();
+        let v2 = FlagSet::from_document_with(&document, Bucketing::V2).unwrap();
+        let v3 = FlagSet::from_document_with(&document, Bucketing::V3).unwrap();
+        let run = |set: &FlagSet| {
+            time(|i| {
+                let (json, _) = &contexts[i % contexts.len()];
+                black_box(set.evaluate("f", false, black_box(json)));
+            })
+            .as_nanos()
+            .max(1) as f64
+        };
+        let (t2, t3) = (run(&v2), run(&v3));
+        println!(
+            "{:<22} {:>9.0} ns {:>9.0} ns {:>7.2}x",
+            name,
+            t2,
+            t3,
+            t3 / t2
+        );
+        rows.push(json!({"targeting": name, "bucketing": "v3 vs v2", "v2_ns": t2, "v3_ns": t3}));
     }
     // For `make bench`'s report (bench/benches/report.rs).
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
