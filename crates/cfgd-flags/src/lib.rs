@@ -3,7 +3,8 @@
 //! A flag is a set of `variants`, a `defaultVariant` and optional JsonLogic
 //! `targeting` that picks a variant from the evaluation context. Targeting is
 //! compiled once, when the definition is loaded; an evaluation only runs the
-//! compiled rule.
+//! compiled rule. `fractional` buckets with either of flagd's hashings
+//! ([`Bucketing`]), chosen when a [`FlagSet`] is built.
 #![deny(missing_docs)]
 
 mod definition;

@@ -22,7 +22,9 @@
 //!   definition, [`Client::enable_flag`], [`Client::disable_flag`] and
 //!   [`Client::set_rollout`] (a [`Rollout`]) edit one with compare-and-set,
 //!   [`Client::flags`] evaluates live ([`Flags::bool`], [`Flags::details`],
-//!   ...); [`flags`] holds the evaluator itself.
+//!   ...); [`flags`] holds the evaluator itself. A namespace's settings
+//!   ([`meta`], [`Client::set_meta`]) choose how `fractional` buckets
+//!   ([`flags::Bucketing`]).
 //! - Governance: [`Client::set_schema`] stores a JSON Schema for a name
 //!   pattern, and every write is checked against it
 //!   ([`Error::SchemaViolation`]); every write puts its [`audit`] record
@@ -124,7 +126,7 @@
 //!   what its clones share, live values, subscriptions and status),
 //!   `reads`, `writes` (each checked against schemas and the policy),
 //!   `history`, `transfer` (export, import, document diffs), `schemas`,
-//!   `policy`, `secrets`, `releases`, `requests` and `request_types`
+//!   `policy`, `meta`, `secrets`, `releases`, `requests` and `request_types`
 //!   (change requests), `roles`, `flags` (flag edits and the [`Flags`]
 //!   evaluator), and `builder` ([`ClientBuilder`], connecting).
 //! - `live_value`: [`Live<T>`], a typed value read without a lock; and
@@ -134,7 +136,7 @@
 //! - `namespace`: a live namespace, its mirror kept current, and the
 //!   fan-out of each change to live values, subscriptions and callbacks;
 //!   it keeps the namespace's flags and JSON Schemas compiled, and its
-//!   policy read. `namespace/load` holds its loading and its [`Status`].
+//!   policy and settings read. `namespace/load` holds its loading and its [`Status`].
 //! - `cells`: the per-(name, type) cells that hold a value decoded once per
 //!   change, behind every `Live<T>` of that name and type.
 //! - `etcd`: the connection to etcd (endpoints, user, TLS), request
@@ -145,7 +147,8 @@
 //! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
 //!   deletes.
 //! - [`diff`]: structural diffs of JSON values, path by path; [`audit`]:
-//!   the audit record; [`policy`]: the namespace policy and its patterns,
+//!   the audit record; [`meta`]: the namespace's settings; [`policy`]: the
+//!   namespace policy and its patterns,
 //!   over [`schema`]: JSON Schemas by name pattern, compiled.
 //! - `value`: JSON encoding and limits, which refuses ciphertext posing as
 //!   a value; [`secret`]: sealing and opening secrets, and the one source
