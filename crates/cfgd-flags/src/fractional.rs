@@ -458,3 +458,33 @@ mod tests {
         assert!("v4".parse::<Bucketing>().unwrap_err().contains("\"v4\""));
     }
 }
+
+#[cfg(test)]
+mod weights {
+    use crate::{Bucketing, FlagSet};
+
+    #[test]
+    fn v3_takes_integer_weights_only_as_the_python_core_does() {
+        let document = |weight: &str| {
+            format!(
+                r#"{{"flags": {{"f": {{"state": "ENABLED", "variants": {{"a": "a", "b": "b", "c": "c"}},
+                "defaultVariant": "c", "targeting": {{"fractional": [["a", {weight}], ["b", {weight}]]}}}}}}}}"#
+            )
+        };
+        let ctx = serde_json::json!({"targetingKey": "u1"});
+        for (weight, bucketing, reason) in [
+            ("50", Bucketing::V3, "TARGETING_MATCH"),
+            ("50.0", Bucketing::V3, "DEFAULT"),
+            ("true", Bucketing::V3, "DEFAULT"),
+            ("50.0", Bucketing::V2, "TARGETING_MATCH"),
+        ] {
+            let set = FlagSet::from_document_with(&document(weight), bucketing).unwrap();
+            let details = set.evaluate("f", String::new(), &ctx);
+            assert_eq!(
+                details.reason.as_str(),
+                reason,
+                "{weight} under {bucketing}"
+            );
+        }
+    }
+}
