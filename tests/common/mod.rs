@@ -522,3 +522,16 @@ pub fn root() -> PathBuf {
         .unwrap_or(manifest)
         .to_owned()
 }
+
+/// The Python of the virtualenv `scripts/install-deps.sh --test` makes
+/// from tests/python/requirements.txt (`make test` does).
+pub fn python() -> PathBuf {
+    let python = root().join("target/pyenv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-deps.sh --test (make test does), which makes the \
+         virtualenv with tests/python/requirements.txt",
+        python.display()
+    );
+    python
+}

@@ -15,14 +15,24 @@ use super::AppState;
 /// The most records one request gets.
 const LIMIT_MAX: usize = 1000;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditQuery {
+    /// Only records that touched a name under this prefix.
     #[serde(default)]
     prefix: String,
+    /// Only records of this actor.
     actor: Option<String>,
+    /// How many (100 unless given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/audit", tag = "governance", operation_id = "listAudit",
+    params(crate::bodies::NsPath, AuditQuery),
+    responses((status = 200, description = "Audit records, newest first", body = Vec<cfgd::audit::AuditRecord>))
+)]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,

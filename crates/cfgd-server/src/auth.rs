@@ -23,6 +23,18 @@ pub enum Scope {
     Admin,
 }
 
+impl Scope {
+    /// `read`, `write`, `secrets` or `admin`, as the settings write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Secrets => "secrets",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
 /// One `[[tokens]]` entry of the settings file.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

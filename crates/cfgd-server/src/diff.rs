@@ -26,16 +26,26 @@ use super::rest::json_response;
 use super::AppState;
 use cfgd::Revision;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AgainstQuery {
+    /// The namespace to compare with (before); read scope there too.
+    #[param(required = true, pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     against: Option<String>,
+    /// Only names that start with this.
+    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
     #[serde(default)]
     prefix: String,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RevisionsQuery {
+    /// The revision compared as before (0: no value yet).
+    #[param(required = true, minimum = 0)]
     from: Option<Revision>,
+    /// The revision compared as after; the current value if absent.
+    #[param(minimum = 0)]
     to: Option<Revision>,
 }
 
@@ -51,6 +61,12 @@ fn answer_at(diffs: &[cfgd::diff::NamedDiff], revision: Option<Revision>) -> Res
     )
 }
 
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/diff", tag = "governance", operation_id = "diffDocument",
+    params(crate::bodies::NsPath),
+    request_body(content = std::collections::BTreeMap<String, serde_json::Value>, description = "Name → value: what an import would write", content_type = "application/json"),
+    responses((status = 200, description = "What importing it would change", body = Vec<cfgd::diff::NamedDiff>))
+)]
 pub(super) async fn document(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -63,6 +79,11 @@ pub(super) async fn document(
     Ok(answer(&client.diff_document(text).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/diff", tag = "governance", operation_id = "diffNamespaces",
+    params(crate::bodies::NsPath, AgainstQuery),
+    responses((status = 200, description = "Namespace `against` (before) against `ns` (after)", body = Vec<cfgd::diff::NamedDiff>))
+)]
 pub(super) async fn namespaces(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -107,6 +128,14 @@ async fn value_at(
 
 /// `GET …/diff/{name}?from=R&to=R`: the history page's comparison of two
 /// revisions, and the editor's "their change" after a conflict.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/diff/{name}", tag = "governance", operation_id = "diffRevisions",
+    params(crate::bodies::NamePath, RevisionsQuery),
+    responses(
+        (status = 200, description = "The name at `from` (before) against `to` or its current value (after)", body = Vec<cfgd::diff::NamedDiff>, headers(("ETag" = String, description = "The revision compared as after, when there is one"))),
+        (status = 410, description = "Compacted: etcd no longer holds that revision", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn revisions(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::bodies::{ErrorBody, ErrorDetail, Failure};
 use cfgd::{Error, ErrorKind};
 
 /// An error answer.
@@ -100,15 +101,20 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        if !self.failures.is_empty() {
-            let failures: Vec<_> = self
-                .failures
-                .iter()
-                .map(|f| serde_json::json!({"pointer": f.pointer, "message": f.message}))
-                .collect();
-            body["error"]["failures"] = failures.into();
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                failures: self
+                    .failures
+                    .into_iter()
+                    .map(|f| Failure {
+                        pointer: f.pointer,
+                        message: f.message,
+                    })
+                    .collect(),
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(
@@ -118,4 +124,54 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The error code of an answer made outside any handler (axum's own: no
+/// route, wrong method, an extractor's refusal).
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    }
+}
+
+/// Every error answer in the one error body. Handlers make theirs with
+/// [`ApiError`]; this catches axum's (plain text, or no body: an unknown
+/// route, a method the route lacks, a query or path that does not parse,
+/// a body over the limit), keeping status and headers (`Allow`).
+pub(super) async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // axum's texts are one line; a longer body is not one of them.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let text = text.trim();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text.to_owned()
+    };
+    let error = ApiError::new(status, code_of(status), message).into_response();
+    let (error_parts, body) = error.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        error_parts.headers[axum::http::header::CONTENT_TYPE].clone(),
+    );
+    Response::from_parts(parts, body)
 }

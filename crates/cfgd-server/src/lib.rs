@@ -12,6 +12,7 @@
 
 mod audit;
 mod auth;
+mod bodies;
 pub(crate) mod conn;
 mod diff;
 mod error;
@@ -24,6 +25,7 @@ mod meta;
 mod metrics;
 mod observe;
 mod ofrep;
+pub mod openapi;
 mod releases;
 mod requests;
 mod rest;

@@ -16,6 +16,11 @@ use super::releases::ok;
 use super::rest::written;
 use super::AppState;
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/meta", tag = "governance", operation_id = "getMeta",
+    params(crate::bodies::NsPath),
+    responses((status = 200, description = "The namespace's settings, every default filled in", body = cfgd::meta::Meta))
+)]
 pub(super) async fn get_meta(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -23,9 +28,15 @@ pub(super) async fn get_meta(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let meta = client.meta().await?;
-    Ok(ok(&serde_json::to_value(meta).expect("serializes")))
+    Ok(ok(&meta))
 }
 
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/meta", tag = "governance", operation_id = "putMeta",
+    params(crate::bodies::NsPath, crate::bodies::Message),
+    request_body(content = cfgd::meta::Meta, content_type = "application/json"),
+    responses((status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))))
+)]
 pub(super) async fn put_meta(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,

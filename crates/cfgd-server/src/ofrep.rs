@@ -17,6 +17,9 @@ use super::auth::{self, Scope};
 use super::error::ApiError;
 use super::rest::hex;
 use super::AppState;
+use crate::bodies::{
+    BulkEvaluation, Endpoint, Evaluated, Evaluation, EvaluationFailed, EventStreamRef,
+};
 use cfgd_flags::{Details, ErrorCode, Json as AnyJson, Reason};
 
 /// The namespace: the token's, when it is scoped to exactly one; else the
@@ -72,38 +75,41 @@ fn context(state: &AppState, body: &Bytes) -> Result<Value, ApiError> {
 
 /// One evaluation as OFREP writes it, and whether it is an error (and so
 /// its HTTP status when alone).
-fn render(details: Details<AnyJson>) -> (StatusCode, Value) {
+fn render(details: Details<AnyJson>) -> (StatusCode, Evaluation) {
     let key = details.flag_key;
     if let Some(code) = details.error_code {
         let status = match code {
             ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
-        let code = match code {
+        let error_code = match code {
             ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
             ErrorCode::ParseError => "PARSE_ERROR",
             _ => "GENERAL",
         };
         return (
             status,
-            json!({"key": key, "errorCode": code, "errorDetails": details.error_message}),
+            Evaluation::Failed(EvaluationFailed {
+                key,
+                error_code,
+                error_details: details.error_message,
+            }),
         );
     }
-    let mut out = Map::new();
-    out.insert("key".into(), Value::String(key));
-    out.insert(
-        "reason".into(),
-        Value::String(details.reason.as_str().into()),
-    );
+    debug_assert!(details.reason != Reason::Error);
     // No variant (disabled, or no default variant): no value, and the
     // provider answers with the caller's default.
-    if let Some(variant) = details.variant {
-        out.insert("variant".into(), Value::String(variant));
-        out.insert("value".into(), details.value.0);
-    }
-    out.insert("metadata".into(), Value::Object(details.metadata));
-    debug_assert!(details.reason != Reason::Error);
-    (StatusCode::OK, Value::Object(out))
+    let value = details.variant.is_some().then_some(details.value.0);
+    (
+        StatusCode::OK,
+        Evaluation::Evaluated(Evaluated {
+            key,
+            reason: details.reason.as_str().to_owned(),
+            variant: details.variant,
+            value,
+            metadata: details.metadata,
+        }),
+    )
 }
 
 /// What every OFREP request needs: the namespace's flags, after the token
@@ -148,15 +154,22 @@ fn ticket(state: &AppState, ns: &str) -> String {
     hex(&hasher.finalize(), 16)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct BulkQuery {
+    /// The configuration ETag a change event named: wait a moment for this
+    /// replica to reach it.
     #[serde(rename = "flagConfigEtag")]
     flag_config_etag: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EventsQuery {
+    /// The namespace whose flag changes to hear.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
     namespace: String,
+    /// The ticket from a bulk evaluation's `eventStreams`.
     #[serde(default)]
     ticket: String,
 }
@@ -164,6 +177,13 @@ pub(super) struct EventsQuery {
 /// `GET /ofrep/v1/events?namespace=NS&ticket=T`: OFREP's change
 /// notifications (event-streams ADR). One `refetchEvaluation` event, with
 /// the new configuration ETag, per burst of flag changes.
+#[utoipa::path(
+    get, path = "/ofrep/v1/events", tag = "ofrep", operation_id = "ofrepEvents",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "One `refetchEvaluation` event, with the new configuration ETag, per burst of flag changes", content_type = "text/event-stream", body = String),
+    )
+)]
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<EventsQuery>,
@@ -197,6 +217,16 @@ pub(super) async fn events(
     Ok(super::sse::EventStream::response(Box::pin(events), &state))
 }
 
+#[utoipa::path(
+    post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", operation_id = "ofrepEvaluateFlag",
+    params(("key" = String, Path, description = "The flag's key"), crate::bodies::OfrepNamespace),
+    request_body(content = crate::bodies::EvaluationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The flag evaluated", body = crate::bodies::Evaluated),
+        (status = 400, description = "The request, or the evaluation, failed", body = crate::bodies::OfrepBad),
+        (status = 404, description = "No such flag", body = crate::bodies::EvaluationFailed),
+    )
+)]
 pub(super) async fn evaluate_one(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -208,6 +238,15 @@ pub(super) async fn evaluate_one(
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", operation_id = "ofrepEvaluateAll",
+    params(BulkQuery, crate::bodies::OfrepNamespace, crate::bodies::ReadPreconditions),
+    request_body(content = crate::bodies::EvaluationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every flag evaluated, and the change stream to listen to", body = crate::bodies::BulkEvaluation, headers(("ETag" = String, description = "A digest of the flags and the context"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String))),
+    )
+)]
 pub(super) async fn evaluate_all(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(query): axum::extract::Query<BulkQuery>,
@@ -246,7 +285,7 @@ pub(super) async fn evaluate_all(
     }
     let mut keys: Vec<&str> = set.keys().collect();
     keys.sort_unstable();
-    let results: Vec<Value> = keys
+    let flags = keys
         .into_iter()
         .map(|key| render(set.evaluate(key, AnyJson(Value::Null), &context)).1)
         .collect();
@@ -257,10 +296,15 @@ pub(super) async fn evaluate_all(
     Ok((
         StatusCode::OK,
         [(header::ETAG, etag)],
-        Json(json!({
-            "flags": results,
-            "eventStreams": [{"type": "sse", "endpoint": {"requestUri": events}}],
-        })),
+        Json(BulkEvaluation {
+            flags,
+            event_streams: vec![EventStreamRef {
+                kind: "sse",
+                endpoint: Endpoint {
+                    request_uri: events,
+                },
+            }],
+        }),
     )
         .into_response())
 }

@@ -12,45 +12,37 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::Scope;
 use super::error::ApiError;
 use super::rest::json_response;
 use super::AppState;
+use crate::bodies::{Publish, Published, ReleaseShown};
 
-/// A release's body, and a change request's: values, flags, and (for a
-/// release) whether to only show what it would change.
-#[derive(serde::Deserialize)]
-pub(super) struct Publish {
-    #[serde(default)]
-    config: serde_json::Map<String, Value>,
-    flags: Option<Value>,
-    #[serde(default)]
-    dry_run: bool,
+/// A release's body, or a change request's, read: the body, and the
+/// config document and flagd document text the library takes.
+pub(super) fn read_publish(body: &[u8]) -> Result<(Publish, String, Option<String>), ApiError> {
+    let publish: Publish = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"config\": {{name: value}}, \"flags\": {{flagd document}}}}: {e}"
+        ))
+    })?;
+    let config = Value::Object(publish.config.clone()).to_string();
+    let flags = publish.flags.clone().map(|f| Value::Object(f).to_string());
+    Ok((publish, config, flags))
 }
 
-impl Publish {
-    /// The body read, as the config document and flagd document text the
-    /// library takes.
-    pub(super) fn read(body: &[u8]) -> Result<(Self, String, Option<String>), ApiError> {
-        let publish: Publish = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body must be {{\"config\": {{name: value}}, \"flags\": {{flagd document}}}}: {e}"
-            ))
-        })?;
-        let config = Value::Object(publish.config.clone()).to_string();
-        let flags = publish.flags.as_ref().map(Value::to_string);
-        Ok((publish, config, flags))
-    }
-}
-
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// How many (20 unless given; at most 1000).
+    #[param(minimum = 0)]
     limit: Option<usize>,
 }
 
-pub(super) fn ok(body: &Value) -> Response {
+/// 200 with `body` as JSON.
+pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
     json_response(
         StatusCode::OK,
         serde_json::to_vec(body).expect("serializes"),
@@ -58,10 +50,16 @@ pub(super) fn ok(body: &Value) -> Response {
     )
 }
 
-fn record_json(record: &cfgd::audit::AuditRecord) -> Value {
-    serde_json::to_value(record).expect("serializes")
-}
-
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/releases", tag = "governance", operation_id = "publishRelease",
+    params(crate::bodies::NsPath, crate::bodies::Message),
+    request_body(content = crate::bodies::Publish, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Published in one transaction (with dry_run: what it would change)", body = crate::bodies::Published,
+            links(("showRelease" = (operation_id = "showRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))))),
+        (status = 412, description = "A name changed while the release was being made", body = crate::bodies::ErrorBody), (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn publish(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -69,16 +67,25 @@ pub(super) async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let (body, config, flags) = Publish::read(&body)?;
+    let (body, config, flags) = read_publish(&body)?;
     let (plan, release) = client
         .apply(&config, flags.as_deref(), body.dry_run)
         .await?;
     Ok(ok(&match release {
-        Some(r) => json!({"id": r.id, "revision": r.revision, "changes": r.changes}),
-        None => json!({"id": null, "revision": null, "changes": plan.changes}),
+        Some(release) => Published::from(release),
+        None => Published {
+            id: None,
+            revision: None,
+            changes: plan.changes,
+        },
     }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/releases", tag = "governance", operation_id = "listReleases",
+    params(crate::bodies::NsPath, ListQuery),
+    responses((status = 200, description = "Releases, newest first", body = Vec<cfgd::audit::AuditRecord>))
+)]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -87,15 +94,17 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(20).clamp(1, 1000);
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let records: Vec<Value> = client
-        .releases(limit)
-        .await?
-        .iter()
-        .map(record_json)
-        .collect();
-    Ok(ok(&Value::Array(records)))
+    Ok(ok(&client.releases(limit).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/releases/{id}", tag = "governance", operation_id = "showRelease",
+    params(crate::bodies::IdPath),
+    responses(
+        (status = 200, description = "The release and what it changed", body = crate::bodies::ReleaseShown),
+        (status = 404, description = "No such release", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     Path((ns, id)): Path<(String, String)>,
@@ -103,19 +112,22 @@ pub(super) async fn show(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let (record, changes) = client.release(&id).await?;
-    let mut body = record_json(&record);
-    body["changes"] = serde_json::to_value(changes).expect("serializes");
-    Ok(ok(&body))
+    Ok(ok(&ReleaseShown { record, changes }))
 }
 
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/releases/{id}/revert", tag = "governance", operation_id = "revertRelease",
+    params(crate::bodies::IdPath, crate::bodies::Message),
+    responses(
+        (status = 200, description = "Reverted: a new release that restores what it changed", body = crate::bodies::Published),
+        (status = 404, description = "No such release", body = crate::bodies::ErrorBody), (status = 409, description = "A name it changed has changed since", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds the values before it", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn revert(
     State(state): State<Arc<AppState>>,
     Path((ns, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let release = client.revert_release(&id).await?;
-    Ok(ok(
-        &json!({"id": release.id, "revision": release.revision, "changes": release.changes}),
-    ))
+    Ok(ok(&Published::from(client.revert_release(&id).await?)))
 }

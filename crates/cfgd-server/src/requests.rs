@@ -17,32 +17,46 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::releases::{ok, Publish};
+use super::releases::{ok, read_publish};
 use super::rest::{json_response, written};
 use super::AppState;
+use crate::bodies::{Merged, Review, Stepped};
 use cfgd::RequestState;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// `open`, `merged`, `closed` or `all` (the default).
+    #[param(pattern = "^(open|merged|closed|all)$")]
     state: Option<String>,
+    /// How many (50 unless given; at most 1000).
+    #[param(minimum = 0)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/policy", tag = "governance", operation_id = "getPolicy",
+    params(crate::bodies::NsPath),
+    responses((status = 200, description = "The namespace policy", body = cfgd::policy::Policy))
+)]
 pub(super) async fn get_policy(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    Ok(ok(
-        &serde_json::to_value(client.policy().await?).expect("serializes")
-    ))
+    Ok(ok(&client.policy().await?))
 }
 
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/policy", tag = "governance", operation_id = "putPolicy",
+    params(crate::bodies::NsPath, crate::bodies::Message),
+    request_body(content = cfgd::policy::Policy, content_type = "application/json"),
+    responses((status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))))
+)]
 pub(super) async fn put_policy(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -56,6 +70,16 @@ pub(super) async fn put_policy(
     Ok(written("policy", revision))
 }
 
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/requests", tag = "governance", operation_id = "createRequest",
+    params(crate::bodies::NsPath, crate::bodies::Message),
+    request_body(content = crate::bodies::Publish, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Opened", body = cfgd::ChangeRequest,
+            links(("showRequest" = (operation_id = "showRequest", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))))),
+        (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -63,12 +87,17 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let (_, config, flags) = Publish::read(&body)?;
+    let (_, config, flags) = read_publish(&body)?;
     let request = client.create_request(&config, flags.as_deref()).await?;
     let body = serde_json::to_vec(&request).expect("serializes");
     Ok(json_response(StatusCode::CREATED, body, None))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/requests", tag = "governance", operation_id = "listRequests",
+    params(crate::bodies::NsPath, ListQuery),
+    responses((status = 200, description = "Change requests, newest first", body = Vec<cfgd::ChangeRequest>))
+)]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -86,9 +115,17 @@ pub(super) async fn list(
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let requests = client.requests(wanted, limit).await?;
-    Ok(ok(&serde_json::to_value(requests).expect("serializes")))
+    Ok(ok(&requests))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/requests/{id}", tag = "governance", operation_id = "showRequest",
+    params(crate::bodies::IdPath),
+    responses(
+        (status = 200, description = "The request and what merging it would change now", body = crate::bodies::Review),
+        (status = 404, description = "No such request", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     Path((ns, id)): Path<(String, String)>,
@@ -96,26 +133,39 @@ pub(super) async fn show(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let review = client.review_request(&id).await?;
-    let mut body = serde_json::to_value(&review.request).expect("serializes");
-    body["changes"] = serde_json::to_value(&review.changes).expect("serializes");
-    body["moved"] = json!(review.moved);
-    Ok(ok(&body))
+    Ok(ok(&Review {
+        request: review.request,
+        changes: review.changes,
+        moved: review.moved,
+    }))
 }
 
 /// `POST …/requests/{id}/{step}`: approve, merge, rebase or close.
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/requests/{id}/{step}", tag = "governance", operation_id = "stepRequest",
+    params(crate::bodies::StepPath, crate::bodies::Message),
+    responses(
+        (status = 200, description = "The request as it now is, or (merge) the release it became", body = crate::bodies::Stepped),
+        (status = 404, description = "No such request, or no such step", body = crate::bodies::ErrorBody), (status = 409, description = "Not in a state for this step, or names moved since its base", body = crate::bodies::ErrorBody), (status = 412, description = "A name changed while merging", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn step(
     State(state): State<Arc<AppState>>,
     Path((ns, id, step)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let body: Value = match step.as_str() {
-        "approve" => serde_json::to_value(client.approve_request(&id).await?),
-        "rebase" => serde_json::to_value(client.rebase_request(&id).await?),
-        "close" => serde_json::to_value(client.close_request(&id).await?),
+    let body = match step.as_str() {
+        "approve" => Stepped::Request(Box::new(client.approve_request(&id).await?)),
+        "rebase" => Stepped::Request(Box::new(client.rebase_request(&id).await?)),
+        "close" => Stepped::Request(Box::new(client.close_request(&id).await?)),
         "merge" => {
             let release = client.merge_request(&id).await?;
-            Ok(json!({"release": release.id, "revision": release.revision, "changes": release.changes}))
+            Stepped::Merged(Merged {
+                release: release.id,
+                revision: release.revision,
+                changes: release.changes,
+            })
         }
         other => {
             return Err(ApiError::new(
@@ -124,7 +174,6 @@ pub(super) async fn step(
                 format!("no step {other:?}: approve, merge, rebase or close"),
             ))
         }
-    }
-    .expect("serializes");
+    };
     Ok(ok(&body))
 }

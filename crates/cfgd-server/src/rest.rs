@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
+use crate::bodies::{Checked, Item, Ready, Written};
 use cfgd::Revision;
 
 /// The first `n` bytes of `bytes` in lowercase hex: digests cut to ETags.
@@ -194,8 +195,11 @@ fn value_response(
 
 /// The answer to a write or delete: `{"name", "revision"}` and the ETag.
 pub(super) fn written(name: &str, revision: Revision) -> Response {
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "revision": revision}))
-        .expect("serializes");
+    let body = serde_json::to_vec(&Written {
+        name: name.to_owned(),
+        revision,
+    })
+    .expect("serializes");
     json_response(StatusCode::OK, body, Some(revision))
 }
 
@@ -223,9 +227,24 @@ pub(super) fn json_response(
     response
 }
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process is up", content_type = "text/plain", body = String))
+)]
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 /// 200 when etcd answers; 200 with `"source": "snapshot"` (or `"cache"`)
 /// when it does not but namespaces are served from a snapshot (or from
 /// what was loaded before etcd went away); 503 when there is nothing.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: etcd answers, or values are served from a snapshot or the cache", body = crate::bodies::Ready),
+        (status = 503, description = "Not ready: etcd does not answer and nothing was loaded", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let probe = async {
         let client = state
@@ -239,11 +258,11 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     };
     let error = match probe.await {
         Ok(_) => {
-            return json_response(
-                StatusCode::OK,
-                br#"{"status":"ready","source":"etcd"}"#.to_vec(),
-                None,
-            )
+            return ready(Ready {
+                status: "ready",
+                source: "etcd",
+                etcd: None,
+            })
         }
         Err(e) => e,
     };
@@ -267,7 +286,14 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         return ApiError::from(error).into_response();
     };
-    let body = serde_json::json!({"status": "ready", "source": source, "etcd": error.to_string()});
+    ready(Ready {
+        status: "ready",
+        source,
+        etcd: Some(error.to_string()),
+    })
+}
+
+fn ready(body: Ready) -> Response {
     json_response(
         StatusCode::OK,
         serde_json::to_vec(&body).expect("serializes"),
@@ -275,6 +301,15 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
+    params(crate::bodies::NamePath, crate::bodies::ReadPreconditions),
+    responses(
+        (status = 200, description = "The value, as stored", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No such name", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn get_config(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -286,18 +321,38 @@ pub(super) async fn get_config(
 /// `?dry_run=true` on a `PUT`: check everything a write would (name, JSON,
 /// size, schema or flag rules), write nothing. What the console's editors
 /// ask as one types.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PutQuery {
+    /// Check everything a write would, write nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
-fn checked(name: &str) -> Response {
-    let body = serde_json::to_vec(&serde_json::json!({"name": name, "dry_run": true}))
-        .expect("serializes");
+/// The answer to a `?dry_run=true` write that would succeed.
+pub(super) fn checked(name: &str) -> Response {
+    let body = serde_json::to_vec(&Checked {
+        name: name.to_owned(),
+        dry_run: true,
+    })
+    .expect("serializes");
     json_response(StatusCode::OK, body, None)
 }
 
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "putConfig",
+    params(crate::bodies::NamePath, crate::bodies::WritePreconditions, PutQuery),
+    request_body(content = serde_json::Value, description = "The value: any JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Written (or, with dry_run, checked and not written)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
+            links(
+                ("getConfig" = (operation_id = "getConfig", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
+                ("getHistory" = (operation_id = "getHistory", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
+                ("deleteConfig" = (operation_id = "deleteConfig", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
+            )),
+        (status = 412, description = "The precondition failed: the value is at another revision, or exists (If-None-Match: *)", body = crate::bodies::ErrorBody), (status = 422, description = "The value fails the namespace schema that governs its name", body = crate::bodies::ErrorBody), (status = 409, description = "A schema's stored values conflict", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn put_config(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -319,6 +374,14 @@ pub(super) async fn put_config(
     Ok(written(&name, revision))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "deleteConfig",
+    params(crate::bodies::NamePath, crate::bodies::WritePreconditions),
+    responses(
+        (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No such name", body = crate::bodies::ErrorBody), (status = 412, description = "The value is at another revision than If-Match names", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn delete_config(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -327,8 +390,11 @@ pub(super) async fn delete_config(
     delete_in(Section::Config, &state, &ns, &name, &headers).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only names that start with this.
+    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
     #[serde(default)]
     prefix: String,
 }
@@ -337,20 +403,30 @@ pub(super) struct ListQuery {
 /// `"secret":true` (only `GET` of the one name shows it, to a token with
 /// the secrets scope).
 pub(super) fn entries_json(entries: Vec<cfgd::Entry<serde_json::Value>>) -> Vec<u8> {
-    let items: Vec<serde_json::Value> = entries
+    let items: Vec<Item> = entries
         .into_iter()
-        .map(|e| {
-            let mut item = serde_json::json!({"name": e.name, "value": e.value, "revision": e.revision, "version": e.version});
-            if e.secret {
-                item["value"] = cfgd::policy::REDACTED.into();
-                item["secret"] = true.into();
-            }
-            item
+        .map(|e| Item {
+            name: e.name,
+            value: if e.secret {
+                cfgd::policy::REDACTED.into()
+            } else {
+                e.value
+            },
+            revision: e.revision,
+            version: e.version,
+            secret: e.secret,
         })
         .collect();
     serde_json::to_vec(&items).expect("serializes")
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/config", tag = "config", operation_id = "listConfig",
+    params(crate::bodies::NsPath, ListQuery),
+    responses(
+        (status = 200, description = "The values under the prefix, by name", body = Vec<crate::bodies::Item>),
+    )
+)]
 pub(super) async fn list_config(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -367,14 +443,25 @@ const HISTORY_DEFAULT: usize = 100;
 /// The most it gives however many are asked for.
 const HISTORY_MAX: usize = 1000;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct HistoryQuery {
+    /// How many (100 unless given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// `GET /v1/namespaces/{ns}/history/{name}?limit=N`: earlier values of a
 /// name, newest first. Beside `config/` rather than under it, so that no
 /// name (`jobs/history`, say) is taken for the route.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/history/{name}", tag = "config", operation_id = "getHistory",
+    params(crate::bodies::NamePath, HistoryQuery),
+    responses(
+        (status = 200, description = "Earlier values of the name, newest first", body = Vec<crate::bodies::Item>),
+        (status = 404, description = "The name has no history", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds the revisions", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn get_history(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -395,6 +482,13 @@ pub(super) async fn get_history(
     Ok(json_response(StatusCode::OK, entries_json(history), None))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/flags", tag = "flags", operation_id = "listFlags",
+    params(crate::bodies::NsPath),
+    responses(
+        (status = 200, description = "Every flag definition, by name", body = Vec<crate::bodies::Item>),
+    )
+)]
 pub(super) async fn list_flags(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -408,6 +502,15 @@ pub(super) async fn list_flags(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "getFlag",
+    params(crate::bodies::FlagPath, crate::bodies::ReadPreconditions),
+    responses(
+        (status = 200, description = "The flag definition (flagd's flag object)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No such flag", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn get_flag(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -416,6 +519,19 @@ pub(super) async fn get_flag(
     get_in(Section::Flags, &state, &ns, &name, &headers).await
 }
 
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "putFlag",
+    params(crate::bodies::FlagPath, crate::bodies::WritePreconditions, PutQuery),
+    request_body(content = crate::bodies::FlagDefinition, description = "A flagd flag: state, variants, defaultVariant, targeting", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Written (or, with dry_run, checked and not written)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
+            links(
+                ("getFlag" = (operation_id = "getFlag", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
+                ("deleteFlag" = (operation_id = "deleteFlag", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
+            )),
+        (status = 412, description = "The precondition failed", body = crate::bodies::ErrorBody), (status = 422, description = "The definition fails a schema", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn put_flag(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -438,6 +554,14 @@ pub(super) async fn put_flag(
     Ok(written(&name, revision))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "deleteFlag",
+    params(crate::bodies::FlagPath, crate::bodies::WritePreconditions),
+    responses(
+        (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No such flag", body = crate::bodies::ErrorBody), (status = 412, description = "The flag is at another revision than If-Match names", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn delete_flag(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -446,13 +570,17 @@ pub(super) async fn delete_flag(
     delete_in(Section::Flags, &state, &ns, &name, &headers).await
 }
 
-#[derive(serde::Deserialize)]
-pub(super) struct Rollback {
-    revision: Revision,
-}
-
 /// `POST /v1/namespaces/{ns}/rollback/{name}` with `{"revision": N}`:
 /// writes the value of revision N again, as a new revision.
+#[utoipa::path(
+    post, path = "/v1/namespaces/{ns}/rollback/{name}", tag = "config", operation_id = "rollback",
+    params(crate::bodies::NamePath, crate::bodies::Message),
+    request_body(content = crate::bodies::Rollback, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The value of that revision, written again as a new one", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "The name has no value at that revision", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds that revision", body = crate::bodies::ErrorBody), (status = 422, description = "The old value fails today's schema", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn rollback(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -460,7 +588,7 @@ pub(super) async fn rollback(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let Rollback { revision } = serde_json::from_slice(&body)
+    let crate::bodies::Rollback { revision } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body must be {{\"revision\": N}}: {e}")))?;
     let written_at = client.rollback(&name, revision).await?;
     Ok(written(&name, written_at))
@@ -469,6 +597,14 @@ pub(super) async fn rollback(
 /// `GET /v1/namespaces/{ns}/flagd.json`: the namespace's flags as one flagd
 /// document, so that a stock flagd can use cfgd as an `http` sync source.
 /// Its ETag is a digest of the document; `If-None-Match` with it answers 304.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/flagd.json", tag = "flags", operation_id = "getFlagdDocument",
+    params(crate::bodies::NsPath, crate::bodies::ReadPreconditions),
+    responses(
+        (status = 200, description = "Every flag as one flagd document, for a stock flagd's http sync", body = crate::bodies::FlagdDocument, headers(("ETag" = String, description = "A digest of the document"))),
+        (status = 304, description = "Not modified", headers(("ETag" = String))),
+    )
+)]
 pub(super) async fn flagd_document(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,

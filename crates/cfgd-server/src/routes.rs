@@ -62,11 +62,14 @@ use Scope::{Admin, Read, Write};
 
 use crate::auth::Scope;
 use crate::state::AppState;
-use crate::{audit, diff, meta, observe, ofrep, releases, requests, rest, schemas, sse, ui};
+use crate::{
+    audit, diff, meta, observe, ofrep, openapi, releases, requests, rest, schemas, sse, ui,
+};
 
 /// Every route of the router.
 pub const ROUTES: &[Route] = &[
-    route("GET", "/healthz", Open, || get(|| async { "ok\n" })),
+    route("GET", "/healthz", Open, || get(rest::healthz)),
+    route("GET", "/openapi.json", Open, || get(openapi::openapi_json)),
     route("GET", "/readyz", Open, || get(rest::readyz)),
     route("GET", "/metrics", Open, || get(observe::metrics)),
     route("GET", "/ui", Open, || get(ui::redirect)),
@@ -236,5 +239,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             observe::track,
         ))
+        // Outside `track`, which tells axum's own 413 by its plain text.
+        .layer(axum::middleware::from_fn(crate::error::json_errors))
         .with_state(state)
 }

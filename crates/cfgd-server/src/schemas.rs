@@ -13,11 +13,13 @@ use axum::response::Response;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::rest::{entries_json, json_response, not_found, written};
+use super::rest::{checked, entries_json, json_response, not_found, written};
 use super::AppState;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PutQuery {
+    /// Store it even though stored values fail it.
     #[serde(default)]
     force: bool,
     /// Check the schema (and the stored values it would govern), store
@@ -26,6 +28,11 @@ pub(super) struct PutQuery {
     dry_run: bool,
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/schemas", tag = "schemas", operation_id = "listSchemas",
+    params(crate::bodies::NsPath),
+    responses((status = 200, description = "Every schema, by pattern", body = Vec<crate::bodies::Item>))
+)]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,
@@ -36,6 +43,14 @@ pub(super) async fn list(
     Ok(json_response(StatusCode::OK, entries_json(schemas), None))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "getSchema",
+    params(crate::bodies::PatternPath),
+    responses(
+        (status = 200, description = "The JSON Schema (draft 2020-12)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No schema for this pattern", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn get(
     State(state): State<Arc<AppState>>,
     Path((ns, pattern)): Path<(String, String)>,
@@ -50,6 +65,16 @@ pub(super) async fn get(
     Ok(json_response(StatusCode::OK, body, Some(entry.revision)))
 }
 
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "putSchema",
+    params(crate::bodies::PatternPath, PutQuery, crate::bodies::Message),
+    request_body(content = serde_json::Value, description = "A JSON Schema, draft 2020-12", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (or, with dry_run, checked and not stored)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
+            links(("getSchema" = (operation_id = "getSchema", parameters(("ns" = "$request.path.ns"), ("pattern" = "$request.path.pattern")))))),
+        (status = 409, description = "Stored values fail it (store it anyway with force=true)", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn put(
     State(state): State<Arc<AppState>>,
     Path((ns, pattern)): Path<(String, String)>,
@@ -63,14 +88,20 @@ pub(super) async fn put(
         serde_json::from_slice(&body).map_err(|cause| cfgd::Error::InvalidJson { key, cause })?;
     if query.dry_run {
         client.check_schema(&pattern, &schema).await?;
-        let body = serde_json::to_vec(&serde_json::json!({"name": pattern, "dry_run": true}))
-            .expect("serializes");
-        return Ok(json_response(StatusCode::OK, body, None));
+        return Ok(checked(&pattern));
     }
     let revision = client.set_schema(&pattern, &schema, query.force).await?;
     Ok(written(&pattern, revision))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "deleteSchema",
+    params(crate::bodies::PatternPath, crate::bodies::Message),
+    responses(
+        (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No schema for this pattern", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
     Path((ns, pattern)): Path<(String, String)>,

@@ -45,11 +45,15 @@ fn event(change: &Change) -> Bytes {
     .into()
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct WatchQuery {
+    /// Only names that start with this.
+    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
     #[serde(default)]
     prefix: String,
     /// `config` (the default) or `flags`.
+    #[param(pattern = "^(config|flags)$")]
     section: Option<String>,
 }
 
@@ -63,6 +67,13 @@ pub(crate) fn last_event_id(header: &[u8]) -> Option<cfgd::Revision> {
     text.parse().ok()
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/watch", tag = "config", operation_id = "watch",
+    params(crate::bodies::NsPath, WatchQuery, crate::bodies::LastEventId),
+    responses(
+        (status = 200, description = "Every change under the prefix, as it happens: `id` its revision, `event` put, delete or reset, `data` `{\"name\", \"kind\", \"value\", \"revision\", \"resync\"}`", content_type = "text/event-stream", body = String),
+    )
+)]
 pub(super) async fn watch(
     State(state): State<Arc<AppState>>,
     Path(ns): Path<String>,

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::json;
 
 use super::auth::{self, Scope};
 use super::error::ApiError;
 use super::releases::ok;
 use super::AppState;
+use crate::bodies::{NamespaceSummary, PolicyOf, Whoami};
 
 const INDEX: &str = include_str!("../ui/index.html");
 
@@ -77,14 +77,30 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
+#[utoipa::path(
+    get, path = "/ui", tag = "console", operation_id = "consoleRedirect",
+    responses((status = 308, description = "To /ui/", headers(("Location" = String))))
+)]
 pub(super) async fn redirect() -> Redirect {
     Redirect::permanent("/ui/")
 }
 
+#[utoipa::path(
+    get, path = "/ui/", tag = "console", operation_id = "console",
+    responses((status = 200, description = "The web console", content_type = "text/html", body = String))
+)]
 pub(super) async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX)
 }
 
+#[utoipa::path(
+    get, path = "/ui/{file}", tag = "console", operation_id = "consoleFile",
+    params(("file" = String, Path, description = "A file of the console: app.js, app.css, ...")),
+    responses(
+        (status = 200, description = "The file", content((String = "text/css"), (String = "text/javascript"))),
+        (status = 404, description = "No such file", body = crate::bodies::ErrorBody),
+    )
+)]
 pub(super) async fn file(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, ..)| *name == file) {
         Some((_, content_type, body)) => asset(content_type, body),
@@ -92,34 +108,39 @@ pub(super) async fn file(Path(file): Path<String>) -> Response {
     }
 }
 
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Read => "read",
-        Scope::Write => "write",
-        Scope::Secrets => "secrets",
-        Scope::Admin => "admin",
-    }
-}
-
+#[utoipa::path(
+    get, path = "/v1/whoami", tag = "console", operation_id = "whoami",
+    responses((status = 200, description = "The token and its scopes", body = crate::bodies::Whoami))
+)]
 pub(super) async fn whoami(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if state.settings.no_auth {
-        return Ok(ok(&json!({"auth": false, "name": crate::state::ANONYMOUS})));
+        return Ok(ok(&Whoami {
+            auth: false,
+            name: crate::state::ANONYMOUS.to_owned(),
+            scopes: None,
+        }));
     }
     let token = auth::identify(&state.settings.tokens, &headers)?
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;
-    let scopes: serde_json::Map<String, serde_json::Value> = token
+    let scopes = token
         .scopes
         .iter()
-        .map(|(ns, scope)| (ns.clone(), scope_name(*scope).into()))
+        .map(|(ns, scope)| (ns.clone(), scope.as_str().to_owned()))
         .collect();
-    Ok(ok(
-        &json!({"auth": true, "name": token.name, "scopes": scopes}),
-    ))
+    Ok(ok(&Whoami {
+        auth: true,
+        name: token.name.clone(),
+        scopes: Some(scopes),
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/namespaces", tag = "console", operation_id = "listNamespaces",
+    responses((status = 200, description = "The namespaces the token may read, with counts", body = Vec<crate::bodies::NamespaceSummary>))
+)]
 pub(super) async fn namespaces(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -164,16 +185,24 @@ pub(super) async fn namespaces(
             .connect()
             .await?;
         let (values, flags) = client.counts().await?;
-        out.push(
-            json!({"name": name, "scope": scope_name(scope), "values": values, "flags": flags}),
-        );
+        out.push(NamespaceSummary {
+            name,
+            scope: scope.as_str(),
+            values,
+            flags,
+        });
     }
-    Ok(ok(&serde_json::Value::Array(out)))
+    Ok(ok(&out))
 }
 
 /// `GET /v1/namespaces/{ns}/policy/{name}`: what the policy says of `name`
 /// (a flag as `flags/{name}`), so that the console tells a protected name
 /// without matching patterns itself. Read scope, as the policy's `GET`.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/policy/{name}", tag = "governance", operation_id = "policyOf",
+    params(crate::bodies::NamePath),
+    responses((status = 200, description = "What the policy says of the name (a flag as flags/{name})", body = crate::bodies::PolicyOf))
+)]
 pub(super) async fn policy_of(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
@@ -181,11 +210,11 @@ pub(super) async fn policy_of(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let policy = client.policy().await?;
-    Ok(ok(&json!({
-        "name": name,
-        "protected": policy.protecting(&name),
-        "secret": policy.is_secret(&name),
-    })))
+    Ok(ok(&PolicyOf {
+        protected: policy.protecting(&name).map(str::to_owned),
+        secret: policy.is_secret(&name),
+        name,
+    }))
 }
 
 #[cfg(test)]

@@ -208,12 +208,7 @@ async fn the_stock_node_flagd_provider_works_against_cfgd() {
 async fn the_stock_python_flagd_provider_agrees_with_cfgd_on_v3() {
     common::logs();
     let root = &crate::common::root();
-    let python = root.join("target/pyenv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh --test (it makes the virtualenv)",
-        python.display()
-    );
+    let python = crate::common::python();
     let etcd = EtcdCluster::single();
     let testbed = seed(&etcd).await;
     let (server, grpc) = start(&etcd);

@@ -26,6 +26,8 @@ mod harness;
 
 mod ofrep;
 
+mod openapi;
+
 mod ops;
 
 mod rest;

@@ -91,6 +91,7 @@ pub fn local_actor() -> String {
 
 /// One name a write touched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct AuditName {
     /// The name within the namespace (a schema's pattern for a schema).
@@ -103,6 +104,7 @@ pub struct AuditName {
 
 /// One write, as the audit trail keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct AuditRecord {
     /// Unique, and sorted by time.

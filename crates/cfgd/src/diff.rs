@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 /// One difference between two JSON values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Difference {
     /// `path` exists only in the new value.
@@ -70,6 +71,7 @@ impl std::fmt::Display for Difference {
 
 /// The differences of one name, between two sets of named values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NamedDiff {
     /// The name within the namespace.
     pub name: String,

@@ -21,6 +21,7 @@ use crate::flags::Bucketing;
 /// assert!(serde_json::from_str::<cfgd::meta::Meta>(r#"{"fractionl": "v3"}"#).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 // A misspelt field must not silently leave the default in place.
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -32,7 +33,20 @@ pub struct Meta {
         serialize_with = "bucketing_out",
         deserialize_with = "bucketing_in"
     )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = bucketing_schema))]
     pub fractional: Bucketing,
+}
+
+/// The schema of `fractional`: serde sees a string, but only these two.
+#[cfg(feature = "openapi")]
+fn bucketing_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(
+            [Bucketing::V2, Bucketing::V3].map(|b| b.as_str()),
+        ))
+        .default(Some(Bucketing::default().as_str().into()))
+        .build()
 }
 
 fn bucketing_out<S: Serializer>(

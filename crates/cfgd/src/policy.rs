@@ -26,6 +26,7 @@ const MAX_APPROVALS: u32 = 16;
 /// assert_eq!(policy.protecting("search/limits"), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 // A misspelt field ("protcted") must not silently protect nothing.
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

@@ -115,21 +115,9 @@ fn context() -> impl Strategy<Value = Value> {
     })
 }
 
-fn python() -> std::path::PathBuf {
-    let root = crate::common::root();
-    let python = root.join("target/pyenv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh --test (make test does), which makes the \
-         virtualenv with tests/python/requirements.txt",
-        python.display()
-    );
-    python
-}
-
 fn reference(document: &str, cases: &[Value]) -> Vec<Value> {
     let root = crate::common::root();
-    let mut child = Command::new(python())
+    let mut child = Command::new(crate::common::python())
         .arg(root.join("tests/python/evaluate.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

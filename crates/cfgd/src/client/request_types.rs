@@ -11,6 +11,7 @@ use crate::types::Revision;
 
 /// Where a change request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum RequestState {
@@ -52,6 +53,7 @@ impl std::str::FromStr for RequestState {
 
 /// One approval of a change request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct Approval {
     /// Who approved.
@@ -62,6 +64,7 @@ pub struct Approval {
 
 /// A change request, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct ChangeRequest {
     /// Its number, as text: `"1"`, `"2"`, ...
