@@ -121,6 +121,15 @@ impl Flag {
         let rule = match def.get("targeting") {
             None => Rule::None,
             Some(Value::Object(t)) if t.is_empty() => Rule::None,
+            // flagd's schema: an object. A bare "on" or [..] is JSON Logic
+            // too, but a literal, never a rule: a mistake to refuse, as
+            // stock flagd does.
+            Some(other) if check == Check::Strict && !other.is_object() => {
+                return Err(format!(
+                    "targeting must be a JSON Logic rule (an object), not {}",
+                    kind_of(other)
+                ))
+            }
             Some(targeting) => match compile(targeting, evaluators, bucketing) {
                 Ok((logic, clock)) => Rule::Compiled(logic, clock),
                 Err(reason) if check == Check::Strict => {

@@ -12,14 +12,12 @@ use super::error::ApiError;
 use super::rest::json_response;
 use super::AppState;
 
-/// The most records one request gets.
-const LIMIT_MAX: usize = 1000;
-
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct AuditQuery {
     /// Only records that touched a name under this prefix.
     #[serde(default)]
+    #[param(value_type = cfgd::openapi::Prefix)]
     prefix: String,
     /// Only records of this actor.
     actor: Option<String>,
@@ -39,12 +37,7 @@ pub(super) async fn list(
     Query(query): Query<AuditQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > LIMIT_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit must be from 1 to {LIMIT_MAX}"
-        )));
-    }
+    let limit = super::rest::limit(query.limit, 100)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let records = client
         .audit_log(&query.prefix, query.actor.as_deref(), limit)

@@ -183,12 +183,16 @@ pub(crate) enum Stepped {
 
 /// A release's or a change request's content.
 #[derive(Deserialize, ToSchema)]
+// A misspelt "confg" must not publish nothing and answer 200.
+#[serde(deny_unknown_fields)]
 pub(crate) struct Publish {
     /// Name → value: the values to set.
     #[serde(default)]
+    #[schema(value_type = Values)]
     pub(crate) config: serde_json::Map<String, Value>,
     /// A flagd document (`{"flags": {...}}`): the flags to set.
     #[serde(default)]
+    #[schema(value_type = Option<FlagdDocument>)]
     pub(crate) flags: Option<serde_json::Map<String, Value>>,
     /// Releases only: show what it would change, write nothing.
     #[serde(default)]
@@ -197,8 +201,10 @@ pub(crate) struct Publish {
 
 /// `POST …/rollback/{name}`'s body.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Rollback {
     /// The revision whose value to write again.
+    #[serde(deserialize_with = "cfgd::whole_number")]
     pub(crate) revision: Revision,
 }
 
@@ -284,8 +290,7 @@ pub(crate) struct Endpoint {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct NsPath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
 }
 
@@ -294,11 +299,9 @@ pub(crate) struct NsPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct NamePath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
-    /// The name, such as `db/main`.
-    #[param(pattern = "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", max_length = 256)]
+    #[param(value_type = cfgd::openapi::Name)]
     pub(crate) name: String,
 }
 
@@ -307,8 +310,7 @@ pub(crate) struct NamePath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct IdPath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
     /// The release's or the change request's id.
     pub(crate) id: String,
@@ -319,41 +321,87 @@ pub(crate) struct IdPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct PatternPath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
-    /// A name, or a name prefix and `*`: `db/*`.
-    #[param(pattern = "^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]*)*\\*?|\\*)$", max_length = 257)]
+    #[param(value_type = cfgd::openapi::Pattern)]
     pub(crate) pattern: String,
 }
 
-/// `If-Match` and `If-None-Match` on a read.
+/// `If-None-Match` on a read of one value.
 #[allow(dead_code)]
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub(crate) struct ReadPreconditions {
-    /// An `ETag` (`"revision"`) or `*`: 304 when the value is still there.
-    #[param(rename = "If-None-Match")]
+    /// `ETag`s (`"revision"`, comma-separated) or `*`: 304 when the value is
+    /// still at one of them.
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17})([ \\t]*,[ \\t]*(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))*)$"
+    )]
     #[serde(rename = "If-None-Match")]
     pub(crate) if_none_match: Option<String>,
 }
 
-/// `If-Match` and `If-None-Match` on a write.
+/// `If-None-Match` on a read of a whole document, whose `ETag` is a digest.
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(crate) struct DocumentPreconditions {
+    /// The `ETag` of the document last read: 304 while it is unchanged.
+    #[param(rename = "If-None-Match", nullable = false)]
+    #[serde(rename = "If-None-Match")]
+    pub(crate) if_none_match: Option<String>,
+}
+
+/// `*`, the one value `If-None-Match` takes on a write.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) enum Star {
+    #[schema(rename = "*")]
+    Any,
+}
+
+/// `If-Match`, `If-None-Match` and `X-Cfgd-Message` on a write.
 #[allow(dead_code)]
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub(crate) struct WritePreconditions {
     /// Write only at this `ETag` (`"revision"`); `*`: only if it exists.
     /// 412 otherwise.
-    #[param(rename = "If-Match")]
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))$"
+    )]
     #[serde(rename = "If-Match")]
     pub(crate) if_match: Option<String>,
     /// `*`: create only (412 if it exists).
-    #[param(rename = "If-None-Match")]
+    #[param(rename = "If-None-Match", required = false, value_type = Star)]
     #[serde(rename = "If-None-Match")]
     pub(crate) if_none_match: Option<String>,
     /// Why: kept in the audit record.
-    #[param(rename = "X-Cfgd-Message")]
+    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
+    #[serde(rename = "X-Cfgd-Message")]
+    pub(crate) message: Option<String>,
+}
+
+/// `If-Match` and `X-Cfgd-Message` on a delete.
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(crate) struct DeletePreconditions {
+    /// Delete only at this `ETag` (`"revision"`); `*`: only if it exists.
+    /// 412 otherwise.
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))$"
+    )]
+    #[serde(rename = "If-Match")]
+    pub(crate) if_match: Option<String>,
+    /// Why: kept in the audit record.
+    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
     #[serde(rename = "X-Cfgd-Message")]
     pub(crate) message: Option<String>,
 }
@@ -364,22 +412,9 @@ pub(crate) struct WritePreconditions {
 #[into_params(parameter_in = Header)]
 pub(crate) struct Message {
     /// Why: kept in the audit record.
-    #[param(rename = "X-Cfgd-Message")]
+    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
     #[serde(rename = "X-Cfgd-Message")]
     pub(crate) message: Option<String>,
-}
-
-/// `{ns}` and a flag's `{name}`.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct FlagPath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
-    pub(crate) ns: String,
-    /// The flag's name; `$evaluators` for the shared evaluators.
-    #[param(pattern = "^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*|\\$evaluators)$", max_length = 256)]
-    pub(crate) name: String,
 }
 
 /// `{ns}`, `{id}` and the `{step}` to take.
@@ -387,8 +422,7 @@ pub(crate) struct FlagPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct StepPath {
-    /// The namespace.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
     /// The change request's id.
     pub(crate) id: String,
@@ -404,7 +438,7 @@ pub(crate) struct StepPath {
 #[into_params(parameter_in = Header)]
 pub(crate) struct LastEventId {
     /// The `id` of the last event received: every change after it follows.
-    #[param(rename = "Last-Event-ID", pattern = "^[0-9]+$")]
+    #[param(rename = "Last-Event-ID", nullable = false, pattern = "^[0-9]{1,18}$")]
     #[serde(rename = "Last-Event-ID")]
     pub(crate) last_event_id: Option<String>,
 }
@@ -416,7 +450,7 @@ pub(crate) struct LastEventId {
 pub(crate) struct OfrepNamespace {
     /// The namespace whose flags to evaluate; needed unless the token is
     /// scoped to exactly one.
-    #[param(rename = "X-Cfgd-Namespace", pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(rename = "X-Cfgd-Namespace", nullable = false, value_type = cfgd::openapi::Namespace)]
     #[serde(rename = "X-Cfgd-Namespace")]
     pub(crate) namespace: Option<String>,
 }
@@ -440,27 +474,71 @@ pub(crate) enum OfrepBad {
     Error(ErrorBody),
 }
 
-/// A flagd flag, as `PUT …/flags/{name}` takes it (the rules are flagd's:
-/// cfgd-flags checks them; this only describes the shape).
-#[derive(ToSchema)]
+/// A flagd flag, as `PUT …/flags/{name}` takes it. The shape is here;
+/// cfgd-flags checks the rest as flagd does (the default variant is one of
+/// the variants, the targeting is JSON Logic it can run): 400 otherwise.
+#[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
-#[schema(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "state": "ENABLED",
+    "variants": {"on": true, "off": false},
+    "defaultVariant": "off",
+    "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", "off"]},
+    "metadata": {"owner": "checkout"}
+}))]
 pub(crate) struct FlagDefinition {
     /// `ENABLED` or `DISABLED`.
     #[schema(pattern = "^(ENABLED|DISABLED)$")]
     state: String,
-    /// Variant name → value.
+    #[schema(schema_with = variants_schema)]
     variants: Map<String, Value>,
-    /// The variant when no targeting rule decides; null or absent: the
-    /// caller's default.
+    /// The variant when no targeting rule decides: one of the variants.
+    /// Null or absent: the caller's default.
     #[schema(nullable = true)]
     default_variant: Option<String>,
-    /// A JSON Logic rule that returns a variant name.
-    #[schema(nullable = false)]
+    /// A JSON Logic rule that returns a variant name; `{}`: none.
+    #[schema(nullable = false, value_type = Object, required = false)]
     targeting: Option<Value>,
-    /// Free-form metadata, answered with each evaluation.
-    #[schema(nullable = false)]
+    /// Answered with each evaluation.
+    #[schema(nullable = false, schema_with = metadata_schema)]
     metadata: Option<Map<String, Value>>,
+}
+
+/// Variant name → value, at least one, all of one type: booleans, strings,
+/// numbers or objects.
+fn variants_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+    let of = |kind: Type| {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .min_properties(Some(1))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(kind)))
+    };
+    let any = AnyOfBuilder::new()
+        .description(Some(
+            "Variant name → value: at least one, all booleans, all strings, all numbers or all objects",
+        ))
+        .item(of(Type::Boolean))
+        .item(of(Type::String))
+        .item(of(Type::Number))
+        .item(of(Type::Object))
+        .build();
+    Schema::AnyOf(any)
+}
+
+/// Flag metadata: name → string, number or boolean.
+fn metadata_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Answered with each evaluation: name → string, number or boolean",
+        ))
+        .additional_properties(Some(ObjectBuilder::new().schema_type(
+            SchemaType::from_iter([Type::String, Type::Number, Type::Boolean]),
+        )))
+        .build()
 }
 
 /// A flagd document: every flag, as a stock flagd reads it.
@@ -468,6 +546,7 @@ pub(crate) struct FlagDefinition {
 #[allow(dead_code)]
 pub(crate) struct FlagdDocument {
     /// Flag name → definition.
+    #[schema(value_type = BTreeMap<cfgd::openapi::Name, FlagDefinition>)]
     flags: BTreeMap<String, FlagDefinition>,
     /// Shared rules that flags reference with `$ref`.
     #[schema(rename = "$evaluators", nullable = false)]
@@ -475,4 +554,48 @@ pub(crate) struct FlagdDocument {
     /// The flag set's metadata.
     #[schema(nullable = false)]
     metadata: Option<Map<String, Value>>,
+}
+
+/// Name → value (any JSON).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct Values(BTreeMap<cfgd::openapi::Name, Value>);
+
+/// A JSON Schema (draft 2020-12): an object, or `true` / `false`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub(crate) enum SchemaDocument {
+    Boolean(bool),
+    Object(Map<String, Value>),
+}
+
+/// One event of a `…/watch` stream, as an SSE parser hands it over: the
+/// `text/event-stream` answer describes one event (OpenAPI 3.1 has no
+/// `itemSchema`; tools read `schema` as each event's).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ChangeEvent {
+    /// The change's revision; send it as `Last-Event-ID` to resume after
+    /// it. Absent on `reset`.
+    #[schema(pattern = "^[0-9]+$")]
+    id: Option<String>,
+    /// `put` or `delete`; `reset` when a resume reached back before the
+    /// deletes cfgd still knows and the current values follow.
+    #[schema(pattern = "^(put|delete|reset)$")]
+    event: String,
+    /// The change, as JSON: `{"name", "kind", "value", "revision",
+    /// "resync"}`, and `"secret": true` (value `"<redacted>"`) for a secret.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+/// One event of `/ofrep/v1/events`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RefetchEvent {
+    /// `{"type": "refetchEvaluation", "etag": …}`: evaluate again, passing
+    /// `etag` as `flagConfigEtag`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }

@@ -30,10 +30,10 @@ use cfgd::Revision;
 #[into_params(parameter_in = Query)]
 pub(super) struct AgainstQuery {
     /// The namespace to compare with (before); read scope there too.
-    #[param(required = true, pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(required = true, value_type = cfgd::openapi::Namespace)]
     against: Option<String>,
     /// Only names that start with this.
-    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
+    #[param(value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
 }
@@ -42,10 +42,10 @@ pub(super) struct AgainstQuery {
 #[into_params(parameter_in = Query)]
 pub(super) struct RevisionsQuery {
     /// The revision compared as before (0: no value yet).
-    #[param(required = true, minimum = 0)]
+    #[param(required = true, minimum = 0, value_type = i64)]
     from: Option<Revision>,
     /// The revision compared as after; the current value if absent.
-    #[param(minimum = 0)]
+    #[param(required = false, minimum = 0, value_type = i64)]
     to: Option<Revision>,
 }
 
@@ -64,7 +64,7 @@ fn answer_at(diffs: &[cfgd::diff::NamedDiff], revision: Option<Revision>) -> Res
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/diff", tag = "governance", operation_id = "diffDocument",
     params(crate::bodies::NsPath),
-    request_body(content = std::collections::BTreeMap<String, serde_json::Value>, description = "Name → value: what an import would write", content_type = "application/json"),
+    request_body(content = crate::bodies::Values, description = "Name → value: what an import would write", content_type = "application/json"),
     responses((status = 200, description = "What importing it would change", body = Vec<cfgd::diff::NamedDiff>))
 )]
 pub(super) async fn document(
@@ -113,17 +113,9 @@ async fn value_at(
     if revision == 0 {
         return Ok(None);
     }
-    match client.get_entry_at(name, revision).await {
-        Err(cfgd::Error::Compacted { .. }) => Err(ApiError::new(
-            StatusCode::GONE,
-            "compacted",
-            format!("revision {revision} of {name} is compacted away: etcd no longer holds it"),
-        )),
-        Err(cfgd::Error::FutureRevision { .. }) => Err(ApiError::bad_request(format!(
-            "revision {revision} is newer than etcd's current revision"
-        ))),
-        other => Ok(other?),
-    }
+    // Compacted or not yet written: 410 revision_unavailable, as a
+    // rollback to it answers.
+    Ok(client.get_entry_at(name, revision).await?)
 }
 
 /// `GET …/diff/{name}?from=R&to=R`: the history page's comparison of two
@@ -133,7 +125,7 @@ async fn value_at(
     params(crate::bodies::NamePath, RevisionsQuery),
     responses(
         (status = 200, description = "The name at `from` (before) against `to` or its current value (after)", body = Vec<cfgd::diff::NamedDiff>, headers(("ETag" = String, description = "The revision compared as after, when there is one"))),
-        (status = 410, description = "Compacted: etcd no longer holds that revision", body = crate::bodies::ErrorBody),
+        (status = 410, description = "Compacted (etcd no longer holds that revision), or not yet written", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn revisions(
@@ -148,6 +140,8 @@ pub(super) async fn revisions(
         )
     })?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    // Two revisions of 0 read nothing, which would let any name through.
+    cfgd::validate_name(&name)?;
     let before = value_at(&client, &name, from).await?;
     let after = match query.to {
         Some(to) => value_at(&client, &name, to).await?,

@@ -66,6 +66,14 @@ fn context(state: &AppState, body: &Bytes) -> Result<Value, ApiError> {
     }
     let request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if request.is_null() {
+        return Ok(Value::Object(Map::new()));
+    }
+    if !request.is_object() {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object: {\"context\": {...}}",
+        ));
+    }
     match request.get("context") {
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
         Some(Value::Object(c)) => Ok(Value::Object(c.clone())),
@@ -167,7 +175,7 @@ pub(super) struct BulkQuery {
 #[into_params(parameter_in = Query)]
 pub(super) struct EventsQuery {
     /// The namespace whose flag changes to hear.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$")]
+    #[param(value_type = cfgd::openapi::Namespace)]
     namespace: String,
     /// The ticket from a bulk evaluation's `eventStreams`.
     #[serde(default)]
@@ -181,7 +189,7 @@ pub(super) struct EventsQuery {
     get, path = "/ofrep/v1/events", tag = "ofrep", operation_id = "ofrepEvents",
     params(EventsQuery),
     responses(
-        (status = 200, description = "One `refetchEvaluation` event, with the new configuration ETag, per burst of flag changes", content_type = "text/event-stream", body = String),
+        (status = 200, description = "One `refetchEvaluation` event, with the new configuration ETag, per burst of flag changes", content_type = "text/event-stream", body = crate::bodies::RefetchEvent),
     )
 )]
 pub(super) async fn events(
@@ -220,7 +228,7 @@ pub(super) async fn events(
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", operation_id = "ofrepEvaluateFlag",
     params(("key" = String, Path, description = "The flag's key"), crate::bodies::OfrepNamespace),
-    request_body(content = crate::bodies::EvaluationRequest, content_type = "application/json"),
+    request_body(content = Option<crate::bodies::EvaluationRequest>, description = "The evaluation context; absent: an empty one", content_type = "application/json"),
     responses(
         (status = 200, description = "The flag evaluated", body = crate::bodies::Evaluated),
         (status = 400, description = "The request, or the evaluation, failed", body = crate::bodies::OfrepBad),
@@ -240,8 +248,8 @@ pub(super) async fn evaluate_one(
 
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", operation_id = "ofrepEvaluateAll",
-    params(BulkQuery, crate::bodies::OfrepNamespace, crate::bodies::ReadPreconditions),
-    request_body(content = crate::bodies::EvaluationRequest, content_type = "application/json"),
+    params(BulkQuery, crate::bodies::OfrepNamespace, crate::bodies::DocumentPreconditions),
+    request_body(content = Option<crate::bodies::EvaluationRequest>, description = "The evaluation context; absent: an empty one", content_type = "application/json"),
     responses(
         (status = 200, description = "Every flag evaluated, and the change stream to listen to", body = crate::bodies::BulkEvaluation, headers(("ETag" = String, description = "A digest of the flags and the context"))),
         (status = 304, description = "Not modified", headers(("ETag" = String))),

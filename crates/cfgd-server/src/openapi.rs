@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response as Answer, ResponseBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{self, ContentBuilder, OpenApi as Document, Ref, RefOr, Required};
+use utoipa::openapi::{self, ContentBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::auth::Scope;
@@ -86,7 +86,15 @@ pub const TICKET: &str = "ticket";
         crate::ofrep::evaluate_all,
         crate::ofrep::events,
     ),
-    components(schemas(crate::bodies::ErrorBody)),
+    // Parameters name these by reference, which utoipa does not collect.
+    components(schemas(
+        crate::bodies::ErrorBody,
+        crate::bodies::Star,
+        cfgd::openapi::Namespace,
+        cfgd::openapi::Name,
+        cfgd::openapi::Prefix,
+        cfgd::openapi::Pattern,
+    )),
     modifiers(&FromRoutes),
     tags(
         (name = "config", description = "Config values: JSON under names, with revisions"),
@@ -108,7 +116,11 @@ pub fn document() -> Document {
 /// Its JSON, made once.
 fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| document().to_pretty_json().expect("the document serializes"))
+    JSON.get_or_init(|| {
+        document()
+            .to_pretty_json()
+            .expect("the document serializes")
+    })
 }
 
 #[utoipa::path(
@@ -260,7 +272,9 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
         answer(
             operation,
             "403",
-            error("The token lacks the scope in this namespace, or the name is protected or secret"),
+            error(
+                "The token lacks the scope in this namespace, or the name is protected or secret",
+            ),
         );
     }
     let streams = operation
@@ -292,9 +306,6 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
         )),
     );
     if takes_body {
-        if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
-            body.required = Some(Required::True);
-        }
         answer(
             operation,
             "413",

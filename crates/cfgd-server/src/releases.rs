@@ -28,6 +28,15 @@ pub(super) fn read_publish(body: &[u8]) -> Result<(Publish, String, Option<Strin
             "the body must be {{\"config\": {{name: value}}, \"flags\": {{flagd document}}}}: {e}"
         ))
     })?;
+    if publish
+        .flags
+        .as_ref()
+        .is_some_and(|f| !f.contains_key("flags"))
+    {
+        return Err(ApiError::bad_request(
+            "flags must be a flagd document, {\"flags\": {name: definition}}: it has no \"flags\"",
+        ));
+    }
     let config = Value::Object(publish.config.clone()).to_string();
     let flags = publish.flags.clone().map(|f| Value::Object(f).to_string());
     Ok((publish, config, flags))
@@ -37,7 +46,7 @@ pub(super) fn read_publish(body: &[u8]) -> Result<(Publish, String, Option<Strin
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// How many (20 unless given; at most 1000).
-    #[param(minimum = 0)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -56,7 +65,10 @@ pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
     request_body(content = crate::bodies::Publish, content_type = "application/json"),
     responses(
         (status = 200, description = "Published in one transaction (with dry_run: what it would change)", body = crate::bodies::Published,
-            links(("showRelease" = (operation_id = "showRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))))),
+            links(
+                ("showRelease" = (operation_id = "showRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
+                ("revertRelease" = (operation_id = "revertRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
+            )),
         (status = 412, description = "A name changed while the release was being made", body = crate::bodies::ErrorBody), (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
     )
 )]
@@ -92,7 +104,7 @@ pub(super) async fn list(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(20).clamp(1, 1000);
+    let limit = super::rest::limit(query.limit, 20)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     Ok(ok(&client.releases(limit).await?))
 }

@@ -33,7 +33,7 @@ pub(super) struct ListQuery {
     #[param(pattern = "^(open|merged|closed|all)$")]
     state: Option<String>,
     /// How many (50 unless given; at most 1000).
-    #[param(minimum = 0)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -76,7 +76,11 @@ pub(super) async fn put_policy(
     request_body(content = crate::bodies::Publish, content_type = "application/json"),
     responses(
         (status = 201, description = "Opened", body = cfgd::ChangeRequest,
-            links(("showRequest" = (operation_id = "showRequest", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))))),
+            links(
+                ("showRequest" = (operation_id = "showRequest", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
+                ("stepRequest" = (operation_id = "stepRequest", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
+            )),
+        (status = 409, description = "It changes nothing: every value is already as it asks", body = crate::bodies::ErrorBody),
         (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
     )
 )]
@@ -113,7 +117,7 @@ pub(super) async fn list(
                 .map_err(|e| ApiError::bad_request(format!("?state: {e} (or all)")))?,
         ),
     };
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = super::rest::limit(query.limit, 50)?;
     let requests = client.requests(wanted, limit).await?;
     Ok(ok(&requests))
 }

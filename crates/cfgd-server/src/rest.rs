@@ -36,15 +36,28 @@ fn revisions(
         .map_err(|_| ApiError::bad_request(format!("{name} is not text")))?;
     text.split(',')
         .map(|tag| {
-            let tag = tag.trim().trim_start_matches("W/");
+            let tag = tag.trim();
             if tag == "*" {
                 return Ok(0);
             }
-            tag.trim_matches('"').parse::<Revision>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
-                ))
-            })
+            // `"41"` as sent back from an ETag, `W/"41"`, or bare `41`.
+            let bare = tag.strip_prefix("W/").unwrap_or(tag);
+            let digits = bare
+                .strip_prefix('"')
+                .and_then(|b| b.strip_suffix('"'))
+                .unwrap_or(bare);
+            // 18 digits, as the document's pattern says, are far past any
+            // revision etcd will reach; 0 is no revision (it stands for
+            // `*` here, which must be written as `*`).
+            (digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<Revision>().ok())
+                .flatten()
+                .filter(|&r| r > 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
+                    ))
+                })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -166,13 +179,48 @@ async fn put_precondition(
     section: Section,
     name: &str,
 ) -> Result<Option<Revision>, ApiError> {
-    match revisions(headers, header::IF_NONE_MATCH)?.as_deref() {
+    let create_only = revisions(headers, header::IF_NONE_MATCH)?;
+    if create_only.is_some() {
+        // With If-Match too, the value must both exist (at a revision) and
+        // not exist: never true, so 412, as HTTP has it, once both parse.
+        if if_match(headers, client, section, name).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                "If-Match and If-None-Match: * never hold together (the value must exist and not exist)",
+            ));
+        }
+    }
+    match create_only.as_deref() {
         None => if_match(headers, client, section, name).await,
         Some(&[0]) => Ok(Some(0)),
         Some(_) => Err(ApiError::bad_request(
             "If-None-Match on a write: only * (create, must not exist)",
         )),
     }
+}
+
+/// A dry run answers what the write would: 412 when the value is not at
+/// the revision the precondition names (0: absent).
+async fn would_hold(
+    section: Section,
+    client: &cfgd::Client,
+    name: &str,
+    expected: Option<Revision>,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let current = section.entry(client, name).await?.map_or(0, |e| e.revision);
+    if current != expected {
+        return Err(cfgd::Error::Conflict {
+            key: section.key(client, name)?,
+            expected,
+            current,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// A stored value with its ETag, or 304 when `If-None-Match` names it.
@@ -363,11 +411,15 @@ pub(super) async fn put_config(
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    // The body first: a bad one is 400 or 422 whatever the preconditions
+    // would say (HTTP evaluates them only for a request that could succeed).
+    client.check_json(&name, text).await?;
+    let expected = put_precondition(&headers, &client, Section::Config, &name).await?;
     if query.dry_run {
-        client.check_json(&name, text).await?;
+        would_hold(Section::Config, &client, &name, expected).await?;
         return Ok(checked(&name));
     }
-    let revision = match put_precondition(&headers, &client, Section::Config, &name).await? {
+    let revision = match expected {
         None => client.set_json(&name, text).await?,
         Some(expected) => client.set_json_if(&name, text, expected).await?,
     };
@@ -376,7 +428,7 @@ pub(super) async fn put_config(
 
 #[utoipa::path(
     delete, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "deleteConfig",
-    params(crate::bodies::NamePath, crate::bodies::WritePreconditions),
+    params(crate::bodies::NamePath, crate::bodies::DeletePreconditions),
     responses(
         (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No such name", body = crate::bodies::ErrorBody), (status = 412, description = "The value is at another revision than If-Match names", body = crate::bodies::ErrorBody),
@@ -394,7 +446,7 @@ pub(super) async fn delete_config(
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only names that start with this.
-    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
+    #[param(value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
 }
@@ -438,10 +490,20 @@ pub(super) async fn list_config(
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
 
-/// How many earlier values `GET …/history/{name}` gives unless asked.
-const HISTORY_DEFAULT: usize = 100;
-/// The most it gives however many are asked for.
-const HISTORY_MAX: usize = 1000;
+/// The most items a list (history, audit, releases, requests) gives in one
+/// answer.
+pub(super) const LIMIT_MAX: usize = 1000;
+
+/// A list's `?limit=`, `default` unless given; 400 outside 1 to
+/// [`LIMIT_MAX`], so that a caller asking for more never silently gets less.
+pub(super) fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match given.unwrap_or(default) {
+        n @ 1..=LIMIT_MAX => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "limit must be from 1 to {LIMIT_MAX}"
+        ))),
+    }
+}
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -468,12 +530,7 @@ pub(super) async fn get_history(
     axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(HISTORY_DEFAULT);
-    if limit == 0 || limit > HISTORY_MAX {
-        return Err(ApiError::bad_request(format!(
-            "limit must be from 1 to {HISTORY_MAX}"
-        )));
-    }
+    let limit = limit(query.limit, 100)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let history = client.history(&name, limit).await?;
     if history.is_empty() {
@@ -504,7 +561,7 @@ pub(super) async fn list_flags(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "getFlag",
-    params(crate::bodies::FlagPath, crate::bodies::ReadPreconditions),
+    params(crate::bodies::NamePath, crate::bodies::ReadPreconditions),
     responses(
         (status = 200, description = "The flag definition (flagd's flag object)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 304, description = "Not modified", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
@@ -521,7 +578,7 @@ pub(super) async fn get_flag(
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "putFlag",
-    params(crate::bodies::FlagPath, crate::bodies::WritePreconditions, PutQuery),
+    params(crate::bodies::NamePath, crate::bodies::WritePreconditions, PutQuery),
     request_body(content = crate::bodies::FlagDefinition, description = "A flagd flag: state, variants, defaultVariant, targeting", content_type = "application/json"),
     responses(
         (status = 200, description = "Written (or, with dry_run, checked and not written)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
@@ -543,11 +600,14 @@ pub(super) async fn put_flag(
     let key = client.flag_etcd_key(&name)?;
     let definition: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| cfgd::Error::InvalidJson { key, cause })?;
+    // The body first, as for a config value.
+    client.check_flag(&name, &definition).await?;
+    let expected = put_precondition(&headers, &client, Section::Flags, &name).await?;
     if query.dry_run {
-        client.check_flag(&name, &definition).await?;
+        would_hold(Section::Flags, &client, &name, expected).await?;
         return Ok(checked(&name));
     }
-    let revision = match put_precondition(&headers, &client, Section::Flags, &name).await? {
+    let revision = match expected {
         None => client.set_flag(&name, &definition).await?,
         Some(expected) => client.set_flag_if(&name, &definition, expected).await?,
     };
@@ -556,7 +616,7 @@ pub(super) async fn put_flag(
 
 #[utoipa::path(
     delete, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "deleteFlag",
-    params(crate::bodies::FlagPath, crate::bodies::WritePreconditions),
+    params(crate::bodies::NamePath, crate::bodies::DeletePreconditions),
     responses(
         (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No such flag", body = crate::bodies::ErrorBody), (status = 412, description = "The flag is at another revision than If-Match names", body = crate::bodies::ErrorBody),
@@ -599,7 +659,7 @@ pub(super) async fn rollback(
 /// Its ETag is a digest of the document; `If-None-Match` with it answers 304.
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flagd.json", tag = "flags", operation_id = "getFlagdDocument",
-    params(crate::bodies::NsPath, crate::bodies::ReadPreconditions),
+    params(crate::bodies::NsPath, crate::bodies::DocumentPreconditions),
     responses(
         (status = 200, description = "Every flag as one flagd document, for a stock flagd's http sync", body = crate::bodies::FlagdDocument, headers(("ETag" = String, description = "A digest of the document"))),
         (status = 304, description = "Not modified", headers(("ETag" = String))),

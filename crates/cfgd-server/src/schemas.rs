@@ -68,7 +68,7 @@ pub(super) async fn get(
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "putSchema",
     params(crate::bodies::PatternPath, PutQuery, crate::bodies::Message),
-    request_body(content = serde_json::Value, description = "A JSON Schema, draft 2020-12", content_type = "application/json"),
+    request_body(content = crate::bodies::SchemaDocument, description = "A JSON Schema, draft 2020-12", content_type = "application/json"),
     responses(
         (status = 200, description = "Stored (or, with dry_run, checked and not stored)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
             links(("getSchema" = (operation_id = "getSchema", parameters(("ns" = "$request.path.ns"), ("pattern" = "$request.path.pattern")))))),

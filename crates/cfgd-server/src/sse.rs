@@ -49,7 +49,7 @@ fn event(change: &Change) -> Bytes {
 #[into_params(parameter_in = Query)]
 pub(super) struct WatchQuery {
     /// Only names that start with this.
-    #[param(pattern = "^([A-Za-z0-9._-]+/)*[A-Za-z0-9._-]*$", max_length = 256)]
+    #[param(value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
     /// `config` (the default) or `flags`.
@@ -61,7 +61,7 @@ pub(super) struct WatchQuery {
 /// sends them (no sign: the fuzzer found `-0` and `+5` taken as revisions).
 pub(crate) fn last_event_id(header: &[u8]) -> Option<cfgd::Revision> {
     let text = std::str::from_utf8(header).ok()?.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()
@@ -71,7 +71,7 @@ pub(crate) fn last_event_id(header: &[u8]) -> Option<cfgd::Revision> {
     get, path = "/v1/namespaces/{ns}/watch", tag = "config", operation_id = "watch",
     params(crate::bodies::NsPath, WatchQuery, crate::bodies::LastEventId),
     responses(
-        (status = 200, description = "Every change under the prefix, as it happens: `id` its revision, `event` put, delete or reset, `data` `{\"name\", \"kind\", \"value\", \"revision\", \"resync\"}`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Every change under the prefix, as it happens: `id` its revision, `event` put, delete or reset, `data` `{\"name\", \"kind\", \"value\", \"revision\", \"resync\"}`", content_type = "text/event-stream", body = crate::bodies::ChangeEvent),
     )
 )]
 pub(super) async fn watch(

@@ -209,6 +209,9 @@ pub(super) async fn policy_of(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    // The answer echoes the name: one that could never be stored is an
+    // error, not "unprotected" (schemathesis sent U+0084).
+    cfgd::validate_name(&name)?;
     let policy = client.policy().await?;
     Ok(ok(&PolicyOf {
         protected: policy.protecting(&name).map(str::to_owned),

@@ -18,6 +18,8 @@ mod limits;
 
 mod routes;
 
+mod schemathesis;
+
 mod secrets;
 
 mod examples;

@@ -205,6 +205,9 @@
 //!   the `open-feature` crate.
 //! - `tls`: TLS to etcd ([`ClientBuilder::ca_file`],
 //!   [`ClientBuilder::client_cert`]), with rustls.
+//! - `openapi`: [`openapi`], JSON Schemas of namespaces, names and patterns
+//!   for the server's OpenAPI document, and `utoipa::ToSchema` on the
+//!   bodies it describes (policy, audit records, diffs, change requests).
 //! - `fuzzing`: entry points for the fuzz targets in `fuzz/` (not an API).
 #![deny(missing_docs)]
 
@@ -227,6 +230,8 @@ mod live_value;
 pub mod meta;
 mod mirror;
 mod namespace;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 pub mod policy;
@@ -282,5 +287,5 @@ pub use key::{
 pub use live_value::{Live, LiveRef};
 pub use snapshot::namespaces as snapshot_namespaces;
 pub use subscription::{OnChange, Subscription};
-pub use types::{Revision, Source, Status};
+pub use types::{whole_number, Revision, Source, Status};
 pub use value::MAX_VALUE_LEN;

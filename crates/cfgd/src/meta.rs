@@ -42,9 +42,7 @@ pub struct Meta {
 fn bucketing_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
-        .enum_values(Some(
-            [Bucketing::V2, Bucketing::V3].map(|b| b.as_str()),
-        ))
+        .enum_values(Some([Bucketing::V2, Bucketing::V3].map(|b| b.as_str())))
         .default(Some(Bucketing::default().as_str().into()))
         .build()
 }

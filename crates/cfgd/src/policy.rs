@@ -26,7 +26,11 @@ const MAX_APPROVALS: u32 = 16;
 /// assert_eq!(policy.protecting("search/limits"), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(description = "A namespace's policy: protected names, approvals, secret names")
+)]
 // A misspelt field ("protcted") must not silently protect nothing.
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -34,14 +38,17 @@ pub struct Policy {
     /// Patterns of the names that only a merged change request may change
     /// (or a forced write by an operator).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Pattern>))]
     pub protected: Vec<String>,
     /// Approvals a change request needs before it merges, from people other
     /// than its author. At least 1.
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16))]
     pub approvals: u32,
     /// Patterns of the names whose values are shown as `"<redacted>"` in
     /// diffs of releases and change requests.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Pattern>))]
     pub secrets: Vec<String>,
 }
 
@@ -158,6 +165,12 @@ mod tests {
                 "approvals must be from 1 to 16, not 0",
             ),
             (r#"{"protected": "a"}"#, "expected a sequence"),
+            (
+                r#"{"approvals": 2.5}"#,
+                "2.5 is not a whole number in range",
+            ),
+            (r#"{"approvals": -1}"#, "-1 is not a whole number in range"),
+            (r#"{"approvals": "2"}"#, "invalid type: string"),
             ("[]", "it must be a JSON object"),
             ("{", "EOF while parsing"),
         ] {
@@ -168,6 +181,13 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// Found by schemathesis: JSON Schema's integers include 2.0.
+    #[test]
+    fn approvals_may_be_a_whole_float() {
+        let policy = Policy::parse("/p", br#"{"approvals": 2.0}"#).unwrap();
+        assert_eq!(policy.approvals, 2);
     }
 
     #[test]

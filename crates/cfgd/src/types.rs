@@ -6,6 +6,28 @@ use std::time::SystemTime;
 /// every value. `0` means "absent" wherever a revision is expected.
 pub type Revision = i64;
 
+/// A serde `deserialize_with` for a whole number that JSON may carry as
+/// `2` or `2.0`: JSON Schema counts 2.0 as an integer, and clients whose
+/// numbers are all floats send it so. 2.5, -1 for an unsigned type, or a
+/// string are refused, naming the number.
+pub fn whole_number<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            // Within ±2^53 a float is exact, so `as` loses nothing.
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+                .map(|f| f as i64)
+        })
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
+}
+
 /// Where a value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -61,6 +61,16 @@ async fn invalid_definitions_are_refused_and_nothing_is_written() {
             json!({"state": "ENABLED", "variants": {"on": true}, "extra": 1}),
             "unknown field \"extra\"",
         ),
+        // Found by schemathesis through a release: literals are JSON Logic
+        // too, but flagd's schema asks for a rule object.
+        (
+            json!({"state": "ENABLED", "variants": {"on": true}, "targeting": "on"}),
+            "targeting must be a JSON Logic rule (an object), not string",
+        ),
+        (
+            json!({"state": "ENABLED", "variants": {"on": true}, "targeting": [null, null]}),
+            "targeting must be a JSON Logic rule (an object), not array",
+        ),
     ];
     for (definition, needle) in cases {
         let err = client
