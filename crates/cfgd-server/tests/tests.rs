@@ -30,6 +30,8 @@ mod ofrep;
 
 mod openapi;
 
+mod openapi_found;
+
 mod ops;
 
 mod rest;
