@@ -26,10 +26,10 @@ test:
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	@scripts/check-fresh-app.sh
 	cargo test --workspace --all-features
-	# The second pass leaves out the browser tests: they exercise the page,
-	# not etcd, and take a minute.
+	# The second pass leaves out the browser tests and the schemathesis run:
+	# they exercise the page and the HTTP API, not etcd, and take a minute.
 	PATH="$(ETCD35):$$PATH" CFGD_TEST_ETCD="$(ETCD35)/etcd" \
-		cargo test --workspace --all-features --test integration --test cli -- --skip console::
+		cargo test --workspace --all-features --test integration --test cli -- --skip console:: --skip schemathesis::
 	# Benchmarks are not run by the tests, only built and linked: in the dev
 	# profile, which reuses the test build (an optimised build from scratch
 	# took minutes of the suite's time; `make bench` builds that).

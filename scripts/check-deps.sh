@@ -42,8 +42,8 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   done
   target/pyenv/bin/python -c 'import openfeature.contrib.tools.flagd.core, openfeature.contrib.provider.flagd' 2>/dev/null ||
     fail "target/pyenv lacks the Python flagd packages; run scripts/install-deps.sh --test"
-  [ -x target/pyenv/bin/schemathesis ] && target/pyenv/bin/python -c 'import openapi_spec_validator' 2>/dev/null ||
-    fail "target/pyenv lacks schemathesis or openapi-spec-validator; run scripts/install-deps.sh --test"
+  [ -x target/pyenv/bin/schemathesis ] && [ -x target/pyenv/bin/openapi-python-client ] && target/pyenv/bin/python -c 'import openapi_spec_validator' 2>/dev/null ||
+    fail "target/pyenv lacks schemathesis, openapi-python-client or openapi-spec-validator; run scripts/install-deps.sh --test"
   v=$(target/etcd-3.5.1/etcd --version 2>/dev/null | head -n 1)
   case "$v" in
     *3.5.*) ;;

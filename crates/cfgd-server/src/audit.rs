@@ -17,7 +17,7 @@ use super::AppState;
 pub(super) struct AuditQuery {
     /// Only records that touched a name under this prefix.
     #[serde(default)]
-    #[param(value_type = cfgd::openapi::Prefix)]
+    #[param(required = false, value_type = cfgd::openapi::Prefix)]
     prefix: String,
     /// Only records of this actor.
     actor: Option<String>,

@@ -235,7 +235,7 @@ pub(crate) struct Evaluated {
     pub(crate) variant: Option<String>,
     /// The variant's value (with `variant`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object, nullable = false)]
+    #[schema(value_type = Value, required = false)]
     pub(crate) value: Option<Value>,
     /// The flag set's and the flag's metadata.
     pub(crate) metadata: serde_json::Map<String, Value>,
@@ -450,7 +450,7 @@ pub(crate) struct LastEventId {
 pub(crate) struct OfrepNamespace {
     /// The namespace whose flags to evaluate; needed unless the token is
     /// scoped to exactly one.
-    #[param(rename = "X-Cfgd-Namespace", nullable = false, value_type = cfgd::openapi::Namespace)]
+    #[param(rename = "X-Cfgd-Namespace", required = false, value_type = cfgd::openapi::Namespace)]
     #[serde(rename = "X-Cfgd-Namespace")]
     pub(crate) namespace: Option<String>,
 }

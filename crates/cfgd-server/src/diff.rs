@@ -33,7 +33,7 @@ pub(super) struct AgainstQuery {
     #[param(required = true, value_type = cfgd::openapi::Namespace)]
     against: Option<String>,
     /// Only names that start with this.
-    #[param(value_type = cfgd::openapi::Prefix)]
+    #[param(required = false, value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
 }

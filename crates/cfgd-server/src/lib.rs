@@ -8,6 +8,8 @@
 //!   `Last-Event-ID`.
 //! - OFREP: flag evaluation for any OpenFeature SDK's OFREP provider.
 //! - Operations: `/healthz`, `/readyz`, `/metrics`, HTTPS, graceful shutdown.
+//! - `/openapi.json`: the REST API as OpenAPI 3.1 ([`openapi::document`]),
+//!   generated from the handlers, to generate clients from.
 //! - The web console at `/ui/`, embedded in the binary.
 
 mod audit;

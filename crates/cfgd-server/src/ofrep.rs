@@ -227,7 +227,7 @@ pub(super) async fn events(
 
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", operation_id = "ofrepEvaluateFlag",
-    params(("key" = String, Path, description = "The flag's key"), crate::bodies::OfrepNamespace),
+    params(("key" = String, Path, description = "The flag's key", example = "new-checkout"), crate::bodies::OfrepNamespace),
     request_body(content = Option<crate::bodies::EvaluationRequest>, description = "The evaluation context; absent: an empty one", content_type = "application/json"),
     responses(
         (status = 200, description = "The flag evaluated", body = crate::bodies::Evaluated),

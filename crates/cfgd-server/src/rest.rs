@@ -446,7 +446,7 @@ pub(super) async fn delete_config(
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only names that start with this.
-    #[param(value_type = cfgd::openapi::Prefix)]
+    #[param(required = false, value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
 }

@@ -49,7 +49,7 @@ fn event(change: &Change) -> Bytes {
 #[into_params(parameter_in = Query)]
 pub(super) struct WatchQuery {
     /// Only names that start with this.
-    #[param(value_type = cfgd::openapi::Prefix)]
+    #[param(required = false, value_type = cfgd::openapi::Prefix)]
     #[serde(default)]
     prefix: String,
     /// `config` (the default) or `flags`.

@@ -12,7 +12,7 @@
 use std::process::Command;
 
 use crate::common::{self, secrets::key_file, EtcdCluster};
-use crate::harness::start_with_settings;
+use crate::harness::{http, start_with_settings, OPS};
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
@@ -28,6 +28,16 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         &format!("secret_key_file = {:?}", key.to_str().unwrap()),
         &[],
     );
+    // A flag for OFREP's example key to find in the namespace it is sent.
+    let flag = http(
+        &server,
+        "PUT",
+        "/v1/namespaces/st/flags/new-checkout",
+        &[OPS],
+        r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+            "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", "off"]}}"#,
+    );
+    assert_eq!(flag.status, 200, "{}", flag.body);
     let examples = std::env::var("CFGD_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "10".into());
     let seed = std::env::var("CFGD_SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());
     let report = dir.path().join("report.json");
