@@ -105,11 +105,6 @@ async fn value_at(
     name: &str,
     revision: Revision,
 ) -> Result<Option<cfgd::Entry<serde_json::Value>>, ApiError> {
-    if revision < 0 {
-        return Err(ApiError::bad_request(format!(
-            "revision {revision}: give a revision from the name's history, or 0 for no value"
-        )));
-    }
     if revision == 0 {
         return Ok(None);
     }
@@ -142,6 +137,17 @@ pub(super) async fn revisions(
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     // Two revisions of 0 read nothing, which would let any name through.
     cfgd::validate_name(&name)?;
+    // Both checked before either is read: a bad `to` is a 400 even when
+    // `from` is gone.
+    if let Some(revision) = [Some(from), query.to]
+        .into_iter()
+        .flatten()
+        .find(|&r| r < 0)
+    {
+        return Err(ApiError::bad_request(format!(
+            "revision {revision}: give a revision from the name's history, or 0 for no value"
+        )));
+    }
     let before = value_at(&client, &name, from).await?;
     let after = match query.to {
         Some(to) => value_at(&client, &name, to).await?,

@@ -195,4 +195,13 @@ fn a_revision_not_yet_written_is_gone_for_a_diff_as_for_a_rollback() {
         r#"{"revision": 900000000}"#,
     );
     assert_eq!(code, 410, "{body}");
+    // A bad `to` is a 400, even with a `from` that is gone (seed 2).
+    let (code, body) = status(
+        &server,
+        "GET",
+        "/v1/namespaces/found/diff/a?from=900000000&to=-5",
+        &[],
+        "",
+    );
+    assert_eq!(code, 400, "{body}");
 }
