@@ -102,6 +102,11 @@ show curl -s -i "$server/v1/namespaces/demo/config/database.config"
 echo
 show curl -s -X POST -H 'X-Cfgd-Namespace: demo' --data '{"context": {"targetingKey": "user-42"}}' "$server/ofrep/v1/evaluate/flags/new-checkout"
 echo
+step "The REST API as an OpenAPI 3.1 document, to generate clients from (docs/server.md)"
+printf '$ curl -s %s | head -n 4\n' "$server/openapi.json"
+curl -s "$server/openapi.json" >"$dir/openapi.json"
+head -n 4 "$dir/openapi.json"
+echo "  ... $(grep -c '"operationId"' "$dir/openapi.json") operations"
 step "The web console, served by cfgd itself (open it in a browser)"
 show curl -s -o /dev/null -w '%{http_code} %{content_type}\n' "$server/ui/"
 echo "console: $server/ui/"
