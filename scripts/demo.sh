@@ -106,7 +106,7 @@ step "The REST API as an OpenAPI 3.1 document, to generate clients from (docs/se
 printf '$ curl -s %s | head -n 4\n' "$server/openapi.json"
 curl -s "$server/openapi.json" >"$dir/openapi.json"
 head -n 4 "$dir/openapi.json"
-echo "  ... $(grep -c '"operationId"' "$dir/openapi.json") operations"
+echo "  ... $(grep -c '^        "operationId"' "$dir/openapi.json") operations"
 step "The web console, served by cfgd itself (open it in a browser)"
 show curl -s -o /dev/null -w '%{http_code} %{content_type}\n' "$server/ui/"
 echo "console: $server/ui/"
