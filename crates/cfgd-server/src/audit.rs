@@ -28,7 +28,7 @@ pub(super) struct AuditQuery {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/audit", tag = "governance", operation_id = "listAudit",
-    params(crate::bodies::NsPath, AuditQuery),
+    params(crate::params::NsPath, AuditQuery),
     responses((status = 200, description = "Audit records, newest first", body = Vec<cfgd::audit::AuditRecord>))
 )]
 pub(super) async fn list(
@@ -37,7 +37,7 @@ pub(super) async fn list(
     Query(query): Query<AuditQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = super::rest::limit(query.limit, 100)?;
+    let limit = crate::params::limit(query.limit, 100)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let records = client
         .audit_log(&query.prefix, query.actor.as_deref(), limit)

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use cfgd::diff::NamedDiff;
 use cfgd::Revision;
@@ -209,9 +209,9 @@ pub(crate) struct Rollback {
 }
 
 /// An OFREP evaluation request's body.
-// This type, the parameter structs and the untagged answers below are
-// described in the document only (dead code to rustc): the handlers read
-// requests through their own extractors and build the answers' variants.
+// This type and the untagged answers below are described in the document
+// only (dead code to rustc): the handlers read requests through their own
+// extractors and build the answers' variants.
 #[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct EvaluationRequest {
@@ -283,176 +283,6 @@ pub(crate) struct EventStreamRef {
 pub(crate) struct Endpoint {
     /// Relative to the server: `/ofrep/v1/events?namespace=…&ticket=…`.
     pub(crate) request_uri: String,
-}
-
-/// `{ns}`.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct NsPath {
-    #[param(value_type = cfgd::openapi::Namespace)]
-    pub(crate) ns: String,
-}
-
-/// `{ns}` and `{name}`.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct NamePath {
-    #[param(value_type = cfgd::openapi::Namespace)]
-    pub(crate) ns: String,
-    #[param(value_type = cfgd::openapi::Name)]
-    pub(crate) name: String,
-}
-
-/// `{ns}` and `{id}`.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct IdPath {
-    #[param(value_type = cfgd::openapi::Namespace)]
-    pub(crate) ns: String,
-    /// The release's or the change request's id.
-    pub(crate) id: String,
-}
-
-/// `{ns}` and a schema's `{pattern}`.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct PatternPath {
-    #[param(value_type = cfgd::openapi::Namespace)]
-    pub(crate) ns: String,
-    #[param(value_type = cfgd::openapi::Pattern)]
-    pub(crate) pattern: String,
-}
-
-/// `If-None-Match` on a read of one value.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct ReadPreconditions {
-    /// `ETag`s (`"revision"`, comma-separated) or `*`: 304 when the value is
-    /// still at one of them.
-    #[param(
-        rename = "If-None-Match",
-        nullable = false,
-        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17})([ \\t]*,[ \\t]*(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))*)$"
-    )]
-    #[serde(rename = "If-None-Match")]
-    pub(crate) if_none_match: Option<String>,
-}
-
-/// `If-None-Match` on a read of a whole document, whose `ETag` is a digest.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct DocumentPreconditions {
-    /// The `ETag` of the document last read: 304 while it is unchanged.
-    #[param(rename = "If-None-Match", nullable = false)]
-    #[serde(rename = "If-None-Match")]
-    pub(crate) if_none_match: Option<String>,
-}
-
-/// `*`, the one value `If-None-Match` takes on a write.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) enum Star {
-    #[schema(rename = "*")]
-    Any,
-}
-
-/// `If-Match`, `If-None-Match` and `X-Cfgd-Message` on a write.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct WritePreconditions {
-    /// Write only at this `ETag` (`"revision"`); `*`: only if it exists.
-    /// 412 otherwise.
-    #[param(
-        rename = "If-Match",
-        nullable = false,
-        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))$"
-    )]
-    #[serde(rename = "If-Match")]
-    pub(crate) if_match: Option<String>,
-    /// `*`: create only (412 if it exists).
-    #[param(rename = "If-None-Match", required = false, value_type = Star)]
-    #[serde(rename = "If-None-Match")]
-    pub(crate) if_none_match: Option<String>,
-    /// Why: kept in the audit record.
-    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
-    #[serde(rename = "X-Cfgd-Message")]
-    pub(crate) message: Option<String>,
-}
-
-/// `If-Match` and `X-Cfgd-Message` on a delete.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct DeletePreconditions {
-    /// Delete only at this `ETag` (`"revision"`); `*`: only if it exists.
-    /// 412 otherwise.
-    #[param(
-        rename = "If-Match",
-        nullable = false,
-        pattern = "^(\\*|(W/)?(\"[1-9][0-9]{0,17}\"|[1-9][0-9]{0,17}))$"
-    )]
-    #[serde(rename = "If-Match")]
-    pub(crate) if_match: Option<String>,
-    /// Why: kept in the audit record.
-    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
-    #[serde(rename = "X-Cfgd-Message")]
-    pub(crate) message: Option<String>,
-}
-
-/// `X-Cfgd-Message` on a write.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct Message {
-    /// Why: kept in the audit record.
-    #[param(rename = "X-Cfgd-Message", nullable = false, pattern = "^[\\t -~]*$")]
-    #[serde(rename = "X-Cfgd-Message")]
-    pub(crate) message: Option<String>,
-}
-
-/// `{ns}`, `{id}` and the `{step}` to take.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct StepPath {
-    #[param(value_type = cfgd::openapi::Namespace)]
-    pub(crate) ns: String,
-    /// The change request's id.
-    pub(crate) id: String,
-    /// `approve`, `merge`, `rebase` or `close` (a token never approves its
-    /// own request).
-    #[param(pattern = "^(approve|merge|rebase|close)$")]
-    pub(crate) step: String,
-}
-
-/// `Last-Event-ID`: resume a stream.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct LastEventId {
-    /// The `id` of the last event received: every change after it follows.
-    #[param(rename = "Last-Event-ID", nullable = false, pattern = "^[0-9]{1,18}$")]
-    #[serde(rename = "Last-Event-ID")]
-    pub(crate) last_event_id: Option<String>,
-}
-
-/// `X-Cfgd-Namespace` on an OFREP request.
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub(crate) struct OfrepNamespace {
-    /// The namespace whose flags to evaluate; needed unless the token is
-    /// scoped to exactly one.
-    #[param(rename = "X-Cfgd-Namespace", required = false, value_type = cfgd::openapi::Namespace)]
-    #[serde(rename = "X-Cfgd-Namespace")]
-    pub(crate) namespace: Option<String>,
 }
 
 /// What a `PUT` answers: written, or (with `dry_run`) only checked.

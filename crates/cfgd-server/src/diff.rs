@@ -63,7 +63,7 @@ fn answer_at(diffs: &[cfgd::diff::NamedDiff], revision: Option<Revision>) -> Res
 
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/diff", tag = "governance", operation_id = "diffDocument",
-    params(crate::bodies::NsPath),
+    params(crate::params::NsPath),
     request_body(content = crate::bodies::Values, description = "Name → value: what an import would write", content_type = "application/json"),
     responses((status = 200, description = "What importing it would change", body = Vec<cfgd::diff::NamedDiff>))
 )]
@@ -81,7 +81,7 @@ pub(super) async fn document(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/diff", tag = "governance", operation_id = "diffNamespaces",
-    params(crate::bodies::NsPath, AgainstQuery),
+    params(crate::params::NsPath, AgainstQuery),
     responses((status = 200, description = "Namespace `against` (before) against `ns` (after)", body = Vec<cfgd::diff::NamedDiff>))
 )]
 pub(super) async fn namespaces(
@@ -117,7 +117,7 @@ async fn value_at(
 /// revisions, and the editor's "their change" after a conflict.
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/diff/{name}", tag = "governance", operation_id = "diffRevisions",
-    params(crate::bodies::NamePath, RevisionsQuery),
+    params(crate::params::NamePath, RevisionsQuery),
     responses(
         (status = 200, description = "The name at `from` (before) against `to` or its current value (after)", body = Vec<cfgd::diff::NamedDiff>, headers(("ETag" = String, description = "The revision compared as after, when there is one"))),
         (status = 410, description = "Compacted (etcd no longer holds that revision), or not yet written", body = crate::bodies::ErrorBody),

@@ -18,7 +18,7 @@ use super::AppState;
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/meta", tag = "governance", operation_id = "getMeta",
-    params(crate::bodies::NsPath),
+    params(crate::params::NsPath),
     responses((status = 200, description = "The namespace's settings, every default filled in", body = cfgd::meta::Meta))
 )]
 pub(super) async fn get_meta(
@@ -33,7 +33,7 @@ pub(super) async fn get_meta(
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/meta", tag = "governance", operation_id = "putMeta",
-    params(crate::bodies::NsPath, crate::bodies::Message),
+    params(crate::params::NsPath, crate::params::Message),
     request_body(content = cfgd::meta::Meta, content_type = "application/json"),
     responses((status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))))
 )]

@@ -227,7 +227,7 @@ pub(super) async fn events(
 
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", operation_id = "ofrepEvaluateFlag",
-    params(("key" = String, Path, description = "The flag's key", example = "new-checkout"), crate::bodies::OfrepNamespace),
+    params(("key" = String, Path, description = "The flag's key", example = "new-checkout"), crate::params::OfrepNamespace),
     request_body(content = Option<crate::bodies::EvaluationRequest>, description = "The evaluation context; absent: an empty one", content_type = "application/json"),
     responses(
         (status = 200, description = "The flag evaluated", body = crate::bodies::Evaluated),
@@ -248,7 +248,7 @@ pub(super) async fn evaluate_one(
 
 #[utoipa::path(
     post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", operation_id = "ofrepEvaluateAll",
-    params(BulkQuery, crate::bodies::OfrepNamespace, crate::bodies::DocumentPreconditions),
+    params(BulkQuery, crate::params::OfrepNamespace, crate::params::DocumentPreconditions),
     request_body(content = Option<crate::bodies::EvaluationRequest>, description = "The evaluation context; absent: an empty one", content_type = "application/json"),
     responses(
         (status = 200, description = "Every flag evaluated, and the change stream to listen to", body = crate::bodies::BulkEvaluation, headers(("ETag" = String, description = "A digest of the flags and the context"))),

@@ -61,7 +61,7 @@ pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
 
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/releases", tag = "governance", operation_id = "publishRelease",
-    params(crate::bodies::NsPath, crate::bodies::Message),
+    params(crate::params::NsPath, crate::params::Message),
     request_body(content = crate::bodies::Publish, content_type = "application/json"),
     responses(
         (status = 200, description = "Published in one transaction (with dry_run: what it would change)", body = crate::bodies::Published,
@@ -95,7 +95,7 @@ pub(super) async fn publish(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/releases", tag = "governance", operation_id = "listReleases",
-    params(crate::bodies::NsPath, ListQuery),
+    params(crate::params::NsPath, ListQuery),
     responses((status = 200, description = "Releases, newest first", body = Vec<cfgd::audit::AuditRecord>))
 )]
 pub(super) async fn list(
@@ -104,14 +104,14 @@ pub(super) async fn list(
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = super::rest::limit(query.limit, 20)?;
+    let limit = crate::params::limit(query.limit, 20)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     Ok(ok(&client.releases(limit).await?))
 }
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/releases/{id}", tag = "governance", operation_id = "showRelease",
-    params(crate::bodies::IdPath),
+    params(crate::params::IdPath),
     responses(
         (status = 200, description = "The release and what it changed", body = crate::bodies::ReleaseShown),
         (status = 404, description = "No such release", body = crate::bodies::ErrorBody),
@@ -129,7 +129,7 @@ pub(super) async fn show(
 
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/releases/{id}/revert", tag = "governance", operation_id = "revertRelease",
-    params(crate::bodies::IdPath, crate::bodies::Message),
+    params(crate::params::IdPath, crate::params::Message),
     responses(
         (status = 200, description = "Reverted: a new release that restores what it changed", body = crate::bodies::Published),
         (status = 404, description = "No such release", body = crate::bodies::ErrorBody), (status = 409, description = "A name it changed has changed since", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds the values before it", body = crate::bodies::ErrorBody),

@@ -39,7 +39,7 @@ pub(super) struct ListQuery {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/policy", tag = "governance", operation_id = "getPolicy",
-    params(crate::bodies::NsPath),
+    params(crate::params::NsPath),
     responses((status = 200, description = "The namespace policy", body = cfgd::policy::Policy))
 )]
 pub(super) async fn get_policy(
@@ -53,7 +53,7 @@ pub(super) async fn get_policy(
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/policy", tag = "governance", operation_id = "putPolicy",
-    params(crate::bodies::NsPath, crate::bodies::Message),
+    params(crate::params::NsPath, crate::params::Message),
     request_body(content = cfgd::policy::Policy, content_type = "application/json"),
     responses((status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))))
 )]
@@ -72,7 +72,7 @@ pub(super) async fn put_policy(
 
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/requests", tag = "governance", operation_id = "createRequest",
-    params(crate::bodies::NsPath, crate::bodies::Message),
+    params(crate::params::NsPath, crate::params::Message),
     request_body(content = crate::bodies::Publish, content_type = "application/json"),
     responses(
         (status = 201, description = "Opened", body = cfgd::ChangeRequest,
@@ -99,7 +99,7 @@ pub(super) async fn create(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/requests", tag = "governance", operation_id = "listRequests",
-    params(crate::bodies::NsPath, ListQuery),
+    params(crate::params::NsPath, ListQuery),
     responses((status = 200, description = "Change requests, newest first", body = Vec<cfgd::ChangeRequest>))
 )]
 pub(super) async fn list(
@@ -117,14 +117,14 @@ pub(super) async fn list(
                 .map_err(|e| ApiError::bad_request(format!("?state: {e} (or all)")))?,
         ),
     };
-    let limit = super::rest::limit(query.limit, 50)?;
+    let limit = crate::params::limit(query.limit, 50)?;
     let requests = client.requests(wanted, limit).await?;
     Ok(ok(&requests))
 }
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/requests/{id}", tag = "governance", operation_id = "showRequest",
-    params(crate::bodies::IdPath),
+    params(crate::params::IdPath),
     responses(
         (status = 200, description = "The request and what merging it would change now", body = crate::bodies::Review),
         (status = 404, description = "No such request", body = crate::bodies::ErrorBody),
@@ -147,7 +147,7 @@ pub(super) async fn show(
 /// `POST …/requests/{id}/{step}`: approve, merge, rebase or close.
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/requests/{id}/{step}", tag = "governance", operation_id = "stepRequest",
-    params(crate::bodies::StepPath, crate::bodies::Message),
+    params(crate::params::StepPath, crate::params::Message),
     responses(
         (status = 200, description = "The request as it now is, or (merge) the release it became", body = crate::bodies::Stepped),
         (status = 404, description = "No such request, or no such step", body = crate::bodies::ErrorBody), (status = 409, description = "Not in a state for this step, or names moved since its base", body = crate::bodies::ErrorBody), (status = 412, description = "A name changed while merging", body = crate::bodies::ErrorBody),

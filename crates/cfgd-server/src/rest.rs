@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Scope;
+use super::conditional::{etag, if_match, put_precondition, revisions, would_hold, Section};
 use super::error::ApiError;
 use super::AppState;
 use crate::bodies::{Checked, Item, Ready, Written};
@@ -16,97 +17,6 @@ use cfgd::Revision;
 /// The first `n` bytes of `bytes` in lowercase hex: digests cut to ETags.
 pub(super) fn hex(bytes: &[u8], n: usize) -> String {
     cfgd::secret::hex(&bytes[..n.min(bytes.len())])
-}
-
-fn etag(revision: Revision) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{revision}\"")).expect("digits are a valid header")
-}
-
-/// The revisions an `If-Match` / `If-None-Match` header names (`*` is 0,
-/// "any").
-fn revisions(
-    headers: &HeaderMap,
-    name: header::HeaderName,
-) -> Result<Option<Vec<Revision>>, ApiError> {
-    let Some(value) = headers.get(&name) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request(format!("{name} is not text")))?;
-    text.split(',')
-        .map(|tag| {
-            let tag = tag.trim();
-            if tag == "*" {
-                return Ok(0);
-            }
-            // `"41"` as sent back from an ETag, `W/"41"`, or bare `41`.
-            let bare = tag.strip_prefix("W/").unwrap_or(tag);
-            let digits = bare
-                .strip_prefix('"')
-                .and_then(|b| b.strip_suffix('"'))
-                .unwrap_or(bare);
-            // 18 digits, as the document's pattern says, are far past any
-            // revision etcd will reach; 0 is no revision (it stands for
-            // `*` here, which must be written as `*`).
-            (digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse::<Revision>().ok())
-                .flatten()
-                .filter(|&r| r > 0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// The two kinds of value the REST routes address; what differs between
-/// config and flags for reads and deletes.
-#[derive(Clone, Copy)]
-enum Section {
-    Config,
-    Flags,
-}
-
-impl Section {
-    fn key(self, client: &cfgd::Client, name: &str) -> cfgd::Result<String> {
-        match self {
-            Section::Config => client.etcd_key(name),
-            Section::Flags => client.flag_etcd_key(name),
-        }
-    }
-
-    async fn entry(
-        self,
-        client: &cfgd::Client,
-        name: &str,
-    ) -> cfgd::Result<Option<cfgd::Entry<serde_json::Value>>> {
-        match self {
-            Section::Config => client.get_entry(name).await,
-            Section::Flags => client.get_flag(name).await,
-        }
-    }
-
-    /// Deletes `name`, only at revision `expected` if given; `None` when
-    /// there was nothing to delete.
-    async fn delete(
-        self,
-        client: &cfgd::Client,
-        name: &str,
-        expected: Option<Revision>,
-    ) -> cfgd::Result<Option<Revision>> {
-        match (self, expected) {
-            (Section::Config, None) => client.delete(name).await,
-            (Section::Config, Some(expected)) => client.delete_if(name, expected).await.map(Some),
-            (Section::Flags, None) => client.delete_flag(name).await,
-            (Section::Flags, Some(expected)) => {
-                client.delete_flag_if(name, expected).await.map(Some)
-            }
-        }
-    }
 }
 
 /// `GET` of a config value or a flag: the value with its ETag, 304, or 404.
@@ -143,84 +53,6 @@ async fn delete_in(
         .await?
         .ok_or_else(|| not_found(section.key(&client, name)))?;
     Ok(written(name, revision))
-}
-
-/// The revision a conditional write must find, if `If-Match` asks for one.
-/// `*` means "only if it exists", so it resolves to the current revision and
-/// fails with 412 when there is none: the library's revision 0 would mean the
-/// opposite, "only if absent".
-async fn if_match(
-    headers: &HeaderMap,
-    client: &cfgd::Client,
-    section: Section,
-    name: &str,
-) -> Result<Option<Revision>, ApiError> {
-    match revisions(headers, header::IF_MATCH)?.as_deref() {
-        None => Ok(None),
-        Some(&[0]) => match section.entry(client, name).await? {
-            Some(entry) => Ok(Some(entry.revision)),
-            None => Err(cfgd::Error::Conflict {
-                key: section.key(client, name)?,
-                expected: 0,
-                current: 0,
-            }
-            .into()),
-        },
-        Some(&[expected]) => Ok(Some(expected)),
-        Some(_) => Err(ApiError::bad_request("If-Match: give exactly one ETag")),
-    }
-}
-
-/// The revision a `PUT` must find: `If-None-Match: *` creates only (the
-/// name must not exist), else as [`if_match`].
-async fn put_precondition(
-    headers: &HeaderMap,
-    client: &cfgd::Client,
-    section: Section,
-    name: &str,
-) -> Result<Option<Revision>, ApiError> {
-    let create_only = revisions(headers, header::IF_NONE_MATCH)?;
-    if create_only.is_some() {
-        // With If-Match too, the value must both exist (at a revision) and
-        // not exist: never true, so 412, as HTTP has it, once both parse.
-        if if_match(headers, client, section, name).await?.is_some() {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "conflict",
-                "If-Match and If-None-Match: * never hold together (the value must exist and not exist)",
-            ));
-        }
-    }
-    match create_only.as_deref() {
-        None => if_match(headers, client, section, name).await,
-        Some(&[0]) => Ok(Some(0)),
-        Some(_) => Err(ApiError::bad_request(
-            "If-None-Match on a write: only * (create, must not exist)",
-        )),
-    }
-}
-
-/// A dry run answers what the write would: 412 when the value is not at
-/// the revision the precondition names (0: absent).
-async fn would_hold(
-    section: Section,
-    client: &cfgd::Client,
-    name: &str,
-    expected: Option<Revision>,
-) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    let current = section.entry(client, name).await?.map_or(0, |e| e.revision);
-    if current != expected {
-        return Err(cfgd::Error::Conflict {
-            key: section.key(client, name)?,
-            expected,
-            current,
-        }
-        .into());
-    }
-    Ok(())
 }
 
 /// A stored value with its ETag, or 304 when `If-None-Match` names it.
@@ -351,7 +183,7 @@ fn ready(body: Ready) -> Response {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
-    params(crate::bodies::NamePath, crate::bodies::ReadPreconditions),
+    params(crate::params::NamePath, crate::params::ReadPreconditions),
     responses(
         (status = 200, description = "The value, as stored", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
@@ -389,7 +221,7 @@ pub(super) fn checked(name: &str) -> Response {
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "putConfig",
-    params(crate::bodies::NamePath, crate::bodies::WritePreconditions, PutQuery),
+    params(crate::params::NamePath, crate::params::WritePreconditions, PutQuery),
     request_body(content = serde_json::Value, description = "The value: any JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "Written (or, with dry_run, checked and not written)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
@@ -428,7 +260,7 @@ pub(super) async fn put_config(
 
 #[utoipa::path(
     delete, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "deleteConfig",
-    params(crate::bodies::NamePath, crate::bodies::DeletePreconditions),
+    params(crate::params::NamePath, crate::params::DeletePreconditions),
     responses(
         (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No such name", body = crate::bodies::ErrorBody), (status = 412, description = "The value is at another revision than If-Match names", body = crate::bodies::ErrorBody),
@@ -474,7 +306,7 @@ pub(super) fn entries_json(entries: Vec<cfgd::Entry<serde_json::Value>>) -> Vec<
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config", tag = "config", operation_id = "listConfig",
-    params(crate::bodies::NsPath, ListQuery),
+    params(crate::params::NsPath, ListQuery),
     responses(
         (status = 200, description = "The values under the prefix, by name", body = Vec<crate::bodies::Item>),
     )
@@ -490,21 +322,6 @@ pub(super) async fn list_config(
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
 
-/// The most items a list (history, audit, releases, requests) gives in one
-/// answer.
-pub(super) const LIMIT_MAX: usize = 1000;
-
-/// A list's `?limit=`, `default` unless given; 400 outside 1 to
-/// [`LIMIT_MAX`], so that a caller asking for more never silently gets less.
-pub(super) fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {
-    match given.unwrap_or(default) {
-        n @ 1..=LIMIT_MAX => Ok(n),
-        _ => Err(ApiError::bad_request(format!(
-            "limit must be from 1 to {LIMIT_MAX}"
-        ))),
-    }
-}
-
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct HistoryQuery {
@@ -518,7 +335,7 @@ pub(super) struct HistoryQuery {
 /// name (`jobs/history`, say) is taken for the route.
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/history/{name}", tag = "config", operation_id = "getHistory",
-    params(crate::bodies::NamePath, HistoryQuery),
+    params(crate::params::NamePath, HistoryQuery),
     responses(
         (status = 200, description = "Earlier values of the name, newest first", body = Vec<crate::bodies::Item>),
         (status = 404, description = "The name has no history", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds the revisions", body = crate::bodies::ErrorBody),
@@ -530,7 +347,7 @@ pub(super) async fn get_history(
     axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = limit(query.limit, 100)?;
+    let limit = crate::params::limit(query.limit, 100)?;
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let history = client.history(&name, limit).await?;
     if history.is_empty() {
@@ -541,7 +358,7 @@ pub(super) async fn get_history(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flags", tag = "flags", operation_id = "listFlags",
-    params(crate::bodies::NsPath),
+    params(crate::params::NsPath),
     responses(
         (status = 200, description = "Every flag definition, by name", body = Vec<crate::bodies::Item>),
     )
@@ -561,7 +378,7 @@ pub(super) async fn list_flags(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "getFlag",
-    params(crate::bodies::NamePath, crate::bodies::ReadPreconditions),
+    params(crate::params::NamePath, crate::params::ReadPreconditions),
     responses(
         (status = 200, description = "The flag definition (flagd's flag object)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 304, description = "Not modified", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
@@ -578,7 +395,7 @@ pub(super) async fn get_flag(
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "putFlag",
-    params(crate::bodies::NamePath, crate::bodies::WritePreconditions, PutQuery),
+    params(crate::params::NamePath, crate::params::WritePreconditions, PutQuery),
     request_body(content = crate::bodies::FlagDefinition, description = "A flagd flag: state, variants, defaultVariant, targeting", content_type = "application/json"),
     responses(
         (status = 200, description = "Written (or, with dry_run, checked and not written)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
@@ -616,7 +433,7 @@ pub(super) async fn put_flag(
 
 #[utoipa::path(
     delete, path = "/v1/namespaces/{ns}/flags/{name}", tag = "flags", operation_id = "deleteFlag",
-    params(crate::bodies::NamePath, crate::bodies::DeletePreconditions),
+    params(crate::params::NamePath, crate::params::DeletePreconditions),
     responses(
         (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No such flag", body = crate::bodies::ErrorBody), (status = 412, description = "The flag is at another revision than If-Match names", body = crate::bodies::ErrorBody),
@@ -634,7 +451,7 @@ pub(super) async fn delete_flag(
 /// writes the value of revision N again, as a new revision.
 #[utoipa::path(
     post, path = "/v1/namespaces/{ns}/rollback/{name}", tag = "config", operation_id = "rollback",
-    params(crate::bodies::NamePath, crate::bodies::Message),
+    params(crate::params::NamePath, crate::params::Message),
     request_body(content = crate::bodies::Rollback, content_type = "application/json"),
     responses(
         (status = 200, description = "The value of that revision, written again as a new one", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
@@ -659,7 +476,7 @@ pub(super) async fn rollback(
 /// Its ETag is a digest of the document; `If-None-Match` with it answers 304.
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flagd.json", tag = "flags", operation_id = "getFlagdDocument",
-    params(crate::bodies::NsPath, crate::bodies::DocumentPreconditions),
+    params(crate::params::NsPath, crate::params::DocumentPreconditions),
     responses(
         (status = 200, description = "Every flag as one flagd document, for a stock flagd's http sync", body = crate::bodies::FlagdDocument, headers(("ETag" = String, description = "A digest of the document"))),
         (status = 304, description = "Not modified", headers(("ETag" = String))),

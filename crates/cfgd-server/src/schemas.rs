@@ -30,7 +30,7 @@ pub(super) struct PutQuery {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/schemas", tag = "schemas", operation_id = "listSchemas",
-    params(crate::bodies::NsPath),
+    params(crate::params::NsPath),
     responses((status = 200, description = "Every schema, by pattern", body = Vec<crate::bodies::Item>))
 )]
 pub(super) async fn list(
@@ -45,7 +45,7 @@ pub(super) async fn list(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "getSchema",
-    params(crate::bodies::PatternPath),
+    params(crate::params::PatternPath),
     responses(
         (status = 200, description = "The JSON Schema (draft 2020-12)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No schema for this pattern", body = crate::bodies::ErrorBody),
@@ -67,7 +67,7 @@ pub(super) async fn get(
 
 #[utoipa::path(
     put, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "putSchema",
-    params(crate::bodies::PatternPath, PutQuery, crate::bodies::Message),
+    params(crate::params::PatternPath, PutQuery, crate::params::Message),
     request_body(content = crate::bodies::SchemaDocument, description = "A JSON Schema, draft 2020-12", content_type = "application/json"),
     responses(
         (status = 200, description = "Stored (or, with dry_run, checked and not stored)", body = crate::bodies::WriteAnswer, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match")),
@@ -96,7 +96,7 @@ pub(super) async fn put(
 
 #[utoipa::path(
     delete, path = "/v1/namespaces/{ns}/schemas/{pattern}", tag = "schemas", operation_id = "deleteSchema",
-    params(crate::bodies::PatternPath, crate::bodies::Message),
+    params(crate::params::PatternPath, crate::params::Message),
     responses(
         (status = 200, description = "Deleted", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No schema for this pattern", body = crate::bodies::ErrorBody),

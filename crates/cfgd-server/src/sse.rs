@@ -69,7 +69,7 @@ pub(crate) fn last_event_id(header: &[u8]) -> Option<cfgd::Revision> {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/watch", tag = "config", operation_id = "watch",
-    params(crate::bodies::NsPath, WatchQuery, crate::bodies::LastEventId),
+    params(crate::params::NsPath, WatchQuery, crate::params::LastEventId),
     responses(
         (status = 200, description = "Every change under the prefix, as it happens: `id` its revision, `event` put, delete or reset, `data` `{\"name\", \"kind\", \"value\", \"revision\", \"resync\"}`", content_type = "text/event-stream", body = crate::bodies::ChangeEvent),
     )

@@ -200,7 +200,7 @@ pub(super) async fn namespaces(
 /// without matching patterns itself. Read scope, as the policy's `GET`.
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/policy/{name}", tag = "governance", operation_id = "policyOf",
-    params(crate::bodies::NamePath),
+    params(crate::params::NamePath),
     responses((status = 200, description = "What the policy says of the name (a flag as flags/{name})", body = crate::bodies::PolicyOf))
 )]
 pub(super) async fn policy_of(

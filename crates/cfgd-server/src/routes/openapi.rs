@@ -20,8 +20,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{self, ContentBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use super::{Access, ROUTES};
 use crate::auth::Scope;
-use crate::routes::{Access, ROUTES};
 
 /// The security scheme of bearer tokens, by name.
 pub const BEARER: &str = "bearer";
@@ -89,7 +89,7 @@ pub const TICKET: &str = "ticket";
     // Parameters name these by reference, which utoipa does not collect.
     components(schemas(
         crate::bodies::ErrorBody,
-        crate::bodies::Star,
+        crate::params::Star,
         cfgd::openapi::Namespace,
         cfgd::openapi::Name,
         cfgd::openapi::Prefix,
