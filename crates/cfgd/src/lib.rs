@@ -226,6 +226,7 @@ mod etcd;
 pub mod fuzzing;
 mod hub;
 mod key;
+pub mod layers;
 mod live_value;
 pub mod meta;
 mod mirror;
