@@ -27,7 +27,8 @@ test:
 	@scripts/check-fresh-app.sh
 	cargo test --workspace --all-features
 	# The second pass leaves out the browser tests and the schemathesis run:
-	# they exercise the page and the HTTP API, not etcd, and take a minute.
+	# they exercise the page and the HTTP API's shapes, not etcd, and each
+	# takes a minute.
 	PATH="$(ETCD35):$$PATH" CFGD_TEST_ETCD="$(ETCD35)/etcd" \
 		cargo test --workspace --all-features --test integration --test cli -- --skip console:: --skip schemathesis::
 	# Benchmarks are not run by the tests, only built and linked: in the dev

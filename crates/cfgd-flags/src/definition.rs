@@ -121,9 +121,11 @@ impl Flag {
         let rule = match def.get("targeting") {
             None => Rule::None,
             Some(Value::Object(t)) if t.is_empty() => Rule::None,
-            // flagd's schema: an object. A bare "on" or [..] is JSON Logic
-            // too, but a literal, never a rule: a mistake to refuse, as
-            // stock flagd does.
+            // Null, as JSON tools write an absent field: no targeting.
+            Some(Value::Null) => Rule::None,
+            // flagd's schema asks for an object. A bare "on" or [..] is
+            // JSON Logic too, but a literal that decides nothing, almost
+            // surely a mistake: refused, so it is never stored.
             Some(other) if check == Check::Strict && !other.is_object() => {
                 return Err(format!(
                     "targeting must be a JSON Logic rule (an object), not {}",

@@ -22,8 +22,8 @@ pub(crate) struct ErrorBody {
 /// The error of an [`ErrorBody`].
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
-    /// Stable, for programs: `not_found`, `conflict`, `invalid_name`,
-    /// `schema_violation`, `unauthorized`, ...
+    /// Stable, for programs: `not_found`, `conflict`, `invalid_request`,
+    /// `invalid_flag`, `schema_violation`, `unauthorized`, ...
     #[schema(example = "not_found")]
     pub(crate) code: String,
     /// One line, for people.
@@ -194,7 +194,8 @@ pub(crate) struct Publish {
     #[serde(default)]
     #[schema(value_type = Option<FlagdDocument>)]
     pub(crate) flags: Option<serde_json::Map<String, Value>>,
-    /// Releases only: show what it would change, write nothing.
+    /// Releases only (a change request refuses it): show what it would
+    /// change, write nothing.
     #[serde(default)]
     pub(crate) dry_run: bool,
 }
@@ -327,8 +328,8 @@ pub(crate) struct FlagDefinition {
     /// Null or absent: the caller's default.
     #[schema(nullable = true)]
     default_variant: Option<String>,
-    /// A JSON Logic rule that returns a variant name; `{}`: none.
-    #[schema(nullable = false, value_type = Object, required = false)]
+    /// A JSON Logic rule that returns a variant name; `{}` or null: none.
+    #[schema(nullable = true, value_type = Object, required = false)]
     targeting: Option<Value>,
     /// Answered with each evaluation.
     #[schema(nullable = false, schema_with = metadata_schema)]

@@ -34,18 +34,21 @@ pub(super) fn revisions(
                 .strip_prefix('"')
                 .and_then(|b| b.strip_suffix('"'))
                 .unwrap_or(bare);
-            // 18 digits, as the document's pattern says, are far past any
-            // revision etcd will reach; 0 is no revision (it stands for
-            // `*` here, which must be written as `*`).
-            (digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse::<Revision>().ok())
-                .flatten()
-                .filter(|&r| r > 0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
-                    ))
-                })
+            // At most 18 digits and no leading zero: far past any revision
+            // etcd will reach, clear of i64 overflow, and one spelling per
+            // revision (the document's pattern says the same). 0 is no
+            // revision: `*` stands for it here, and must be written so.
+            (digits.len() <= 18
+                && !digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<Revision>().ok())
+            .flatten()
+            .filter(|&r| r > 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
+                ))
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -131,20 +134,17 @@ pub(super) async fn put_precondition(
     section: Section,
     name: &str,
 ) -> Result<Option<Revision>, ApiError> {
-    let create_only = revisions(headers, header::IF_NONE_MATCH)?;
-    if create_only.is_some() {
+    match revisions(headers, header::IF_NONE_MATCH)?.as_deref() {
+        None => if_match(headers, client, section, name).await,
         // With If-Match too, the value must both exist (at a revision) and
         // not exist: never true, so 412, as HTTP has it, once both parse.
-        if if_match(headers, client, section, name).await?.is_some() {
-            return Err(ApiError::new(
+        Some(&[0]) if if_match(headers, client, section, name).await?.is_some() => {
+            Err(ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "conflict",
                 "If-Match and If-None-Match: * never hold together (the value must exist and not exist)",
-            ));
+            ))
         }
-    }
-    match create_only.as_deref() {
-        None => if_match(headers, client, section, name).await,
         Some(&[0]) => Ok(Some(0)),
         Some(_) => Err(ApiError::bad_request(
             "If-None-Match on a write: only * (create, must not exist)",
@@ -152,8 +152,8 @@ pub(super) async fn put_precondition(
     }
 }
 
-/// A dry run answers what the write would: 412 when the value is not at
-/// the revision the precondition names (0: absent).
+/// On a dry run, whether the precondition holds now: 412 when the value is
+/// not at the revision it names (0: absent), as the write would answer.
 pub(super) async fn would_hold(
     section: Section,
     client: &cfgd::Client,

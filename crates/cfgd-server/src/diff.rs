@@ -137,8 +137,8 @@ pub(super) async fn revisions(
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     // Two revisions of 0 read nothing, which would let any name through.
     cfgd::validate_name(&name)?;
-    // Both checked before either is read: a bad `to` is a 400 even when
-    // `from` is gone.
+    // A malformed request is the caller's to fix whatever is stored: its 400
+    // wins over a 410 that depends on what etcd still holds.
     if let Some(revision) = [Some(from), query.to]
         .into_iter()
         .flatten()

@@ -69,7 +69,7 @@ pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
                 ("showRelease" = (operation_id = "showRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
                 ("revertRelease" = (operation_id = "revertRelease", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
             )),
-        (status = 412, description = "A name changed while the release was being made", body = crate::bodies::ErrorBody), (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
+        (status = 412, description = "A name changed while the release was being made", body = crate::bodies::ErrorBody), (status = 422, description = "A value fails the schema that governs it", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn publish(

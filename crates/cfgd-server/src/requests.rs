@@ -81,7 +81,7 @@ pub(super) async fn put_policy(
                 ("stepRequest" = (operation_id = "stepRequest", parameters(("ns" = "$request.path.ns"), ("id" = "$response.body#/id")))),
             )),
         (status = 409, description = "It changes nothing: every value is already as it asks", body = crate::bodies::ErrorBody),
-        (status = 422, description = "A value fails its schema, or a flag its rules", body = crate::bodies::ErrorBody),
+        (status = 422, description = "A value fails the schema that governs it", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn create(
@@ -91,7 +91,14 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let (_, config, flags) = read_publish(&body)?;
+    let (publish, config, flags) = read_publish(&body)?;
+    // Opening a request writes nothing live already; a dry run here would
+    // be taken for one and open a real request.
+    if publish.dry_run {
+        return Err(ApiError::bad_request(
+            "a change request has no dry run: POST …/releases with dry_run shows what it would change",
+        ));
+    }
     let request = client.create_request(&config, flags.as_deref()).await?;
     let body = serde_json::to_vec(&request).expect("serializes");
     Ok(json_response(StatusCode::CREATED, body, None))
@@ -151,6 +158,7 @@ pub(super) async fn show(
     responses(
         (status = 200, description = "The request as it now is, or (merge) the release it became", body = crate::bodies::Stepped),
         (status = 404, description = "No such request, or no such step", body = crate::bodies::ErrorBody), (status = 409, description = "Not in a state for this step, or names moved since its base", body = crate::bodies::ErrorBody), (status = 412, description = "A name changed while merging", body = crate::bodies::ErrorBody),
+        (status = 422, description = "Merge: a value fails a schema that changed since the request was opened", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn step(

@@ -243,8 +243,9 @@ pub(super) async fn put_config(
     let client = state.authorized(&headers, &ns, Scope::Write).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    // The body first: a bad one is 400 or 422 whatever the preconditions
-    // would say (HTTP evaluates them only for a request that could succeed).
+    // The body first, cfgd's choice: a bad one is 400 or 422 whatever the
+    // preconditions would say, so a caller fixes the request before
+    // racing for a revision.
     client.check_json(&name, text).await?;
     let expected = put_precondition(&headers, &client, Section::Config, &name).await?;
     if query.dry_run {
@@ -403,7 +404,7 @@ pub(super) async fn get_flag(
                 ("getFlag" = (operation_id = "getFlag", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
                 ("deleteFlag" = (operation_id = "deleteFlag", parameters(("ns" = "$request.path.ns"), ("name" = "$request.path.name")))),
             )),
-        (status = 412, description = "The precondition failed", body = crate::bodies::ErrorBody), (status = 422, description = "The definition fails a schema", body = crate::bodies::ErrorBody),
+        (status = 412, description = "The precondition failed", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn put_flag(
@@ -455,7 +456,7 @@ pub(super) async fn delete_flag(
     request_body(content = crate::bodies::Rollback, content_type = "application/json"),
     responses(
         (status = 200, description = "The value of that revision, written again as a new one", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
-        (status = 404, description = "The name has no value at that revision", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted: etcd no longer holds that revision", body = crate::bodies::ErrorBody), (status = 422, description = "The old value fails today's schema", body = crate::bodies::ErrorBody),
+        (status = 404, description = "The name has no value at that revision", body = crate::bodies::ErrorBody), (status = 410, description = "Compacted (etcd no longer holds that revision), or not yet written", body = crate::bodies::ErrorBody), (status = 422, description = "The old value fails today's schema", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn rollback(

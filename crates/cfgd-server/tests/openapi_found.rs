@@ -79,6 +79,13 @@ fn preconditions_parse_strictly_and_hold_on_dry_runs_too() {
     let revision = revision["revision"].as_i64().unwrap().to_string();
     let (code, body) = status(&server, "PUT", path, &[("If-Match", &revision)], "2");
     assert_eq!(code, 200, "{body}");
+    // If-None-Match on a write is `*` or nothing, even beside If-Match.
+    let tags = [("If-Match", revision.as_str()), ("If-None-Match", "\"5\"")];
+    let (code, body) = status(&server, "PUT", path, &tags, "3");
+    assert_eq!(code, 400, "{body}");
+    // One spelling per revision: no leading zero.
+    let (code, body) = status(&server, "PUT", path, &[("If-Match", "\"007\"")], "3");
+    assert_eq!(code, 400, "{body}");
     // 19 digits overflowed nothing but were more than the pattern says.
     let (code, _) = status(
         &server,
@@ -125,6 +132,24 @@ fn bodies_with_unknown_or_missing_parts_are_refused() {
         body.contains("targeting must be a JSON Logic rule"),
         "{body}"
     );
+    // A change request has no dry run; it opened a real one.
+    let (code, body) = status(
+        &server,
+        "POST",
+        "/v1/namespaces/found/requests",
+        &[],
+        r#"{"config": {"a": 2}, "dry_run": true}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    // A null targeting is no targeting.
+    let (code, body) = status(
+        &server,
+        "PUT",
+        "/v1/namespaces/found/flags/g",
+        &[],
+        r#"{"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "targeting": null}"#,
+    );
+    assert_eq!(code, 200, "{body}");
     // A revision sent as a whole float.
     let (code, body) = status(
         &server,

@@ -254,12 +254,18 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
         }
     }
     if access == Access::Open {
+        // Even an open route is refused when the server is full.
+        answer(
+            operation,
+            "503",
+            retry_after(error("The server holds as many connections as it allows")),
+        );
         return;
     }
     answer(
         operation,
         "400",
-        error("The request is malformed: a namespace, name, parameter, header or body that is not valid"),
+        error("The request is malformed: a namespace, name, parameter, header or body that is not valid, or a flag definition that breaks flagd's rules (invalid_flag)"),
     );
     if access == Access::Ticket {
         answer(operation, "403", error("Not a ticket for this namespace"));
