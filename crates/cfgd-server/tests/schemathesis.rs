@@ -76,11 +76,14 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         .map(|f| f["count"].as_u64().unwrap())
         .sum();
     let errors = report["errors"].as_array().unwrap().len();
-    println!(
+    // Straight to stderr, past the test harness's capture (which only
+    // print! and eprint! go through): `make test` shows it on success too.
+    let summary = format!(
         "schemathesis {}: {operations} operations, {cases} cases, {failures} failures, \
-         {errors} errors (seed {seed}, {examples} examples per operation)",
+         {errors} errors (seed {seed}, {examples} examples per operation)\n",
         report["schemathesis_version"].as_str().unwrap_or("?"),
     );
+    std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes()).unwrap();
     assert!(
         out.status.success() && failures == 0 && errors == 0,
         "schemathesis found {failures} failures and {errors} errors (seed {seed}):\n{said}"

@@ -9,8 +9,9 @@
 //!
 //! - [`linearize`]: a namespace's layers from its `extends` and its
 //!   parents', first (lowest) to last (its own). A namespace met twice keeps
-//!   its last place; a cycle, a missing parent or more than [`MAX_DEPTH`]
-//!   levels is refused.
+//!   its first place, so no ancestor ever sits above a namespace that
+//!   extends it; a cycle, a missing parent or more than [`MAX_DEPTH`] levels
+//!   is refused.
 //! - [`merge`]: objects merge key by key, recursively; anything else
 //!   replaces. `{"$cfgd.unset": true}` removes the name, or the field, that
 //!   the layers below gave.
@@ -79,8 +80,8 @@ pub enum LayerError {
 /// `extends(ns)` gives a namespace's parents in order, or `None` when no
 /// such namespace exists (asked only of parents: `namespace` itself is
 /// taken to exist). Each namespace's layers are its parents' layers, in
-/// order, then its own; one met more than once keeps its last place, so
-/// later layers win.
+/// order, then its own; later layers win. One met more than once keeps its
+/// first place: a shared grandparent stays below both parents.
 ///
 /// ```
 /// use cfgd::layers::linearize;
@@ -91,7 +92,7 @@ pub enum LayerError {
 ///     "base" => Some(vec![]),
 ///     _ => None,
 /// };
-/// assert_eq!(linearize("prod-eu", extends).unwrap(), ["prod", "base", "eu", "prod-eu"]);
+/// assert_eq!(linearize("prod-eu", extends).unwrap(), ["base", "prod", "eu", "prod-eu"]);
 /// ```
 pub fn linearize<F>(namespace: &str, extends: F) -> Result<Vec<String>, LayerError>
 where
@@ -103,15 +104,15 @@ where
     walk(
         namespace, &parents, &extends, &mut line, &mut out, namespace,
     )?;
-    // Keep each namespace's last place.
+    // Each namespace keeps its first place, which comes after its own
+    // parents and before every namespace that extends it; its last place
+    // (DESIGN's first wording) could put a shared ancestor above a parent
+    // that overrides it.
     let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<String> = out
+    Ok(out
         .into_iter()
-        .rev()
         .filter(|ns| seen.insert(ns.clone()))
-        .collect();
-    kept.reverse();
-    Ok(kept)
+        .collect())
 }
 
 fn walk<F>(
@@ -323,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_reads_lowest_first_and_a_diamond_keeps_last_places() {
+    fn a_chain_reads_lowest_first_and_a_diamond_keeps_first_places() {
         let pairs: &[(&str, &[&str])] = &[
             ("base", &[]),
             ("prod", &["base"]),
@@ -335,12 +336,16 @@ mod tests {
             linearize("prod-eu", chain(pairs)).unwrap(),
             ["base", "prod", "prod-eu"]
         );
-        // base comes in under prod and again under eu: it keeps its last
-        // place, so prod's values are not shadowed by a second base.
+        // base comes in under prod and again under eu: it keeps its first
+        // place, below both, so it never overrides prod.
         assert_eq!(
             linearize("prod-eu-2", chain(pairs)).unwrap(),
-            ["prod", "base", "eu", "prod-eu-2"]
+            ["base", "prod", "eu", "prod-eu-2"]
         );
+        // A parent that is also a grandparent stays below the parent that
+        // extends it.
+        let pairs: &[(&str, &[&str])] = &[("q", &[]), ("p", &["q"]), ("a", &["p", "q"])];
+        assert_eq!(linearize("a", chain(pairs)).unwrap(), ["q", "p", "a"]);
         assert_eq!(linearize("alone", |_| None).unwrap(), ["alone"]);
     }
 
