@@ -265,7 +265,7 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
     answer(
         operation,
         "400",
-        error("The request is malformed: a namespace, name, parameter, header or body that is not valid, or a flag definition that breaks flagd's rules (invalid_flag)"),
+        error("The request is malformed: a namespace, name, parameter, header or body that is not valid, or a flag definition or JSON Schema that breaks its rules (invalid_flag, invalid_schema)"),
     );
     if access == Access::Ticket {
         answer(operation, "403", error("Not a ticket for this namespace"));
