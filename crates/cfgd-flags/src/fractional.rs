@@ -348,6 +348,22 @@ fn exact_half(s: f32) -> Option<u16> {
     Some(sign | (full >> shift) as u16)
 }
 
+/// The bucket, 0 to 99, that flagd's `fractional` (v2) puts `targeting_key`
+/// in for flag `flag_key`: a share of the first `p` buckets is `p` percent.
+/// cfgd's overlays pick their `percent` of instances with it, so that an
+/// overlay selects the instances a `[["on", p], ["off", 100 - p]]` rollout
+/// of a flag of the same name would.
+///
+/// ```
+/// let bucket = cfgd_flags::percent_bucket("canary", "host-17");
+/// assert!(bucket < 100);
+/// assert_eq!(bucket, cfgd_flags::percent_bucket("canary", "host-17"));
+/// ```
+pub fn percent_bucket(flag_key: &str, targeting_key: &str) -> u8 {
+    let key = format!("{flag_key}{targeting_key}");
+    ((u64::from(murmur3_32(key.as_bytes(), 0)) * 100) >> 32) as u8
+}
+
 /// MurmurHash3, x86 32-bit variant, as flagd uses for bucketing.
 pub(crate) fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     const C1: u32 = 0xcc9e_2d51;

@@ -17,7 +17,7 @@ mod set;
 
 pub use definition::{document, parse_document, validate_document, validate_flag, Document};
 pub use details::{Details, ErrorCode, FlagValue, Json, Reason};
-pub use fractional::Bucketing;
+pub use fractional::{percent_bucket, Bucketing};
 pub use rollout::Rollout;
 pub use set::FlagSet;
 
@@ -103,6 +103,32 @@ mod tests {
             for (count, weight) in counts.iter().zip(&weights) {
                 let share = f64::from(*count) * 100.0 / f64::from(users);
                 prop_assert!((share - f64::from(*weight)).abs() < 4.0, "{} against {}", share, weight);
+            }
+        }
+    }
+
+    /// `percent_bucket` is the bucket `fractional` uses: a flag with `p`
+    /// percent "in" says "in" exactly for the keys whose bucket is below p.
+    #[test]
+    fn percent_bucket_agrees_with_a_fractional_rollout() {
+        for p in [0u32, 10, 37, 100] {
+            let rollout = crate::Rollout::new()
+                .variant("in", p)
+                .variant("out", 100 - p);
+            let document = json!({"flags": {"canary": {
+                "state": "ENABLED", "variants": {"in": "in", "out": "out"},
+                "defaultVariant": "out", "targeting": rollout.targeting("canary").unwrap()}}})
+            .to_string();
+            let set = FlagSet::from_document(&document).unwrap();
+            for host in 0..500 {
+                let key = format!("host-{host}");
+                let context = json!({"targetingKey": key});
+                let inside = set.evaluate("canary", String::new(), &context).value == "in";
+                assert_eq!(
+                    inside,
+                    u32::from(percent_bucket("canary", &key)) < p,
+                    "{key} at {p}"
+                );
             }
         }
     }

@@ -146,6 +146,10 @@
 //! - `change`: [`Change`] and its one JSON form, [`Change::to_json`].
 //! - `mirror`: the in-memory copy of a namespace, with tombstones of recent
 //!   deletes.
+//! - [`layers`] and [`overlays`]: the rules of layered namespaces (which
+//!   layers, how one name's values merge, where each field came from) and
+//!   of overlays (labels, selectors, percent), on plain JSON; not yet
+//!   wired into reads.
 //! - [`diff`]: structural diffs of JSON values, path by path; [`audit`]:
 //!   the audit record; [`meta`]: the namespace's settings; [`policy`]: the
 //!   namespace policy and its patterns,
@@ -235,6 +239,7 @@ mod namespace;
 pub mod openapi;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+pub mod overlays;
 pub mod policy;
 pub mod schema;
 pub mod secret;
