@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::rest::json_response;
+use super::rest::ok;
 use super::AppState;
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -42,6 +42,5 @@ pub(super) async fn list(
     let records = client
         .audit_log(&query.prefix, query.actor.as_deref(), limit)
         .await?;
-    let body = serde_json::to_vec(&records).expect("serializes");
-    Ok(json_response(StatusCode::OK, body, None))
+    Ok(ok(&records))
 }

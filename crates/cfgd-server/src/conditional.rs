@@ -43,7 +43,6 @@ pub(super) fn revisions(
                 && digits.bytes().all(|b| b.is_ascii_digit()))
             .then(|| digits.parse::<Revision>().ok())
             .flatten()
-            .filter(|&r| r > 0)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "{name}: {tag:?} is not a cfgd ETag (a quoted revision)"
@@ -98,6 +97,11 @@ impl Section {
             }
         }
     }
+}
+
+/// Whether the request names a precondition at all.
+pub(super) fn is_conditional(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_NONE_MATCH)
 }
 
 /// The revision a conditional write must find, if `If-Match` asks for one.

@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::releases::ok;
+use super::rest::ok;
 use super::rest::written;
 use super::AppState;
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::rest::json_response;
+use super::rest::ok;
 use super::AppState;
 use crate::bodies::{Publish, Published, ReleaseShown};
 
@@ -48,15 +48,6 @@ pub(super) struct ListQuery {
     /// How many (20 unless given; at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-}
-
-/// 200 with `body` as JSON.
-pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
-    json_response(
-        StatusCode::OK,
-        serde_json::to_vec(body).expect("serializes"),
-        None,
-    )
 }
 
 #[utoipa::path(

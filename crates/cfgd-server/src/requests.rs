@@ -20,7 +20,8 @@ use axum::response::Response;
 
 use super::auth::Scope;
 use super::error::ApiError;
-use super::releases::{ok, read_publish};
+use super::releases::read_publish;
+use super::rest::ok;
 use super::rest::{json_response, written};
 use super::AppState;
 use crate::bodies::{Merged, Review, Stepped};

@@ -8,7 +8,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Scope;
-use super::conditional::{etag, if_match, put_precondition, revisions, would_hold, Section};
+use super::conditional::{
+    etag, if_match, is_conditional, put_precondition, revisions, would_hold, Section,
+};
 use super::error::ApiError;
 use super::AppState;
 use crate::bodies::{Checked, Item, Ready, Written};
@@ -107,6 +109,15 @@ pub(super) fn json_response(
     response
 }
 
+/// 200 with `body` as JSON.
+pub(super) fn ok<T: serde::Serialize + ?Sized>(body: &T) -> Response {
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(body).expect("serializes"),
+        None,
+    )
+}
+
 #[utoipa::path(
     get, path = "/healthz", tag = "operations", operation_id = "healthz",
     responses((status = 200, description = "The process is up", content_type = "text/plain", body = String))
@@ -138,7 +149,7 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     };
     let error = match probe.await {
         Ok(_) => {
-            return ready(Ready {
+            return ok(&Ready {
                 status: "ready",
                 source: "etcd",
                 etcd: None,
@@ -166,19 +177,11 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         return ApiError::from(error).into_response();
     };
-    ready(Ready {
+    ok(&Ready {
         status: "ready",
         source,
         etcd: Some(error.to_string()),
     })
-}
-
-fn ready(body: Ready) -> Response {
-    json_response(
-        StatusCode::OK,
-        serde_json::to_vec(&body).expect("serializes"),
-        None,
-    )
 }
 
 #[utoipa::path(
@@ -211,12 +214,10 @@ pub(super) struct PutQuery {
 
 /// The answer to a `?dry_run=true` write that would succeed.
 pub(super) fn checked(name: &str) -> Response {
-    let body = serde_json::to_vec(&Checked {
+    ok(&Checked {
         name: name.to_owned(),
         dry_run: true,
     })
-    .expect("serializes");
-    json_response(StatusCode::OK, body, None)
 }
 
 #[utoipa::path(
@@ -245,8 +246,10 @@ pub(super) async fn put_config(
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     // The body first, cfgd's choice: a bad one is 400 or 422 whatever the
     // preconditions would say, so a caller fixes the request before
-    // racing for a revision.
-    client.check_json(&name, text).await?;
+    // racing for a revision. A plain write checks it as it writes, once.
+    if query.dry_run || is_conditional(&headers) {
+        client.check_json(&name, text).await?;
+    }
     let expected = put_precondition(&headers, &client, Section::Config, &name).await?;
     if query.dry_run {
         would_hold(Section::Config, &client, &name, expected).await?;
@@ -418,8 +421,11 @@ pub(super) async fn put_flag(
     let key = client.flag_etcd_key(&name)?;
     let definition: serde_json::Value =
         serde_json::from_slice(&body).map_err(|cause| cfgd::Error::InvalidJson { key, cause })?;
-    // The body first, as for a config value.
-    client.check_flag(&name, &definition).await?;
+    // The body first, as for a config value (and, the same, only when
+    // something else could answer before the write checks it).
+    if query.dry_run || is_conditional(&headers) {
+        client.check_flag(&name, &definition).await?;
+    }
     let expected = put_precondition(&headers, &client, Section::Flags, &name).await?;
     if query.dry_run {
         would_hold(Section::Flags, &client, &name, expected).await?;

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::auth::{self, Scope};
 use super::error::ApiError;
-use super::releases::ok;
+use super::rest::ok;
 use super::AppState;
 use crate::bodies::{NamespaceSummary, PolicyOf, Whoami};
 

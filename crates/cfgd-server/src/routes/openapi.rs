@@ -159,7 +159,7 @@ pub fn operation_mut<'a>(
 }
 
 /// An answer with the error body.
-fn error(description: &str) -> RefOr<Answer> {
+fn error(description: &str) -> Answer {
     ResponseBuilder::new()
         .description(description)
         .content(
@@ -169,13 +169,9 @@ fn error(description: &str) -> RefOr<Answer> {
                 .build(),
         )
         .build()
-        .into()
 }
 
-fn retry_after(answer: RefOr<Answer>) -> RefOr<Answer> {
-    let RefOr::T(mut answer) = answer else {
-        return answer;
-    };
+fn retry_after(mut answer: Answer) -> Answer {
     answer.headers.insert(
         "Retry-After".into(),
         RefOr::T(
@@ -185,16 +181,16 @@ fn retry_after(answer: RefOr<Answer>) -> RefOr<Answer> {
                 .build(),
         ),
     );
-    RefOr::T(answer)
+    answer
 }
 
 /// Adds `status` to `operation` unless its own description has it.
-fn answer(operation: &mut Operation, status: &str, response: RefOr<Answer>) {
+fn answer(operation: &mut Operation, status: &str, response: Answer) {
     operation
         .responses
         .responses
         .entry(status.to_owned())
-        .or_insert(response);
+        .or_insert(RefOr::T(response));
 }
 
 /// What [`ROUTES`] says of each operation: its security, and the answers
