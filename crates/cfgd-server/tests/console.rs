@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster};
-use crate::harness::{start_with, start_with_settings};
+use crate::harness::{start_with, start_with_key};
 
 /// The secret the console must hide until a secrets-scope token asks.
 const SECRET: &str = "hunter2-console-secret";
@@ -149,14 +149,9 @@ async fn the_console_works_in_a_real_browser() {
     common::logs();
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("secret.key");
-    std::fs::write(&key, cfgd::secret::Keyring::generate()).unwrap();
+    let key = crate::common::secrets::key_file(dir.path(), "secret.key");
     seed(&etcd, &key).await;
-    let server = start_with_settings(
-        &etcd,
-        &format!("secret_key_file = {:?}", key.to_str().unwrap()),
-        &[],
-    );
+    let server = start_with_key(&etcd, &key);
     let open_server = start_with(&etcd, &["--no-auth"]);
     run_browser_tests(&[
         ("CFGD_SECRET", SECRET.into()),

@@ -79,6 +79,15 @@ pub(crate) fn start_with(etcd: &EtcdCluster, extra: &[&str]) -> Server {
     start_with_settings(etcd, "", extra)
 }
 
+/// [`start`], holding the secret key file at `key`.
+pub(crate) fn start_with_key(etcd: &EtcdCluster, key: &std::path::Path) -> Server {
+    start_with_settings(
+        etcd,
+        &format!("secret_key_file = {:?}", key.to_str().unwrap()),
+        &[],
+    )
+}
+
 /// [`start_with`], with `settings` (TOML keys) ahead of the tokens.
 pub(crate) fn start_with_settings(etcd: &EtcdCluster, settings: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@
 use std::process::Command;
 
 use crate::common::{self, secrets::key_file, EtcdCluster};
-use crate::harness::{http, start_with_settings, OPS};
+use crate::harness::{http, start_with_key, OPS};
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
@@ -23,11 +23,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     // With a key, as a deployment that keeps secrets runs: a generated
     // policy makes names secret, and writing them then needs one.
     let key = key_file(dir.path(), "secret.key");
-    let server = start_with_settings(
-        &etcd,
-        &format!("secret_key_file = {:?}", key.to_str().unwrap()),
-        &[],
-    );
+    let server = start_with_key(&etcd, &key);
     // A flag for OFREP's example key to find in the namespace it is sent.
     let flag = http(
         &server,

@@ -8,7 +8,7 @@ use crate::common::EtcdCluster;
 
 const PLAIN: &str = "hunter2-correct-horse";
 
-use crate::harness::{http, start_with_settings, Sse, OPS, READER};
+use crate::harness::{http, start_with_key, start_with_settings, Sse, OPS, READER};
 
 const VAULT: (&str, &str) = ("Authorization", "Bearer vault-secret");
 
@@ -22,11 +22,7 @@ async fn rest_shows_a_secret_only_to_the_secrets_scope_and_never_logs_it() {
         .set_policy_json(r#"{"secrets": ["db/*"]}"#)
         .await
         .unwrap();
-    let server = start_with_settings(
-        &etcd,
-        &format!("secret_key_file = {:?}", key.to_str().unwrap()),
-        &[],
-    );
+    let server = start_with_key(&etcd, &key);
     let put = http(
         &server,
         "PUT",
