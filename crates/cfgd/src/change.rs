@@ -46,6 +46,8 @@ struct ChangeData {
     name: Arc<str>,
     revision: Revision,
     resync: bool,
+    /// In a layered namespace, the layer whose write made the change.
+    layer: Option<Arc<str>>,
     /// The new value; `None` for a delete, which is what makes it one.
     /// A secret's plaintext when this client opened it.
     raw: Option<Arc<[u8]>>,
@@ -62,11 +64,37 @@ struct ChangeData {
 impl Change {
     /// A delete of `name` at `revision`.
     pub(crate) fn delete(section: Kind, name: Arc<str>, revision: Revision, resync: bool) -> Self {
-        Self::made(section, name, revision, resync, None, false)
+        Self::made(section, name, revision, resync, None, false, None)
     }
 
     /// A put of `stored`, as the mirror holds it.
     pub(crate) fn put(section: Kind, name: Arc<str>, resync: bool, stored: &Stored) -> Self {
+        Self::put_in(section, name, resync, stored, None)
+    }
+
+    /// [`put`](Self::put) or, with `stored` `None`, [`delete`](Self::delete)
+    /// of an effective value, made by a write to `layer`.
+    pub(crate) fn layered(
+        section: Kind,
+        name: Arc<str>,
+        revision: Revision,
+        resync: bool,
+        stored: Option<&Stored>,
+        layer: Arc<str>,
+    ) -> Self {
+        match stored {
+            Some(stored) => Self::put_in(section, name, resync, stored, Some(layer)),
+            None => Self::made(section, name, revision, resync, None, false, Some(layer)),
+        }
+    }
+
+    fn put_in(
+        section: Kind,
+        name: Arc<str>,
+        resync: bool,
+        stored: &Stored,
+        layer: Option<Arc<str>>,
+    ) -> Self {
         let raw = Some(stored.raw.clone());
         Self::made(
             section,
@@ -75,6 +103,7 @@ impl Change {
             resync,
             raw,
             stored.is_secret(),
+            layer,
         )
     }
 
@@ -85,6 +114,7 @@ impl Change {
         resync: bool,
         raw: Option<Arc<[u8]>>,
         secret: bool,
+        layer: Option<Arc<str>>,
     ) -> Self {
         Change {
             data: Arc::new(ChangeData {
@@ -92,6 +122,7 @@ impl Change {
                 name,
                 revision,
                 resync,
+                layer,
                 raw,
                 secret,
                 json: OnceLock::new(),
@@ -161,6 +192,13 @@ impl Change {
         self.data.resync
     }
 
+    /// In a namespace that extends others, the namespace whose layer was
+    /// written (an ancestor's, or its own); `None` in one that extends
+    /// nothing.
+    pub fn layer(&self) -> Option<&str> {
+        self.data.layer.as_deref()
+    }
+
     /// The new value as JSON text; `None` for a delete.
     pub fn raw(&self) -> Option<&[u8]> {
         self.data.raw.as_deref()
@@ -176,7 +214,8 @@ impl Change {
     }
 
     /// The change as one line of JSON, the form SSE and `cfgctl watch` send:
-    /// `{"name":…,"kind":"put"|"delete","value":…,"revision":…,"resync":…}`.
+    /// `{"name":…,"kind":"put"|"delete","value":…,"revision":…,"resync":…}`,
+    /// with `"layer"` in a namespace that extends others.
     /// `value` is `null` for a delete; a stored value that is not JSON
     /// (written by another tool) comes as a JSON string of its text. A
     /// secret's value is `"<redacted>"`, with `"secret":true`. Made once per
@@ -199,6 +238,9 @@ impl Change {
             });
             if self.is_secret() {
                 json["secret"] = true.into();
+            }
+            if let Some(layer) = self.layer() {
+                json["layer"] = layer.into();
             }
             json.to_string()
         })

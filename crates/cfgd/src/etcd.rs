@@ -471,12 +471,12 @@ impl Pager {
 
 /// Reads what a live client mirrors of the namespace under `base` (each
 /// section of [`Kind::ALL`]; never the audit trail or change requests, of
-/// which there may be 100,000), at one revision.
+/// which there may be 100,000), at one revision: `at`, or the newest.
 pub(crate) async fn read_namespace(
     etcd: &etcd_client::Client,
     base: &str,
+    mut at: Option<Revision>,
 ) -> std::result::Result<(Revision, Vec<Named>), etcd_client::Error> {
-    let mut at = None;
     let mut fresh = Vec::new();
     let kv = etcd.kv_client().max_decoding_message_size(MAX_DECODE);
     for kind in Kind::ALL {

@@ -14,9 +14,9 @@ use etcd_client::{Event, GetOptions, WatchOptions};
 use tokio::sync::{watch, Notify};
 
 use crate::error::etcd_message;
-use crate::etcd::{read_namespace, Connection};
+use crate::etcd::Connection;
 use crate::key;
-use crate::mirror::Named;
+use crate::mirror::Read;
 use crate::namespace::LiveNamespace;
 use crate::types::{Revision, Status};
 
@@ -115,18 +115,35 @@ impl Hub {
         self.wake.notify_one();
     }
 
-    /// A namespace was read whole at `revision`: install it, and make sure
-    /// the watch resumes no later than that.
-    pub(crate) fn activated(&self, shared: &LiveNamespace, revision: Revision, fresh: Vec<Named>) {
-        {
+    /// A namespace was read whole: install it, and make sure the watch
+    /// resumes no later than the read. A layered namespace needs its
+    /// parents' keys too: the watch then covers the whole root, and starts
+    /// again from there.
+    pub(crate) fn activated(&self, shared: &LiveNamespace, read: Read) {
+        let replayed = {
             let mut state = self.state();
             state.revision = match state.revision {
-                0 => revision,
-                at => at.min(revision),
+                0 => read.revision,
+                at => at.min(read.revision),
             };
+            let narrow = state.prefix.as_deref() != Some(&state.root);
+            if read.is_layered() && narrow {
+                state.prefix = Some(state.root.clone());
+            }
+            read.is_layered() && narrow
+        };
+        if !shared.activate(read, replayed) {
+            tracing::debug!(base = %shared.base, "layers moved while reading; reading again");
         }
-        shared.activate(revision, fresh);
         self.wake.notify_one();
+    }
+
+    /// Whether a namespace waits to be read, which the watch task does
+    /// between watches.
+    fn any_waiting(&self) -> bool {
+        self.namespaces()
+            .iter()
+            .any(|shared| shared.waits_for_load())
     }
 
     /// A namespace started from its snapshot: read it once etcd answers.
@@ -187,46 +204,50 @@ impl Hub {
         let Some(last) = events.last().and_then(|e| e.kv()) else {
             return;
         };
-        let mut groups: HashMap<&[u8], Vec<&Event>> = HashMap::new();
-        let targets = {
+        let (root, targets) = {
             let state = self.state();
-            let root = state.root.as_bytes();
-            for event in events {
-                let Some(key) = event.kv().map(|kv| kv.key()) else {
-                    continue;
-                };
-                let Some(rest) = key.strip_prefix(root) else {
-                    continue;
-                };
-                let Some(slash) = rest.iter().position(|&b| b == b'/') else {
-                    continue;
-                };
-                groups
-                    .entry(&key[..root.len() + slash + 1])
-                    .or_default()
-                    .push(event);
-            }
-            groups
-                .keys()
-                .filter_map(|base| {
-                    let base = std::str::from_utf8(base).ok()?;
-                    let list = state.namespaces.get(base)?;
-                    Some((
-                        base.to_owned(),
-                        list.iter().filter_map(Weak::upgrade).collect::<Vec<_>>(),
-                    ))
-                })
-                .collect::<Vec<_>>()
+            let targets: Vec<Arc<LiveNamespace>> = state
+                .namespaces
+                .values()
+                .flatten()
+                .filter_map(Weak::upgrade)
+                .collect();
+            (state.root.clone(), targets)
         };
-        for (base, list) in targets {
-            let events = &groups[base.as_bytes()];
-            for shared in list {
-                shared.deliver(events);
+        // Each event's namespace prefix, `{root}/{ns}/`.
+        let bases: Vec<Option<&[u8]>> = events
+            .iter()
+            .map(|event| {
+                let key = event.kv()?.key();
+                let rest = key.strip_prefix(root.as_bytes())?;
+                let slash = rest.iter().position(|&b| b == b'/')?;
+                Some(&key[..root.len() + slash + 1])
+            })
+            .collect();
+        let mut reload = false;
+        for shared in targets {
+            let wanted = shared.wanted();
+            let mine: Vec<&Event> = events
+                .iter()
+                .zip(&bases)
+                .filter(|(_, base)| match (base, &wanted) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(base), Some(wanted)) => wanted.iter().any(|w| w.as_bytes() == *base),
+                })
+                .map(|(event, _)| event)
+                .collect();
+            if !mine.is_empty() {
+                reload |= shared.deliver(&mine);
             }
         }
         let mut state = self.state();
         if state.prefix.as_deref() == Some(prefix) {
             state.revision = state.revision.max(last.mod_revision());
+        }
+        drop(state);
+        if reload {
+            self.wake.notify_one();
         }
     }
 }
@@ -237,6 +258,9 @@ enum Ended {
     Compacted,
     /// The prefix widened: watch again from where we were.
     Widened,
+    /// A namespace must be read again (its layers moved): read it, then
+    /// watch again from where we were.
+    Reload,
     /// Anything else: back off, then resume where we were.
     Failed(String),
 }
@@ -283,6 +307,7 @@ pub(crate) async fn run(conn: Weak<Connection>, hub: Arc<Hub>) {
                 hub.reset();
             }
             Ended::Widened => tracing::debug!("watching the whole root from now on"),
+            Ended::Reload => tracing::debug!("reading a namespace whose layers moved"),
             Ended::Failed(reason) => {
                 tracing::warn!(%reason, "etcd watch lost; resuming");
                 for shared in hub.namespaces() {
@@ -303,9 +328,9 @@ async fn load_waiting(
         if !shared.start_load() {
             continue;
         }
-        match read_namespace(etcd, &shared.base).await {
-            Ok((revision, fresh)) => {
-                hub.activated(&shared, revision, fresh);
+        match crate::namespace::read(etcd, shared.root(), &shared.name).await {
+            Ok(read) => {
+                hub.activated(&shared, read);
                 shared.connected();
             }
             Err(error) => {
@@ -414,6 +439,9 @@ async fn watch_once(
             () = hub.wake.notified() => {
                 if !hub.prefix_is(prefix) {
                     return Ended::Widened;
+                }
+                if hub.any_waiting() {
+                    return Ended::Reload;
                 }
             }
         }

@@ -225,11 +225,15 @@ fn over(lower: Option<Value>, upper: &Value) -> Value {
     match (lower, upper) {
         (Some(Value::Object(mut lower)), Value::Object(upper)) => {
             for (key, value) in upper {
+                // In place: a field keeps the place the lowest layer gave
+                // it, so that an override does not reorder the document.
                 if is_unset(value) {
-                    lower.remove(key);
+                    lower.shift_remove(key);
+                } else if let Some(slot) = lower.get_mut(key) {
+                    let below = std::mem::take(slot);
+                    *slot = over(Some(below), value);
                 } else {
-                    let below = lower.remove(key);
-                    lower.insert(key.clone(), over(below, value));
+                    lower.insert(key.clone(), over(None, value));
                 }
             }
             Value::Object(lower)

@@ -223,6 +223,7 @@ mod change;
 mod client;
 mod defaults;
 pub mod diff;
+mod effective;
 mod error;
 mod etcd;
 #[cfg(feature = "fuzzing")]
@@ -282,9 +283,9 @@ mod guides {
 }
 pub use change::{Change, ChangeKind};
 pub use client::{
-    Approval, ChangeRequest, Client, ClientBuilder, Entry, Flags, ImportReport, Release,
-    ReleasePlan, RequestReview, RequestState, ResealReport, RoleAccess, RoleGrant, Rollout, Stats,
-    RELEASE_MAX, REQUEST_MAX,
+    Approval, ChangeRequest, Client, ClientBuilder, Entry, Explained, Flags, ImportReport,
+    LayerValue, Release, ReleasePlan, RequestReview, RequestState, ResealReport, RoleAccess,
+    RoleGrant, Rollout, Stats, RELEASE_MAX, REQUEST_MAX,
 };
 pub use error::{Cause, Error, ErrorKind, Result, SchemaFailure, TlsSetting};
 pub use key::{

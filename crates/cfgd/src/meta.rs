@@ -1,8 +1,8 @@
 //! A namespace's settings, stored at `{root}/{namespace}/meta`: one JSON
-//! object whose fields are all optional. Today it holds `fractional`, the
-//! bucketing of flagd's `fractional` operator in this namespace's
-//! evaluations (library, `cfgctl flag eval`, OFREP, flagd's gRPC
-//! evaluation).
+//! object whose fields are all optional. `extends` names the namespaces it
+//! inherits from ([`crate::layers`]); `fractional` is the bucketing of
+//! flagd's `fractional` operator in this namespace's evaluations (library,
+//! `cfgctl flag eval`, OFREP, flagd's gRPC evaluation).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,12 +20,19 @@ use crate::flags::Bucketing;
 /// assert_eq!(cfgd::meta::Meta::default().fractional, Bucketing::V2);
 /// assert!(serde_json::from_str::<cfgd::meta::Meta>(r#"{"fractionl": "v3"}"#).is_err());
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 // A misspelt field must not silently leave the default in place.
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Meta {
+    /// The namespaces this one inherits from, lowest first: their values
+    /// show through wherever this namespace holds none of its own
+    /// ([`crate::layers`]). Checked when stored: each must exist, with no
+    /// cycle and at most [`MAX_DEPTH`](crate::layers::MAX_DEPTH) levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::Namespace>))]
+    pub extends: Vec<String>,
     /// How `fractional` buckets: `"v2"` (the default: flagd's published
     /// behaviour) or `"v3"` (flagd's hashing-consistency ADR).
     #[serde(
@@ -71,6 +78,28 @@ impl Meta {
     pub fn with_fractional(mut self, bucketing: Bucketing) -> Self {
         self.fractional = bucketing;
         self
+    }
+
+    /// Settings that inherit from `parents`, lowest first.
+    pub fn with_extends<S: Into<String>>(mut self, parents: impl IntoIterator<Item = S>) -> Self {
+        self.extends = parents.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Why these settings cannot be stored by themselves, before etcd is
+    /// asked whether the parents exist.
+    pub(crate) fn check(&self, namespace: &str) -> std::result::Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for parent in &self.extends {
+            crate::key::validate_namespace(parent).map_err(|e| format!("extends: {e}"))?;
+            if parent == namespace {
+                return Err(format!("extends: {namespace:?} cannot extend itself"));
+            }
+            if !seen.insert(parent) {
+                return Err(format!("extends: {parent:?} is named twice"));
+            }
+        }
+        Ok(())
     }
 
     /// Reads settings from JSON text; `key` names them in the error.

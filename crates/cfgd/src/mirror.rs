@@ -4,6 +4,10 @@
 //! That is what lets a resync after compaction name the keys that
 //! disappeared, lets a lagging subscriber catch up without a round trip, and
 //! lets reads be served without asking etcd.
+//!
+//! A namespace that extends others ([`crate::layers`]) also keeps each of
+//! its layers as etcd holds it, and its sections hold the effective values
+//! made from them: everything that reads the mirror reads those.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +17,27 @@ use crate::types::{Revision, Source};
 
 /// One entry of a namespace read: section, name and what is stored.
 pub(crate) type Named = (Kind, Arc<str>, Stored);
+
+/// A namespace read whole, at one revision: each of its layers, first
+/// (lowest) to last (its own); one for a namespace that extends nothing.
+pub(crate) struct Read {
+    pub(crate) revision: Revision,
+    pub(crate) layers: Vec<LayerRead>,
+}
+
+/// One layer of a [`Read`].
+pub(crate) struct LayerRead {
+    pub(crate) namespace: Arc<str>,
+    /// Its etcd prefix, ending in `/`.
+    pub(crate) base: String,
+    pub(crate) entries: Vec<Named>,
+}
+
+impl Read {
+    pub(crate) fn is_layered(&self) -> bool {
+        self.layers.len() > 1
+    }
+}
 
 /// A decoded value and the type it was decoded as.
 pub(crate) type Decoded = (std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>);
@@ -59,7 +84,7 @@ impl Stored {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Section {
     pub(crate) entries: HashMap<Arc<str>, Stored>,
     /// Deleted names and the revision that deleted them, so that a lagging
@@ -68,32 +93,12 @@ pub(crate) struct Section {
     pub(crate) tombstones: HashMap<Arc<str>, Revision>,
 }
 
-#[derive(Default)]
-pub(crate) struct Mirror {
-    /// Everything up to this revision has been applied.
-    pub(crate) revision: Revision,
-    pub(crate) sections: [Section; Kind::ALL.len()],
-    /// Tombstones of deletes up to here were pruned: a catch-up from before
-    /// it cannot name every delete.
-    pub(crate) pruned_through: Revision,
-}
-
-impl Mirror {
-    pub(crate) fn section(&self, kind: Kind) -> &Section {
-        &self.sections[kind.index()]
-    }
-
+impl Section {
     /// Applies a put unless a newer revision is already there. `authoritative`
     /// (the watch) may also replace an entry of the same revision, since it
     /// carries etcd's own create revision and version.
-    pub(crate) fn put(
-        &mut self,
-        kind: Kind,
-        name: &Arc<str>,
-        stored: Stored,
-        authoritative: bool,
-    ) -> bool {
-        let section = &mut self.sections[kind.index()];
+    pub(crate) fn put(&mut self, name: &Arc<str>, stored: Stored, authoritative: bool) -> bool {
+        let section = self;
         if let Some(old) = section.entries.get(name) {
             let newer = stored.revision > old.revision
                 || (authoritative && stored.revision == old.revision);
@@ -109,8 +114,8 @@ impl Mirror {
         true
     }
 
-    pub(crate) fn delete(&mut self, kind: Kind, name: &Arc<str>, revision: Revision) -> bool {
-        let section = &mut self.sections[kind.index()];
+    pub(crate) fn delete(&mut self, name: &Arc<str>, revision: Revision) -> bool {
+        let section = self;
         if matches!(section.entries.get(name), Some(old) if old.revision > revision) {
             return false;
         }
@@ -118,9 +123,91 @@ impl Mirror {
         section.tombstones.insert(name.clone(), revision);
         true
     }
+}
+
+/// One layer of a layered namespace, as etcd holds it.
+#[derive(Clone)]
+pub(crate) struct Layer {
+    pub(crate) namespace: Arc<str>,
+    /// Its etcd prefix, ending in `/`.
+    pub(crate) base: String,
+    pub(crate) sections: [Section; Kind::ALL.len()],
+}
+
+impl Layer {
+    pub(crate) fn new(namespace: Arc<str>, base: String) -> Self {
+        Layer {
+            namespace,
+            base,
+            sections: Default::default(),
+        }
+    }
+
+    /// What this layer holds as `name` in `kind`.
+    pub(crate) fn get(&self, kind: Kind, name: &str) -> Option<Stored> {
+        self.sections[kind.index()].entries.get(name).cloned()
+    }
+
+    pub(crate) fn section_mut(&mut self, kind: Kind) -> &mut Section {
+        &mut self.sections[kind.index()]
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Mirror {
+    /// Everything up to this revision has been applied.
+    pub(crate) revision: Revision,
+    /// What reads see: the namespace's own keys, or for a layered one the
+    /// effective values of its layers.
+    pub(crate) sections: [Section; Kind::ALL.len()],
+    /// Tombstones of deletes up to here were pruned: a catch-up from before
+    /// it cannot name every delete.
+    pub(crate) pruned_through: Revision,
+    /// A layered namespace's layers, first (lowest) to last (its own);
+    /// empty for one that extends nothing, whose own keys are `sections`.
+    pub(crate) layers: Vec<Layer>,
+}
+
+impl Mirror {
+    pub(crate) fn section(&self, kind: Kind) -> &Section {
+        &self.sections[kind.index()]
+    }
+
+    /// See [`Section::put`].
+    pub(crate) fn put(
+        &mut self,
+        kind: Kind,
+        name: &Arc<str>,
+        stored: Stored,
+        authoritative: bool,
+    ) -> bool {
+        self.sections[kind.index()].put(name, stored, authoritative)
+    }
+
+    pub(crate) fn delete(&mut self, kind: Kind, name: &Arc<str>, revision: Revision) -> bool {
+        self.sections[kind.index()].delete(name, revision)
+    }
+
+    pub(crate) fn is_layered(&self) -> bool {
+        !self.layers.is_empty()
+    }
+
+    /// The own layer's entries of `kind`: `sections` for a namespace that
+    /// extends nothing.
+    pub(crate) fn own(&self, kind: Kind) -> &Section {
+        match self.layers.last() {
+            Some(own) => &own.sections[kind.index()],
+            None => self.section(kind),
+        }
+    }
 
     pub(crate) fn tombstone_count(&self) -> usize {
-        self.sections.iter().map(|s| s.tombstones.len()).sum()
+        let layered = self.layers.iter().flat_map(|l| l.sections.iter());
+        self.sections
+            .iter()
+            .chain(layered)
+            .map(|s| s.tombstones.len())
+            .sum()
     }
 
     /// Forgets the deletes at or below `through`. A tombstone also guards a
@@ -131,7 +218,8 @@ impl Mirror {
         if through <= self.pruned_through {
             return;
         }
-        for section in &mut self.sections {
+        let layered = self.layers.iter_mut().flat_map(|l| l.sections.iter_mut());
+        for section in self.sections.iter_mut().chain(layered) {
             section.tombstones.retain(|_, deleted| *deleted > through);
             section.tombstones.shrink_to(section.tombstones.len() * 2);
         }

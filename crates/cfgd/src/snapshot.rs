@@ -3,6 +3,7 @@
 //! root, so a process serving many (the `cfgd` server) keeps one file; each
 //! namespace's writer replaces only its own part.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::key::Kind;
-use crate::mirror::{Mirror, Named, Stored};
+use crate::mirror::{LayerRead, Mirror, Named, Read, Section, Stored};
 use crate::types::{Revision, Source};
 
 const FORMAT: &str = "cfgd-snapshot/2";
@@ -103,19 +104,49 @@ pub fn namespaces(path: &Path, root: &str) -> Result<Vec<String>> {
 
 /// Reads one namespace from a snapshot, whole, or refuses it: nothing is
 /// half-loaded. `None` when the file does not hold the namespace.
-pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>> {
+pub(crate) fn load(settings: &Settings) -> Result<Option<Read>> {
     let path = &settings.path;
     let Some(mut file) = read(path, &settings.root)? else {
         return Ok(None);
     };
-    let Some(file) = file.namespaces.remove(&settings.namespace) else {
+    let Some(own) = file.namespaces.remove(&settings.namespace) else {
         return Ok(None);
     };
+    let revision = own.revision;
+    let mut parts = HashMap::new();
+    parts.insert(settings.namespace.clone(), entries_of(path, own)?);
+    for (namespace, part) in file.namespaces {
+        parts.insert(namespace, entries_of(path, part)?);
+    }
+    let extends = |ns: &str| {
+        let meta = parts
+            .get(ns)?
+            .iter()
+            .find(|(kind, _, _)| *kind == Kind::Meta);
+        Some(meta.map_or_else(Vec::new, |(_, _, s)| {
+            crate::meta::Meta::from_stored("meta", &s.raw).extends
+        }))
+    };
+    // The parents are in the file when this namespace's client wrote it;
+    // without them (a file from before layers) it stands alone.
+    let line = crate::layers::linearize(&settings.namespace, extends)
+        .unwrap_or_else(|_| vec![settings.namespace.clone()]);
+    let layers = line
+        .into_iter()
+        .map(|ns| LayerRead {
+            base: format!("{}/{ns}/", settings.root),
+            entries: parts.remove(&ns).unwrap_or_default(),
+            namespace: ns.into(),
+        })
+        .collect();
+    Ok(Some(Read { revision, layers }))
+}
+
+fn entries_of(path: &Path, file: Namespace) -> Result<Vec<Named>> {
     let mut entries = Vec::with_capacity(file.entries.len());
     for e in file.entries {
         let kind = Kind::from_segment(&e.kind)
             .ok_or_else(|| invalid(path, format!("unknown kind {:?}", e.kind)))?;
-        // The policy and the settings are the entries without a name.
         if !(kind.is_single() && e.name.is_empty()) {
             crate::key::validate_name(&e.name).map_err(|err| invalid(path, err.to_string()))?;
         }
@@ -139,14 +170,32 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<(Revision, Vec<Named>)>
             },
         ));
     }
-    Ok(Some((file.revision, entries)))
+    Ok(entries)
 }
 
-/// This namespace's part of the file, as `mirror` holds it now.
-pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Namespace {
+/// The parts of the file a namespace writes: its own keys, and for a
+/// layered namespace each of its layers as etcd holds it (so that an
+/// offline start can make the effective values again), by namespace.
+pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Vec<(String, Namespace)> {
+    let revision = mirror.revision;
+    if mirror.layers.is_empty() {
+        let part = encode_sections(settings, &mirror.sections, revision);
+        return vec![(settings.namespace.clone(), part)];
+    }
+    mirror
+        .layers
+        .iter()
+        .map(|l| {
+            let part = encode_sections(settings, &l.sections, revision);
+            (l.namespace.to_string(), part)
+        })
+        .collect()
+}
+
+fn encode_sections(settings: &Settings, sections: &[Section], revision: Revision) -> Namespace {
     let mut entries = Vec::new();
     for kind in Kind::ALL {
-        for (name, stored) in &mirror.section(kind).entries {
+        for (name, stored) in &sections[kind.index()].entries {
             if settings.redact.iter().any(|p| name.starts_with(p.as_str())) {
                 continue;
             }
@@ -163,12 +212,14 @@ pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Namespace {
             });
         }
     }
-    let revision = mirror.revision;
     entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
     Namespace { revision, entries }
 }
-/// Replaces this namespace's part of the file, keeping the others.
-pub(crate) fn merge_and_write(settings: &Settings, part: Namespace) -> std::io::Result<()> {
+/// Replaces this namespace's parts of the file, keeping the others.
+pub(crate) fn merge_and_write(
+    settings: &Settings,
+    parts: Vec<(String, Namespace)>,
+) -> std::io::Result<()> {
     // One writer at a time in this process: namespaces sharing a file must
     // not each write back what they read before the other's write.
     static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -193,7 +244,7 @@ pub(crate) fn merge_and_write(settings: &Settings, part: Namespace) -> std::io::
             empty()
         }
     };
-    file.namespaces.insert(settings.namespace.clone(), part);
+    file.namespaces.extend(parts);
     let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     write_atomic(&settings.path, &bytes)
 }

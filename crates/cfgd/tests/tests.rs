@@ -20,6 +20,8 @@ mod flags;
 
 mod governance;
 
+mod layers;
+
 mod live;
 
 mod properties;

@@ -8,7 +8,7 @@ use super::handle::{Client, ClientState, Link};
 use crate::audit::{Author, Via};
 use crate::defaults;
 use crate::error::{Error, Result};
-use crate::etcd::{self, read_namespace, Connection};
+use crate::etcd::{self, Connection};
 use crate::key::{self, KeySpace};
 use crate::namespace::LiveNamespace;
 use crate::secret::Keyring;
@@ -383,7 +383,7 @@ impl ClientBuilder {
         let deadline = tokio::time::Instant::now() + conn.connect_timeout();
         let online = async {
             let etcd = conn.etcd().await?;
-            let read = read_namespace(&etcd.client, &shared.base);
+            let read = crate::namespace::read(&etcd.client, shared.root(), &shared.name);
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(loaded) => loaded.map_err(|e| conn.classify(e, &shared.base, None)),
                 Err(_) => Err(conn.silent()),
@@ -391,17 +391,19 @@ impl ClientBuilder {
         }
         .await;
         match (online, &snapshot) {
-            (Ok((revision, fresh)), _) => {
-                hub.activated(&shared, revision, fresh);
+            (Ok(read), _) => {
+                let revision = read.revision;
+                hub.activated(&shared, read);
                 shared.status.send_replace(Status::Connected { revision });
                 hub.wait_for_watch(&shared, deadline).await;
             }
             (Err(e), Some(settings)) if e.is_unreachable() => {
-                let Some((revision, entries)) = snapshot::load(settings)? else {
+                let Some(read) = snapshot::load(settings)? else {
                     return Err(e);
                 };
+                let revision = read.revision;
                 tracing::warn!(error = %e, path = %settings.path.display(), "etcd unreachable; serving the snapshot");
-                shared.load_snapshot(revision, entries);
+                shared.load_snapshot(read);
                 shared.status.send_replace(Status::Offline {
                     since: SystemTime::now(),
                     revision,

@@ -1,9 +1,13 @@
 //! The namespace's settings (`meta`): read and stored. A live client
 //! applies a change to them as it comes, like any other change.
 
+use std::collections::HashMap;
+
+use etcd_client::GetOptions;
+
 use super::handle::Client;
-use crate::error::Result;
-use crate::key::Kind;
+use crate::error::{Error, Result};
+use crate::key::{self, Kind};
 use crate::meta::Meta;
 use crate::types::Revision;
 use crate::value;
@@ -29,10 +33,82 @@ impl Client {
     /// client.set_meta(&meta).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// `extends` is checked against etcd first
+    /// ([`Error::InvalidMeta`], nothing written): every parent must exist,
+    /// and the namespaces it leads to must make no cycle and be at most
+    /// [`MAX_DEPTH`](crate::layers::MAX_DEPTH) levels deep.
     pub async fn set_meta(&self, meta: &Meta) -> Result<Revision> {
         let key = self.meta_key();
+        let invalid = |reason: String| Error::InvalidMeta {
+            key: key.clone(),
+            reason,
+        };
+        meta.check(self.namespace()).map_err(invalid)?;
+        if !meta.extends.is_empty() {
+            let known = self.ancestors(&meta.extends).await?;
+            let extends = |ns: &str| {
+                if ns == self.namespace() {
+                    Some(meta.extends.clone())
+                } else {
+                    known.get(ns).cloned().flatten()
+                }
+            };
+            crate::layers::linearize(self.namespace(), extends)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
         let bytes = value::encode(&key, meta)?;
         self.put(key, bytes, "meta.set").await
+    }
+
+    /// The `extends` of every namespace reachable from `parents`, read
+    /// from etcd; `None` for one that does not exist. The walk stops past
+    /// [`MAX_DEPTH`](crate::layers::MAX_DEPTH) levels, where
+    /// [`linearize`](crate::layers::linearize) refuses anyway.
+    pub(super) async fn ancestors(
+        &self,
+        parents: &[String],
+    ) -> Result<HashMap<String, Option<Vec<String>>>> {
+        let mut known = HashMap::new();
+        let mut level: Vec<String> = parents.to_vec();
+        for _ in 0..=crate::layers::MAX_DEPTH {
+            let mut next = Vec::new();
+            for ns in level {
+                if known.contains_key(&ns) || ns == self.namespace() {
+                    continue;
+                }
+                let found = self.extends_of(&ns).await?;
+                next.extend(found.iter().flatten().cloned());
+                known.insert(ns, found);
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+        }
+        Ok(known)
+    }
+
+    /// `namespace`'s `extends` as etcd holds it, or `None` when it holds
+    /// nothing at all under that namespace.
+    async fn extends_of(&self, namespace: &str) -> Result<Option<Vec<String>>> {
+        let root = &self.state.etcd().root;
+        let key = format!("{root}/{namespace}/meta");
+        if let Some(kv) = self.fetch(&key, None).await? {
+            return Ok(Some(Meta::from_stored(&key, kv.value()).extends));
+        }
+        let base = format!("{root}/{namespace}/");
+        let options = GetOptions::new()
+            .with_range(key::prefix_end(base.clone().into_bytes()))
+            .with_keys_only()
+            .with_limit(1);
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&base, None, kv.get(base.clone(), Some(options)))
+            .await?;
+        Ok((!resp.kvs().is_empty()).then(Vec::new))
     }
 
     /// [`set_meta`](Self::set_meta) from JSON text, refused

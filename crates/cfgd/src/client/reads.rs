@@ -113,10 +113,7 @@ impl Client {
                 secret: meta.secret,
             }));
         }
-        Ok(match self.fetch(&key, None).await? {
-            Some(kv) => Some(self.entry(name, &kv)?),
-            None => None,
-        })
+        self.effective_from_etcd(&key, name).await
     }
 
     /// A read from the mirror (then the defaults file) of a live client.
@@ -206,6 +203,9 @@ impl Client {
     /// Every entry whose name starts with `prefix` (`""` for the whole
     /// namespace), sorted by name, all read at one revision.
     pub async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Entry<T>>> {
+        if let Some(entries) = self.list_layered(prefix).await? {
+            return Ok(entries);
+        }
         self.list_raw(Kind::Config, prefix)
             .await?
             .iter()
@@ -218,7 +218,19 @@ impl Client {
 
     pub(super) async fn list_raw(&self, kind: Kind, prefix: &str) -> Result<Vec<KeyValue>> {
         key::validate_prefix(prefix)?;
-        let start = self.state.space.key_unchecked(kind, prefix);
+        self.list_keys(self.state.space.key_unchecked(kind, prefix))
+            .await
+    }
+
+    /// The config values under `prefix` in the namespace under `base` (a
+    /// layer of this one).
+    pub(super) async fn list_layer(&self, base: &str, prefix: &str) -> Result<Vec<KeyValue>> {
+        self.list_keys(format!("{}{prefix}", key::kind_prefix(base, Kind::Config)))
+            .await
+    }
+
+    /// Every key that starts with `start`.
+    async fn list_keys(&self, start: String) -> Result<Vec<KeyValue>> {
         let end = key::prefix_end(start.clone().into_bytes());
         let mut pager = Pager::new(start.clone().into_bytes(), end, None);
         let mut out = Vec::new();

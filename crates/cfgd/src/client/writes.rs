@@ -398,9 +398,10 @@ impl Client {
         let Some((kind, name)) = key::split_key(&namespace.base, key.as_bytes()) else {
             return 0;
         };
+        // The own layer's: the key written, not the effective value.
         namespace
             .read()
-            .section(kind)
+            .own(kind)
             .entries
             .get(name)
             .map_or(0, |stored| stored.revision)

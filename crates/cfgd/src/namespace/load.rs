@@ -3,6 +3,7 @@
 //! [`Status`] each leaves it in.
 
 use super::*;
+use crate::mirror::Read;
 
 impl LiveNamespace {
     /// To be read by the hub once etcd answers (started from a snapshot).
@@ -29,14 +30,26 @@ impl LiveNamespace {
         true
     }
 
-    /// Installs a full read at `revision`, then what the watch brought
-    /// while it was being made.
-    pub(crate) fn activate(&self, revision: Revision, fresh: Vec<Named>) {
+    /// Installs a full read, then what the watch brought while it was
+    /// being made, unless `replayed`: the hub's watch then starts again
+    /// from no later than the read and brings those events once more (it
+    /// was narrower than a layered namespace needs). False when the
+    /// namespace must be read again: the settings the watch brought give
+    /// it other layers.
+    pub(crate) fn activate(&self, read: Read, replayed: bool) -> bool {
         let mut attach = self.attach();
-        self.replace(revision, self.ingest_all(fresh));
+        self.replace(read);
         if let Attach::Loading(waiting) = std::mem::replace(&mut *attach, Attach::Active) {
-            self.apply_events(&waiting.iter().collect::<Vec<_>>());
+            if !replayed && self.apply_events(&waiting.iter().collect::<Vec<_>>()) {
+                *attach = Attach::NeedsLoad;
+                return false;
+            }
         }
+        true
+    }
+
+    pub(crate) fn waits_for_load(&self) -> bool {
+        matches!(*self.attach(), Attach::NeedsLoad)
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -45,14 +58,12 @@ impl LiveNamespace {
 
     /// Replaces the mirror with a full read of the namespace, emitting what
     /// differs as resync changes.
-    fn replace(&self, revision: Revision, fresh: Vec<Named>) {
+    fn replace(&self, read: Read) {
+        let revision = read.revision;
         let mut changes = Vec::new();
         {
             let mut mirror = self.write();
-            let mut next: [HashMap<Arc<str>, Stored>; Kind::ALL.len()] = Default::default();
-            for (section, name, stored) in fresh {
-                next[section.index()].insert(name, stored);
-            }
+            let mut next = self.install(&mut mirror, read);
             for section in Kind::ALL {
                 let old = &mut mirror.sections[section.index()];
                 let new = &next[section.index()];
@@ -85,15 +96,14 @@ impl LiveNamespace {
         self.publish(changes);
     }
 
-    /// Loads snapshot entries into an empty mirror (offline start).
-    pub(crate) fn load_snapshot(&self, revision: Revision, entries: Vec<Named>) {
-        let entries = self.ingest_all(entries);
+    /// Loads a snapshot into an empty mirror (offline start).
+    pub(crate) fn load_snapshot(&self, read: Read) {
+        let revision = read.revision;
         {
             let mut mirror = self.write();
-            for (section, name, stored) in entries {
-                mirror.sections[section.index()]
-                    .entries
-                    .insert(name, stored);
+            let next = self.install(&mut mirror, read);
+            for (section, entries) in mirror.sections.iter_mut().zip(next) {
+                section.entries = entries;
             }
             mirror.revision = revision;
         }

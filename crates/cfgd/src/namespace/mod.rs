@@ -7,7 +7,10 @@
 //! and the channel of subscriptions, then to callbacks, so that anyone
 //! reading the mirror on a change sees at least that change.
 
+mod layered;
 mod load;
+
+pub(crate) use layered::read;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -73,6 +76,11 @@ pub(crate) struct LiveNamespace {
     pub(crate) dirty: Notify,
     /// The etcd prefix of the namespace, ending in `/`.
     pub(crate) base: String,
+    /// The namespace's name.
+    pub(crate) name: Arc<str>,
+    /// The prefixes of its layers (just `base` unless it extends others):
+    /// the keys whose watch events it takes.
+    pub(crate) bases: arc_swap::ArcSwap<Vec<String>>,
     /// The defaults file's values (empty without one).
     pub(crate) defaults: arc_swap::ArcSwap<Values>,
     /// The namespace's flags, compiled; rebuilt on every flag change.
@@ -146,7 +154,10 @@ impl LiveNamespace {
         status: Status,
         keyring: Option<Arc<Keyring>>,
     ) -> Self {
+        let name = base.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         LiveNamespace {
+            name: name.into(),
+            bases: arc_swap::ArcSwap::from_pointee(vec![base.clone()]),
             mirror: RwLock::new(Mirror::default()),
             changes: broadcast::channel(capacity).0,
             status: watch::channel(status).0,
@@ -170,16 +181,17 @@ impl LiveNamespace {
         }
     }
 
-    /// `stored` with a secret opened, when this client holds its key. One
-    /// that does not open stays sealed: reading it then fails, naming why.
-    fn ingest(&self, section: Kind, name: &str, mut stored: Stored) -> Stored {
+    /// `stored` (from the namespace under `base`: this one or a layer) with
+    /// a secret opened, when this client holds its key. One that does not
+    /// open stays sealed: reading it then fails, naming why.
+    fn ingest(&self, base: &str, section: Kind, name: &str, mut stored: Stored) -> Stored {
         if section != Kind::Config || !secret::is_sealed(&stored.raw) {
             return stored;
         }
         let Some(keyring) = &self.keyring else {
             return stored;
         };
-        let key = format!("{}{name}", key::kind_prefix(&self.base, Kind::Config));
+        let key = format!("{}{name}", key::kind_prefix(base, Kind::Config));
         match keyring.open(&key, &stored.raw) {
             Ok(plain) => stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into())),
             Err(error) => tracing::warn!(%error, "a secret does not open; reads of it fail"),
@@ -187,11 +199,11 @@ impl LiveNamespace {
         stored
     }
 
-    fn ingest_all(&self, entries: Vec<Named>) -> Vec<Named> {
+    fn ingest_all(&self, base: &str, entries: Vec<Named>) -> Vec<Named> {
         entries
             .into_iter()
             .map(|(section, name, stored)| {
-                let stored = self.ingest(section, &name, stored);
+                let stored = self.ingest(base, section, &name, stored);
                 (section, name, stored)
             })
             .collect()
@@ -306,13 +318,30 @@ impl LiveNamespace {
         self.attach.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands this namespace its part of a batch from the watch.
-    pub(crate) fn deliver(&self, events: &[&Event]) {
+    /// Hands this namespace its part of a batch from the watch; whether it
+    /// now needs reading again (its line of layers moved).
+    pub(crate) fn deliver(&self, events: &[&Event]) -> bool {
         let mut attach = self.attach();
         match &mut *attach {
             Attach::Loading(waiting) => waiting.extend(events.iter().map(|&e| e.clone())),
             Attach::NeedsLoad => {}
-            Attach::Active => self.apply_events(events),
+            Attach::Active => {
+                if self.apply_events(events) {
+                    *attach = Attach::NeedsLoad;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The prefixes whose events this namespace takes; `None` for all of
+    /// them while it is being read, since until then it cannot know its
+    /// layers.
+    pub(crate) fn wanted(&self) -> Option<Arc<Vec<String>>> {
+        match *self.attach() {
+            Attach::Loading(_) => None,
+            _ => Some(self.bases.load_full()),
         }
     }
 
@@ -407,9 +436,11 @@ impl LiveNamespace {
 
     /// Applies a batch of watch events, then tells live values and
     /// subscribers, in that order, so that a subscriber reading the mirror on
-    /// a change sees at least that change.
-    fn apply_events(&self, events: &[&Event]) {
+    /// a change sees at least that change. True when the namespace's line
+    /// of layers moved, and it must be read again.
+    fn apply_events(&self, events: &[&Event]) -> bool {
         let mut changes = Vec::with_capacity(events.len());
+        let mut moved = false;
         {
             let mut mirror = self.write();
             // The watch may bring again what a full read already holds (it
@@ -424,13 +455,20 @@ impl LiveNamespace {
                     continue;
                 }
                 mirror.revision = mirror.revision.max(revision);
+                if mirror.is_layered() {
+                    let (change, settings) = self.apply_to_layer(&mut mirror, event);
+                    changes.extend(change);
+                    moved |= settings;
+                    continue;
+                }
                 let Some((section, name)) = key::split_key(&self.base, kv.key()) else {
                     continue;
                 };
                 let name: Arc<str> = name.into();
                 let change = match event.event_type() {
                     EventType::Put => {
-                        let stored = self.ingest(section, &name, Stored::from_etcd(kv));
+                        let stored = self.ingest(&self.base, section, &name, Stored::from_etcd(kv));
+                        moved |= section == Kind::Meta;
                         let change = Change::put(section, name.clone(), false, &stored);
                         mirror.put(section, &name, stored, true);
                         change
@@ -442,9 +480,11 @@ impl LiveNamespace {
                 };
                 changes.push(change);
             }
+            moved = moved && self.line_moved(&mirror);
             self.prune_tombstones(&mut mirror);
         }
         self.publish(changes);
+        moved
     }
 
     fn publish(&self, changes: Vec<Change>) {
@@ -495,30 +535,49 @@ impl LiveNamespace {
         let name: Arc<str> = name.into();
         let change = {
             let mut mirror = self.write();
-            match raw {
-                Some(raw) => {
-                    let (create_revision, version) =
-                        match mirror.section(section).entries.get(&name) {
-                            Some(old) => (old.create_revision, old.version + 1),
-                            None => (revision, 1),
+            if mirror.is_layered() {
+                let stored = raw.map(|raw| Stored {
+                    raw: raw.into(),
+                    revision,
+                    create_revision: revision,
+                    version: 1,
+                    origin: Source::Cache,
+                    decoded: Default::default(),
+                    sealed: None,
+                });
+                let made = self.apply_local_layer(&mut mirror, section, &name, stored, revision);
+                // The watch may have applied it first, and still be telling
+                // the live values: they are told here too.
+                made.unwrap_or_else(|| match mirror.section(section).entries.get(&name) {
+                    Some(stored) => Change::put(section, name.clone(), false, stored),
+                    None => Change::delete(section, name.clone(), revision, false),
+                })
+            } else {
+                match raw {
+                    Some(raw) => {
+                        let (create_revision, version) =
+                            match mirror.section(section).entries.get(&name) {
+                                Some(old) => (old.create_revision, old.version + 1),
+                                None => (revision, 1),
+                            };
+                        let stored = Stored {
+                            raw: raw.into(),
+                            revision,
+                            create_revision,
+                            version,
+                            origin: Source::Cache,
+                            decoded: Default::default(),
+                            sealed: None,
                         };
-                    let stored = Stored {
-                        raw: raw.into(),
-                        revision,
-                        create_revision,
-                        version,
-                        origin: Source::Cache,
-                        decoded: Default::default(),
-                        sealed: None,
-                    };
-                    let stored = self.ingest(section, &name, stored);
-                    let change = Change::put(section, name.clone(), false, &stored);
-                    mirror.put(section, &name, stored, false);
-                    change
-                }
-                None => {
-                    mirror.delete(section, &name, revision);
-                    Change::delete(section, name, revision, false)
+                        let stored = self.ingest(&self.base, section, &name, stored);
+                        let change = Change::put(section, name.clone(), false, &stored);
+                        mirror.put(section, &name, stored, false);
+                        change
+                    }
+                    None => {
+                        mirror.delete(section, &name, revision);
+                        Change::delete(section, name, revision, false)
+                    }
                 }
             }
         };

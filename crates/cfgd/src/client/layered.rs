@@ -1,0 +1,326 @@
+//! Reads across layers ([`crate::layers`]): a namespace's line of layers,
+//! what each holds of a name, the effective value made from them, and
+//! where each field of it came from.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use etcd_client::{Txn, TxnOp, TxnOpResponse};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::handle::{Client, Entry};
+use crate::effective;
+use crate::error::{Error, Result};
+use crate::key::Kind;
+use crate::mirror::{Layer, Stored};
+use crate::types::{Revision, Source};
+use crate::value;
+
+/// One layer's part in a name's effective value ([`Explained::layers`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct LayerValue {
+    /// The namespace of the layer.
+    pub namespace: String,
+    /// The revision of its key; 0 when it holds none.
+    pub revision: Revision,
+    /// What it holds, as stored (an unset marker included); `null` when
+    /// nothing.
+    pub value: Option<Value>,
+}
+
+/// A name's effective value, and how its layers made it
+/// ([`Client::explain`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct Explained {
+    /// The effective value; `null` when no layer gives one.
+    pub value: Option<Value>,
+    /// Every layer, first (lowest) to last (the namespace's own).
+    pub layers: Vec<LayerValue>,
+    /// The namespace each field of `value` came from, by JSON Pointer
+    /// (`""` for a value that is not an object).
+    pub origins: BTreeMap<String, String>,
+}
+
+impl Client {
+    /// The namespace's layers, first (lowest) to last (itself): just itself
+    /// when it extends nothing. A live client answers from memory.
+    pub async fn layers(&self) -> Result<Vec<String>> {
+        if let Some(live) = &self.state.live {
+            let mirror = live.read();
+            if mirror.layers.is_empty() {
+                return Ok(vec![self.namespace().to_owned()]);
+            }
+            return Ok(mirror
+                .layers
+                .iter()
+                .map(|l| l.namespace.to_string())
+                .collect());
+        }
+        let meta = self.meta().await?;
+        if meta.extends.is_empty() {
+            return Ok(vec![self.namespace().to_owned()]);
+        }
+        let known = self.ancestors(&meta.extends).await?;
+        let extends = |ns: &str| {
+            if ns == self.namespace() {
+                return Some(meta.extends.clone());
+            }
+            // One deleted since `extends` was checked: an empty layer.
+            Some(known.get(ns).cloned().flatten().unwrap_or_default())
+        };
+        crate::layers::linearize(self.namespace(), extends).map_err(|e| Error::InvalidMeta {
+            key: self.state.space.key_unchecked(Kind::Meta, ""),
+            reason: e.to_string(),
+        })
+    }
+
+    /// What each layer holds of `name` in `kind`, first to last, with its
+    /// secrets opened: from memory when live, else read from etcd at one
+    /// revision.
+    pub(super) async fn layer_entries(&self, kind: Kind, name: &str) -> Result<Vec<Layer>> {
+        let root = &self.state.etcd().root;
+        if let Some(live) = &self.state.live {
+            let mirror = live.read();
+            if !mirror.layers.is_empty() {
+                return Ok(mirror
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        one(
+                            l.namespace.clone(),
+                            l.base.clone(),
+                            kind,
+                            name,
+                            l.get(kind, name),
+                        )
+                    })
+                    .collect());
+            }
+            let stored = mirror.section(kind).entries.get(name).cloned();
+            let base = live.base.clone();
+            return Ok(vec![one(live.name.clone(), base, kind, name, stored)]);
+        }
+        // One transaction: every layer's key at one revision.
+        let layers = self.layers().await?;
+        let keys: Vec<(String, String)> = layers
+            .iter()
+            .map(|ns| {
+                let base = format!("{root}/{ns}/");
+                let key = format!("{}{name}", crate::key::kind_prefix(&base, kind));
+                (base, key)
+            })
+            .collect();
+        let ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|(_, key)| TxnOp::get(key.as_str(), None))
+            .collect();
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&keys[0].1, None, kv.txn(Txn::new().and_then(ops)))
+            .await?;
+        let mut out = Vec::with_capacity(layers.len());
+        for ((ns, (base, key)), answer) in layers.iter().zip(keys).zip(resp.op_responses()) {
+            let found = match answer {
+                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                _ => None,
+            };
+            let stored = match found {
+                Some(kv) => {
+                    let mut stored = Stored::from_etcd(&kv);
+                    stored.origin = Source::Etcd;
+                    if crate::secret::is_sealed(&stored.raw) {
+                        let plain = self.opened(&key, &stored.raw)?.into_owned();
+                        stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into()));
+                    }
+                    Some(stored)
+                }
+                None => None,
+            };
+            out.push(one(ns.as_str().into(), base, kind, name, stored));
+        }
+        Ok(out)
+    }
+
+    /// The effective value of a config `name` read from etcd, for a client
+    /// that is not live; `None` when no layer gives one.
+    pub(super) async fn effective_from_etcd<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        name: &str,
+    ) -> Result<Option<Entry<T>>> {
+        let layers = self.layer_entries(Kind::Config, name).await?;
+        let Some((stored, _)) = effective::effective(&layers, Kind::Config, name) else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            name: name.to_owned(),
+            value: value::decode(key, stored.revision, &stored.raw)?,
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: Source::Etcd,
+            secret: stored.is_secret(),
+        }))
+    }
+
+    /// The effective values under `prefix`, sorted by name, for a layered
+    /// namespace; `None` for one that extends nothing, which lists from
+    /// etcd at one revision.
+    pub(super) async fn list_layered<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Vec<Entry<T>>>> {
+        crate::key::validate_prefix(prefix)?;
+        let layers = match &self.state.live {
+            Some(live) => {
+                let mirror = live.read();
+                if mirror.layers.is_empty() {
+                    return Ok(None);
+                }
+                let mut names: Vec<_> = mirror
+                    .section(Kind::Config)
+                    .entries
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(prefix))
+                    .map(|(name, stored)| (name.to_string(), stored.clone()))
+                    .collect();
+                names.sort_by(|a, b| a.0.cmp(&b.0));
+                return names
+                    .into_iter()
+                    .map(|(name, stored)| self.entry_from(name, &stored))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some);
+            }
+            None => self.layers().await?,
+        };
+        if layers.len() < 2 {
+            return Ok(None);
+        }
+        let root = &self.state.etcd().root;
+        let mut read = Vec::with_capacity(layers.len());
+        for ns in layers {
+            let base = format!("{root}/{ns}/");
+            let mut layer = Layer::new(ns.as_str().into(), base.clone());
+            for kv in self.list_layer(&base, prefix).await? {
+                let Some((kind, name)) = crate::key::split_key(&base, kv.key()) else {
+                    continue;
+                };
+                let mut stored = Stored::from_etcd(&kv);
+                if crate::secret::is_sealed(&stored.raw) {
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    let plain = self.opened(&key, &stored.raw)?.into_owned();
+                    stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into()));
+                }
+                layer.section_mut(kind).entries.insert(name.into(), stored);
+            }
+            read.push(layer);
+        }
+        let mut names: Vec<_> = effective::names(&read, Kind::Config).into_iter().collect();
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some((stored, _)) = effective::effective(&read, Kind::Config, &name) {
+                out.push(self.entry_from(name.to_string(), &stored)?);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn entry_from<T: serde::de::DeserializeOwned>(
+        &self,
+        name: String,
+        stored: &Stored,
+    ) -> Result<Entry<T>> {
+        let key = self.state.space.key_unchecked(Kind::Config, &name);
+        Ok(Entry {
+            value: value::decode(&key, stored.revision, &stored.raw)?,
+            name,
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: Source::Etcd,
+            secret: stored.is_secret(),
+        })
+    }
+
+    /// The own layer's value of `name`, without what it inherits: what
+    /// REST's `?layer=own` reads.
+    pub async fn get_own_entry(&self, name: &str) -> Result<Option<Entry<Value>>> {
+        let layers = self.layer_entries(Kind::Config, name).await?;
+        let key = self.etcd_key(name)?;
+        let Some(stored) = layers.last().and_then(|l| l.get(Kind::Config, name)) else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            name: name.to_owned(),
+            value: value::decode(&key, stored.revision, &stored.raw)?,
+            revision: stored.revision,
+            create_revision: stored.create_revision,
+            version: stored.version,
+            source: stored.origin,
+            secret: stored.is_secret(),
+        }))
+    }
+
+    /// How the layers make `name`'s effective value: each layer's own value,
+    /// the merge, and the namespace every field came from.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: cfgd::Client) -> cfgd::Result<()> {
+    /// let explained = client.explain("database.config").await?;
+    /// for (field, namespace) in &explained.origins {
+    ///     println!("{field} from {namespace}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn explain(&self, name: &str) -> Result<Explained> {
+        let key = self.etcd_key(name)?;
+        let layers = self.layer_entries(Kind::Config, name).await?;
+        let mut values = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            let stored = layer.get(Kind::Config, name);
+            let value = match &stored {
+                Some(s) => Some(value::decode::<Value>(&key, s.revision, &s.raw)?),
+                None => None,
+            };
+            values.push((
+                layer.namespace.to_string(),
+                stored.map_or(0, |s| s.revision),
+                value,
+            ));
+        }
+        let pairs = values.iter().map(|(ns, _, v)| (ns.as_str(), v.as_ref()));
+        let (value, origins) = match crate::layers::explain(pairs) {
+            Some((value, origins)) => (Some(value), origins),
+            None => (None, BTreeMap::new()),
+        };
+        Ok(Explained {
+            value,
+            layers: values
+                .into_iter()
+                .map(|(namespace, revision, value)| LayerValue {
+                    namespace,
+                    revision,
+                    value,
+                })
+                .collect(),
+            origins,
+        })
+    }
+}
+
+/// A layer holding at most `stored` as `name` in `kind`.
+fn one(namespace: Arc<str>, base: String, kind: Kind, name: &str, stored: Option<Stored>) -> Layer {
+    let mut layer = Layer::new(namespace, base);
+    if let Some(stored) = stored {
+        layer.section_mut(kind).entries.insert(name.into(), stored);
+    }
+    layer
+}

@@ -1,0 +1,257 @@
+//! A layered namespace ([`crate::layers`]): its layers read from etcd at one
+//! revision, kept as etcd holds them, and the effective value of each name
+//! made again whenever one of its layers changes. A change that leaves the
+//! effective value as it was (a child shadows it) reaches no one.
+
+use super::*;
+use crate::effective;
+use crate::layers::{self, LayerError};
+use crate::mirror::{Layer, LayerRead, Read};
+
+/// The `extends` of a namespace read whole: none when it holds no
+/// settings, or settings that do not parse (logged where they are read).
+fn extends_in(entries: &[Named]) -> Vec<String> {
+    entries
+        .iter()
+        .find(|(kind, _, _)| *kind == Kind::Meta)
+        .map(|(_, _, stored)| Meta::from_stored("meta", &stored.raw).extends)
+        .unwrap_or_default()
+}
+
+/// The layers of `namespace`, given each namespace's `extends` as far as
+/// known. A line that cannot stand (a cycle or too deep, stored behind
+/// cfgd's back, which refuses both) leaves the namespace by itself, and
+/// says so in the log.
+fn chain<F>(namespace: &str, extends: F) -> std::result::Result<Vec<String>, LayerError>
+where
+    F: Fn(&str) -> Option<Vec<String>>,
+{
+    match layers::linearize(namespace, extends) {
+        Ok(line) => Ok(line),
+        Err(e @ LayerError::Missing { .. }) => Err(e),
+        Err(error) => {
+            tracing::error!(namespace, %error, "extends cannot stand; reading the namespace alone");
+            Ok(vec![namespace.to_owned()])
+        }
+    }
+}
+
+/// Reads `namespace` (under `root`, `{root}/`) whole, with every namespace
+/// it inherits from, all at the revision of the first read. A parent that
+/// holds nothing is an empty layer.
+pub(crate) async fn read(
+    etcd: &etcd_client::Client,
+    root: &str,
+    namespace: &str,
+) -> std::result::Result<Read, etcd_client::Error> {
+    let base = |ns: &str| format!("{root}{ns}/");
+    let (revision, own) = crate::etcd::read_namespace(etcd, &base(namespace), None).await?;
+    let mut reads: HashMap<String, Vec<Named>> = HashMap::new();
+    let mut waiting = extends_in(&own);
+    reads.insert(namespace.to_owned(), own);
+    // Bounded: a cycle stops at namespaces already read, and a line too
+    // long is refused by `chain` once this many are in.
+    while let Some(ns) = waiting.pop() {
+        if reads.contains_key(&ns) || reads.len() > 4 * layers::MAX_DEPTH {
+            continue;
+        }
+        let (_, entries) = crate::etcd::read_namespace(etcd, &base(&ns), Some(revision)).await?;
+        waiting.extend(extends_in(&entries));
+        reads.insert(ns, entries);
+    }
+    let line = chain(namespace, |ns| {
+        Some(reads.get(ns).map(|e| extends_in(e)).unwrap_or_default())
+    })
+    .unwrap_or_else(|_| vec![namespace.to_owned()]);
+    let layers = line
+        .into_iter()
+        .map(|ns| LayerRead {
+            entries: reads.remove(&ns).unwrap_or_default(),
+            base: base(&ns),
+            namespace: ns.into(),
+        })
+        .collect();
+    Ok(Read { revision, layers })
+}
+
+impl LiveNamespace {
+    /// `{root}/`, the prefix of every namespace's base.
+    pub(crate) fn root(&self) -> &str {
+        &self.base[..self.base.len() - self.name.len() - 1]
+    }
+
+    /// The mirror's sections for a full read, and its layers kept when the
+    /// namespace extends others. Effective values that changed take a
+    /// revision above the one they replace, so that live values, which
+    /// ignore what is not newer, take them.
+    pub(super) fn install(
+        &self,
+        mirror: &mut Mirror,
+        read: Read,
+    ) -> [HashMap<Arc<str>, Stored>; Kind::ALL.len()] {
+        let revision = read.revision;
+        let mut next: [HashMap<Arc<str>, Stored>; Kind::ALL.len()] = Default::default();
+        let bases: Vec<String> = read.layers.iter().map(|l| l.base.clone()).collect();
+        if !read.is_layered() {
+            mirror.layers.clear();
+            for layer in read.layers {
+                for (section, name, stored) in self.ingest_all(&layer.base, layer.entries) {
+                    next[section.index()].insert(name, stored);
+                }
+            }
+            self.bases.store(Arc::new(vec![self.base.clone()]));
+            return next;
+        }
+        let mut layers = Vec::with_capacity(read.layers.len());
+        for read in read.layers {
+            let mut layer = Layer::new(read.namespace, read.base);
+            for (section, name, stored) in self.ingest_all(&layer.base, read.entries) {
+                layer.section_mut(section).entries.insert(name, stored);
+            }
+            layers.push(layer);
+        }
+        for kind in Kind::ALL {
+            for name in effective::names(&layers, kind) {
+                let Some((mut stored, _)) = effective::effective(&layers, kind, &name) else {
+                    continue;
+                };
+                if let Some(old) = mirror.section(kind).entries.get(&name) {
+                    if old.raw == stored.raw {
+                        stored = old.clone();
+                    } else if stored.revision <= old.revision {
+                        stored.revision = revision;
+                    }
+                }
+                next[kind.index()].insert(name, stored);
+            }
+        }
+        mirror.layers = layers;
+        self.bases.store(Arc::new(bases));
+        next
+    }
+
+    /// Applies one watch event to its layer; the change of the effective
+    /// value it makes, if any, and whether the namespace's line of layers
+    /// may have moved (a layer's settings changed).
+    pub(super) fn apply_to_layer(
+        &self,
+        mirror: &mut Mirror,
+        event: &Event,
+    ) -> (Option<Change>, bool) {
+        let Some(kv) = event.kv() else {
+            return (None, false);
+        };
+        let Some(at) = mirror
+            .layers
+            .iter()
+            .position(|l| kv.key().starts_with(l.base.as_bytes()))
+        else {
+            return (None, false);
+        };
+        let base = mirror.layers[at].base.clone();
+        let Some((section, name)) = key::split_key(&base, kv.key()) else {
+            return (None, false);
+        };
+        let name: Arc<str> = name.into();
+        let revision = kv.mod_revision();
+        let layer = &mut mirror.layers[at];
+        let applied = match event.event_type() {
+            EventType::Put => {
+                let stored = self.ingest(&base, section, &name, Stored::from_etcd(kv));
+                layer.section_mut(section).put(&name, stored, true)
+            }
+            EventType::Delete => layer.section_mut(section).delete(&name, revision),
+        };
+        if !applied {
+            return (None, false);
+        }
+        let namespace = layer.namespace.clone();
+        let change = Self::settle(mirror, section, &name, revision, namespace);
+        (change, section == Kind::Meta)
+    }
+
+    /// A write this client made to its own layer, applied at once.
+    pub(super) fn apply_local_layer(
+        &self,
+        mirror: &mut Mirror,
+        section: Kind,
+        name: &Arc<str>,
+        stored: Option<Stored>,
+        revision: Revision,
+    ) -> Option<Change> {
+        let own = mirror.layers.last_mut()?;
+        let applied = match stored {
+            Some(stored) => {
+                let stored = self.ingest(&own.base, section, name, stored);
+                own.section_mut(section).put(name, stored, false)
+            }
+            None => own.section_mut(section).delete(name, revision),
+        };
+        let namespace = own.namespace.clone();
+        applied
+            .then(|| Self::settle(mirror, section, name, revision, namespace))
+            .flatten()
+    }
+
+    /// Makes the effective value of `name` again after a change at
+    /// `revision` to `layer`; the change subscribers see, unless it stayed
+    /// the same.
+    fn settle(
+        mirror: &mut Mirror,
+        section: Kind,
+        name: &Arc<str>,
+        revision: Revision,
+        layer: Arc<str>,
+    ) -> Option<Change> {
+        let next = effective::effective(&mirror.layers, section, name);
+        let old = mirror.section(section).entries.get(name);
+        match (next, old) {
+            (None, None) => None,
+            (Some((stored, _)), Some(old))
+                if old.raw == stored.raw && old.is_secret() == stored.is_secret() =>
+            {
+                None
+            }
+            (None, Some(_)) => {
+                mirror.delete(section, name, revision);
+                Some(Change::layered(
+                    section,
+                    name.clone(),
+                    revision,
+                    false,
+                    None,
+                    layer,
+                ))
+            }
+            (Some((mut stored, _)), _) => {
+                stored.revision = stored.revision.max(revision);
+                let change =
+                    Change::layered(section, name.clone(), revision, false, Some(&stored), layer);
+                mirror.put(section, name, stored, true);
+                Some(change)
+            }
+        }
+    }
+
+    /// Whether the settings the mirror holds now give this namespace other
+    /// layers than it has, or need a namespace it has not read: then it
+    /// must be read again.
+    pub(super) fn line_moved(&self, mirror: &Mirror) -> bool {
+        let held: Vec<&str> = match mirror.layers.is_empty() {
+            true => vec![&*self.name],
+            false => mirror.layers.iter().map(|l| &*l.namespace).collect(),
+        };
+        let extends = |ns: &str| -> Option<Vec<String>> {
+            let meta = match mirror.layers.iter().find(|l| &*l.namespace == ns) {
+                Some(layer) => layer.sections[Kind::Meta.index()].entries.get(""),
+                None if ns == &*self.name => mirror.section(Kind::Meta).entries.get(""),
+                None => return None,
+            };
+            Some(meta.map_or_else(Vec::new, |s| Meta::from_stored("meta", &s.raw).extends))
+        };
+        match chain(&self.name, extends) {
+            Ok(line) => line.iter().map(String::as_str).ne(held.iter().copied()),
+            Err(_) => true,
+        }
+    }
+}
