@@ -20,6 +20,7 @@ use crate::key::Kind;
 use crate::layers;
 use crate::mirror::{Layer, Stored};
 use crate::policy::Policy;
+use crate::value::mentions_unset;
 
 /// The effective value of `name`, and the namespace of the top layer that
 /// gave it; `None` when no layer holds it or the last word is an unset.
@@ -50,13 +51,6 @@ pub(crate) fn effective(layers: &[Layer], kind: Kind, name: &str) -> Option<(Sto
         Kind::Meta => unreachable!("answered above"),
     }?;
     Some((made, top_ns.clone()))
-}
-
-/// Whether raw JSON could hold the unset marker: a byte search that spares
-/// parsing the values that cannot.
-fn mentions_unset(raw: &[u8]) -> bool {
-    raw.windows(layers::UNSET.len())
-        .any(|w| w == layers::UNSET.as_bytes())
 }
 
 fn parses_to_unset(raw: &[u8]) -> bool {

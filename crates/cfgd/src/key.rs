@@ -279,6 +279,10 @@ impl KeySpace {
 
 /// The etcd prefix of every key of `kind` under `base` (a namespace's
 /// prefix, ending in `/`), itself ending in `/`; for a one-key kind, its key.
+/// Under a namespace's base, the markers of the namespaces that extend it:
+/// `{root}/{parent}/extended-by/{child}`, written with the child's `meta`.
+pub(crate) const EXTENDED_BY: &str = "extended-by/";
+
 pub(crate) fn kind_prefix(base: &str, kind: Kind) -> String {
     if kind.is_single() {
         format!("{base}{}", kind.segment())

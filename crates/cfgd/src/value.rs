@@ -16,7 +16,30 @@ pub(crate) fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<
         key: key.to_owned(),
         cause,
     })?;
+    if mentions_unset(&bytes) {
+        let parsed = serde_json::from_slice(&bytes).map_err(|cause| Error::Encode {
+            key: key.to_owned(),
+            cause,
+        })?;
+        check_unset(key, &parsed)?;
+    }
     check_size(key, bytes)
+}
+
+/// Whether JSON text could hold the unset marker: spares parsing the
+/// values that cannot.
+pub(crate) fn mentions_unset(raw: &[u8]) -> bool {
+    raw.windows(crate::layers::UNSET.len())
+        .any(|w| w == crate::layers::UNSET.as_bytes())
+}
+
+/// Refuses a value whose unset markers are not each `{"$cfgd.unset": true}`
+/// alone.
+fn check_unset(key: &str, value: &serde_json::Value) -> Result<()> {
+    crate::layers::check_unset(value).map_err(|reason| Error::InvalidUnset {
+        key: key.to_owned(),
+        reason,
+    })
 }
 
 /// Validates JSON text and strips the white space between tokens.
@@ -38,6 +61,9 @@ pub(crate) fn compact_json(key: &str, text: &str) -> Result<(Vec<u8>, serde_json
         key: key.to_owned(),
         cause,
     })?;
+    if mentions_unset(text.as_bytes()) {
+        check_unset(key, &parsed)?;
+    }
     let mut out = Vec::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
     for &b in text.as_bytes() {

@@ -290,3 +290,153 @@ async fn extends_that_cannot_stand_is_refused_and_nothing_is_written() {
         assert_eq!(e.lines().count(), 1, "{e}");
     }
 }
+
+#[tokio::test]
+async fn schemas_govern_every_descendant_and_a_parent_write_that_breaks_one_is_refused() {
+    let etcd = EtcdCluster::single();
+    let [base, prod, eu] = chain(&etcd).await;
+    let prod_c = direct(&etcd, &prod).await;
+    // On `prod`: a pool size is at least 5. `db`'s override there is a
+    // partial value; its effective value is what the schema judges.
+    let schema = json!({"type": "object", "required": ["url", "pool"],
+        "properties": {"pool": {"type": "object", "properties": {"size": {"minimum": 5}}}}});
+    prod_c.set_schema("db", &schema, false).await.unwrap();
+    prod_c
+        .set("db", &json!({"pool": {"size": 41}}))
+        .await
+        .unwrap();
+
+    // prod-eu overrides nothing of `db` now, so a `base` write that drops
+    // the url breaks its effective value (and prod's): refused, naming the
+    // namespace reached, with nothing written.
+    let eu_c = direct(&etcd, &eu).await;
+    eu_c.set("db", &json!({"pool": {"idle": 3}})).await.unwrap();
+    let base_c = direct(&etcd, &base).await;
+    let live_base = builder(&etcd, &base).connect().await.unwrap();
+    for client in [&base_c, &live_base] {
+        let before = etcd.revision().await;
+        let refused = client
+            .set("db", &json!({"pool": {"size": 10, "idle": 2}}))
+            .await
+            .unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            matches!(refused, Error::SchemaViolation { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("/cfgd/{prod}/config/db"))
+                || message.contains(&format!("/cfgd/{eu}/config/db")),
+            "{message}"
+        );
+        assert_eq!(etcd.revision().await, before, "nothing written");
+    }
+    // Only prod-eu's effective value breaks: prod-eu's own pool size.
+    eu_c.set("db", &json!({"pool": {"size": 1}}))
+        .await
+        .expect_err("prod's schema holds in prod-eu");
+    prod_c
+        .set(
+            "db",
+            &json!({"url": "postgres://prod", "pool": {"size": 41}}),
+        )
+        .await
+        .unwrap();
+    eu_c.set("db", &json!({"pool": {"idle": 3}})).await.unwrap();
+    let before = etcd.revision().await;
+    let refused = base_c
+        .set("db", &json!({"pool": {"size": 2}}))
+        .await
+        .map(|_| ());
+    // base's size 2 is shadowed in prod (41): nothing breaks, so it goes.
+    refused.unwrap();
+    assert!(etcd.revision().await > before);
+    // A delete in prod that would let base's size 2 show through breaks
+    // prod and prod-eu: refused.
+    let refused = prod_c.delete("db").await.unwrap_err().to_string();
+    assert!(refused.contains("/config/db"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_parents_secret_patterns_hold_below_it() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::secrets::key_file(dir.path(), "secret.key");
+    let [base, _, eu] = chain(&etcd).await;
+    let base_c = common::secrets::client(&etcd, &base, Some(&key), false).await;
+    base_c
+        .set_policy_json(r#"{"secrets": ["token"]}"#)
+        .await
+        .unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    let live = builder(&etcd, &eu)
+        .secret_key_file(&key)
+        .snapshot(&snapshot)
+        .connect()
+        .await
+        .unwrap();
+    let mut changes = live.subscribe("").unwrap();
+    live.set("token", &json!("plaintext-in-eu")).await.unwrap();
+    // Sealed in etcd, under prod-eu's key, though only base names it.
+    let stored = common::secrets::all_of_etcd(&etcd);
+    assert!(!stored.contains("plaintext-in-eu"), "{stored}");
+    // Redacted in prod-eu's changes and audit.
+    let change = tokio::time::timeout(ARRIVES_WITHIN, changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(change.is_secret() && change.to_json().contains("<redacted>"));
+    let audit = live.audit_log("", None, 10).await.unwrap();
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains("plaintext-in-eu"), "{text}");
+    assert_eq!(
+        live.get::<String>("token").await.unwrap().unwrap(),
+        "plaintext-in-eu"
+    );
+    // The snapshot file keeps it sealed.
+    common::eventually(ARRIVES_WITHIN, || {
+        let snapshot = snapshot.clone();
+        async move { std::fs::read_to_string(&snapshot).is_ok_and(|t| t.contains("\"token\"")) }
+    })
+    .await;
+    let file = std::fs::read_to_string(&snapshot).unwrap();
+    assert!(!file.contains("plaintext-in-eu"), "{file}");
+}
+
+#[tokio::test]
+async fn unset_markers_stand_alone_and_extended_namespaces_stay() {
+    let etcd = EtcdCluster::single();
+    let [base, prod, eu] = chain(&etcd).await;
+    let eu_c = direct(&etcd, &eu).await;
+    let before = etcd.revision().await;
+    for bad in [
+        r#"{"$cfgd.unset": true, "x": 1}"#,
+        r#"{"a": {"$cfgd.unset": false}}"#,
+        r#"[{"$cfgd.unset": true}]"#,
+    ] {
+        let e = eu_c.set_json("region", bad).await.unwrap_err();
+        assert_eq!(e.code(), "invalid_unset", "{e}");
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    }
+    assert_eq!(etcd.revision().await, before, "nothing written");
+
+    let refused = direct(&etcd, &base)
+        .await
+        .delete_namespace()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!("namespace {base:?} is extended by {prod}: change their extends first")
+    );
+    assert_eq!(etcd.revision().await, before, "nothing deleted");
+    // The leaf goes, and then its parent can.
+    assert!(eu_c.delete_namespace().await.unwrap() > 0);
+    direct(&etcd, &prod)
+        .await
+        .set_meta(&cfgd::meta::Meta::default())
+        .await
+        .unwrap();
+    assert!(direct(&etcd, &base).await.delete_namespace().await.unwrap() > 0);
+    assert_eq!(etcd.count(&format!("/cfgd/{base}/")).await, 0);
+}

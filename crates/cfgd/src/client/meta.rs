@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use etcd_client::GetOptions;
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 use super::handle::Client;
 use crate::error::{Error, Result};
@@ -58,7 +58,125 @@ impl Client {
                 .map_err(|e| invalid(e.to_string()))?;
         }
         let bytes = value::encode(&key, meta)?;
-        self.put(key, bytes, "meta.set").await
+        let bytes = self.admitted(&key, bytes).await?;
+        // The settings and the parents' markers of who extends them, in
+        // one transaction: the markers are what lets a write to a parent
+        // find the namespaces it reaches, and a delete refuse.
+        for _ in 0..8 {
+            let current = self.fetch(&key, None).await?;
+            let expected = current.as_ref().map_or(0, |kv| kv.mod_revision());
+            let before =
+                current.map_or_else(Vec::new, |kv| Meta::from_stored(&key, kv.value()).extends);
+            let mut ops = vec![TxnOp::put(key.as_str(), bytes.clone(), None)];
+            for gone in before.iter().filter(|p| !meta.extends.contains(p)) {
+                ops.push(TxnOp::delete(self.marker(gone), None));
+            }
+            for parent in &meta.extends {
+                ops.push(TxnOp::put(self.marker(parent), "{}", None));
+            }
+            ops.push(self.audit_op("meta.set", &[(&key, expected)]));
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    expected,
+                )])
+                .and_then(ops);
+            let mut kv = self.state.etcd().kv().await?;
+            let resp = self.state.etcd().call(&key, None, kv.txn(txn)).await?;
+            if resp.succeeded() {
+                let revision = resp.header().map_or(0, |h| h.revision());
+                self.applied(&key, Some(bytes), revision);
+                return Ok(revision);
+            }
+        }
+        Err(Error::Conflict {
+            key,
+            expected: 0,
+            current: 0,
+        })
+    }
+
+    /// Deletes the whole namespace: every value, flag, schema, its policy,
+    /// settings, audit trail and change requests, in one transaction; how
+    /// many keys went. Refused ([`Error::Extended`]) while other namespaces
+    /// extend it, naming them.
+    pub async fn delete_namespace(&self) -> Result<i64> {
+        let by = self.children_of(self.namespace()).await?;
+        if !by.is_empty() {
+            return Err(Error::Extended {
+                namespace: self.namespace().to_owned(),
+                by,
+            });
+        }
+        let base = self.state.space.base().to_owned();
+        let mut ops = vec![TxnOp::delete(
+            base.as_str(),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )];
+        for parent in self.meta().await?.extends {
+            ops.push(TxnOp::delete(self.marker(&parent), None));
+        }
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&base, None, kv.txn(Txn::new().and_then(ops)))
+            .await?;
+        Ok(match resp.op_responses().first() {
+            Some(etcd_client::TxnOpResponse::Delete(d)) => d.deleted(),
+            _ => 0,
+        })
+    }
+
+    /// The key under `parent` that says this namespace extends it.
+    fn marker(&self, parent: &str) -> String {
+        let root = &self.state.etcd().root;
+        format!(
+            "{root}/{parent}/{}{}",
+            crate::key::EXTENDED_BY,
+            self.namespace()
+        )
+    }
+
+    /// The namespaces that extend this one, directly or further down, as
+    /// their parents' markers say, nearest first.
+    pub async fn descendants(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut level = vec![self.namespace().to_owned()];
+        while !level.is_empty() && out.len() < 4096 {
+            let mut next = Vec::new();
+            for ns in level {
+                for child in self.children_of(&ns).await? {
+                    if !out.contains(&child) && child != self.namespace() {
+                        out.push(child.clone());
+                        next.push(child);
+                    }
+                }
+            }
+            level = next;
+        }
+        Ok(out)
+    }
+
+    /// The namespaces whose `extends` names `namespace`, by its markers.
+    async fn children_of(&self, namespace: &str) -> Result<Vec<String>> {
+        let root = &self.state.etcd().root;
+        let start = format!("{root}/{namespace}/{}", crate::key::EXTENDED_BY);
+        let options = GetOptions::new()
+            .with_range(key::prefix_end(start.clone().into_bytes()))
+            .with_keys_only();
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&start, None, kv.get(start.clone(), Some(options)))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key()[start.len()..]).into_owned())
+            .collect())
     }
 
     /// The `extends` of every namespace reachable from `parents`, read

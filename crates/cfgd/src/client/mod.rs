@@ -17,6 +17,7 @@ mod history;
 mod layered;
 mod meta;
 mod policy;
+mod reach;
 mod reads;
 mod releases;
 mod request_types;

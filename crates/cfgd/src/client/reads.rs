@@ -278,11 +278,12 @@ impl Client {
         if let Some(namespace) = &self.state.live {
             return Ok(namespace.policy.load_full());
         }
+        // Joined across the layers, so that a parent's patterns hold here.
         let key = self.state.space.key_unchecked(Kind::Policy, "");
+        let layers = self.layer_entries(Kind::Policy, "").await?;
         Ok(Arc::new(
-            self.fetch(&key, None)
-                .await?
-                .map_or_else(Policy::default, |kv| Policy::from_stored(&key, kv.value())),
+            crate::effective::effective(&layers, Kind::Policy, "")
+                .map_or_else(Policy::default, |(s, _)| Policy::from_stored(&key, &s.raw)),
         ))
     }
 
@@ -309,6 +310,7 @@ impl Client {
             etcd_client::TxnOp::get(start.as_str(), Some(GetOptions::new().with_range(end))),
             etcd_client::TxnOp::get(policy_key.as_str(), None),
             etcd_client::TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
+            etcd_client::TxnOp::get(self.state.space.key_unchecked(Kind::Meta, ""), None),
         ]);
         let mut kv = self.state.etcd().kv().await?;
         let resp = self.state.etcd().call(key, None, kv.txn(txn)).await?;
@@ -320,13 +322,21 @@ impl Client {
                 _ => None,
             })
             .collect();
-        let [stored, policy, current] = ranges[..] else {
-            unreachable!("a transaction of three reads answers three reads");
+        let [stored, policy, current, meta] = ranges[..] else {
+            unreachable!("a transaction of four reads answers four reads");
         };
         let schemas = self.compile_schemas(stored);
-        let policy = policy.first().map_or_else(Policy::default, |kv| {
-            Policy::from_stored(&policy_key, kv.value())
+        let layered = meta.first().is_some_and(|kv| {
+            !crate::meta::Meta::from_stored(&policy_key, kv.value())
+                .extends
+                .is_empty()
         });
+        let policy = match layered {
+            true => Policy::clone(&*self.current_policy().await?),
+            false => policy.first().map_or_else(Policy::default, |kv| {
+                Policy::from_stored(&policy_key, kv.value())
+            }),
+        };
         let revision = current.first().map_or(0, |kv| kv.mod_revision());
         Ok((Arc::new(schemas), Arc::new(policy), revision))
     }

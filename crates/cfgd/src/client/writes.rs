@@ -29,8 +29,10 @@ impl Client {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        self.unquoted(name, schemas.check(&key, name, &bytes))
-            .await?;
+        if !self.check_reach(name, Some(&bytes)).await? {
+            self.unquoted(name, schemas.check(&key, name, &bytes))
+                .await?;
+        }
         self.admit(&policy, [key.as_str()])?;
         let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
@@ -42,8 +44,10 @@ impl Client {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
         let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
-            .await?;
+        if !self.check_reach(name, Some(&bytes)).await? {
+            self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
+                .await?;
+        }
         self.admit(&policy, [key.as_str()])?;
         let bytes = self.sealed_for(&policy, &key, bytes)?;
         self.put_from(key, bytes, believed, "set").await
@@ -55,7 +59,10 @@ impl Client {
     /// the name changes only through a change request.
     pub async fn check_json(&self, name: &str, json: &str) -> Result<()> {
         let key = self.etcd_key(name)?;
-        let (_, parsed) = value::compact_json(&key, json)?;
+        let (bytes, parsed) = value::compact_json(&key, json)?;
+        if self.check_reach(name, Some(&bytes)).await? {
+            return Ok(());
+        }
         let schemas = self.schemas().await?;
         self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
             .await
@@ -97,14 +104,18 @@ impl Client {
     /// Deletes `name`. Returns the revision of the deletion, or `None` when
     /// there was nothing to delete.
     pub async fn delete(&self, name: &str) -> Result<Option<Revision>> {
-        self.delete_key(self.etcd_key(name)?, "delete").await
+        let key = self.etcd_key(name)?;
+        // What shows through once it is gone must hold where it shows.
+        self.check_reach(name, None).await?;
+        self.delete_key(key, "delete").await
     }
 
     /// Deletes `name` only if its revision is still `expected`; otherwise
     /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
     pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
-        self.delete_key_if(self.etcd_key(name)?, expected, "delete")
-            .await
+        let key = self.etcd_key(name)?;
+        self.check_reach(name, None).await?;
+        self.delete_key_if(key, expected, "delete").await
     }
 
     pub(super) async fn delete_key(&self, key: String, action: &str) -> Result<Option<Revision>> {
@@ -422,7 +433,7 @@ impl Client {
 
     /// The audit record of a write, for its transaction: what it did to
     /// which keys, at which revisions before.
-    fn audit_op(&self, action: &str, keys: &[(&str, Revision)]) -> TxnOp {
+    pub(super) fn audit_op(&self, action: &str, keys: &[(&str, Revision)]) -> TxnOp {
         self.audit_record(action, keys, None).0
     }
 
@@ -479,7 +490,7 @@ impl Client {
 
     /// `bytes` for `key` if the policy lets this client write there, sealed
     /// if the policy calls it a secret.
-    async fn admitted(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    pub(super) async fn admitted(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
         if self.policy_label(key).is_none() {
             return Ok(bytes);
         }

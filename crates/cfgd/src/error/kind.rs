@@ -86,6 +86,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::InvalidSchema { .. }
         | Error::InvalidPolicy { .. }
         | Error::InvalidMeta { .. }
+        | Error::InvalidUnset { .. }
         | Error::Encode { .. }
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
@@ -96,7 +97,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         Error::NotFound { .. } => K::NotFound,
         Error::Conflict { .. } => K::Conflict,
         Error::ReleaseMoved { .. } | Error::RequestMoved { .. } => K::Moved,
-        Error::Protected { .. } | Error::SelfApproval { .. } => K::Refused,
+        Error::Protected { .. } | Error::SelfApproval { .. } | Error::Extended { .. } => K::Refused,
         Error::RequestState { .. } => K::WrongState,
         Error::Secret { .. } => K::Sealed,
         Error::Unreachable { .. } => K::Unavailable,
@@ -119,6 +120,8 @@ pub(super) fn code(error: &Error) -> &'static str {
         Error::InvalidSchema { .. } => "invalid_schema",
         Error::InvalidPolicy { .. } => "invalid_policy",
         Error::InvalidMeta { .. } => "invalid_meta",
+        Error::InvalidUnset { .. } => "invalid_unset",
+        Error::Extended { .. } => "extended",
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => "too_large",
         Error::SchemaViolation { .. } => "schema_violation",
         Error::SchemaConflict { .. } => "schema_conflict",

@@ -172,6 +172,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value that uses the unset marker of layered namespaces other than
+    /// as `{"$cfgd.unset": true}` alone, as a name's or a field's value.
+    #[error("{key}: invalid unset: {reason}")]
+    InvalidUnset {
+        /// The etcd key it was meant for.
+        key: String,
+        /// Where the marker is, as a JSON Pointer, and what is wrong.
+        reason: String,
+    },
+
+    /// Deleting a namespace that others extend: they would lose their
+    /// layer. Change their `extends` first.
+    #[error("namespace {namespace:?} is extended by {}: change their extends first", by.join(", "))]
+    Extended {
+        /// The namespace to be deleted.
+        namespace: String,
+        /// The namespaces whose `extends` names it.
+        by: Vec<String>,
+    },
+
     /// A direct write to a name the namespace's policy protects: it takes a
     /// change request (or, for an operator, a forced write).
     #[error(

@@ -1,0 +1,161 @@
+//! What a write reaches through layers: the effective value it makes in
+//! this namespace, when it extends others, and in every namespace that
+//! extends it, each checked against the schemas that govern it there. A
+//! write that would break any of them is refused before anything is
+//! written, naming the namespace and the name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse};
+
+use super::handle::Client;
+use crate::effective;
+use crate::error::{Error, Result};
+use crate::key::{self, Kind};
+use crate::meta::Meta;
+use crate::mirror::{Layer, Stored};
+use crate::schema::SchemaSet;
+
+impl Client {
+    /// Checks the effective values a write of `bytes` (`None`: a delete)
+    /// to config `name` makes wherever it reaches. `false` when it reaches
+    /// no layered namespace: the value as written is then the effective
+    /// one, which the caller checks as before.
+    pub(super) async fn check_reach(&self, name: &str, bytes: Option<&[u8]>) -> Result<bool> {
+        let own_line = self.layers().await?;
+        let descendants = self.descendants().await?;
+        if descendants.is_empty() && own_line.len() < 2 {
+            return Ok(false);
+        }
+        let mut targets = Vec::with_capacity(descendants.len() + 1);
+        if own_line.len() > 1 {
+            targets.push((self.namespace().to_owned(), own_line));
+        }
+        for namespace in descendants {
+            let line = self.line_of(&namespace).await?;
+            targets.push((namespace, line));
+        }
+        for (namespace, line) in targets {
+            let (mut layers, schemas) = self.read_for_check(&line, name).await?;
+            if let Some(mine) = layers
+                .iter_mut()
+                .find(|l| &*l.namespace == self.namespace())
+            {
+                let entries = &mut mine.section_mut(Kind::Config).entries;
+                match bytes {
+                    Some(bytes) => {
+                        let revision = entries.get(name).map_or(0, |s| s.revision);
+                        entries.insert(name.into(), written(bytes, revision));
+                    }
+                    None => {
+                        entries.remove(name);
+                    }
+                }
+            }
+            let Some((value, _)) = effective::effective(&layers, Kind::Config, name) else {
+                continue;
+            };
+            let root = &self.state.etcd().root;
+            let key = format!("{root}/{namespace}/config/{name}");
+            let checked = schemas.check(&key, name, &value.raw);
+            self.unquoted(name, checked).await?;
+        }
+        Ok(true)
+    }
+
+    /// The line of layers of `namespace`, first to last, from the settings
+    /// etcd holds now.
+    async fn line_of(&self, namespace: &str) -> Result<Vec<String>> {
+        let mut known: HashMap<String, Vec<String>> = HashMap::new();
+        let mut waiting = vec![namespace.to_owned()];
+        while let Some(ns) = waiting.pop() {
+            if known.contains_key(&ns) || known.len() > 4 * crate::layers::MAX_DEPTH {
+                continue;
+            }
+            let key = format!("{}/{ns}/meta", self.state.etcd().root);
+            let extends = match self.fetch(&key, None).await? {
+                Some(kv) => Meta::from_stored(&key, kv.value()).extends,
+                None => Vec::new(),
+            };
+            waiting.extend(extends.iter().cloned());
+            known.insert(ns, extends);
+        }
+        crate::layers::linearize(namespace, |ns| known.get(ns).cloned()).map_err(|e| {
+            Error::InvalidMeta {
+                key: format!("{}/{namespace}/meta", self.state.etcd().root),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// `name` in each layer of `line` and the schemas that govern it there
+    /// (each pattern's from the last layer that has one), read in one
+    /// transaction, secrets opened.
+    async fn read_for_check(&self, line: &[String], name: &str) -> Result<(Vec<Layer>, SchemaSet)> {
+        let root = &self.state.etcd().root;
+        let bases: Vec<String> = line.iter().map(|ns| format!("{root}/{ns}/")).collect();
+        let mut ops = Vec::with_capacity(bases.len() * 2);
+        for base in &bases {
+            let value = format!("{}{name}", key::kind_prefix(base, Kind::Config));
+            let schemas = key::kind_prefix(base, Kind::Schemas);
+            let end = key::prefix_end(schemas.clone().into_bytes());
+            ops.push(TxnOp::get(value, None));
+            ops.push(TxnOp::get(schemas, Some(GetOptions::new().with_range(end))));
+        }
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&bases[0], None, kv.txn(Txn::new().and_then(ops)))
+            .await?;
+        let responses = resp.op_responses();
+        let answers: Vec<&[etcd_client::KeyValue]> = responses
+            .iter()
+            .map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs(),
+                _ => &[],
+            })
+            .collect();
+        let mut layers = Vec::with_capacity(line.len());
+        let mut patterns: BTreeMap<String, (Arc<[u8]>, i64)> = BTreeMap::new();
+        for ((ns, base), pair) in line.iter().zip(&bases).zip(answers.chunks(2)) {
+            let mut layer = Layer::new(ns.as_str().into(), base.clone());
+            if let Some(kv) = pair[0].first() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let mut stored = Stored::from_etcd(kv);
+                stored.raw = self.opened(&key, kv.value())?.into_owned().into();
+                layer
+                    .section_mut(Kind::Config)
+                    .entries
+                    .insert(name.into(), stored);
+            }
+            for kv in pair[1] {
+                if let Some((Kind::Schemas, pattern)) = key::split_key(base, kv.key()) {
+                    patterns.insert(pattern.to_owned(), (kv.value().into(), kv.mod_revision()));
+                }
+            }
+            layers.push(layer);
+        }
+        let schemas = SchemaSet::from_store(
+            patterns
+                .iter()
+                .map(|(p, (raw, rev))| (p.as_str(), raw, *rev)),
+            &SchemaSet::default(),
+        );
+        Ok((layers, schemas))
+    }
+}
+
+/// The value a write would store, as a layer would hold it.
+fn written(bytes: &[u8], revision: i64) -> Stored {
+    Stored {
+        raw: bytes.into(),
+        revision,
+        create_revision: revision,
+        version: 1,
+        origin: crate::types::Source::Cache,
+        decoded: Default::default(),
+        sealed: None,
+    }
+}
