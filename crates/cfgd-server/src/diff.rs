@@ -161,7 +161,7 @@ pub(super) async fn revisions(
     let sealed = [&before, &after]
         .into_iter()
         .any(|e| e.as_ref().is_some_and(|e| e.secret));
-    if sealed || client.policy().await?.is_secret(&name) {
+    if sealed || client.effective_policy().await?.is_secret(&name) {
         for change in &mut changes {
             change.redact(cfgd::policy::REDACTED);
         }

@@ -47,6 +47,33 @@ pub(crate) struct PatternPath {
     pub(crate) pattern: String,
 }
 
+/// Which layer a read of one value gives, in a namespace that extends
+/// others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LayerChoice {
+    /// The effective value: every layer merged (the default).
+    Effective,
+    /// The namespace's own layer, without what it inherits.
+    Own,
+}
+
+/// `?layer=` and `?explain=` on a read of one value.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LayerQuery {
+    /// `own`: the namespace's own layer only; `effective` (the default):
+    /// every layer merged.
+    #[param(required = false, inline)]
+    #[serde(default)]
+    pub(crate) layer: Option<LayerChoice>,
+    /// `true`: the effective value, each layer's own, and the namespace
+    /// every field came from.
+    #[param(required = false)]
+    #[serde(default)]
+    pub(crate) explain: bool,
+}
+
 /// `If-None-Match` on a read of one value.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]

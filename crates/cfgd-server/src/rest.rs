@@ -58,7 +58,7 @@ async fn delete_in(
 }
 
 /// A stored value with its ETag, or 304 when `If-None-Match` names it.
-fn value_response(
+pub(super) fn value_response(
     headers: &HeaderMap,
     entry: &cfgd::Entry<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -186,9 +186,9 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
-    params(crate::params::NamePath, crate::params::ReadPreconditions),
+    params(crate::params::NamePath, crate::params::ReadPreconditions, crate::params::LayerQuery),
     responses(
-        (status = 200, description = "The value, as stored", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 200, description = "The value (its effective value in a namespace that extends others; with explain, a LayersAnswer)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 404, description = "No such name", body = crate::bodies::ErrorBody),
     )
@@ -196,8 +196,12 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 pub(super) async fn get_config(
     State(state): State<Arc<AppState>>,
     Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<crate::params::LayerQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if query.explain || query.layer == Some(crate::params::LayerChoice::Own) {
+        return crate::layers::read(&state, &ns, &name, &headers, &query).await;
+    }
     get_in(Section::Config, &state, &ns, &name, &headers).await
 }
 

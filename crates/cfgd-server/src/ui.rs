@@ -212,7 +212,7 @@ pub(super) async fn policy_of(
     // The answer echoes the name: one that could never be stored is an
     // error, not "unprotected" (schemathesis sent U+0084).
     cfgd::validate_name(&name)?;
-    let policy = client.policy().await?;
+    let policy = client.effective_policy().await?;
     Ok(ok(&PolicyOf {
         protected: policy.protecting(&name).map(str::to_owned),
         secret: policy.is_secret(&name),

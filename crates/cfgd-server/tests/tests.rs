@@ -14,6 +14,8 @@ mod flagd_grpc;
 #[cfg(feature = "fuzzing")]
 mod fuzz_cases;
 
+mod layers;
+
 mod limits;
 
 mod routes;

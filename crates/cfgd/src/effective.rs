@@ -9,7 +9,7 @@
 //!   govern every descendant that does not replace them;
 //! - the policy joins every layer's: each `protected` and `secrets`
 //!   pattern holds below where it is set, and `approvals` is the highest;
-//! - the settings (`meta`) are the namespace's own.
+//! - the settings (`meta`) and who extends it are the namespace's own.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use crate::value::mentions_unset;
 /// The effective value of `name`, and the namespace of the top layer that
 /// gave it; `None` when no layer holds it or the last word is an unset.
 pub(crate) fn effective(layers: &[Layer], kind: Kind, name: &str) -> Option<(Stored, Arc<str>)> {
-    if kind == Kind::Meta {
+    if matches!(kind, Kind::Meta | Kind::Children) {
         let own = layers.last()?;
         let stored = own.sections[kind.index()].entries.get(name)?;
         return Some((stored.clone(), own.namespace.clone()));
@@ -48,7 +48,7 @@ pub(crate) fn effective(layers: &[Layer], kind: Kind, name: &str) -> Option<(Sto
             Some(top.clone())
         }
         Kind::Policy => joined_policy(&held),
-        Kind::Meta => unreachable!("answered above"),
+        Kind::Meta | Kind::Children => unreachable!("answered above"),
     }?;
     Some((made, top_ns.clone()))
 }

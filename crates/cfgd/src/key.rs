@@ -24,15 +24,20 @@ pub(crate) enum Kind {
     /// The namespace's settings (see `meta`): one key, `{base}meta`, whose
     /// name is `""`.
     Meta,
+    /// The namespaces that extend this one, one key each,
+    /// `{base}extended-by/{child}`, written with the child's settings: what
+    /// lets a write here find the namespaces it reaches.
+    Children,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 6] = [
         Kind::Config,
         Kind::Flags,
         Kind::Schemas,
         Kind::Policy,
         Kind::Meta,
+        Kind::Children,
     ];
 
     /// Whether the kind is one key (named `""`) rather than a subtree.
@@ -47,6 +52,7 @@ impl Kind {
             Kind::Schemas => "schemas",
             Kind::Policy => "policy",
             Kind::Meta => "meta",
+            Kind::Children => "extended-by",
         }
     }
 
@@ -57,6 +63,7 @@ impl Kind {
             "schemas" => Some(Kind::Schemas),
             "policy" => Some(Kind::Policy),
             "meta" => Some(Kind::Meta),
+            "extended-by" => Some(Kind::Children),
             _ => None,
         }
     }
@@ -279,10 +286,6 @@ impl KeySpace {
 
 /// The etcd prefix of every key of `kind` under `base` (a namespace's
 /// prefix, ending in `/`), itself ending in `/`; for a one-key kind, its key.
-/// Under a namespace's base, the markers of the namespaces that extend it:
-/// `{root}/{parent}/extended-by/{child}`, written with the child's `meta`.
-pub(crate) const EXTENDED_BY: &str = "extended-by/";
-
 pub(crate) fn kind_prefix(base: &str, kind: Kind) -> String {
     if kind.is_single() {
         format!("{base}{}", kind.segment())

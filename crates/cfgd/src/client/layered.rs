@@ -250,6 +250,13 @@ impl Client {
         })
     }
 
+    /// The policy that holds here: this namespace's joined with every
+    /// layer's below it (each `protected` and `secrets` pattern, the most
+    /// `approvals`). [`policy`](Self::policy) is the one stored here.
+    pub async fn effective_policy(&self) -> Result<crate::policy::Policy> {
+        Ok(crate::policy::Policy::clone(&*self.current_policy().await?))
+    }
+
     /// The own layer's value of `name`, without what it inherits: what
     /// REST's `?layer=own` reads.
     pub async fn get_own_entry(&self, name: &str) -> Result<Option<Entry<Value>>> {

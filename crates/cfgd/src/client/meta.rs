@@ -132,9 +132,10 @@ impl Client {
     /// The key under `parent` that says this namespace extends it.
     fn marker(&self, parent: &str) -> String {
         let root = &self.state.etcd().root;
+        let base = format!("{root}/{parent}/");
         format!(
-            "{root}/{parent}/{}{}",
-            crate::key::EXTENDED_BY,
+            "{}{}",
+            key::kind_prefix(&base, Kind::Children),
             self.namespace()
         )
     }
@@ -162,7 +163,7 @@ impl Client {
     /// The namespaces whose `extends` names `namespace`, by its markers.
     async fn children_of(&self, namespace: &str) -> Result<Vec<String>> {
         let root = &self.state.etcd().root;
-        let start = format!("{root}/{namespace}/{}", crate::key::EXTENDED_BY);
+        let start = key::kind_prefix(&format!("{root}/{namespace}/"), Kind::Children);
         let options = GetOptions::new()
             .with_range(key::prefix_end(start.clone().into_bytes()))
             .with_keys_only();

@@ -17,17 +17,81 @@ use crate::meta::Meta;
 use crate::mirror::{Layer, Stored};
 use crate::schema::SchemaSet;
 
+/// Whether a write here reaches past the value written: this namespace
+/// extends others, or others extend it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reach {
+    pub(crate) layered: bool,
+    pub(crate) extended: bool,
+}
+
 impl Client {
+    /// A keys-only read of one marker of who extends this namespace: any
+    /// answer means some namespace does.
+    pub(super) fn children_probe(&self) -> TxnOp {
+        let start = self.state.space.key_unchecked(Kind::Children, "");
+        let end = key::prefix_end(start.clone().into_bytes());
+        TxnOp::get(
+            start,
+            Some(
+                GetOptions::new()
+                    .with_range(end)
+                    .with_keys_only()
+                    .with_limit(1),
+            ),
+        )
+    }
+
+    /// [`Reach`], from memory when live, else in one request.
+    async fn reach(&self) -> Result<Reach> {
+        if let Some(live) = &self.state.live {
+            let mirror = live.read();
+            return Ok(Reach {
+                layered: mirror.is_layered(),
+                extended: !mirror.own(Kind::Children).entries.is_empty(),
+            });
+        }
+        let meta_key = self.state.space.key_unchecked(Kind::Meta, "");
+        let txn = Txn::new().and_then([TxnOp::get(meta_key.as_str(), None), self.children_probe()]);
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self.state.etcd().call(&meta_key, None, kv.txn(txn)).await?;
+        let responses = resp.op_responses();
+        let found = reads(&responses);
+        let layered = found[0]
+            .first()
+            .is_some_and(|kv| !Meta::from_stored(&meta_key, kv.value()).extends.is_empty());
+        Ok(Reach {
+            layered,
+            extended: !found[1].is_empty(),
+        })
+    }
+
     /// Checks the effective values a write of `bytes` (`None`: a delete)
-    /// to config `name` makes wherever it reaches. `false` when it reaches
-    /// no layered namespace: the value as written is then the effective
-    /// one, which the caller checks as before.
-    pub(super) async fn check_reach(&self, name: &str, bytes: Option<&[u8]>) -> Result<bool> {
-        let own_line = self.layers().await?;
-        let descendants = self.descendants().await?;
-        if descendants.is_empty() && own_line.len() < 2 {
+    /// to config `name` makes wherever it reaches (`reach`, when the
+    /// caller already read it). `false` when it reaches no layered
+    /// namespace: the value as written is then the effective one, which the
+    /// caller checks as before.
+    pub(super) async fn check_reach(
+        &self,
+        name: &str,
+        bytes: Option<&[u8]>,
+        reach: Option<Reach>,
+    ) -> Result<bool> {
+        let reach = match reach {
+            Some(reach) => reach,
+            None => self.reach().await?,
+        };
+        if !reach.layered && !reach.extended {
             return Ok(false);
         }
+        let own_line = match reach.layered {
+            true => self.layers().await?,
+            false => vec![self.namespace().to_owned()],
+        };
+        let descendants = match reach.extended {
+            true => self.descendants().await?,
+            false => Vec::new(),
+        };
         let mut targets = Vec::with_capacity(descendants.len() + 1);
         if own_line.len() > 1 {
             targets.push((self.namespace().to_owned(), own_line));
@@ -110,13 +174,7 @@ impl Client {
             .call(&bases[0], None, kv.txn(Txn::new().and_then(ops)))
             .await?;
         let responses = resp.op_responses();
-        let answers: Vec<&[etcd_client::KeyValue]> = responses
-            .iter()
-            .map(|op| match op {
-                TxnOpResponse::Get(get) => get.kvs(),
-                _ => &[],
-            })
-            .collect();
+        let answers = reads(&responses);
         let mut layers = Vec::with_capacity(line.len());
         let mut patterns: BTreeMap<String, (Arc<[u8]>, i64)> = BTreeMap::new();
         for ((ns, base), pair) in line.iter().zip(&bases).zip(answers.chunks(2)) {
@@ -145,6 +203,17 @@ impl Client {
         );
         Ok((layers, schemas))
     }
+}
+
+/// The keys each read of a transaction found.
+fn reads(responses: &[TxnOpResponse]) -> Vec<&[etcd_client::KeyValue]> {
+    responses
+        .iter()
+        .map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs(),
+            _ => &[],
+        })
+        .collect()
 }
 
 /// The value a write would store, as a layer would hold it.

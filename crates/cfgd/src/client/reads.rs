@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
+use super::reach::Reach;
 use crate::diff::{self, NamedDiff};
 use crate::error::{Error, Result};
 use crate::etcd::Pager;
@@ -295,12 +296,13 @@ impl Client {
     pub(super) async fn rules_and_revision(
         &self,
         key: &str,
-    ) -> Result<(Arc<SchemaSet>, Arc<Policy>, Revision)> {
+    ) -> Result<(Arc<SchemaSet>, Arc<Policy>, Revision, Option<Reach>)> {
         if let Some(namespace) = &self.state.live {
             return Ok((
                 self.schemas().await?,
                 namespace.policy.load_full(),
                 self.believed_revision(key),
+                None,
             ));
         }
         let start = self.state.space.key_unchecked(Kind::Schemas, "");
@@ -311,6 +313,7 @@ impl Client {
             etcd_client::TxnOp::get(policy_key.as_str(), None),
             etcd_client::TxnOp::get(key, Some(GetOptions::new().with_keys_only())),
             etcd_client::TxnOp::get(self.state.space.key_unchecked(Kind::Meta, ""), None),
+            self.children_probe(),
         ]);
         let mut kv = self.state.etcd().kv().await?;
         let resp = self.state.etcd().call(key, None, kv.txn(txn)).await?;
@@ -322,8 +325,8 @@ impl Client {
                 _ => None,
             })
             .collect();
-        let [stored, policy, current, meta] = ranges[..] else {
-            unreachable!("a transaction of four reads answers four reads");
+        let [stored, policy, current, meta, children] = ranges[..] else {
+            unreachable!("a transaction of five reads answers five reads");
         };
         let schemas = self.compile_schemas(stored);
         let layered = meta.first().is_some_and(|kv| {
@@ -338,7 +341,11 @@ impl Client {
             }),
         };
         let revision = current.first().map_or(0, |kv| kv.mod_revision());
-        Ok((Arc::new(schemas), Arc::new(policy), revision))
+        let reach = Reach {
+            layered,
+            extended: !children.is_empty(),
+        };
+        Ok((Arc::new(schemas), Arc::new(policy), revision, Some(reach)))
     }
 
     /// The namespaces that hold anything under this client's root, sorted:

@@ -28,8 +28,8 @@ impl Client {
     pub async fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
-        let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        if !self.check_reach(name, Some(&bytes)).await? {
+        let (schemas, policy, believed, reach) = self.rules_and_revision(&key).await?;
+        if !self.check_reach(name, Some(&bytes), reach).await? {
             self.unquoted(name, schemas.check(&key, name, &bytes))
                 .await?;
         }
@@ -43,8 +43,8 @@ impl Client {
     pub async fn set_json(&self, name: &str, json: &str) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
-        let (schemas, policy, believed) = self.rules_and_revision(&key).await?;
-        if !self.check_reach(name, Some(&bytes)).await? {
+        let (schemas, policy, believed, reach) = self.rules_and_revision(&key).await?;
+        if !self.check_reach(name, Some(&bytes), reach).await? {
             self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
                 .await?;
         }
@@ -60,7 +60,7 @@ impl Client {
     pub async fn check_json(&self, name: &str, json: &str) -> Result<()> {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
-        if self.check_reach(name, Some(&bytes)).await? {
+        if self.check_reach(name, Some(&bytes), None).await? {
             return Ok(());
         }
         let schemas = self.schemas().await?;
@@ -106,7 +106,7 @@ impl Client {
     pub async fn delete(&self, name: &str) -> Result<Option<Revision>> {
         let key = self.etcd_key(name)?;
         // What shows through once it is gone must hold where it shows.
-        self.check_reach(name, None).await?;
+        self.check_reach(name, None, None).await?;
         self.delete_key(key, "delete").await
     }
 
@@ -114,7 +114,7 @@ impl Client {
     /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
     pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
         let key = self.etcd_key(name)?;
-        self.check_reach(name, None).await?;
+        self.check_reach(name, None, None).await?;
         self.delete_key_if(key, expected, "delete").await
     }
 

@@ -574,7 +574,7 @@ impl LiveNamespace {
                     self.rebuild_flags();
                 }
             }
-            Kind::Config => {}
+            Kind::Config | Kind::Children => {}
         }
         self.registry.apply(&self.defaults.load(), &change);
     }

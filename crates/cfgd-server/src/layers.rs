@@ -1,0 +1,44 @@
+//! Reads across a namespace's layers over REST: `?layer=own` (the own layer
+//! only) and `?explain=true` (each layer's value, the effective one, and
+//! the namespace every field came from).
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::auth::Scope;
+use super::error::ApiError;
+use super::rest::{json_response, not_found, value_response};
+use super::AppState;
+use crate::params::{LayerChoice, LayerQuery};
+
+pub(super) async fn read(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+    query: &LayerQuery,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Read).await?;
+    if query.explain {
+        let explained = client.explain(name).await?;
+        // A secret anywhere in the line shows only to those who may read it.
+        let policy = client.effective_policy().await?;
+        if policy.is_secret(name) {
+            state.may_read_secrets(headers, ns, name)?;
+        }
+        if explained.value.is_none() && explained.layers.iter().all(|l| l.value.is_none()) {
+            return Err(not_found(client.etcd_key(name)).into());
+        }
+        let body = serde_json::to_vec(&explained).expect("serializes");
+        return Ok(json_response(StatusCode::OK, body, None));
+    }
+    debug_assert_eq!(query.layer, Some(LayerChoice::Own));
+    let entry = client
+        .get_own_entry(name)
+        .await?
+        .ok_or_else(|| not_found(client.etcd_key(name)))?;
+    if entry.secret {
+        state.may_read_secrets(headers, ns, name)?;
+    }
+    value_response(headers, &entry)
+}
