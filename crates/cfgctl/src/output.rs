@@ -131,6 +131,45 @@ impl Printer {
         })
     }
 
+    /// `get --explain`: each layer's value, the effective one, and where
+    /// each field came from.
+    pub fn explained(&self, explained: &cfgd::Explained) -> anyhow::Result<()> {
+        if self.format != Format::Table {
+            return self.structured(&serde_json::to_value(explained)?);
+        }
+        let layers = explained
+            .layers
+            .iter()
+            .map(|l| {
+                let value = l.value.as_ref().map_or_else(|| "-".to_owned(), cell);
+                vec![l.namespace.clone(), l.revision.to_string(), value]
+            })
+            .collect();
+        let effective = explained
+            .value
+            .as_ref()
+            .map_or_else(|| "(unset)".to_owned(), cell);
+        let origins = explained
+            .origins
+            .iter()
+            .map(|(field, from)| {
+                vec![
+                    if field.is_empty() {
+                        "/".into()
+                    } else {
+                        field.clone()
+                    },
+                    from.clone(),
+                ]
+            })
+            .collect();
+        emit(&format!(
+            "{}\neffective: {effective}\n\n{}",
+            table(&["LAYER", "REVISION", "VALUE"], layers).trim_end(),
+            table(&["FIELD", "FROM"], origins).trim_end()
+        ))
+    }
+
     pub fn document(&self, document: &Value) -> anyhow::Result<()> {
         match self.format {
             Format::Table => {

@@ -1704,3 +1704,91 @@ async fn ns_settings_choose_the_bucketing_and_count_the_users_who_move() {
     switched.ok();
     assert!(switched.stderr.contains("no flag"), "{}", switched.stderr);
 }
+
+/// `base` ← `prod` ← `prod-eu` from the terminal: `ns set --extends`, an
+/// effective `get`, `get --explain` and `--own`, a schema in `prod` that
+/// refuses a `base` write breaking `prod-eu` (exit 2, nothing written),
+/// and `ns delete` refused while extended.
+#[tokio::test]
+async fn layers_from_the_terminal() {
+    let etcd = EtcdCluster::single();
+    let base = Ctl::new(&etcd, "base");
+    let prod = Ctl::new(&etcd, "prod");
+    let eu = Ctl::new(&etcd, "prod-eu");
+    base.run(&[
+        "set",
+        "db",
+        r#"{"url":"postgres://base","pool":{"size":10,"idle":2}}"#,
+    ])
+    .ok();
+    prod.run(&["ns", "set", "--extends", &base.namespace]).ok();
+    prod.run(&["set", "db", r#"{"pool":{"size":40}}"#]).ok();
+    eu.run(&["ns", "set", "--extends", &prod.namespace]).ok();
+    eu.run(&["set", "db", r#"{"pool":{"idle":{"$cfgd.unset":true}}}"#])
+        .ok();
+
+    let got = eu.run(&["get", "db", "-o", "json"]);
+    assert_eq!(
+        got.ok().json(),
+        json!({"url": "postgres://base", "pool": {"size": 40}})
+    );
+    let own = eu.run(&["get", "db", "--own", "-o", "json"]);
+    assert_eq!(
+        own.ok().json(),
+        json!({"pool": {"idle": {"$cfgd.unset": true}}})
+    );
+    let explained = eu.run(&["get", "db", "--explain", "-o", "json"]);
+    let explained = explained.ok().json();
+    assert_eq!(
+        explained["origins"],
+        json!({"/url": base.namespace, "/pool/size": prod.namespace})
+    );
+    let table = eu.run(&["get", "db", "--explain", "-o", "table"]);
+    let text = &table.ok().stdout;
+    assert!(
+        text.contains("LAYER") && text.contains("FIELD") && text.contains("/pool/size"),
+        "{text}"
+    );
+    let layers = eu.run(&["ns", "layers", "-o", "json"]).ok().json();
+    assert_eq!(
+        layers["layers"],
+        json!([base.namespace, prod.namespace, eu.namespace])
+    );
+    let extended = base.run(&["ns", "layers", "-o", "json"]).ok().json();
+    assert_eq!(
+        extended["extended_by"],
+        json!([prod.namespace, eu.namespace])
+    );
+
+    // A schema on prod: every pool has a url. A base write dropping it
+    // breaks prod and prod-eu: exit 2, one line naming a namespace reached.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = file_in(&dir, "s.json", r#"{"type":"object","required":["url"]}"#);
+    prod.run(&["schema", "set", "db", "-f", &schema]).ok();
+    let before = etcd.revision().await;
+    // (A schema violation lists each failure on a line of its own.)
+    let refused = base.run(&["set", "db", r#"{"pool":{"size":10}}"#]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.starts_with(&format!(
+            "cfgctl: /cfgd/{}/config/db: does not match schema",
+            prod.namespace
+        )) || refused.stderr.starts_with(&format!(
+            "cfgctl: /cfgd/{}/config/db: does not match schema",
+            eu.namespace
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(etcd.revision().await, before, "nothing written");
+
+    // extends that cannot stand, and deleting an extended namespace.
+    base.run(&["ns", "set", "--extends", &eu.namespace])
+        .fails(2, "cycle");
+    base.run(&["ns", "set", "--extends", "missing-ns"])
+        .fails(2, "does not exist");
+    base.run(&["ns", "delete", "--yes"])
+        .fails(6, &format!("is extended by {}", prod.namespace));
+    base.run(&["ns", "delete"]).fails(2, "pass --yes");
+    assert_eq!(etcd.revision().await, before, "nothing written");
+}

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -539,4 +540,82 @@ async fn the_grpc_listener_serves_tls_with_the_https_certificate() {
             .await
             .is_err());
     }
+}
+
+/// A flag defined in a namespace that `prod` extends: flagd's sync and
+/// evaluation see it in `prod`, and a change to it reaches a sync stream
+/// of `prod`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_sync_and_evaluation_read_inherited_flags() {
+    use tokio_stream::StreamExt;
+    common::logs();
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let connect = |ns: &'static str| {
+        cfgd::Client::builder()
+            .endpoints(etcd.endpoints())
+            .namespace(ns)
+            .live(false)
+            .connect()
+    };
+    let global = connect("global").await.unwrap();
+    let flag = |on: bool| {
+        json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+               "defaultVariant": if on { "on" } else { "off" }})
+    };
+    global.set_flag("inherited", &flag(true)).await.unwrap();
+    // prod's own `checkout` stays prod's, whatever global says.
+    global.set_flag("checkout", &flag(false)).await.unwrap();
+    let prod = connect("prod").await.unwrap();
+    prod.set_meta(&cfgd::meta::Meta::default().with_extends(["global"]))
+        .await
+        .unwrap();
+    let (_server, grpc) = start(&etcd);
+    let url = format!("http://{grpc}");
+    let mut sync = wire::FlagSyncServiceClient::connect(url.clone())
+        .await
+        .unwrap();
+    let mut eval = wire::ServiceClient::connect(url).await.unwrap();
+    let all = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=prod"), None))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&all.get_ref().flag_configuration).unwrap();
+    assert_eq!(doc["flags"]["inherited"]["defaultVariant"], "on", "{doc}");
+    assert_eq!(doc["flags"]["checkout"]["defaultVariant"], "on", "{doc}");
+    let resolved = eval
+        .resolve_boolean(wire::ResolveBooleanRequest {
+            flag_key: "inherited".into(),
+            context: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resolved.value);
+
+    let mut stream = sync
+        .sync_flags(wire::SyncFlagsRequest {
+            provider_id: "rust-test".into(),
+            selector: "prod".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.flag_configuration.contains("inherited"));
+    common::etcdctl(
+        &etcd.endpoints_arg(),
+        &[
+            "put",
+            "/cfgd/global/flags/inherited",
+            &flag(false).to_string(),
+        ],
+    );
+    let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the change arrives")
+        .unwrap()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&next.flag_configuration).unwrap();
+    assert_eq!(doc["flags"]["inherited"]["defaultVariant"], "off", "{doc}");
 }

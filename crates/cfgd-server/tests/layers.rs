@@ -34,25 +34,57 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
     let [base, prod, eu] = ["base", "prod", "prod-eu"].map(common::namespace);
     let config = |ns: &str, name: &str| format!("/v1/namespaces/{ns}/config/{name}");
     put(&server, &config(&base, "shared"), r#"{"retries": 3}"#);
-    put(&server, &config(&base, "db"), r#"{"url": "postgres://base", "pool": {"size": 10, "idle": 2}}"#);
-    put(&server, &config(&base, "region"), r#"{"name": "any", "zone": "a"}"#);
+    put(
+        &server,
+        &config(&base, "db"),
+        r#"{"url": "postgres://base", "pool": {"size": 10, "idle": 2}}"#,
+    );
+    put(
+        &server,
+        &config(&base, "region"),
+        r#"{"name": "any", "zone": "a"}"#,
+    );
     put(
         &server,
         &format!("/v1/namespaces/{base}/flags/checkout"),
         r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#,
     );
-    put(&server, &format!("/v1/namespaces/{prod}/meta"), &json!({"extends": [base]}).to_string());
+    put(
+        &server,
+        &format!("/v1/namespaces/{prod}/meta"),
+        &json!({"extends": [base]}).to_string(),
+    );
     put(&server, &config(&prod, "db"), r#"{"pool": {"size": 40}}"#);
-    put(&server, &format!("/v1/namespaces/{eu}/meta"), &json!({"extends": [prod]}).to_string());
-    put(&server, &config(&eu, "region"), r#"{"name": "eu", "zone": {"$cfgd.unset": true}}"#);
+    put(
+        &server,
+        &format!("/v1/namespaces/{eu}/meta"),
+        &json!({"extends": [prod]}).to_string(),
+    );
+    put(
+        &server,
+        &config(&eu, "region"),
+        r#"{"name": "eu", "zone": {"$cfgd.unset": true}}"#,
+    );
 
     // Effective reads, and the own layer.
     let (status, db) = get(&server, &config(&eu, "db"));
     assert_eq!(status, 200, "{db}");
-    assert_eq!(db, json!({"url": "postgres://base", "pool": {"size": 40, "idle": 2}}));
-    assert_eq!(get(&server, &config(&eu, "region")).1, json!({"name": "eu"}));
-    assert_eq!(get(&server, &config(&eu, "shared")).1, json!({"retries": 3}));
-    assert_eq!(get(&server, &format!("{}?layer=own", config(&eu, "shared"))).0, 404);
+    assert_eq!(
+        db,
+        json!({"url": "postgres://base", "pool": {"size": 40, "idle": 2}})
+    );
+    assert_eq!(
+        get(&server, &config(&eu, "region")).1,
+        json!({"name": "eu"})
+    );
+    assert_eq!(
+        get(&server, &config(&eu, "shared")).1,
+        json!({"retries": 3})
+    );
+    assert_eq!(
+        get(&server, &format!("{}?layer=own", config(&eu, "shared"))).0,
+        404
+    );
     assert_eq!(
         get(&server, &format!("{}?layer=own", config(&eu, "region"))).1,
         json!({"name": "eu", "zone": {"$cfgd.unset": true}})
@@ -70,32 +102,62 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
         .map(|l| l["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(layers, [base.as_str(), prod.as_str(), eu.as_str()]);
-    assert_eq!(get(&server, &format!("{}?layer=sideways", config(&eu, "db"))).0, 400);
+    assert_eq!(
+        get(&server, &format!("{}?layer=sideways", config(&eu, "db"))).0,
+        400
+    );
 
     // A flag defined in base evaluates in prod-eu.
     let eval = http(
         &server,
         "POST",
         "/ofrep/v1/evaluate/flags/checkout",
-        &[OPS, ("X-Cfgd-Namespace", eu.as_str()), ("Content-Type", "application/json")],
+        &[
+            OPS,
+            ("X-Cfgd-Namespace", eu.as_str()),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"context": {}}"#,
     );
     assert_eq!(eval.status, 200, "{}", eval.body);
-    assert_eq!(serde_json::from_str::<Value>(&eval.body).unwrap()["value"], true);
+    assert_eq!(
+        serde_json::from_str::<Value>(&eval.body).unwrap()["value"],
+        true
+    );
 
     // An etcdctl write to base reaches a prod-eu stream; one that prod
     // shadows (pool.size) reaches nobody, so the next event is the one
     // after it.
-    let mut sse = Sse::open(&server, &format!("/v1/namespaces/{eu}/watch?prefix="), None);
+    let mut sse = Sse::open_as(
+        &server,
+        &format!("/v1/namespaces/{eu}/watch?prefix="),
+        None,
+        "ops-secret",
+    );
     let endpoints = etcd.endpoints_arg();
     common::etcdctl(
         &endpoints,
-        &["put", &format!("/cfgd/{base}/config/db"), r#"{"url":"postgres://base","pool":{"size":11,"idle":2}}"#],
+        &[
+            "put",
+            &format!("/cfgd/{base}/config/db"),
+            r#"{"url":"postgres://base","pool":{"size":11,"idle":2}}"#,
+        ],
     );
     let sent = Instant::now();
-    common::etcdctl(&endpoints, &["put", &format!("/cfgd/{base}/config/shared"), r#"{"retries":4}"#]);
+    common::etcdctl(
+        &endpoints,
+        &[
+            "put",
+            &format!("/cfgd/{base}/config/shared"),
+            r#"{"retries":4}"#,
+        ],
+    );
     let event = sse.next();
-    assert!(sent.elapsed() < Duration::from_secs(1), "arrived after {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "arrived after {:?}",
+        sent.elapsed()
+    );
     assert_eq!(event.data["name"], "shared");
     assert_eq!(event.data["value"], json!({"retries": 4}));
     assert_eq!(event.data["layer"], base.as_str());
@@ -105,7 +167,10 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     let event = sse.next();
     assert_eq!(event.data["name"], "db");
-    assert_eq!(event.data["value"], json!({"url": "postgres://base", "pool": {"size": 11, "idle": 2}}));
+    assert_eq!(
+        event.data["value"],
+        json!({"url": "postgres://base", "pool": {"size": 11, "idle": 2}})
+    );
     assert_eq!(event.data["layer"], prod.as_str());
 
     // extends that cannot stand: 400 invalid_meta, one line, nothing written.
@@ -114,14 +179,29 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
         (json!({"extends": [eu]}), "cycle"),
         (json!({"extends": ["nowhere"]}), "does not exist"),
     ] {
-        let reply = http(&server, "PUT", &format!("/v1/namespaces/{base}/meta"), &[ADMIN], &body.to_string());
+        let reply = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/{base}/meta"),
+            &[ADMIN],
+            &body.to_string(),
+        );
         assert_eq!(reply.status, 400, "{}", reply.body);
         let error: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(error["error"]["code"], "invalid_meta", "{error}");
-        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(says),
+            "{error}"
+        );
     }
     // And an unset marker with company.
-    let reply = http(&server, "PUT", &config(&eu, "x"), &[OPS], r#"{"$cfgd.unset": true, "y": 1}"#);
+    let reply = http(
+        &server,
+        "PUT",
+        &config(&eu, "x"),
+        &[OPS],
+        r#"{"$cfgd.unset": true, "y": 1}"#,
+    );
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.body.contains("invalid_unset"), "{}", reply.body);
     assert_eq!(etcd.revision().await, before);

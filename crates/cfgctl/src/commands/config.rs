@@ -16,13 +16,25 @@ pub(super) async fn get(
     name: &str,
     default: Option<String>,
     revision: Option<cfgd::Revision>,
-    entry: bool,
+    (entry, explain, own): (bool, bool, bool),
     out: &Printer,
 ) -> anyhow::Result<()> {
     let default = default.map(|d| parse_json("--default", &d)).transpose()?;
-    let found = match revision {
-        Some(r) => client.get_entry_at::<Value>(name, r).await?,
-        None => client.get_entry::<Value>(name).await?,
+    if explain {
+        let explained = client.explain(name).await?;
+        if explained.layers.iter().all(|l| l.value.is_none()) {
+            return Err(cfgd::Error::NotFound {
+                key: client.etcd_key(name)?,
+                revision: None,
+            }
+            .into());
+        }
+        return out.explained(&explained);
+    }
+    let found = match (revision, own) {
+        (Some(r), _) => client.get_entry_at::<Value>(name, r).await?,
+        (None, true) => client.get_own_entry(name).await?,
+        (None, false) => client.get_entry::<Value>(name).await?,
     };
     match (found, default) {
         (Some(e), _) if entry || out.is_table() => out.entry(&e),

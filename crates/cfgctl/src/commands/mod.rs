@@ -39,7 +39,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::Roles { namespace },
         }
         | Command::Ns {
-            command: NsCommand::Get { namespace } | NsCommand::Set { namespace, .. },
+            command:
+                NsCommand::Get { namespace }
+                | NsCommand::Set { namespace, .. }
+                | NsCommand::Layers { namespace }
+                | NsCommand::Delete { namespace, .. },
         } => namespace.as_deref(),
         _ => None,
     };
@@ -59,7 +63,19 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             default,
             revision,
             entry,
-        } => config::get(&client, &name, default, revision, entry, &out).await,
+            explain,
+            own,
+        } => {
+            config::get(
+                &client,
+                &name,
+                default,
+                revision,
+                (entry, explain, own),
+                &out,
+            )
+            .await
+        }
         Command::Set {
             name,
             value,

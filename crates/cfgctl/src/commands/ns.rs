@@ -18,14 +18,45 @@ pub(super) async fn exec(
 ) -> anyhow::Result<()> {
     match command {
         NsCommand::Get { .. } => out.document(&serde_json::to_value(client.meta().await?)?),
+        NsCommand::Layers { .. } => {
+            let layers = client.layers().await?;
+            let extended_by = client.descendants().await?;
+            out.document(&serde_json::json!({"layers": layers, "extended_by": extended_by}))
+        }
+        NsCommand::Delete { yes, .. } => {
+            if !yes {
+                return Err(Invalid(format!(
+                    "not deleted: this deletes every key of namespace {:?}, its audit trail included; pass --yes",
+                    client.namespace()
+                ))
+                .into());
+            }
+            let deleted = client.delete_namespace().await?;
+            eprintln!("deleted namespace {:?}: {deleted} keys", client.namespace());
+            Ok(())
+        }
         NsCommand::Set {
-            fractional, yes, ..
+            fractional,
+            extends,
+            yes,
+            ..
         } => {
+            if fractional.is_none() && extends.is_none() {
+                return Err(Invalid(
+                    "nothing to set: give --extends NS,NS and/or --fractional v2|v3".into(),
+                )
+                .into());
+            }
+            let mut current = client.meta().await?;
+            if let Some(extends) = extends {
+                let parents = extends.split(',').map(str::trim).filter(|p| !p.is_empty());
+                current = current.with_extends(parents);
+            }
             let Some(fractional) = fractional else {
-                return Err(Invalid("nothing to set: give --fractional v2|v3".into()).into());
+                let revision = client.set_meta(&current).await?;
+                return out.written("meta", revision, None);
             };
             let fractional: Bucketing = fractional.parse().map_err(Invalid)?;
-            let current = client.meta().await?;
             if current.fractional != fractional {
                 let moved = impact(client, current.fractional, fractional).await?;
                 if moved > 0 && !yes {

@@ -87,6 +87,7 @@ impl Client {
             if resp.succeeded() {
                 let revision = resp.header().map_or(0, |h| h.revision());
                 self.applied(&key, Some(bytes), revision);
+                self.relayered().await;
                 return Ok(revision);
             }
         }
@@ -127,6 +128,29 @@ impl Client {
             Some(etcd_client::TxnOpResponse::Delete(d)) => d.deleted(),
             _ => 0,
         })
+    }
+
+    /// After this client changed its own `extends`: a live one reads its
+    /// layers again before the write returns, so that its next read is
+    /// effective by the new line. Waits at most the request timeout; the
+    /// watch reads it again in any case.
+    async fn relayered(&self) {
+        let Some(live) = &self.state.live else {
+            return;
+        };
+        if !live.line_moved(&live.read()) {
+            return;
+        }
+        let mut loads = live.loads.subscribe();
+        loads.mark_unchanged();
+        self.state.link.hub().needs_load(live);
+        let within = self.state.etcd().request_timeout;
+        if tokio::time::timeout(within, loads.changed()).await.is_err() {
+            tracing::warn!(
+                namespace = self.namespace(),
+                "new layers not read in time; the watch reads them"
+            );
+        }
     }
 
     /// The key under `parent` that says this namespace extends it.

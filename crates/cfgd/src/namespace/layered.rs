@@ -236,7 +236,7 @@ impl LiveNamespace {
     /// Whether the settings the mirror holds now give this namespace other
     /// layers than it has, or need a namespace it has not read: then it
     /// must be read again.
-    pub(super) fn line_moved(&self, mirror: &Mirror) -> bool {
+    pub(crate) fn line_moved(&self, mirror: &Mirror) -> bool {
         let held: Vec<&str> = match mirror.layers.is_empty() {
             true => vec![&*self.name],
             false => mirror.layers.iter().map(|l| &*l.namespace).collect(),

@@ -94,6 +94,7 @@ impl LiveNamespace {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.complete_from(revision);
         self.publish(changes);
+        self.loads.send_modify(|n| *n += 1);
     }
 
     /// Loads a snapshot into an empty mirror (offline start).

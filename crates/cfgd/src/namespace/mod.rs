@@ -90,6 +90,8 @@ pub(crate) struct LiveNamespace {
     pub(crate) flags: arc_swap::ArcSwap<FlagSet>,
     /// Bumped after each rebuild of `flags`.
     pub(crate) flag_changes: watch::Sender<u64>,
+    /// Bumped after each full read is installed.
+    pub(crate) loads: watch::Sender<u64>,
     /// The namespace's JSON Schemas, compiled; rebuilt when one changes.
     pub(crate) schemas: arc_swap::ArcSwap<SchemaSet>,
     /// The namespace's policy; the default when none is stored.
@@ -170,6 +172,7 @@ impl LiveNamespace {
             defaults: Default::default(),
             flags: Default::default(),
             flag_changes: watch::channel(0).0,
+            loads: watch::channel(0).0,
             schemas: Default::default(),
             policy: Default::default(),
             meta: Default::default(),

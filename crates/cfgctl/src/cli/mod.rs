@@ -6,7 +6,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::exit::EXIT_CODES;
+
+mod groups;
+
 use crate::output::Format;
+pub(crate) use groups::*;
 
 #[derive(Parser)]
 #[command(
@@ -98,7 +102,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Print a value
     #[command(after_help = "Examples:\n  cfgctl -n prod get database.config\n  \
-        cfgctl get feature.limits --default '{\"max\":10}'")]
+        cfgctl get feature.limits --default '{\"max\":10}'\n  \
+        cfgctl -n prod-eu get database.config --explain   # where each field came from")]
     Get {
         /// Name of the value, e.g. database.config or payments/limits
         name: String,
@@ -111,6 +116,13 @@ pub(crate) enum Command {
         /// Print name, revision and version along with the value
         #[arg(long)]
         entry: bool,
+        /// In a namespace that extends others: each layer's value, and the
+        /// namespace every field of the effective value came from
+        #[arg(long, conflicts_with_all = ["revision", "entry", "own"])]
+        explain: bool,
+        /// Only this namespace's own layer, without what it inherits
+        #[arg(long, conflicts_with = "revision")]
+        own: bool,
     },
     /// Store a JSON value
     #[command(
@@ -343,199 +355,6 @@ pub(crate) enum Command {
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum ReleaseCommand {
-    /// Releases and reverts, newest first
-    List {
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// One release: its record, and what it changed
-    Show { id: String },
-    /// Restore every key of a release to its value before it, as a new
-    /// release (refused if any of them changed since)
-    Revert { id: String },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum PolicyCommand {
-    /// Print the policy (the default when none is stored)
-    Get,
-    /// Store the policy, after checking it
-    Set {
-        /// The policy (- for standard input)
-        #[arg(short = 'f', long, value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Delete the policy: nothing is protected any more
-    Delete,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum NsCommand {
-    /// Print a namespace's settings, with the defaults filled in
-    Get {
-        /// The namespace [default: -n]
-        namespace: Option<String>,
-    },
-    /// Change a namespace's settings; what is not given keeps its value
-    Set {
-        /// The namespace [default: -n]
-        namespace: Option<String>,
-        /// How fractional rollouts bucket: v2 (flagd's published hashing) or
-        /// v3 (flagd's hashing-consistency ADR)
-        #[arg(long, value_parser = ["v2", "v3"])]
-        fractional: Option<String>,
-        /// Write even when sample users change variant
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum AdminCommand {
-    /// Make the etcd roles and users of a namespace, and print them
-    Roles {
-        /// The namespace [default: -n]
-        namespace: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum SecretCommand {
-    /// Print a new random key file
-    Keygen,
-    /// Seal every secret of the namespace under the first key of --new-key,
-    /// compare-and-set on each; run it again to finish an interrupted one.
-    /// Give the key the secrets are under now with --secret-key-file
-    Rotate {
-        /// The new key file; its key seals, both open meanwhile
-        #[arg(long, value_name = "FILE")]
-        new_key: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum RequestCommand {
-    /// Open a request for a document of name → value (and flags); -m says why
-    Create {
-        /// A JSON object of name → value (- for standard input)
-        file: PathBuf,
-        /// A flagd document ({"flags": {...}}) to change in the same request
-        #[arg(long, value_name = "FILE")]
-        flags: Option<PathBuf>,
-    },
-    /// Requests, newest first
-    List {
-        /// open, merged, closed or all
-        #[arg(long, default_value = "open")]
-        state: String,
-        /// At most this many requests
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// One request, and what merging it would change now
-    Show { id: String },
-    /// Approve a request (not your own)
-    Approve { id: String },
-    /// Publish an approved request as one release
-    Merge { id: String },
-    /// Base a request on what is stored now (its approvals are dropped)
-    Rebase { id: String },
-    /// Close a request without merging it
-    Close { id: String },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum SchemaCommand {
-    /// Store the JSON Schema (draft 2020-12) that values matching PATTERN must pass
-    #[command(
-        after_help = "PATTERN is a name (database.config) or a prefix ending in * \
-        (payments/*, feature.*, * for every name); the most specific pattern governs a name.\n\
-        Refused when values already stored that it would govern fail it, unless --force.\n\n\
-        Example:\n  cfgctl -n prod schema set 'database.*' -f database.schema.json"
-    )]
-    Set {
-        pattern: String,
-        /// The schema (- for standard input)
-        #[arg(short = 'f', long, value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Print the schema stored for PATTERN
-    Get { pattern: String },
-    /// Print every schema, as an object of pattern → schema
-    List,
-    /// Delete the schema for PATTERN
-    Delete { pattern: String },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum FlagCommand {
-    /// Print every flag definition
-    List,
-    /// Print one flag definition
-    Get {
-        /// Flag name, e.g. new-checkout
-        name: String,
-    },
-    /// Store a flag definition from a file (- for standard input), after checking it
-    #[command(
-        after_help = "Example:\n  cfgctl flag set new-checkout -f new-checkout.json\n\n\
-        The file holds one flagd flag: {\"state\", \"variants\", \"defaultVariant\", \"targeting\", \"metadata\"}."
-    )]
-    Set {
-        name: String,
-        /// The definition file
-        #[arg(short, long, value_name = "FILE")]
-        file: PathBuf,
-        /// Only if the flag is still at this revision (0: only if absent)
-        #[arg(long, value_name = "N")]
-        if_revision: Option<i64>,
-    },
-    /// Set state to ENABLED
-    Enable { name: String },
-    /// Set state to DISABLED (evaluations then give the caller's default)
-    Disable { name: String },
-    /// Replace the targeting with a percentage split over the targeting key
-    #[command(after_help = "Example:\n  cfgctl flag rollout new-checkout --variant on=25,off=75")]
-    Rollout {
-        name: String,
-        /// VARIANT=WEIGHT pairs, comma separated
-        #[arg(
-            long = "variant",
-            value_delimiter = ',',
-            required = true,
-            value_name = "V=W"
-        )]
-        variants: Vec<String>,
-    },
-    /// Print every flag and the shared evaluators as one flagd document
-    Export,
-    /// Load a flagd document ({"flags": {...}, "$evaluators": {...}}), checked whole first
-    #[command(
-        after_help = "Every flag is checked before anything is written; only flags that differ are \
-        written, in transactions of at most 128, each refused if a flag moved since it was read \
-        (exit code 4). Flags the document does not name are kept."
-    )]
-    Import {
-        /// The flagd JSON file (- for standard input)
-        file: PathBuf,
-        /// Show what would change, write nothing
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Evaluate a flag as a service would, and print value, variant and reason
-    #[command(
-        after_help = "Example:\n  cfgctl flag eval new-checkout --context '{\"targetingKey\":\"u1\"}'"
-    )]
-    Eval {
-        name: String,
-        /// Evaluation context as a JSON object
-        #[arg(long, default_value = "{}")]
-        context: String,
     },
 }
 
