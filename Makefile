@@ -50,6 +50,7 @@ bench:
 	cargo build --release -p cfgctl
 	cargo bench -p cfgd-bench --bench export
 	cargo bench -p cfgd-bench --bench flag_eval
+	cargo bench -p cfgd-bench --bench layers
 	cargo bench -p cfgd-bench --bench report
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for

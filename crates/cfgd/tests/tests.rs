@@ -22,6 +22,8 @@ mod governance;
 
 mod layers;
 
+mod layers_chaos;
+
 mod live;
 
 mod properties;
