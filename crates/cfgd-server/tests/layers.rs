@@ -173,6 +173,31 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
     );
     assert_eq!(event.data["layer"], prod.as_str());
 
+    // A conditional write with the ETag of an inherited value goes to the
+    // own layer; a stale one is refused.
+    let read = http(&server, "GET", &config(&eu, "shared"), &[OPS], "");
+    let tag = read.header("etag").unwrap().to_owned();
+    let stale = http(
+        &server,
+        "PUT",
+        &config(&eu, "shared"),
+        &[OPS, ("If-Match", "\"1\"")],
+        r#"{"retries": 9}"#,
+    );
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    let fresh = http(
+        &server,
+        "PUT",
+        &config(&eu, "shared"),
+        &[OPS, ("If-Match", tag.as_str())],
+        r#"{"retries": 5}"#,
+    );
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert_eq!(
+        get(&server, &format!("{}?layer=own", config(&eu, "shared"))).1,
+        json!({"retries": 5})
+    );
+
     // extends that cannot stand: 400 invalid_meta, one line, nothing written.
     let before = etcd.revision().await;
     for (body, says) in [

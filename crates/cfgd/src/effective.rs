@@ -25,8 +25,8 @@ use crate::value::mentions_unset;
 /// The effective value of `name`, and the namespace of the top layer that
 /// gave it; `None` when no layer holds it or the last word is an unset.
 pub(crate) fn effective(layers: &[Layer], kind: Kind, name: &str) -> Option<(Stored, Arc<str>)> {
-    if matches!(kind, Kind::Meta | Kind::Children) {
-        let own = layers.last()?;
+    if matches!(kind, Kind::Meta | Kind::Children | Kind::Overlays) {
+        let own = crate::mirror::own_layer(layers)?;
         let stored = own.sections[kind.index()].entries.get(name)?;
         return Some((stored.clone(), own.namespace.clone()));
     }
@@ -48,7 +48,7 @@ pub(crate) fn effective(layers: &[Layer], kind: Kind, name: &str) -> Option<(Sto
             Some(top.clone())
         }
         Kind::Policy => joined_policy(&held),
-        Kind::Meta | Kind::Children => unreachable!("answered above"),
+        Kind::Meta | Kind::Children | Kind::Overlays => unreachable!("answered above"),
     }?;
     Some((made, top_ns.clone()))
 }

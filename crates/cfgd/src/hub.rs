@@ -328,7 +328,7 @@ async fn load_waiting(
         if !shared.start_load() {
             continue;
         }
-        match crate::namespace::read(etcd, shared.root(), &shared.name).await {
+        match crate::namespace::read(etcd, shared.root(), &shared.name, &shared.labels).await {
             Ok(read) => {
                 hub.activated(&shared, read);
                 shared.connected();

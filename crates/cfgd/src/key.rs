@@ -28,16 +28,21 @@ pub(crate) enum Kind {
     /// `{base}extended-by/{child}`, written with the child's settings: what
     /// lets a write here find the namespaces it reaches.
     Children,
+    /// Overlays for gray releases (see `overlays`): `{base}overlays/{o}/meta`
+    /// (the selector) and `{base}overlays/{o}/config/{name}`, named here
+    /// `{o}/meta` and `{o}/config/{name}`.
+    Overlays,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 6] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Config,
         Kind::Flags,
         Kind::Schemas,
         Kind::Policy,
         Kind::Meta,
         Kind::Children,
+        Kind::Overlays,
     ];
 
     /// Whether the kind is one key (named `""`) rather than a subtree.
@@ -53,6 +58,7 @@ impl Kind {
             Kind::Policy => "policy",
             Kind::Meta => "meta",
             Kind::Children => "extended-by",
+            Kind::Overlays => "overlays",
         }
     }
 
@@ -64,6 +70,7 @@ impl Kind {
             "policy" => Some(Kind::Policy),
             "meta" => Some(Kind::Meta),
             "extended-by" => Some(Kind::Children),
+            "overlays" => Some(Kind::Overlays),
             _ => None,
         }
     }

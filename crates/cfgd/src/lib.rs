@@ -25,6 +25,11 @@
 //!   ...); [`flags`] holds the evaluator itself. A namespace's settings
 //!   ([`meta`], [`Client::set_meta`]) choose how `fractional` buckets
 //!   ([`flags::Bucketing`]).
+//! - Layers: a namespace `extends` others ([`meta::Meta::extends`]) and
+//!   every read gives the effective value merged from them
+//!   ([`layers`] has the rules); [`Client::explain`] tells where each field
+//!   came from, [`Client::get_own_entry`] reads the own layer, and
+//!   [`Change::layer`] names the layer a change was written in.
 //! - Governance: [`Client::set_schema`] stores a JSON Schema for a name
 //!   pattern, and every write is checked against it
 //!   ([`Error::SchemaViolation`]); every write puts its [`audit`] record

@@ -31,6 +31,8 @@ pub(crate) struct LayerRead {
     /// Its etcd prefix, ending in `/`.
     pub(crate) base: String,
     pub(crate) entries: Vec<Named>,
+    /// An overlay this client's labels select, above the own layer.
+    pub(crate) overlay: bool,
 }
 
 impl Read {
@@ -128,10 +130,13 @@ impl Section {
 /// One layer of a layered namespace, as etcd holds it.
 #[derive(Clone)]
 pub(crate) struct Layer {
+    /// Its namespace; for an overlay, `{ns}@{overlay}`.
     pub(crate) namespace: Arc<str>,
     /// Its etcd prefix, ending in `/`.
     pub(crate) base: String,
     pub(crate) sections: [Section; Kind::ALL.len()],
+    /// An overlay above the own layer (which is the last that is not one).
+    pub(crate) overlay: bool,
 }
 
 impl Layer {
@@ -140,6 +145,7 @@ impl Layer {
             namespace,
             base,
             sections: Default::default(),
+            overlay: false,
         }
     }
 
@@ -151,6 +157,11 @@ impl Layer {
     pub(crate) fn section_mut(&mut self, kind: Kind) -> &mut Section {
         &mut self.sections[kind.index()]
     }
+}
+
+/// The namespace's own layer among `layers`: the last that is no overlay.
+pub(crate) fn own_layer(layers: &[Layer]) -> Option<&Layer> {
+    layers.iter().rev().find(|l| !l.overlay)
 }
 
 #[derive(Default)]
@@ -195,7 +206,7 @@ impl Mirror {
     /// The own layer's entries of `kind`: `sections` for a namespace that
     /// extends nothing.
     pub(crate) fn own(&self, kind: Kind) -> &Section {
-        match self.layers.last() {
+        match own_layer(&self.layers) {
             Some(own) => &own.sections[kind.index()],
             None => self.section(kind),
         }

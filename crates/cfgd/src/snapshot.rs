@@ -137,6 +137,7 @@ pub(crate) fn load(settings: &Settings) -> Result<Option<Read>> {
             base: format!("{}/{ns}/", settings.root),
             entries: parts.remove(&ns).unwrap_or_default(),
             namespace: ns.into(),
+            overlay: false,
         })
         .collect();
     Ok(Some(Read { revision, layers }))
@@ -182,9 +183,11 @@ pub(crate) fn encode(settings: &Settings, mirror: &Mirror) -> Vec<(String, Names
         let part = encode_sections(settings, &mirror.sections, revision);
         return vec![(settings.namespace.clone(), part)];
     }
+    // An overlay's keys are its namespace's own (`overlays/`): kept there.
     mirror
         .layers
         .iter()
+        .filter(|l| !l.overlay)
         .map(|l| {
             let part = encode_sections(settings, &l.sections, revision);
             (l.namespace.to_string(), part)

@@ -63,6 +63,7 @@ pub struct ClientBuilder {
     client_cert: Option<(PathBuf, PathBuf)>,
     secret_key_file: Option<PathBuf>,
     keyring: Option<Arc<Keyring>>,
+    labels: crate::overlays::Labels,
 }
 
 impl Default for ClientBuilder {
@@ -87,6 +88,7 @@ impl Default for ClientBuilder {
             client_cert: None,
             secret_key_file: None,
             keyring: None,
+            labels: Default::default(),
         }
     }
 }
@@ -249,6 +251,21 @@ impl ClientBuilder {
         self
     }
 
+    /// This client's labels (`region=eu,canary=true,instance=i-42`): the
+    /// overlays whose selector they match (and, with a `percent`, whose
+    /// share the `instance` label buckets into) lie above the namespace's
+    /// own layer in everything a live client reads ([`crate::overlays`]).
+    /// Without labels a client sees no overlay.
+    ///
+    /// ```
+    /// let labels: cfgd::overlays::Labels = "canary=true,instance=i-42".parse().unwrap();
+    /// let builder = cfgd::Client::builder().namespace("prod").labels(labels);
+    /// ```
+    pub fn labels(mut self, labels: crate::overlays::Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+
     /// Use `client`'s etcd connection and its one watch instead of opening
     /// new ones: for a process that reads several namespaces. Endpoints,
     /// user, root and timeouts then come from `client`; the namespace and
@@ -361,6 +378,7 @@ impl ClientBuilder {
             self.channel_capacity,
             Status::Connected { revision: 0 },
             state.link.keyring.clone(),
+            self.labels.clone(),
         ));
         if let Some(path) = &self.defaults_file {
             shared.defaults.store(Arc::new(defaults::read(path)?));
@@ -383,7 +401,8 @@ impl ClientBuilder {
         let deadline = tokio::time::Instant::now() + conn.connect_timeout();
         let online = async {
             let etcd = conn.etcd().await?;
-            let read = crate::namespace::read(&etcd.client, shared.root(), &shared.name);
+            let read =
+                crate::namespace::read(&etcd.client, shared.root(), &shared.name, &shared.labels);
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(loaded) => loaded.map_err(|e| conn.classify(e, &shared.base, None)),
                 Err(_) => Err(conn.silent()),
@@ -398,9 +417,10 @@ impl ClientBuilder {
                 hub.wait_for_watch(&shared, deadline).await;
             }
             (Err(e), Some(settings)) if e.is_unreachable() => {
-                let Some(read) = snapshot::load(settings)? else {
+                let Some(mut read) = snapshot::load(settings)? else {
                     return Err(e);
                 };
+                crate::namespace::with_overlays(&mut read.layers, &shared.labels);
                 let revision = read.revision;
                 tracing::warn!(error = %e, path = %settings.path.display(), "etcd unreachable; serving the snapshot");
                 shared.load_snapshot(read);

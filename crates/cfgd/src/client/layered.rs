@@ -257,6 +257,55 @@ impl Client {
         Ok(crate::policy::Policy::clone(&*self.current_policy().await?))
     }
 
+    /// In a layered namespace, a compare-and-set's `expected` names the
+    /// effective value's revision (what reads give, 0 for none); the write
+    /// goes to the own key, so this answers the own key's revision to
+    /// compare with, or [`Error::Conflict`] when the effective value is not
+    /// at `expected`. A namespace that extends nothing keeps `expected`.
+    pub(super) async fn own_expected(
+        &self,
+        key: &str,
+        name: &str,
+        expected: Revision,
+    ) -> Result<Revision> {
+        let revision = |s: Option<&Stored>| s.map_or(0, |s| s.revision);
+        let (current, own) = match &self.state.live {
+            // The revision reads gave: that of the last change to the
+            // effective value, which a merge of the layers cannot know.
+            Some(live) => {
+                let mirror = live.read();
+                if !mirror.is_layered() {
+                    return Ok(expected);
+                }
+                let current = revision(mirror.section(Kind::Config).entries.get(name));
+                (
+                    current,
+                    revision(mirror.own(Kind::Config).entries.get(name)),
+                )
+            }
+            None => {
+                let layers = self.layer_entries(Kind::Config, name).await?;
+                if layers.len() < 2 {
+                    return Ok(expected);
+                }
+                let current = effective::effective(&layers, Kind::Config, name);
+                let own = layers.last().and_then(|l| l.get(Kind::Config, name));
+                (
+                    revision(current.as_ref().map(|(s, _)| s)),
+                    revision(own.as_ref()),
+                )
+            }
+        };
+        if current != expected {
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                expected,
+                current,
+            });
+        }
+        Ok(own)
+    }
+
     /// The own layer's value of `name`, without what it inherits: what
     /// REST's `?layer=own` reads.
     pub async fn get_own_entry(&self, name: &str) -> Result<Option<Entry<Value>>> {

@@ -79,9 +79,12 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let bytes = value::encode(&key, value)?;
-        let schemas = self.schemas().await?;
-        self.unquoted(name, schemas.check(&key, name, &bytes))
-            .await?;
+        let expected = self.own_expected(&key, name, expected).await?;
+        if !self.check_reach(name, Some(&bytes), None).await? {
+            let schemas = self.schemas().await?;
+            self.unquoted(name, schemas.check(&key, name, &bytes))
+                .await?;
+        }
         self.put_if(key, bytes, expected, "set").await
     }
 
@@ -95,9 +98,12 @@ impl Client {
     ) -> Result<Revision> {
         let key = self.etcd_key(name)?;
         let (bytes, parsed) = value::compact_json(&key, json)?;
-        let schemas = self.schemas().await?;
-        self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
-            .await?;
+        let expected = self.own_expected(&key, name, expected).await?;
+        if !self.check_reach(name, Some(&bytes), None).await? {
+            let schemas = self.schemas().await?;
+            self.unquoted(name, schemas.check_parsed(&key, name, &parsed))
+                .await?;
+        }
         self.put_if(key, bytes, expected, "set").await
     }
 
@@ -114,6 +120,7 @@ impl Client {
     /// [`Error::Conflict`]. A key that is already gone is [`Error::NotFound`].
     pub async fn delete_if(&self, name: &str, expected: Revision) -> Result<Revision> {
         let key = self.etcd_key(name)?;
+        let expected = self.own_expected(&key, name, expected).await?;
         self.check_reach(name, None, None).await?;
         self.delete_key_if(key, expected, "delete").await
     }

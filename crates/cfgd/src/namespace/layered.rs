@@ -7,6 +7,7 @@ use super::*;
 use crate::effective;
 use crate::layers::{self, LayerError};
 use crate::mirror::{Layer, LayerRead, Read};
+use crate::overlays::{Labels, Overlay};
 
 /// The `extends` of a namespace read whole: none when it holds no
 /// settings, or settings that do not parse (logged where they are read).
@@ -43,6 +44,7 @@ pub(crate) async fn read(
     etcd: &etcd_client::Client,
     root: &str,
     namespace: &str,
+    labels: &Labels,
 ) -> std::result::Result<Read, etcd_client::Error> {
     let base = |ns: &str| format!("{root}{ns}/");
     let (revision, own) = crate::etcd::read_namespace(etcd, &base(namespace), None).await?;
@@ -63,15 +65,83 @@ pub(crate) async fn read(
         Some(reads.get(ns).map(|e| extends_in(e)).unwrap_or_default())
     })
     .unwrap_or_else(|_| vec![namespace.to_owned()]);
-    let layers = line
+    let mut layers: Vec<LayerRead> = line
         .into_iter()
         .map(|ns| LayerRead {
             entries: reads.remove(&ns).unwrap_or_default(),
             base: base(&ns),
             namespace: ns.into(),
+            overlay: false,
         })
         .collect();
+    with_overlays(&mut layers, labels);
     Ok(Read { revision, layers })
+}
+
+/// The overlays `labels` select among `overlays` (the own layer's
+/// `overlays/` keys, by name within it), in the order they lie, lowest
+/// first. One whose settings do not parse selects nobody.
+pub(crate) fn chosen<'a>(
+    overlays: impl Iterator<Item = (&'a str, &'a Stored)>,
+    labels: &Labels,
+) -> Vec<String> {
+    if labels.is_empty() {
+        return Vec::new();
+    }
+    let metas: Vec<(String, Overlay)> = overlays
+        .filter_map(|(name, stored)| {
+            let overlay = name.strip_suffix("/meta")?;
+            let text = std::str::from_utf8(&stored.raw).ok()?;
+            match Overlay::parse(text) {
+                Ok(parsed) => Some((overlay.to_owned(), parsed)),
+                Err(error) => {
+                    tracing::warn!(overlay, %error, "stored overlay settings unreadable; it selects nobody");
+                    None
+                }
+            }
+        })
+        .collect();
+    crate::overlays::selected(metas.iter().map(|(n, o)| (n.as_str(), o)), labels)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The name of overlay `overlay`'s layer in `namespace`.
+pub(crate) fn overlay_layer(namespace: &str, overlay: &str) -> String {
+    format!("{namespace}@{overlay}")
+}
+
+/// Puts the overlays `labels` select above the own layer (the last of
+/// `layers`), each made of the own layer's `overlays/{o}/config/` keys.
+pub(crate) fn with_overlays(layers: &mut Vec<LayerRead>, labels: &Labels) {
+    let Some(own) = layers.last() else { return };
+    let overlays = own
+        .entries
+        .iter()
+        .filter(|(kind, _, _)| *kind == Kind::Overlays)
+        .map(|(_, name, stored)| (&**name, stored));
+    let chosen = chosen(overlays, labels);
+    let mut above = Vec::with_capacity(chosen.len());
+    for overlay in chosen {
+        let prefix = format!("{overlay}/config/");
+        let entries = own
+            .entries
+            .iter()
+            .filter(|(kind, _, _)| *kind == Kind::Overlays)
+            .filter_map(|(_, name, stored)| {
+                let name = name.strip_prefix(&prefix)?;
+                Some((Kind::Config, Arc::from(name), stored.clone()))
+            })
+            .collect();
+        above.push(LayerRead {
+            namespace: overlay_layer(&own.namespace, &overlay).into(),
+            base: format!("{}overlays/{overlay}/", own.base),
+            entries,
+            overlay: true,
+        });
+    }
+    layers.extend(above);
 }
 
 impl LiveNamespace {
@@ -105,6 +175,7 @@ impl LiveNamespace {
         let mut layers = Vec::with_capacity(read.layers.len());
         for read in read.layers {
             let mut layer = Layer::new(read.namespace, read.base);
+            layer.overlay = read.overlay;
             for (section, name, stored) in self.ingest_all(&layer.base, read.entries) {
                 layer.section_mut(section).entries.insert(name, stored);
             }
@@ -130,44 +201,45 @@ impl LiveNamespace {
         next
     }
 
-    /// Applies one watch event to its layer; the change of the effective
-    /// value it makes, if any, and whether the namespace's line of layers
-    /// may have moved (a layer's settings changed).
-    pub(super) fn apply_to_layer(
-        &self,
-        mirror: &mut Mirror,
-        event: &Event,
-    ) -> (Option<Change>, bool) {
+    /// Applies one watch event to its layer (to each layer it is under:
+    /// an overlay's key is also its namespace's own); the changes of the
+    /// effective values it makes, and whether the namespace's line of
+    /// layers may have moved (a layer's settings or an overlay's changed).
+    pub(super) fn apply_to_layer(&self, mirror: &mut Mirror, event: &Event) -> (Vec<Change>, bool) {
+        let mut changes = Vec::new();
+        let mut moved = false;
         let Some(kv) = event.kv() else {
-            return (None, false);
+            return (changes, moved);
         };
-        let Some(at) = mirror
-            .layers
-            .iter()
-            .position(|l| kv.key().starts_with(l.base.as_bytes()))
-        else {
-            return (None, false);
-        };
-        let base = mirror.layers[at].base.clone();
-        let Some((section, name)) = key::split_key(&base, kv.key()) else {
-            return (None, false);
-        };
-        let name: Arc<str> = name.into();
         let revision = kv.mod_revision();
-        let layer = &mut mirror.layers[at];
-        let applied = match event.event_type() {
-            EventType::Put => {
-                let stored = self.ingest(&base, section, &name, Stored::from_etcd(kv));
-                layer.section_mut(section).put(&name, stored, true)
+        for at in 0..mirror.layers.len() {
+            if !kv.key().starts_with(mirror.layers[at].base.as_bytes()) {
+                continue;
             }
-            EventType::Delete => layer.section_mut(section).delete(&name, revision),
-        };
-        if !applied {
-            return (None, false);
+            let base = mirror.layers[at].base.clone();
+            let Some((section, name)) = key::split_key(&base, kv.key()) else {
+                continue;
+            };
+            let name: Arc<str> = name.into();
+            let layer = &mut mirror.layers[at];
+            let applied = match event.event_type() {
+                EventType::Put => {
+                    let stored = self.ingest(&base, section, &name, Stored::from_etcd(kv));
+                    layer.section_mut(section).put(&name, stored, true)
+                }
+                EventType::Delete => layer.section_mut(section).delete(&name, revision),
+            };
+            if !applied {
+                continue;
+            }
+            moved |= section == Kind::Meta
+                || (section == Kind::Overlays
+                    && name.ends_with("/meta")
+                    && !self.labels.is_empty());
+            let namespace = layer.namespace.clone();
+            changes.extend(Self::settle(mirror, section, &name, revision, namespace));
         }
-        let namespace = layer.namespace.clone();
-        let change = Self::settle(mirror, section, &name, revision, namespace);
-        (change, section == Kind::Meta)
+        (changes, moved)
     }
 
     /// A write this client made to its own layer, applied at once.
@@ -179,7 +251,7 @@ impl LiveNamespace {
         stored: Option<Stored>,
         revision: Revision,
     ) -> Option<Change> {
-        let own = mirror.layers.last_mut()?;
+        let own = mirror.layers.iter_mut().rev().find(|l| !l.overlay)?;
         let applied = match stored {
             Some(stored) => {
                 let stored = self.ingest(&own.base, section, name, stored);
@@ -249,9 +321,13 @@ impl LiveNamespace {
             };
             Some(meta.map_or_else(Vec::new, |s| Meta::from_stored("meta", &s.raw).extends))
         };
-        match chain(&self.name, extends) {
-            Ok(line) => line.iter().map(String::as_str).ne(held.iter().copied()),
-            Err(_) => true,
-        }
+        let mut line = match chain(&self.name, extends) {
+            Ok(line) => line,
+            Err(_) => return true,
+        };
+        let overlays = mirror.own(Kind::Overlays).entries.iter();
+        let chosen = chosen(overlays.map(|(n, s)| (&**n, s)), &self.labels);
+        line.extend(chosen.iter().map(|o| overlay_layer(&self.name, o)));
+        line.iter().map(String::as_str).ne(held.iter().copied())
     }
 }

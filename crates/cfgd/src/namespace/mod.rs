@@ -13,7 +13,7 @@ mod load;
 
 pub(crate) use hooks::{Callback, Hook};
 
-pub(crate) use layered::read;
+pub(crate) use layered::{read, with_overlays};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -84,6 +84,8 @@ pub(crate) struct LiveNamespace {
     /// The prefixes of its layers (just `base` unless it extends others):
     /// the keys whose watch events it takes.
     pub(crate) bases: arc_swap::ArcSwap<Vec<String>>,
+    /// The client's labels, which choose the overlays it sees.
+    pub(crate) labels: crate::overlays::Labels,
     /// The defaults file's values (empty without one).
     pub(crate) defaults: arc_swap::ArcSwap<Values>,
     /// The namespace's flags, compiled; rebuilt on every flag change.
@@ -158,11 +160,13 @@ impl LiveNamespace {
         capacity: usize,
         status: Status,
         keyring: Option<Arc<Keyring>>,
+        labels: crate::overlays::Labels,
     ) -> Self {
         let name = base.trim_end_matches('/').rsplit('/').next().unwrap_or("");
         LiveNamespace {
             name: name.into(),
             bases: arc_swap::ArcSwap::from_pointee(vec![base.clone()]),
+            labels,
             mirror: RwLock::new(Mirror::default()),
             changes: broadcast::channel(capacity).0,
             status: watch::channel(status).0,
@@ -439,8 +443,8 @@ impl LiveNamespace {
                 }
                 mirror.revision = mirror.revision.max(revision);
                 if mirror.is_layered() {
-                    let (change, settings) = self.apply_to_layer(&mut mirror, event);
-                    changes.extend(change);
+                    let (made, settings) = self.apply_to_layer(&mut mirror, event);
+                    changes.extend(made);
                     moved |= settings;
                     continue;
                 }
@@ -451,7 +455,8 @@ impl LiveNamespace {
                 let change = match event.event_type() {
                     EventType::Put => {
                         let stored = self.ingest(&self.base, section, &name, Stored::from_etcd(kv));
-                        moved |= section == Kind::Meta;
+                        moved |= section == Kind::Meta
+                            || (section == Kind::Overlays && !self.labels.is_empty());
                         let change = Change::put(section, name.clone(), false, &stored);
                         mirror.put(section, &name, stored, true);
                         change
@@ -577,7 +582,7 @@ impl LiveNamespace {
                     self.rebuild_flags();
                 }
             }
-            Kind::Config | Kind::Children => {}
+            Kind::Config | Kind::Children | Kind::Overlays => {}
         }
         self.registry.apply(&self.defaults.load(), &change);
     }
