@@ -2,9 +2,10 @@
 //! the labels a client declares, an overlay's settings, and which overlays
 //! a client sees.
 //!
-//! Like [`layers`](crate::layers), this is the rule on plain data: nothing
-//! here reads etcd or is wired into reads yet (the layers issue builds on
-//! it). An overlay `{"selector": {"canary": "true"}, "percent": 10}` is seen
+//! Like [`layers`](crate::layers), this is the rule on plain data; the
+//! client applies it ([`ClientBuilder::labels`](crate::ClientBuilder::labels),
+//! [`Client::get_entry_labeled`](crate::Client::get_entry_labeled),
+//! [`Client::promote_overlay`](crate::Client::promote_overlay)). An overlay `{"selector": {"canary": "true"}, "percent": 10}` is seen
 //! by a client whose labels include every pair of the selector and, with a
 //! `percent`, whose `instance` label falls in that share of buckets, the
 //! buckets of flagd's `fractional` ([`cfgd_flags::percent_bucket`]). A
@@ -129,6 +130,15 @@ impl fmt::Display for Labels {
         }
         Ok(())
     }
+}
+
+/// Checks an overlay's name: as a namespace's, `[a-z0-9][a-z0-9._-]{0,62}`.
+pub fn validate_overlay_name(name: &str) -> Result<(), OverlayError> {
+    crate::key::validate_namespace(name).map_err(|_| {
+        OverlayError(format!(
+            "overlay name {name:?}: 1 to 63 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
+        ))
+    })
 }
 
 /// An overlay's settings, stored at `{root}/{ns}/overlays/{overlay}/meta`.

@@ -24,6 +24,8 @@ mod layers;
 
 mod layers_chaos;
 
+mod overlays;
+
 mod live;
 
 mod properties;

@@ -44,6 +44,21 @@ pub struct ReleasePlan {
     pub(super) read: Vec<(String, Revision)>,
 }
 
+impl ReleasePlan {
+    /// A plan of `writes` made elsewhere (promoting an overlay).
+    pub(super) fn of(
+        writes: Vec<Write>,
+        changes: Vec<NamedDiff>,
+        read: Vec<(String, Revision)>,
+    ) -> Self {
+        ReleasePlan {
+            writes,
+            changes,
+            read,
+        }
+    }
+}
+
 /// A published release.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -372,7 +387,10 @@ impl Client {
     /// The etcd key of a name a release touched, and how diffs show it
     /// (flags as `flags/{name}`, beside config names).
     fn key_and_label(&self, name: &AuditName) -> (String, String) {
-        if name.kind == Kind::Flags.segment() {
+        if name.kind == Kind::Overlays.segment() {
+            let key = self.state.space.key_unchecked(Kind::Overlays, &name.name);
+            (key, format!("overlays/{}", name.name))
+        } else if name.kind == Kind::Flags.segment() {
             let key = self.state.space.key_unchecked(Kind::Flags, &name.name);
             (key, format!("flags/{}", name.name))
         } else {

@@ -87,6 +87,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::InvalidPolicy { .. }
         | Error::InvalidMeta { .. }
         | Error::InvalidUnset { .. }
+        | Error::InvalidOverlay { .. }
         | Error::Encode { .. }
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
@@ -121,6 +122,7 @@ pub(super) fn code(error: &Error) -> &'static str {
         Error::InvalidPolicy { .. } => "invalid_policy",
         Error::InvalidMeta { .. } => "invalid_meta",
         Error::InvalidUnset { .. } => "invalid_unset",
+        Error::InvalidOverlay { .. } => "invalid_overlay",
         Error::Extended { .. } => "extended",
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => "too_large",
         Error::SchemaViolation { .. } => "schema_violation",

@@ -182,6 +182,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An overlay's name or settings that cannot be stored.
+    #[error("{key}: invalid overlay: {reason}")]
+    InvalidOverlay {
+        /// The etcd key of the overlay's settings.
+        key: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+
     /// Deleting a namespace that others extend: they would lose their
     /// layer. Change their `extends` first.
     #[error("namespace {namespace:?} is extended by {}: change their extends first", by.join(", "))]

@@ -13,7 +13,7 @@ mod load;
 
 pub(crate) use hooks::{Callback, Hook};
 
-pub(crate) use layered::{read, with_overlays};
+pub(crate) use layered::{chosen, overlay_layer, read, with_overlays};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
