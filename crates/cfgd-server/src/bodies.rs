@@ -19,6 +19,18 @@ pub(crate) struct ErrorBody {
     pub(crate) error: ErrorDetail,
 }
 
+/// An overlay's settings: who sees it.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // describes the body; the handler reads it as text
+pub(crate) struct OverlaySettings {
+    /// Labels a client must all have.
+    pub(crate) selector: std::collections::BTreeMap<String, String>,
+    /// Of the clients the selector takes, the share (0 to 100) whose
+    /// `instance` label buckets below it.
+    #[schema(minimum = 0, maximum = 100)]
+    pub(crate) percent: Option<u8>,
+}
+
 /// The error of an [`ErrorBody`].
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {

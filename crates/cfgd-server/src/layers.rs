@@ -11,6 +11,26 @@ use super::rest::{json_response, not_found, value_response};
 use super::AppState;
 use crate::params::{LayerChoice, LayerQuery};
 
+/// A read as a client with `labels` sees it: the overlays they select
+/// laid over the effective value.
+pub(super) async fn labeled(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+    labels: &cfgd::overlays::Labels,
+) -> Result<Response, ApiError> {
+    let client = state.authorized(headers, ns, Scope::Read).await?;
+    let entry = client
+        .get_entry_labeled(name, labels)
+        .await?
+        .ok_or_else(|| not_found(client.etcd_key(name)))?;
+    if entry.secret {
+        state.may_read_secrets(headers, ns, name)?;
+    }
+    value_response(headers, &entry)
+}
+
 pub(super) async fn read(
     state: &AppState,
     ns: &str,

@@ -29,6 +29,7 @@ mod meta;
 mod metrics;
 mod observe;
 mod ofrep;
+mod overlays;
 mod params;
 mod releases;
 mod requests;

@@ -27,6 +27,41 @@ pub(crate) struct NamePath {
     pub(crate) name: String,
 }
 
+/// `{ns}` and `{overlay}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct OverlayPath {
+    #[param(value_type = cfgd::openapi::Namespace)]
+    pub(crate) ns: String,
+    /// The overlay's name: as a namespace's.
+    #[param(value_type = cfgd::openapi::Namespace)]
+    pub(crate) overlay: String,
+}
+
+/// `{ns}`, `{overlay}` and `{name}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct OverlayNamePath {
+    #[param(value_type = cfgd::openapi::Namespace)]
+    pub(crate) ns: String,
+    /// The overlay's name: as a namespace's.
+    #[param(value_type = cfgd::openapi::Namespace)]
+    pub(crate) overlay: String,
+    #[param(value_type = cfgd::openapi::Name)]
+    pub(crate) name: String,
+}
+
+/// `X-Cfgd-Labels` on a read: the client's labels, which choose the
+/// overlays it sees.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub(crate) struct LabelsHeader {
+    /// `key=value` pairs, comma separated: `region=eu,canary=true,instance=i-42`.
+    #[param(rename = "X-Cfgd-Labels", nullable = false)]
+    #[serde(rename = "X-Cfgd-Labels")]
+    pub(crate) labels: Option<String>,
+}
+
 /// `{ns}` and `{id}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

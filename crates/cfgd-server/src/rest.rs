@@ -186,7 +186,7 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
-    params(crate::params::NamePath, crate::params::ReadPreconditions, crate::params::LayerQuery),
+    params(crate::params::NamePath, crate::params::ReadPreconditions, crate::params::LayerQuery, crate::params::LabelsHeader),
     responses(
         (status = 200, description = "The value (its effective value in a namespace that extends others; with explain, a LayersAnswer)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
         (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
@@ -201,6 +201,10 @@ pub(super) async fn get_config(
 ) -> Result<Response, ApiError> {
     if query.explain || query.layer == Some(crate::params::LayerChoice::Own) {
         return crate::layers::read(&state, &ns, &name, &headers, &query).await;
+    }
+    let labels = crate::overlays::labels(&headers)?;
+    if !labels.is_empty() {
+        return crate::layers::labeled(&state, &ns, &name, &headers, &labels).await;
     }
     get_in(Section::Config, &state, &ns, &name, &headers).await
 }

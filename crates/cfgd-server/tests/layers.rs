@@ -231,3 +231,104 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
     assert!(reply.body.contains("invalid_unset"), "{}", reply.body);
     assert_eq!(etcd.revision().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlays_over_http_gray_release_by_label_then_promote() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    let server = start(&etcd);
+    let ns = common::namespace("gray");
+    let base = format!("/v1/namespaces/{ns}");
+    put(
+        &server,
+        &format!("{base}/config/limits"),
+        r#"{"max": 10, "burst": 2}"#,
+    );
+    put(&server, &format!("{base}/config/old"), "true");
+    put(
+        &server,
+        &format!("{base}/overlays/canary"),
+        r#"{"selector": {"canary": "true"}}"#,
+    );
+    put(
+        &server,
+        &format!("{base}/overlays/canary/config/limits"),
+        r#"{"max": 50}"#,
+    );
+    put(
+        &server,
+        &format!("{base}/overlays/canary/config/old"),
+        r#"{"$cfgd.unset": true}"#,
+    );
+    let read = |labels: Option<&str>, name: &str| {
+        let mut headers = vec![OPS];
+        if let Some(labels) = labels {
+            headers.push(("X-Cfgd-Labels", labels));
+        }
+        let reply = http(
+            &server,
+            "GET",
+            &format!("{base}/config/{name}"),
+            &headers,
+            "",
+        );
+        (
+            reply.status,
+            serde_json::from_str::<Value>(&reply.body).unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(
+        read(Some("canary=true,region=eu"), "limits").1,
+        json!({"max": 50, "burst": 2})
+    );
+    assert_eq!(
+        read(Some("region=eu"), "limits").1,
+        json!({"max": 10, "burst": 2})
+    );
+    assert_eq!(read(None, "limits").1, json!({"max": 10, "burst": 2}));
+    assert_eq!(read(Some("canary=true"), "old").0, 404, "a gray deletion");
+    assert_eq!(read(None, "old").1, json!(true));
+    assert_eq!(
+        read(Some("canary"), "limits").0,
+        400,
+        "labels are key=value"
+    );
+    let bad = http(
+        &server,
+        "PUT",
+        &format!("{base}/overlays/x"),
+        &[OPS],
+        r#"{"percent": 200}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("invalid_overlay"), "{}", bad.body);
+
+    let (status, listed) = get(&server, &format!("{base}/overlays"));
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed[0]["name"], "canary");
+    assert_eq!(listed[0]["values"]["limits"], json!({"max": 50}));
+
+    let promoted = http(
+        &server,
+        "POST",
+        &format!("{base}/overlays/canary/promote"),
+        &[OPS],
+        "",
+    );
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    let id = serde_json::from_str::<Value>(&promoted.body).unwrap()["id"].clone();
+    let (_, releases) = get(&server, &format!("{base}/releases"));
+    assert_eq!(releases[0]["id"], id, "{releases}");
+    assert_eq!(releases[0]["action"], "release.promote");
+    assert_eq!(read(None, "limits").1, json!({"max": 50, "burst": 2}));
+    assert_eq!(read(None, "old").0, 404);
+    assert_eq!(get(&server, &format!("{base}/overlays")).1, json!([]));
+    let again = http(
+        &server,
+        "POST",
+        &format!("{base}/overlays/canary/promote"),
+        &[OPS],
+        "",
+    );
+    assert_eq!(again.status, 404, "{}", again.body);
+}

@@ -33,6 +33,7 @@ fn concrete(path: &str) -> String {
         .replace("{*pattern}", "db.*")
         .replace("{id}", "r1")
         .replace("{step}", "approve")
+        .replace("{overlay}", "canary")
         .replace("{name}", "beta")
         .replace("{key}", "beta")
         .replace("{file}", "app.js");

@@ -66,7 +66,9 @@ use Scope::{Admin, Read, Write};
 
 use crate::auth::Scope;
 use crate::state::AppState;
-use crate::{audit, diff, meta, observe, ofrep, releases, requests, rest, schemas, sse, ui};
+use crate::{
+    audit, diff, meta, observe, ofrep, overlays, releases, requests, rest, schemas, sse, ui,
+};
 
 /// Every route of the router.
 pub const ROUTES: &[Route] = &[
@@ -148,6 +150,33 @@ pub const ROUTES: &[Route] = &[
     route("PUT", "/v1/namespaces/{ns}/meta", Ns(Admin), || {
         put(meta::put_meta)
     }),
+    route("GET", "/v1/namespaces/{ns}/overlays", Ns(Read), || {
+        get(overlays::list)
+    }),
+    route(
+        "PUT",
+        "/v1/namespaces/{ns}/overlays/{overlay}",
+        Ns(Write),
+        || put(overlays::put_settings),
+    ),
+    route(
+        "DELETE",
+        "/v1/namespaces/{ns}/overlays/{overlay}",
+        Ns(Write),
+        || delete(overlays::abandon),
+    ),
+    route(
+        "PUT",
+        "/v1/namespaces/{ns}/overlays/{overlay}/config/{*name}",
+        Ns(Write),
+        || put(overlays::put_value),
+    ),
+    route(
+        "POST",
+        "/v1/namespaces/{ns}/overlays/{overlay}/promote",
+        Ns(Write),
+        || post(overlays::promote),
+    ),
     route("GET", "/v1/namespaces/{ns}/policy", Ns(Read), || {
         get(requests::get_policy)
     }),
