@@ -19,17 +19,61 @@ pub(crate) struct ErrorBody {
     pub(crate) error: ErrorDetail,
 }
 
-/// An overlay's settings: who sees it.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)] // describes the body; the handler reads it as text
-pub(crate) struct OverlaySettings {
-    /// Labels a client must all have.
-    pub(crate) selector: std::collections::BTreeMap<String, String>,
-    /// Of the clients the selector takes, the share (0 to 100) whose
-    /// `instance` label buckets below it.
-    #[schema(minimum = 0, maximum = 100)]
-    pub(crate) percent: Option<u8>,
+/// An overlay's settings: who sees it. A selector of at least one label,
+/// a percent, or both; nothing else.
+pub(crate) struct OverlaySettings;
+
+/// A label's key and value, as `cfgd::overlays::Labels` takes them.
+pub(crate) const LABEL_KEY: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+pub(crate) const LABEL_VALUE: &str = "^[A-Za-z0-9._-]{0,63}$";
+
+impl utoipa::PartialSchema for OverlaySettings {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+        let string = |pattern: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+        };
+        let selector = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some("Labels a client must all have: key → value"))
+                .min_properties(Some(1))
+                .property_names(Some(string(LABEL_KEY)))
+                .additional_properties(Some(string(LABEL_VALUE)))
+        };
+        let percent = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(
+                    "Of the clients the selector takes, the share (0 to 100) whose instance label buckets below it",
+                ))
+                .minimum(Some(0))
+                .maximum(Some(100))
+        };
+        let with = |required: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("selector", selector())
+                .property("percent", percent())
+                .required(required)
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ))
+        };
+        let any = AnyOfBuilder::new()
+            .description(Some(
+                "An overlay's settings: a selector, a percent, or both",
+            ))
+            .item(with("selector"))
+            .item(with("percent"))
+            .build();
+        Schema::AnyOf(any).into()
+    }
 }
+
+impl ToSchema for OverlaySettings {}
 
 /// The error of an [`ErrorBody`].
 #[derive(Serialize, ToSchema)]

@@ -35,7 +35,10 @@ pub(super) async fn get_meta(
     put, path = "/v1/namespaces/{ns}/meta", tag = "governance", operation_id = "putMeta",
     params(crate::params::NsPath, crate::params::Message),
     request_body(content = cfgd::meta::Meta, content_type = "application/json"),
-    responses((status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))))
+    responses(
+        (status = 200, description = "Stored", body = crate::bodies::Written, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 409, description = "extends cannot stand with what etcd holds: a missing namespace, itself, a cycle, more than 8 levels", body = crate::bodies::ErrorBody),
+    )
 )]
 pub(super) async fn put_meta(
     State(state): State<Arc<AppState>>,

@@ -59,7 +59,12 @@ pub(super) async fn list(
     put, path = "/v1/namespaces/{ns}/overlays/{overlay}", tag = "overlays", operation_id = "putOverlay",
     params(crate::params::OverlayPath),
     request_body(content = crate::bodies::OverlaySettings, content_type = "application/json"),
-    responses((status = 200, description = "Stored", body = crate::bodies::Written))
+    responses((status = 200, description = "Stored", body = crate::bodies::Written,
+        links(
+            ("putOverlayValue" = (operation_id = "putOverlayValue", parameters(("ns" = "$request.path.ns"), ("overlay" = "$request.path.overlay")))),
+            ("promoteOverlay" = (operation_id = "promoteOverlay", parameters(("ns" = "$request.path.ns"), ("overlay" = "$request.path.overlay")))),
+            ("abandonOverlay" = (operation_id = "abandonOverlay", parameters(("ns" = "$request.path.ns"), ("overlay" = "$request.path.overlay")))),
+        )))
 )]
 pub(super) async fn put_settings(
     State(state): State<Arc<AppState>>,

@@ -56,8 +56,13 @@ pub(crate) struct OverlayNamePath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub(crate) struct LabelsHeader {
-    /// `key=value` pairs, comma separated: `region=eu,canary=true,instance=i-42`.
-    #[param(rename = "X-Cfgd-Labels", nullable = false)]
+    /// `key=value` pairs, comma separated, each key once:
+    /// `region=eu,canary=true,instance=i-42`.
+    #[param(
+        rename = "X-Cfgd-Labels",
+        nullable = false,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63})*$"
+    )]
     #[serde(rename = "X-Cfgd-Labels")]
     pub(crate) labels: Option<String>,
 }

@@ -198,7 +198,8 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
         json!({"retries": 5})
     );
 
-    // extends that cannot stand: 400 invalid_meta, one line, nothing written.
+    // extends that cannot stand: 409 invalid_extends, one line, nothing
+    // written (the body is well formed; what etcd holds refuses it).
     let before = etcd.revision().await;
     for (body, says) in [
         (json!({"extends": [eu]}), "cycle"),
@@ -211,9 +212,9 @@ async fn a_chain_reads_effective_explains_and_streams_over_http() {
             &[ADMIN],
             &body.to_string(),
         );
-        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(reply.status, 409, "{}", reply.body);
         let error: Value = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(error["error"]["code"], "invalid_meta", "{error}");
+        assert_eq!(error["error"]["code"], "invalid_extends", "{error}");
         assert!(
             error["error"]["message"].as_str().unwrap().contains(says),
             "{error}"

@@ -104,6 +104,17 @@ impl Meta {
 
     /// Reads settings from JSON text; `key` names them in the error.
     pub(crate) fn parse(key: &str, json: &[u8]) -> Result<Meta> {
+        let meta = Self::parse_fields(key, json)?;
+        for parent in &meta.extends {
+            crate::key::validate_namespace(parent).map_err(|e| Error::InvalidMeta {
+                key: key.to_owned(),
+                reason: format!("extends: {e}"),
+            })?;
+        }
+        Ok(meta)
+    }
+
+    fn parse_fields(key: &str, json: &[u8]) -> Result<Meta> {
         let invalid = |reason: String| Error::InvalidMeta {
             key: key.to_owned(),
             reason,

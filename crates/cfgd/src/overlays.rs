@@ -168,7 +168,7 @@ impl Overlay {
         };
         // Checked here rather than by serde, to name the number.
         let percent = match fields.remove("percent") {
-            None | Some(serde_json::Value::Null) => None,
+            None => None,
             Some(n) => match n.as_f64() {
                 Some(p) if p.fract() == 0.0 && (0.0..=100.0).contains(&p) => Some(p as u8),
                 _ => {
@@ -178,6 +178,14 @@ impl Overlay {
                 }
             },
         };
+        if fields
+            .get("selector")
+            .is_some_and(|s| s.as_object().is_some_and(|m| m.is_empty()))
+        {
+            return Err(OverlayError(
+                "selector: give at least one label, or leave it out".into(),
+            ));
+        }
         let mut overlay: Overlay = serde_json::from_value(serde_json::Value::Object(fields))
             .map_err(|e| OverlayError(e.to_string()))?;
         overlay.percent = percent;

@@ -236,8 +236,8 @@ async fn extends_that_cannot_stand_is_refused_and_nothing_is_written() {
     let [base, _, eu] = chain(&etcd).await;
     let base_c = direct(&etcd, &base).await;
     let refused = |result: cfgd::Result<i64>| match result {
-        Err(e @ Error::InvalidMeta { .. }) => e.to_string(),
-        other => panic!("expected invalid_meta, got {other:?}"),
+        Err(e @ Error::InvalidExtends { .. }) => e.to_string(),
+        other => panic!("expected invalid_extends, got {other:?}"),
     };
     // A cycle: base would extend its own grandchild.
     let cycle = refused(

@@ -73,7 +73,7 @@ impl Client {
             // One deleted since `extends` was checked: an empty layer.
             Some(known.get(ns).cloned().flatten().unwrap_or_default())
         };
-        crate::layers::linearize(self.namespace(), extends).map_err(|e| Error::InvalidMeta {
+        crate::layers::linearize(self.namespace(), extends).map_err(|e| Error::InvalidExtends {
             key: self.state.space.key_unchecked(Kind::Meta, ""),
             reason: e.to_string(),
         })

@@ -35,12 +35,12 @@ impl Client {
     /// ```
     ///
     /// `extends` is checked against etcd first
-    /// ([`Error::InvalidMeta`], nothing written): every parent must exist,
+    /// ([`Error::InvalidExtends`], nothing written): every parent must exist,
     /// and the namespaces it leads to must make no cycle and be at most
     /// [`MAX_DEPTH`](crate::layers::MAX_DEPTH) levels deep.
     pub async fn set_meta(&self, meta: &Meta) -> Result<Revision> {
         let key = self.meta_key();
-        let invalid = |reason: String| Error::InvalidMeta {
+        let invalid = |reason: String| Error::InvalidExtends {
             key: key.clone(),
             reason,
         };

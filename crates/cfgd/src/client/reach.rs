@@ -146,7 +146,7 @@ impl Client {
             known.insert(ns, extends);
         }
         crate::layers::linearize(namespace, |ns| known.get(ns).cloned()).map_err(|e| {
-            Error::InvalidMeta {
+            Error::InvalidExtends {
                 key: format!("{}/{namespace}/meta", self.state.etcd().root),
                 reason: e.to_string(),
             }

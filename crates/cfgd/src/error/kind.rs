@@ -14,7 +14,9 @@ pub enum ErrorKind {
     TooLarge,
     /// A value that fails the JSON Schema of its name.
     SchemaViolation,
-    /// A schema that values already stored would fail.
+    /// What is stored conflicts with it: a schema that values already
+    /// stored would fail, or `extends` that names a missing namespace or
+    /// makes a cycle.
     SchemaConflict,
     /// TLS settings or files that cannot be used.
     Tls,
@@ -93,7 +95,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::NotLive { .. } => K::InvalidInput,
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => K::TooLarge,
         Error::SchemaViolation { .. } => K::SchemaViolation,
-        Error::SchemaConflict { .. } => K::SchemaConflict,
+        Error::SchemaConflict { .. } | Error::InvalidExtends { .. } => K::SchemaConflict,
         Error::Tls { .. } => K::Tls,
         Error::NotFound { .. } => K::NotFound,
         Error::Conflict { .. } => K::Conflict,
@@ -122,6 +124,7 @@ pub(super) fn code(error: &Error) -> &'static str {
         Error::InvalidPolicy { .. } => "invalid_policy",
         Error::InvalidMeta { .. } => "invalid_meta",
         Error::InvalidUnset { .. } => "invalid_unset",
+        Error::InvalidExtends { .. } => "invalid_extends",
         Error::InvalidOverlay { .. } => "invalid_overlay",
         Error::Extended { .. } => "extended",
         Error::TooLarge { .. } | Error::ReleaseTooLarge { .. } => "too_large",

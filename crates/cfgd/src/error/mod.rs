@@ -182,6 +182,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// `extends` that cannot stand with the namespaces etcd holds: a parent
+    /// that does not exist, the namespace itself, a cycle, more than
+    /// [`MAX_DEPTH`](crate::layers::MAX_DEPTH) levels. Nothing is written.
+    #[error("{key}: extends refused: {reason}")]
+    InvalidExtends {
+        /// The etcd key of the settings.
+        key: String,
+        /// What is wrong, naming the namespaces.
+        reason: String,
+    },
+
     /// An overlay's name or settings that cannot be stored.
     #[error("{key}: invalid overlay: {reason}")]
     InvalidOverlay {
