@@ -385,7 +385,14 @@ fn main() {
             let (r, p, c) = (&l["reads"], &l["propagation"], &l["loading"]);
             writeln!(md, "| measure | flat | three-level chain | ratio | target |\n| --- | ---: | ---: | ---: | --- |").unwrap();
             writeln!(md, "| cached `get::<Value>` of a value merged from 3 layers (median of 31 batches) | {:.1} ns | {:.1} ns | {:.2} | ≤ 1.1 |", f(&r["get_flat_ns"]), f(&r["get_layered_ns"]), f(&r["get_ratio"])).unwrap();
-            writeln!(md, "| `Live::get` of it | {:.1} ns | {:.1} ns | {:.2} | ≤ 1.1 |", f(&r["live_flat_ns"]), f(&r["live_layered_ns"]), f(&r["live_ratio"])).unwrap();
+            writeln!(
+                md,
+                "| `Live::get` of it | {:.1} ns | {:.1} ns | {:.2} | ≤ 1.1 |",
+                f(&r["live_flat_ns"]),
+                f(&r["live_layered_ns"]),
+                f(&r["live_ratio"])
+            )
+            .unwrap();
             writeln!(md, "| a change reaching 1,000 `on_change` subscribers, p99 (flat: of one namespace; chain: a parent's, 10 in each of 100 children) | {} ms | {} ms | {:.2} | ≤ 1.5 |", p["flat_p99_ms"], p["layered_p99_ms"], f(&p["p99_ratio"])).unwrap();
             writeln!(md, "| connect, {} names (chain: all in the base, a tenth overridden field by field in each level above), median of 7 | {:.1} ms | {:.1} ms | {:.2} | ≤ 1.5 |", c["names"], f(&c["flat_ms"]), f(&c["layered_ms"]), f(&c["ratio"])).unwrap();
             results.insert("layers".into(), l);

@@ -1792,3 +1792,53 @@ async fn layers_from_the_terminal() {
     base.run(&["ns", "delete"]).fails(2, "pass --yes");
     assert_eq!(etcd.revision().await, before, "nothing written");
 }
+
+/// A gray release from the terminal: `overlay set`, `put`, `get --labels`,
+/// `list`, `promote` (one release), `abandon`, and bad settings refused.
+#[tokio::test]
+async fn overlays_from_the_terminal() {
+    let etcd = EtcdCluster::single();
+    let ctl = Ctl::new(&etcd, "gray");
+    ctl.run(&["set", "limits", r#"{"max": 10, "burst": 2}"#])
+        .ok();
+    ctl.run(&["overlay", "set", "canary", "--selector", "canary=true"])
+        .ok();
+    ctl.run(&["overlay", "put", "canary", "limits", r#"{"max": 50}"#])
+        .ok();
+    let seen = ctl.run(&["get", "limits", "--labels", "canary=true", "-o", "json"]);
+    assert_eq!(seen.ok().json(), json!({"max": 50, "burst": 2}));
+    let plain = ctl.run(&["get", "limits", "--labels", "region=eu", "-o", "json"]);
+    assert_eq!(plain.ok().json(), json!({"max": 10, "burst": 2}));
+    let listed = ctl.run(&["overlay", "list", "-o", "json"]).ok().json();
+    assert_eq!(listed[0]["settings"]["selector"], json!({"canary": "true"}));
+
+    let before = etcd.revision().await;
+    ctl.run(&["overlay", "set", "x", "--percent", "101"])
+        .fails(2, "percent 101");
+    ctl.run(&["overlay", "set", "x"])
+        .fails(2, "give a selector, a percent or both");
+    ctl.run(&["overlay", "set", "Bad", "--percent", "5"])
+        .fails(2, "overlay name");
+    ctl.run(&["overlay", "put", "nope", "limits", "1"])
+        .fails(3, "not found");
+    ctl.run(&["get", "limits", "--labels", "canary"])
+        .fails(2, "give key=value");
+    assert_eq!(etcd.revision().await, before, "nothing written");
+
+    let promoted = ctl.run(&["overlay", "promote", "canary"]);
+    assert!(
+        promoted.ok().stderr.contains("release"),
+        "{}",
+        promoted.stderr
+    );
+    assert_eq!(
+        ctl.run(&["get", "limits", "-o", "json"]).ok().json(),
+        json!({"max": 50, "burst": 2})
+    );
+    assert_eq!(
+        ctl.run(&["overlay", "list", "-o", "json"]).ok().json(),
+        json!([])
+    );
+    ctl.run(&["overlay", "abandon", "canary"])
+        .fails(3, "not found");
+}

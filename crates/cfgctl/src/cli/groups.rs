@@ -223,3 +223,31 @@ pub(crate) enum FlagCommand {
         context: String,
     },
 }
+
+#[derive(Subcommand)]
+pub(crate) enum OverlayCommand {
+    /// Create an overlay, or change who sees it
+    Set {
+        overlay: String,
+        /// Labels a client must all have: k=v,k=v
+        #[arg(long, value_name = "K=V,K=V")]
+        selector: Option<String>,
+        /// Of those, the share (0-100) whose instance label buckets below it
+        #[arg(long, value_name = "N")]
+        percent: Option<u8>,
+    },
+    /// Store a value in an overlay ({"$cfgd.unset": true} hides the name from its clients)
+    Put {
+        overlay: String,
+        name: String,
+        /// The JSON value
+        #[arg(value_name = "JSON")]
+        value: String,
+    },
+    /// Print every overlay: who sees it, and its values
+    List,
+    /// Write the overlay's values to the namespace's own layer and remove it, as one release
+    Promote { overlay: String },
+    /// Remove the overlay and its values
+    Abandon { overlay: String },
+}

@@ -123,6 +123,9 @@ pub(crate) enum Command {
         /// Only this namespace's own layer, without what it inherits
         #[arg(long, conflicts_with = "revision")]
         own: bool,
+        /// Read as a client with these labels (k=v,k=v): with the overlays they select
+        #[arg(long, value_name = "K=V,K=V", conflicts_with_all = ["revision", "own", "explain"])]
+        labels: Option<String>,
     },
     /// Store a JSON value
     #[command(
@@ -284,10 +287,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Namespace settings: how fractional rollouts bucket
+    /// Namespace settings: what it extends, how fractional rollouts bucket
     #[command(
         after_help = "The settings are one JSON object at {root}/{namespace}/meta, every field optional:\n  \
-        {\"fractional\": \"v3\"}\n\
+        {\"extends\": [\"base\"], \"fractional\": \"v3\"}\n\
+        extends: the namespaces it inherits values from, lowest first (see docs/layers.md).\n\
         fractional: how flagd's fractional operator buckets users in this namespace's own evaluations\n\
         (library, cfgctl flag eval, OFREP, flagd's gRPC evaluation): v2 (the default; flagd and the\n\
         Node flagd-core publish it) or v3 (flagd's hashing-consistency ADR; openfeature-flagd-core 2.x,\n\
@@ -299,6 +303,21 @@ pub(crate) enum Command {
     Ns {
         #[command(subcommand)]
         command: NsCommand,
+    },
+    /// Overlays for gray releases: values that clients with matching labels see
+    #[command(
+        after_help = "An overlay lies above the namespace's own layer for the clients whose labels its selector\n\
+        matches (and, with --percent, whose `instance` label buckets into that share). Clients declare\n\
+        labels: the library's labels(..), REST's X-Cfgd-Labels header.\n\n\
+        Examples:\n  cfgctl -n prod overlay set canary --selector canary=true\n  \
+        cfgctl -n prod overlay put canary limits '{\"max\": 50}'\n  \
+        cfgctl -n prod overlay put canary legacy '{\"$cfgd.unset\": true}'   # a gray deletion\n  \
+        cfgctl -n prod get limits --labels canary=true\n  \
+        cfgctl -n prod overlay promote canary        # one release; then everyone sees it"
+    )]
+    Overlay {
+        #[command(subcommand)]
+        command: OverlayCommand,
     },
     /// Change requests (four-eyes): open, review, approve, merge
     #[command(

@@ -12,8 +12,9 @@ mod schema;
 
 use clap::CommandFactory;
 
-use crate::cli::{AdminCommand, Cli, Command, NsCommand, SecretCommand};
+use crate::cli::{AdminCommand, Cli, Command, NsCommand, OverlayCommand, SecretCommand};
 use crate::connect::connect;
+use crate::exit::Invalid;
 use crate::output::{Format, Printer};
 
 /// Runs the command `cli` parsed.
@@ -60,11 +61,31 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Get {
             name,
+            entry,
+            labels: Some(labels),
+            ..
+        } => {
+            let labels = labels
+                .parse()
+                .map_err(|e: cfgd::overlays::OverlayError| Invalid(format!("--labels: {e}")))?;
+            match client.get_entry_labeled(&name, &labels).await? {
+                Some(e) if entry || out.is_table() => out.entry(&e),
+                Some(e) => out.value(&e.value),
+                None => Err(cfgd::Error::NotFound {
+                    key: client.etcd_key(&name)?,
+                    revision: None,
+                }
+                .into()),
+            }
+        }
+        Command::Get {
+            name,
             default,
             revision,
             entry,
             explain,
             own,
+            labels: None,
         } => {
             config::get(
                 &client,
@@ -76,6 +97,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Overlay { command } => overlay(&client, command, &out).await,
         Command::Set {
             name,
             value,
@@ -133,4 +155,80 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SecretCommand::Keygen,
         } => unreachable!("handled before connecting"),
     }
+}
+
+/// `overlay set|put|list|promote|abandon`.
+async fn overlay(
+    client: &cfgd::Client,
+    command: OverlayCommand,
+    out: &Printer,
+) -> anyhow::Result<()> {
+    match command {
+        OverlayCommand::Set {
+            overlay,
+            selector,
+            percent,
+        } => {
+            let mut settings = serde_json::Map::new();
+            if let Some(selector) = selector {
+                let labels: cfgd::overlays::Labels =
+                    selector
+                        .parse()
+                        .map_err(|e: cfgd::overlays::OverlayError| {
+                            Invalid(format!("--selector: {e}"))
+                        })?;
+                let pairs: serde_json::Map<String, serde_json::Value> = labels
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect();
+                settings.insert("selector".into(), pairs.into());
+            }
+            if let Some(percent) = percent {
+                settings.insert("percent".into(), percent.into());
+            }
+            let json = serde_json::Value::Object(settings).to_string();
+            let revision = client.set_overlay_json(&overlay, &json).await?;
+            out.written(&overlay, revision, None)
+        }
+        OverlayCommand::Put {
+            overlay,
+            name,
+            value,
+        } => {
+            let revision = client.set_in_overlay(&overlay, &name, &value).await?;
+            out.written(&name, revision, None)
+        }
+        OverlayCommand::List => out.document(&serde_json::to_value(client.overlays().await?)?),
+        OverlayCommand::Promote { overlay } => match client.promote_overlay(&overlay).await? {
+            Some(release) => {
+                eprintln!(
+                    "promoted {overlay:?}: release {} at revision {}",
+                    release.id, release.revision
+                );
+                Ok(())
+            }
+            None => Err(not_overlay(client, &overlay)),
+        },
+        OverlayCommand::Abandon { overlay } => match client.abandon_overlay(&overlay).await? {
+            Some(release) => {
+                eprintln!("abandoned {overlay:?} at revision {}", release.revision);
+                Ok(())
+            }
+            None => Err(not_overlay(client, &overlay)),
+        },
+    }
+}
+
+fn not_overlay(client: &cfgd::Client, overlay: &str) -> anyhow::Error {
+    cfgd::Error::NotFound {
+        key: format!(
+            "{}/overlays/{overlay}",
+            client
+                .etcd_key("x")
+                .unwrap_or_default()
+                .trim_end_matches("/config/x")
+        ),
+        revision: None,
+    }
+    .into()
 }
