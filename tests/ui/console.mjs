@@ -545,6 +545,56 @@ test("13. a change of key order alone is no change: the diff views show what the
   await page.context().close();
 });
 
+test("14. layers: the origin of each field, an override here, a reset to inherited; an overlay promoted", async () => {
+  const put = async (p, token, body) => {
+    const r = await rest("PUT", p, token, body);
+    check(r.status === 200, `PUT ${p}: ${r.status} ${JSON.stringify(r.data)}`);
+  };
+  await put("/v1/namespaces/lbase/config/db", "ops", { url: "postgres://base", pool: { size: 10, idle: 2 } });
+  await put("/v1/namespaces/lprod/meta", "admin", { extends: ["lbase"] });
+  const page = await open({ token: "ops", hash: "#/ns/lprod/config/db" });
+  const origins = page.getByRole("region", { name: "Origins of db" });
+  await origins.getByRole("row").filter({ hasText: "/pool/size" }).filter({ hasText: "lbase" }).waitFor();
+  await shot(page, "layers-origins");
+  // Override one field here: the editor starts from lprod's own layer.
+  await page.getByRole("button", { name: "Override here" }).click();
+  await page.getByLabel("Value (JSON)").fill('{"pool": {"size": 40}}');
+  await page.waitForFunction(() => ![...document.querySelectorAll("button")].find((b) => b.textContent === "Publish")?.disabled);
+  await page.getByRole("button", { name: "Publish" }).click();
+  await origins.getByRole("row").filter({ hasText: "/pool/size" }).filter({ hasText: "lprod" }).waitFor();
+  await origins.getByRole("row").filter({ hasText: "/url" }).filter({ hasText: "lbase" }).waitFor();
+  await page.getByLabel("Value of db").filter({ hasText: "postgres://base" }).filter({ hasText: '"size": 40' }).waitFor();
+  const own = await rest("GET", "/v1/namespaces/lprod/config/db?layer=own", "ops");
+  check(JSON.stringify(own.data) === '{"pool":{"size":40}}', `own layer: ${JSON.stringify(own.data)}`);
+  const effective = await rest("GET", "/v1/namespaces/lprod/config/db", "ops");
+  check(effective.data.pool.size === 40 && effective.data.pool.idle === 2, `effective: ${JSON.stringify(effective.data)}`);
+  await shot(page, "layers-overridden");
+  // Reset to inherited: lprod's own value goes, lbase's shows through.
+  await page.getByRole("button", { name: "Reset to inherited" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Reset" }).click();
+  await origins.getByRole("row").filter({ hasText: "/pool/size" }).filter({ hasText: "lbase" }).waitFor();
+  const gone = await rest("GET", "/v1/namespaces/lprod/config/db?layer=own", "ops");
+  check(gone.status === 404, `own layer after reset: ${gone.status}`);
+
+  // An overlay, promoted from its page: one release, seen without labels.
+  await put("/v1/namespaces/lprod/overlays/canary", "ops", { selector: { canary: "true" } });
+  await put("/v1/namespaces/lprod/overlays/canary/config/db", "ops", { pool: { size: 99 } });
+  const canary = await rest("GET", "/v1/namespaces/lprod/config/db", "ops", undefined, { "X-Cfgd-Labels": "canary=true" });
+  check(canary.data.pool.size === 99, `canary sees ${JSON.stringify(canary.data)}`);
+  await go(page, "#/ns/lprod/overlays");
+  const row = page.getByRole("region", { name: "Overlays" }).getByRole("row").filter({ hasText: "canary=true" });
+  await row.waitFor();
+  await shot(page, "overlays");
+  await row.getByRole("button", { name: "Promote canary" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Promote" }).click();
+  await page.getByText("No overlays.").waitFor();
+  const after = await rest("GET", "/v1/namespaces/lprod/config/db", "ops");
+  check(after.data.pool.size === 99 && after.data.url === "postgres://base", `after promote: ${JSON.stringify(after.data)}`);
+  const releases = await rest("GET", "/v1/namespaces/lprod/releases", "ops");
+  check(releases.data[0].action === "release.promote", `releases: ${JSON.stringify(releases.data[0])}`);
+  await page.context().close();
+});
+
 // Against `cfgd dev` (what `make run` starts), only this runs.
 const devTests = [
   {

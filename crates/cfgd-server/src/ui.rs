@@ -52,6 +52,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("releases.js", JS, include_str!("../ui/releases.js")),
     ("requests.js", JS, include_str!("../ui/requests.js")),
     ("schemas.js", JS, include_str!("../ui/schemas.js")),
+    ("overlays.js", JS, include_str!("../ui/overlays.js")),
 ];
 
 /// Only this origin, no inline script: the console talks to cfgd and

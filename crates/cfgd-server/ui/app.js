@@ -12,6 +12,7 @@ import { flagsPage } from "./flags.js";
 import { historyPage } from "./history.js";
 import { enter, stopFlagLive, stopLive } from "./live.js";
 import { namespacesPage } from "./namespaces.js";
+import { overlaysPage } from "./overlays.js";
 import { releasesPage } from "./releases.js";
 import { requestsPage } from "./requests.js";
 import { schemasPage } from "./schemas.js";
@@ -26,6 +27,7 @@ const pages = {
   releases: (rest) => releasesPage(rest || null),
   requests: (rest) => requestsPage(rest || null),
   schemas: () => schemasPage(),
+  overlays: () => overlaysPage(),
 };
 
 /** Shows the page the URL's hash names: #/ns/NS/PAGE/REST. */
@@ -64,6 +66,7 @@ function nav(current) {
     ["releases", "Releases"],
     ["requests", "Change requests"],
     ["schemas", "Schemas"],
+    ["overlays", "Overlays"],
   ];
   const here = (p) => current === p || (current === "history" && p === "config");
   fill(

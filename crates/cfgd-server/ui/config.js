@@ -2,7 +2,7 @@
 // with its revision, last change and what the policy says of it.
 
 import { api, policyOf } from "./api.js";
-import { enc, encName, fill, h, pretty, render, showError, when } from "./dom.js";
+import { compact, confirmDialog, enc, encName, fill, h, pretty, render, showError, table, when } from "./dom.js";
 import { editValue } from "./editor.js";
 import { canReadSecrets, canWrite, state } from "./state.js";
 
@@ -90,6 +90,7 @@ export async function showValue(detail, name) {
       ),
     );
   const notice = h("div", {});
+  const layered = h("div", {});
   fill(
     detail,
     h("h2", {}, name),
@@ -98,8 +99,10 @@ export async function showValue(detail, name) {
     entry.secret ? h("p", { class: "notice" }, "A secret: stored encrypted; its value is shown only when asked for.") : null,
     value,
     actions,
+    layered,
   );
   const current = () => state.values.get(name) === entry && detail.contains(value);
+  if (!entry.secret) showLayers(layered, name, { detail, facts, done, current }).catch(showError);
   const [policy, record] = await Promise.allSettled([facts, lastChange(name)]);
   if (policy.status === "rejected") showError(policy.reason);
   else if (policy.value.protected && current())
@@ -109,6 +112,59 @@ export async function showValue(detail, name) {
     const r = record.value;
     meta.append(h("dt", {}, "Last change"), h("dd", {}, `${r.actor} via ${r.via}, ${when(r.time_ms)}${r.message ? ` — ${r.message}` : ""}`));
   }
+}
+
+/** In a namespace that extends others: each layer's value, where each
+ * field of the effective value came from, and the two ways to change that
+ * here: override (edit this namespace's own layer) and reset to inherited
+ * (delete it). */
+async function showLayers(into, name, { detail, facts, done, current }) {
+  const ns = state.ns;
+  const path = `/v1/namespaces/${enc(ns)}/config/${encName(name)}`;
+  const { data } = await api("GET", `${path}?explain=true`);
+  if (data.layers.length < 2 || !current()) return;
+  const own = data.layers[data.layers.length - 1];
+  const inherited = data.layers.slice(0, -1).some((l) => l.value !== null);
+  const layerRows = data.layers.map((l) =>
+    h("tr", {}, h("td", {}, l.namespace), h("td", {}, l.revision || "—"), h("td", {}, h("code", {}, l.value === null ? "—" : compact(l.value)))),
+  );
+  const originRows = Object.entries(data.origins).map(([field, from]) =>
+    h("tr", { "data-field": field }, h("td", {}, h("code", {}, field || "/")), h("td", {}, from)),
+  );
+  const buttons = h("div", { class: "row" });
+  if (canWrite()) {
+    buttons.append(
+      h("button", { class: "secondary", onclick: () => editValue(detail, name, { facts, done, initial: own.value ?? {} }) }, "Override here"),
+    );
+    if (own.value !== null && inherited)
+      buttons.append(
+        h(
+          "button",
+          {
+            class: "danger",
+            onclick: async () => {
+              const ok = await confirmDialog("Reset to inherited?", `Deletes ${ns}'s own value of ${name}: the value its layers below give shows through.`, "Reset");
+              if (!ok) return;
+              try {
+                await api("DELETE", path);
+                done();
+              } catch (e) {
+                showError(e);
+              }
+            },
+          },
+          "Reset to inherited",
+        ),
+      );
+  }
+  fill(
+    into,
+    h("h3", {}, "Origins"),
+    table(`Origins of ${name}`, ["Field", "From"], originRows),
+    h("h3", {}, "Layers"),
+    table(`Layers of ${name}`, ["Layer", "Revision", "Own value"], layerRows),
+    buttons,
+  );
 }
 
 function newValue(detail) {

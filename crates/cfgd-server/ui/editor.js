@@ -9,8 +9,10 @@ import { announce, debounce, enc, encName, fill, h, pretty, showError, uid } fro
 import { state } from "./state.js";
 
 /** Edits `name` in `detail`. `facts`: what the policy says of it, if
- * already asked; `done`: shows the value again, once published or given up. */
-export function editValue(detail, name, { fresh = false, facts, done }) {
+ * already asked; `done`: shows the value again, once published or given up;
+ * `initial`: what the editor starts with, when not the stored value (the
+ * namespace's own layer, to override one field of an inherited value). */
+export function editValue(detail, name, { fresh = false, facts, done, initial }) {
   const ns = state.ns;
   const path = `/v1/namespaces/${enc(ns)}/config/${encName(name)}`;
   const entry = state.values.get(name);
@@ -22,7 +24,7 @@ export function editValue(detail, name, { fresh = false, facts, done }) {
   let prot = null;
   let policySecret = false;
   const ids = { text: uid("value"), msg: uid("message"), changes: uid("changes") };
-  const text = h("textarea", { id: ids.text, spellcheck: "false", "aria-describedby": `${ids.text}-problems` }, entry && !secret ? pretty(entry.value) : "");
+  const text = h("textarea", { id: ids.text, spellcheck: "false", "aria-describedby": `${ids.text}-problems` }, initial !== undefined ? pretty(initial) : entry && !secret ? pretty(entry.value) : "");
   const problems = h("ul", { id: `${ids.text}-problems`, class: "problems", "aria-live": "polite", "aria-label": "Problems" });
   const changesBody = h("div", {});
   const changes = h("section", { "aria-live": "polite", "aria-labelledby": ids.changes, hidden: true }, h("h3", { id: ids.changes }, "Changes against what is stored"), changesBody);
@@ -104,7 +106,11 @@ export function editValue(detail, name, { fresh = false, facts, done }) {
       const { data } = await api("PUT", path, { body: text.value, raw: true, headers });
       const before = state.values.get(name);
       const hidden = secret || policySecret;
-      state.values.set(name, { name, value: hidden ? "<redacted>" : parsed, secret: hidden, revision: data.revision, version: (before?.version || 0) + 1 });
+      // In a namespace that extends others the write is this layer's
+      // part: what reads now give is the merge, which the server says.
+      let value = parsed;
+      if (!hidden && initial !== undefined) value = (await api("GET", path)).data;
+      state.values.set(name, { name, value: hidden ? "<redacted>" : value, secret: hidden, revision: data.revision, version: (before?.version || 0) + 1 });
       state.editor = null;
       announce(`Published ${name} at revision ${data.revision}.`);
       done();
