@@ -69,7 +69,7 @@ pub(crate) fn last_event_id(header: &[u8]) -> Option<cfgd::Revision> {
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/watch", tag = "config", operation_id = "watch",
-    params(crate::params::NsPath, WatchQuery, crate::params::LastEventId),
+    params(crate::params::LabelsHeader, crate::params::NsPath, WatchQuery, crate::params::LastEventId),
     responses(
         (status = 200, description = "Every change under the prefix, as it happens: `id` its revision, `event` put, delete or reset, `data` `{\"name\", \"kind\", \"value\", \"revision\", \"resync\"}`", content_type = "text/event-stream", body = crate::bodies::ChangeEvent),
     )
@@ -80,7 +80,18 @@ pub(super) async fn watch(
     Query(query): Query<WatchQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let mut client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let labels = crate::overlays::labels(&headers)?;
+    if !labels.is_empty() {
+        // A stream of its own labels sees the overlays they select: a
+        // client of its own for the stream, on the server's one watch.
+        client = cfgd::Client::builder()
+            .share(&client)
+            .namespace(ns.as_str())
+            .labels(labels)
+            .connect()
+            .await?;
+    }
     let permit = state.http_stream_permit(&headers)?;
     let resume = headers
         .get("last-event-id")

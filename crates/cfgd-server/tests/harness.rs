@@ -206,6 +206,17 @@ impl Sse {
         last_event_id: Option<i64>,
         token: &str,
     ) -> Sse {
+        Self::open_with(server, path, last_event_id, token, &[])
+    }
+
+    /// [`open_as`](Self::open_as), sending `extra` headers too.
+    pub(crate) fn open_with(
+        server: &Server,
+        path: &str,
+        last_event_id: Option<i64>,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> Sse {
         let mut stream = TcpStream::connect(&server.address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -215,6 +226,9 @@ impl Sse {
         );
         if let Some(id) = last_event_id {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        for (name, value) in extra {
+            request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).unwrap();

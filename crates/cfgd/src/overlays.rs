@@ -274,7 +274,13 @@ mod tests {
             (r#"{"percent": "10"}"#, "percent \"10\""),
             (r#"{"selctor": {"a": "b"}}"#, "unknown field `selctor`"),
             (r#"{"selector": {"a b": "c"}}"#, "label \"a b\""),
-            (r#"{"selector": {}}"#, "give a selector, a percent or both"),
+            (r#"{"selector": {}}"#, "selector: give at least one label"),
+            (
+                r#"{"selector": {}, "percent": 5}"#,
+                "selector: give at least one label",
+            ),
+            ("{}", "give a selector, a percent or both"),
+            (r#"{"percent": null}"#, "percent null"),
             ("[]", "a JSON object"),
             ("{", "not JSON"),
         ] {

@@ -355,6 +355,29 @@ async fn schemas_govern_every_descendant_and_a_parent_write_that_breaks_one_is_r
     // prod and prod-eu: refused.
     let refused = prod_c.delete("db").await.unwrap_err().to_string();
     assert!(refused.contains("/config/db"), "{refused}");
+
+    // One that breaks prod-eu alone: prod's schema says a replica needs its
+    // url; prod-eu turns the replica on, and base gives the url. A base
+    // write that drops the url leaves prod whole and breaks prod-eu.
+    let replica = json!({"dependentRequired": {"replica": ["replica_url"]}});
+    prod_c.set_schema("cache", &replica, false).await.unwrap();
+    base_c
+        .set("cache", &json!({"replica_url": "redis://replica"}))
+        .await
+        .unwrap();
+    eu_c.set("cache", &json!({"replica": true})).await.unwrap();
+    let before = etcd.revision().await;
+    let refused = base_c.set("cache", &json!({"ttl": 60})).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.starts_with(&format!("/cfgd/{eu}/config/cache: ")),
+        "names prod-eu: {message}"
+    );
+    assert!(
+        matches!(refused, Error::SchemaViolation { .. }),
+        "{message}"
+    );
+    assert_eq!(etcd.revision().await, before, "nothing written");
 }
 
 #[tokio::test]

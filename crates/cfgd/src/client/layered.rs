@@ -177,6 +177,23 @@ impl Client {
         &self,
         prefix: &str,
     ) -> Result<Option<Vec<Entry<T>>>> {
+        let Some(stored) = self.effective_under(prefix).await? else {
+            return Ok(None);
+        };
+        stored
+            .into_iter()
+            .map(|(name, stored)| self.entry_from(name, &stored))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// The effective values under `prefix` as stored values (secrets
+    /// opened, each keeping the envelope of the layer it came from), sorted
+    /// by name; `None` for a namespace that extends nothing.
+    pub(super) async fn effective_under(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Vec<(String, Stored)>>> {
         crate::key::validate_prefix(prefix)?;
         let layers = match &self.state.live {
             Some(live) => {
@@ -192,11 +209,7 @@ impl Client {
                     .map(|(name, stored)| (name.to_string(), stored.clone()))
                     .collect();
                 names.sort_by(|a, b| a.0.cmp(&b.0));
-                return names
-                    .into_iter()
-                    .map(|(name, stored)| self.entry_from(name, &stored))
-                    .collect::<Result<Vec<_>>>()
-                    .map(Some);
+                return Ok(Some(names));
             }
             None => self.layers().await?,
         };
@@ -224,13 +237,15 @@ impl Client {
         }
         let mut names: Vec<_> = effective::names(&read, Kind::Config).into_iter().collect();
         names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some((stored, _)) = effective::effective(&read, Kind::Config, &name) {
-                out.push(self.entry_from(name.to_string(), &stored)?);
-            }
-        }
-        Ok(Some(out))
+        Ok(Some(
+            names
+                .into_iter()
+                .filter_map(|name| {
+                    let (stored, _) = effective::effective(&read, Kind::Config, &name)?;
+                    Some((name.to_string(), stored))
+                })
+                .collect(),
+        ))
     }
 
     fn entry_from<T: serde::de::DeserializeOwned>(

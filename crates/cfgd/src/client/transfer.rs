@@ -32,6 +32,22 @@ impl Client {
     ) -> Result<(serde_json::Map<String, Value>, HashSet<String>)> {
         let mut document = serde_json::Map::new();
         let mut secrets = HashSet::new();
+        // A layered namespace's document is its effective values.
+        if let Some(entries) = self.effective_under(prefix).await? {
+            for (name, stored) in entries {
+                let key = self.state.space.key_unchecked(Kind::Config, &name);
+                let raw = match sealed && stored.is_secret() {
+                    true => stored.as_stored(),
+                    false => &stored.raw,
+                };
+                let value = value::decode(&key, stored.revision, raw)?;
+                if stored.is_secret() {
+                    secrets.insert(name.clone());
+                }
+                document.insert(name, value);
+            }
+            return Ok((document, secrets));
+        }
         for kv in self.list_raw(Kind::Config, prefix).await? {
             let Some(name) = self.state.space.name_of(Kind::Config, kv.key()) else {
                 continue;
