@@ -1760,6 +1760,32 @@ async fn layers_from_the_terminal() {
         json!([prod.namespace, eu.namespace])
     );
 
+    // Diffs: effective values against another namespace's, or one own
+    // layer against another.
+    let effective = eu.run(&["diff", "db", "--against", &prod.namespace, "-o", "json"]);
+    let text = &effective.ok().stdout;
+    assert!(
+        text.contains("/pool/idle") && !text.contains("cfgd.unset"),
+        "{text}"
+    );
+    let own = eu.run(&[
+        "diff",
+        "db",
+        "--against",
+        &prod.namespace,
+        "--own",
+        "-o",
+        "json",
+    ]);
+    let text = &own.ok().stdout;
+    assert!(text.contains("cfgd.unset"), "{text}");
+    let alone = eu.run(&["diff", "x.json", "--own"]);
+    assert!(
+        alone.code == 2 && alone.stderr.contains("--against"),
+        "{}",
+        alone.stderr
+    );
+
     // A schema on prod: every pool has a url. A base write dropping it
     // breaks prod and prod-eu: exit 2, one line naming a namespace reached.
     let dir = tempfile::tempdir().unwrap();

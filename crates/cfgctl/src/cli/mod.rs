@@ -192,6 +192,10 @@ pub(crate) enum Command {
         /// `git diff --exit-code`
         #[arg(long)]
         exit_code: bool,
+        /// With --against: compare the two namespaces' own layers, not
+        /// their effective values (what each inherits left out)
+        #[arg(long, requires = "against")]
+        own: bool,
     },
     /// Write an earlier value again, as a new revision
     Rollback {

@@ -126,8 +126,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { file, dry_run } => config::import(&client, file, dry_run, &out).await,
         Command::Diff {
-            target, exit_code, ..
-        } => release::diff(&client, against.as_ref(), target, exit_code, format).await,
+            target,
+            exit_code,
+            own,
+            ..
+        } => release::diff(&client, against.as_ref(), target, (exit_code, own), format).await,
         Command::Log {
             prefix,
             actor,

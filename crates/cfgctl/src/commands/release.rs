@@ -14,10 +14,15 @@ pub(super) async fn diff(
     client: &cfgd::Client,
     against: Option<&cfgd::Client>,
     target: Option<String>,
-    exit_code: bool,
+    (exit_code, own): (bool, bool),
     format: Option<Format>,
 ) -> anyhow::Result<()> {
     let differences = match against {
+        Some(other) if own => {
+            client
+                .diff_own_layers(other, target.as_deref().unwrap_or(""))
+                .await?
+        }
         Some(other) => {
             client
                 .diff_namespace(other, target.as_deref().unwrap_or(""))

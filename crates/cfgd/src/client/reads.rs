@@ -436,8 +436,18 @@ impl Client {
     /// `before` is `other` (prod, say), `after` this one (staging), so the
     /// diff reads as what promoting this one would change there.
     pub async fn diff_namespace(&self, other: &Client, prefix: &str) -> Result<Vec<NamedDiff>> {
-        let (mine, mut secrets) = self.document(prefix, false).await?;
-        let (theirs, their_secrets) = other.document(prefix, false).await?;
+        self.diff_with(other, prefix, false).await
+    }
+
+    /// [`diff_namespace`](Self::diff_namespace) of the two namespaces' own
+    /// layers, without what either inherits: one layer against another.
+    pub async fn diff_own_layers(&self, other: &Client, prefix: &str) -> Result<Vec<NamedDiff>> {
+        self.diff_with(other, prefix, true).await
+    }
+
+    async fn diff_with(&self, other: &Client, prefix: &str, own: bool) -> Result<Vec<NamedDiff>> {
+        let (mine, mut secrets) = self.document_of(prefix, false, own).await?;
+        let (theirs, their_secrets) = other.document_of(prefix, false, own).await?;
         secrets.extend(their_secrets);
         let names: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
         let changes = diff::diff_named(

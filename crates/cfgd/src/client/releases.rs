@@ -131,8 +131,11 @@ impl Client {
             let bytes = value::compact_text(&key, raw.get())?;
             // A change request keeps its secrets sealed; merging opens them.
             let bytes = self.opened(&key, &bytes)?.into_owned();
-            self.unquoted(name, schemas.check(&key, name, &bytes))
-                .await?;
+            // Checked where it reaches: in a chain, the effective values.
+            if !self.check_reach(name, Some(&bytes), None).await? {
+                self.unquoted(name, schemas.check(&key, name, &bytes))
+                    .await?;
+            }
             new.push((Kind::Config, name.clone(), key, bytes));
         }
         if let Some(document) = flags {

@@ -30,10 +30,25 @@ impl Client {
         prefix: &str,
         sealed: bool,
     ) -> Result<(serde_json::Map<String, Value>, HashSet<String>)> {
+        self.document_of(prefix, sealed, false).await
+    }
+
+    /// [`document`](Self::document); with `own`, of this namespace's own
+    /// layer only.
+    pub(super) async fn document_of(
+        &self,
+        prefix: &str,
+        sealed: bool,
+        own: bool,
+    ) -> Result<(serde_json::Map<String, Value>, HashSet<String>)> {
         let mut document = serde_json::Map::new();
         let mut secrets = HashSet::new();
         // A layered namespace's document is its effective values.
-        if let Some(entries) = self.effective_under(prefix).await? {
+        let effective = match own {
+            true => None,
+            false => self.effective_under(prefix).await?,
+        };
+        if let Some(entries) = effective {
             for (name, stored) in entries {
                 let key = self.state.space.key_unchecked(Kind::Config, &name);
                 let raw = match sealed && stored.is_secret() {
