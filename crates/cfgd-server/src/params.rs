@@ -57,11 +57,11 @@ pub(crate) struct OverlayNamePath {
 #[into_params(parameter_in = Header)]
 pub(crate) struct LabelsHeader {
     /// `key=value` pairs, comma separated, each key once:
-    /// `region=eu,canary=true,instance=i-42`.
+    /// `region=eu,canary=true,instance=i-42`. Empty: no labels.
     #[param(
         rename = "X-Cfgd-Labels",
         nullable = false,
-        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63})*$"
+        pattern = "^$|^[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63}(,[A-Za-z0-9][A-Za-z0-9._-]{0,62}=[A-Za-z0-9._-]{0,63})*$"
     )]
     #[serde(rename = "X-Cfgd-Labels")]
     pub(crate) labels: Option<String>,

@@ -153,7 +153,7 @@ pub fn validate_overlay_name(name: &str) -> Result<(), OverlayError> {
 #[non_exhaustive]
 pub struct Overlay {
     /// Labels a client must all have.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
     /// Of the clients the selector takes, the share (0 to 100) whose
     /// `instance` label buckets below it.
@@ -289,6 +289,9 @@ mod tests {
         }
         let whole = Overlay::parse(r#"{"percent": 10.0}"#).unwrap();
         assert_eq!(whole.percent, Some(10));
+        // As stored, it parses back the same.
+        let stored = serde_json::to_string(&whole).unwrap();
+        assert_eq!(Overlay::parse(&stored).unwrap(), whole, "{stored}");
     }
 
     #[test]

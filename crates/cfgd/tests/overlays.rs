@@ -184,6 +184,10 @@ async fn a_percent_canary_takes_about_its_share_of_instances_and_always_the_same
         }
     };
     let first = chosen().await;
+    println!(
+        "percent 10 over 1,000 instance labels: {} chosen",
+        first.len()
+    );
     assert!((80..=120).contains(&first.len()), "{} of 1000", first.len());
     assert_eq!(chosen().await, first, "the same instances on every read");
     // Without an instance label, or without labels, none.
