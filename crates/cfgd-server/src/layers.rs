@@ -2,6 +2,9 @@
 //! only) and `?explain=true` (each layer's value, the effective one, and
 //! the namespace every field came from).
 
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
@@ -13,6 +16,38 @@ use crate::params::{LayerChoice, LayerQuery};
 
 /// A read as a client with `labels` sees it: the overlays they select
 /// laid over the effective value.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
+    params(crate::params::NamePath, crate::params::ReadPreconditions, crate::params::LayerQuery, crate::params::LabelsHeader),
+    responses(
+        (status = 200, description = "The value (its effective value in a namespace that extends others; with explain, a LayersAnswer)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
+        (status = 404, description = "No such name", body = crate::bodies::ErrorBody),
+    )
+)]
+pub(super) async fn get_config(
+    State(state): State<Arc<AppState>>,
+    Path((ns, name)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<crate::params::LayerQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if query.explain || query.layer == Some(crate::params::LayerChoice::Own) {
+        return read(&state, &ns, &name, &headers, &query).await;
+    }
+    let labels = crate::overlays::labels(&headers)?;
+    if !labels.is_empty() {
+        return labeled(&state, &ns, &name, &headers, &labels).await;
+    }
+    super::rest::get_in(
+        super::conditional::Section::Config,
+        &state,
+        &ns,
+        &name,
+        &headers,
+    )
+    .await
+}
+
 pub(super) async fn labeled(
     state: &AppState,
     ns: &str,

@@ -22,7 +22,7 @@ pub(super) fn hex(bytes: &[u8], n: usize) -> String {
 }
 
 /// `GET` of a config value or a flag: the value with its ETag, 304, or 404.
-async fn get_in(
+pub(super) async fn get_in(
     section: Section,
     state: &AppState,
     ns: &str,
@@ -182,31 +182,6 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         source,
         etcd: Some(error.to_string()),
     })
-}
-
-#[utoipa::path(
-    get, path = "/v1/namespaces/{ns}/config/{name}", tag = "config", operation_id = "getConfig",
-    params(crate::params::NamePath, crate::params::ReadPreconditions, crate::params::LayerQuery, crate::params::LabelsHeader),
-    responses(
-        (status = 200, description = "The value (its effective value in a namespace that extends others; with explain, a LayersAnswer)", body = serde_json::Value, headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
-        (status = 304, description = "Not modified: the value is still the one If-None-Match names", headers(("ETag" = String, description = "The revision, quoted: give it to If-Match or If-None-Match"))),
-        (status = 404, description = "No such name", body = crate::bodies::ErrorBody),
-    )
-)]
-pub(super) async fn get_config(
-    State(state): State<Arc<AppState>>,
-    Path((ns, name)): Path<(String, String)>,
-    axum::extract::Query(query): axum::extract::Query<crate::params::LayerQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if query.explain || query.layer == Some(crate::params::LayerChoice::Own) {
-        return crate::layers::read(&state, &ns, &name, &headers, &query).await;
-    }
-    let labels = crate::overlays::labels(&headers)?;
-    if !labels.is_empty() {
-        return crate::layers::labeled(&state, &ns, &name, &headers, &labels).await;
-    }
-    get_in(Section::Config, &state, &ns, &name, &headers).await
 }
 
 /// `?dry_run=true` on a `PUT`: check everything a write would (name, JSON,

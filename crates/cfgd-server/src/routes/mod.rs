@@ -67,7 +67,7 @@ use Scope::{Admin, Read, Write};
 use crate::auth::Scope;
 use crate::state::AppState;
 use crate::{
-    audit, diff, meta, observe, ofrep, overlays, releases, requests, rest, schemas, sse, ui,
+    audit, diff, layers, meta, observe, ofrep, overlays, releases, requests, rest, schemas, sse, ui,
 };
 
 /// Every route of the router.
@@ -88,7 +88,7 @@ pub const ROUTES: &[Route] = &[
         "GET",
         "/v1/namespaces/{ns}/config/{*name}",
         Ns(Read),
-        || get(rest::get_config),
+        || get(layers::get_config),
     ),
     route(
         "PUT",

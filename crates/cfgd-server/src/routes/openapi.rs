@@ -50,7 +50,7 @@ pub const TICKET: &str = "ticket";
         crate::ui::whoami,
         crate::ui::namespaces,
         crate::rest::list_config,
-        crate::rest::get_config,
+        crate::layers::get_config,
         crate::rest::put_config,
         crate::rest::delete_config,
         crate::rest::get_history,
