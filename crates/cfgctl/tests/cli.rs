@@ -1817,6 +1817,32 @@ async fn layers_from_the_terminal() {
         .fails(6, &format!("is extended by {}", prod.namespace));
     base.run(&["ns", "delete"]).fails(2, "pass --yes");
     assert_eq!(etcd.revision().await, before, "nothing written");
+
+    // One release over two layers of the chain.
+    let base_file = file_in(
+        &dir,
+        "base.json",
+        r#"{"feature": {"on": true, "level": 1}}"#,
+    );
+    let eu_file = file_in(&dir, "eu.json", r#"{"feature": {"level": 2}}"#);
+    let released = eu.run(&[
+        "apply",
+        &eu_file,
+        "--with",
+        &format!("{}={base_file}", base.namespace),
+        "-o",
+        "json",
+    ]);
+    let released = released.ok().json();
+    assert!(
+        released["revision"].as_i64().unwrap() > before,
+        "{released}"
+    );
+    assert_eq!(released["parts"].as_array().unwrap().len(), 2, "{released}");
+    let got = eu.run(&["get", "feature", "-o", "json"]).ok().json();
+    assert_eq!(got, json!({"on": true, "level": 2}));
+    eu.run(&["apply", &eu_file, "--with", "nowhere=x.json"])
+        .fails(2, "x.json");
 }
 
 /// A gray release from the terminal: `overlay set`, `put`, `get --labels`,

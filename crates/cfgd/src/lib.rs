@@ -288,9 +288,9 @@ mod guides {
 }
 pub use change::{Change, ChangeKind};
 pub use client::{
-    Approval, ChangeRequest, Client, ClientBuilder, Entry, Explained, Flags, ImportReport,
-    LayerValue, OverlayEntry, Release, ReleasePlan, RequestReview, RequestState, ResealReport,
-    RoleAccess, RoleGrant, Rollout, Stats, RELEASE_MAX, REQUEST_MAX,
+    Approval, ChainPart, ChainRelease, ChangeRequest, Client, ClientBuilder, Entry, Explained,
+    Flags, ImportReport, LayerValue, OverlayEntry, Release, ReleasePlan, RequestReview,
+    RequestState, ResealReport, RoleAccess, RoleGrant, Rollout, Stats, RELEASE_MAX, REQUEST_MAX,
 };
 pub use error::{Cause, Error, ErrorKind, Result, SchemaFailure, TlsSetting};
 pub use key::{

@@ -463,3 +463,66 @@ async fn unset_markers_stand_alone_and_extended_namespaces_stay() {
     assert!(direct(&etcd, &base).await.delete_namespace().await.unwrap() > 0);
     assert_eq!(etcd.count(&format!("/cfgd/{base}/")).await, 0);
 }
+
+#[tokio::test]
+async fn a_release_spans_namespaces_of_one_chain_in_one_transaction() {
+    let etcd = EtcdCluster::single();
+    let [base, prod, eu] = chain(&etcd).await;
+    let live = builder(&etcd, &eu).connect().await.unwrap();
+    let mut changes = live.subscribe("").unwrap();
+    let eu_c = direct(&etcd, &eu).await;
+    let documents = [
+        (base.clone(), r#"{"shared": {"retries": 9}}"#.to_owned()),
+        (prod.clone(), r#"{"db": {"pool": {"size": 50}}}"#.to_owned()),
+    ];
+    let planned = eu_c.apply_chain(&documents, true).await.unwrap();
+    assert_eq!(planned.revision, 0);
+    assert_eq!(planned.parts.len(), 2);
+    let release = eu_c.apply_chain(&documents, false).await.unwrap();
+    assert!(release.revision > 0);
+    // prod-eu's subscribers see both at the one revision.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let change = tokio::time::timeout(ARRIVES_WITHIN, changes.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push((
+            change.name().to_owned(),
+            change.revision(),
+            change.layer().map(str::to_owned),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("db".to_owned(), release.revision, Some(prod.clone())),
+            ("shared".to_owned(), release.revision, Some(base.clone())),
+        ]
+    );
+    // Each part's audit record is in the namespace it wrote.
+    for (ns, id) in release
+        .parts
+        .iter()
+        .map(|p| (&p.namespace, p.id.clone().unwrap()))
+    {
+        let records = direct(&etcd, ns).await.releases(5).await.unwrap();
+        assert_eq!(records[0].id, id, "{ns}");
+    }
+    // A namespace outside the chain, or one named twice, is refused.
+    let other = common::namespace("other");
+    direct(&etcd, &other).await.set("x", &1).await.unwrap();
+    let before = etcd.revision().await;
+    for documents in [
+        vec![(other.clone(), r#"{"x": 2}"#.to_owned())],
+        vec![
+            (base.clone(), "{}".to_owned()),
+            (base.clone(), "{}".to_owned()),
+        ],
+    ] {
+        let e = eu_c.apply_chain(&documents, false).await.unwrap_err();
+        assert!(e.to_string().contains("a release spans one chain"), "{e}");
+    }
+    assert_eq!(etcd.revision().await, before);
+}

@@ -244,14 +244,19 @@ pub(crate) enum Command {
         compared with what is stored, and only what differs is written: in one etcd transaction, \
         compare-and-set on every key, so watchers see it at one revision and a concurrent change \
         to any of its keys fails it whole (exit code 4). At most 127 changes: one transaction.\n\n\
-        Example:\n  cfgctl -n prod apply release.json --flags flags.json -m 'raise limits for the sale'"
+        Example:\n  cfgctl -n prod apply release.json --flags flags.json -m 'raise limits for the sale'\n  \
+        cfgctl -n prod-eu apply eu.json --with base=base.json --with prod=prod.json   # one release over a chain"
     )]
     Apply {
         /// A JSON object of name → value (- for standard input)
         file: PathBuf,
         /// A flagd document ({"flags": {...}}) to publish in the same release
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "with")]
         flags: Option<PathBuf>,
+        /// Also publish FILE to namespace NS, a layer of this one, in the
+        /// same transaction (repeatable)
+        #[arg(long = "with", value_name = "NS=FILE")]
+        with: Vec<String>,
         /// Show what would change, write nothing
         #[arg(long)]
         dry_run: bool,

@@ -138,8 +138,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         } => out.audit(&client.audit_log(&prefix, actor.as_deref(), limit).await?),
         Command::Apply {
             file,
+            with,
+            dry_run,
+            ..
+        } if !with.is_empty() => release::apply_chain(&client, file, with, dry_run, format).await,
+        Command::Apply {
+            file,
             flags,
             dry_run,
+            ..
         } => release::apply(&client, file, flags, dry_run, format).await,
         Command::Release { command } => release::exec(&client, command, format).await,
         Command::Policy { command } => policy::exec(&client, command, &out).await,

@@ -73,6 +73,48 @@ pub(super) async fn apply(
     }
 }
 
+/// `apply FILE --with NS=FILE…`: one release over namespaces of a chain.
+pub(super) async fn apply_chain(
+    client: &cfgd::Client,
+    file: PathBuf,
+    with: Vec<String>,
+    dry_run: bool,
+    format: Option<Format>,
+) -> anyhow::Result<()> {
+    let mut documents = vec![(client.namespace().to_owned(), read_value(None, Some(file))?)];
+    for part in with {
+        let (namespace, path) = part
+            .split_once('=')
+            .ok_or_else(|| Invalid(format!("--with {part:?}: give NS=FILE")))?;
+        documents.push((
+            namespace.to_owned(),
+            read_value(None, Some(PathBuf::from(path)))?,
+        ));
+    }
+    let release = client.apply_chain(&documents, dry_run).await?;
+    let diff = diff_output(format);
+    match &diff {
+        output::DiffPrinter::Text { .. } => {
+            for part in &release.parts {
+                eprintln!("{}:", part.namespace);
+                diff.named(&part.changes)?;
+            }
+            match release.revision {
+                0 if !dry_run => eprintln!("nothing differs; nothing written"),
+                0 => {}
+                revision => eprintln!("release at revision {revision}"),
+            }
+            Ok(())
+        }
+        output::DiffPrinter::Data(printer) => printer.document(&serde_json::json!({
+            "revision": release.revision,
+            "parts": release.parts.iter().map(|p| serde_json::json!({
+                "namespace": p.namespace, "id": p.id, "changes": p.changes,
+            })).collect::<Vec<_>>(),
+        })),
+    }
+}
+
 /// `release list|show|revert`.
 pub(super) async fn exec(
     client: &cfgd::Client,

@@ -11,6 +11,7 @@
 //! connecting).
 
 mod builder;
+mod chain;
 mod flags;
 mod handle;
 mod history;
@@ -31,6 +32,7 @@ mod writes;
 
 pub use crate::flags::Rollout;
 pub use builder::ClientBuilder;
+pub use chain::{ChainPart, ChainRelease};
 pub use flags::Flags;
 pub use handle::{Client, Entry, ImportReport, Stats};
 pub use layered::{Explained, LayerValue};
