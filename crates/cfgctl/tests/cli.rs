@@ -1861,8 +1861,24 @@ async fn overlays_from_the_terminal() {
     assert_eq!(seen.ok().json(), json!({"max": 50, "burst": 2}));
     let plain = ctl.run(&["get", "limits", "--labels", "region=eu", "-o", "json"]);
     assert_eq!(plain.ok().json(), json!({"max": 10, "burst": 2}));
+    let dir = tempfile::tempdir().unwrap();
+    let flag = file_in(
+        &dir,
+        "beta.json",
+        r#"{"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}"#,
+    );
+    ctl.run(&["overlay", "flag", "canary", "beta", "-f", &flag])
+        .ok();
+    let bad = file_in(
+        &dir,
+        "bad.json",
+        r#"{"state": "ENABLED", "variants": {}, "defaultVariant": "x"}"#,
+    );
+    ctl.run(&["overlay", "flag", "canary", "beta", "-f", &bad])
+        .fails(2, "beta");
     let listed = ctl.run(&["overlay", "list", "-o", "json"]).ok().json();
     assert_eq!(listed[0]["settings"]["selector"], json!({"canary": "true"}));
+    assert_eq!(listed[0]["flags"]["beta"]["defaultVariant"], "on");
 
     let before = etcd.revision().await;
     ctl.run(&["overlay", "set", "x", "--percent", "101"])

@@ -44,7 +44,7 @@ pub fn last_event_id(data: &[u8]) {
 /// selector names.
 pub fn selector(data: &[u8]) {
     let Some(text) = text(data) else { return };
-    if let Ok(namespace) = crate::grpc::parse_selector(text) {
+    if let Ok((namespace, _labels)) = crate::grpc::parse_selector(text) {
         assert!(cfgd::validate_namespace(&namespace).is_ok());
         assert!(text.contains(namespace.as_str()));
     }

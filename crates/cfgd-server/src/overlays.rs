@@ -92,9 +92,52 @@ pub(super) async fn put_value(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = state.authorized(&headers, &ns, Scope::Write).await?;
-    let revision = client.set_in_overlay(&overlay, &name, text(&body)?).await?;
-    Ok(written(&name, revision))
+    put_in(&state, &ns, &headers, &name.clone(), |client| async move {
+        let revision = client.set_in_overlay(&overlay, &name, text(&body)?).await?;
+        Ok(revision)
+    })
+    .await
+}
+
+/// A `PUT` of one name in an overlay, by a caller who may write.
+async fn put_in<F, Fut>(
+    state: &AppState,
+    ns: &str,
+    headers: &HeaderMap,
+    name: &str,
+    write: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(cfgd::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<cfgd::Revision, ApiError>>,
+{
+    let client = state.authorized(headers, ns, Scope::Write).await?;
+    Ok(written(name, write(client).await?))
+}
+
+#[utoipa::path(
+    put, path = "/v1/namespaces/{ns}/overlays/{overlay}/flags/{name}", tag = "overlays", operation_id = "putOverlayFlag",
+    params(crate::params::OverlayNamePath),
+    request_body(content = serde_json::Value, description = "A flag definition in flagd's format, checked as PUT …/flags/{name} checks one; {\"$cfgd.unset\": true} hides the flag from the overlay's clients", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored", body = crate::bodies::Written),
+        (status = 404, description = "No such overlay", body = crate::bodies::ErrorBody),
+    )
+)]
+pub(super) async fn put_flag(
+    State(state): State<Arc<AppState>>,
+    Path((ns, overlay, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    put_in(&state, &ns, &headers, &name.clone(), |client| async move {
+        let definition: serde_json::Value = serde_json::from_str(text(&body)?)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+        Ok(client
+            .set_flag_in_overlay(&overlay, &name, &definition)
+            .await?)
+    })
+    .await
 }
 
 #[utoipa::path(

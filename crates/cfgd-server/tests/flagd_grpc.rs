@@ -618,4 +618,42 @@ async fn grpc_sync_and_evaluation_read_inherited_flags() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&next.flag_configuration).unwrap();
     assert_eq!(doc["flags"]["inherited"]["defaultVariant"], "off", "{doc}");
+
+    // An overlay's flag, for providers whose selector carries its labels.
+    prod.set_overlay_json("canary", r#"{"selector": {"canary": "true"}}"#)
+        .await
+        .unwrap();
+    prod.set_flag_in_overlay("canary", "inherited", &flag(true))
+        .await
+        .unwrap();
+    let labelled = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=prod,canary=true"), None))
+        .await
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&labelled.get_ref().flag_configuration).unwrap();
+    assert_eq!(doc["flags"]["inherited"]["defaultVariant"], "on", "{doc}");
+    let mut canary = sync
+        .sync_flags(wire::SyncFlagsRequest {
+            provider_id: "rust-test".into(),
+            selector: "flagSetId=prod,canary=true".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = canary.next().await.unwrap().unwrap();
+    assert!(first
+        .flag_configuration
+        .contains("\"defaultVariant\":\"on\""));
+    let plain = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=prod"), None))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&plain.get_ref().flag_configuration).unwrap();
+    assert_eq!(doc["flags"]["inherited"]["defaultVariant"], "off", "{doc}");
+    let bad = sync
+        .fetch_all_flags(with_token(fetch("flagSetId=prod,canary"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
 }

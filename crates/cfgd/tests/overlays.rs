@@ -120,6 +120,20 @@ async fn a_canary_overlay_is_seen_by_its_labels_only_and_promotes_as_one_release
     .await;
     assert_eq!(others.get()["pool"], 10);
 
+    // A flag in the overlay: the canary's flags are the overlay's.
+    let beta =
+        json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"});
+    prod_c
+        .set_flag_in_overlay("canary", "beta", &beta)
+        .await
+        .unwrap();
+    common::eventually(ARRIVES_WITHIN, || {
+        let c = canary.clone();
+        async move { c.flag_document().unwrap().contains("\"beta\"") }
+    })
+    .await;
+    assert!(!other.flag_document().unwrap().contains("\"beta\""));
+
     // Promote: one release; every client then sees the value without it.
     let before = prod_c.releases(10).await.unwrap().len();
     let release = prod_c
@@ -151,6 +165,8 @@ async fn a_canary_overlay_is_seen_by_its_labels_only_and_promotes_as_one_release
         json!({"$cfgd.unset": true})
     );
     assert_eq!(*others.get(), promoted);
+    // The overlay's flag was promoted with it.
+    assert_eq!(prod_c.get_flag("beta").await.unwrap().unwrap().value, beta);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

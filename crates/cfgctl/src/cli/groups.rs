@@ -244,7 +244,15 @@ pub(crate) enum OverlayCommand {
         #[arg(value_name = "JSON")]
         value: String,
     },
-    /// Print every overlay: who sees it, and its values
+    /// Store a flag's definition in an overlay (flagd's format; {"$cfgd.unset": true} hides the flag)
+    Flag {
+        overlay: String,
+        name: String,
+        /// The definition (- for standard input)
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print every overlay: who sees it, its values and flags
     List,
     /// Write the overlay's values to the namespace's own layer and remove it, as one release
     Promote { overlay: String },

@@ -208,6 +208,20 @@ async fn overlay(
             let revision = client.set_in_overlay(&overlay, &name, &value).await?;
             out.written(&name, revision, None)
         }
+        OverlayCommand::Flag {
+            overlay,
+            name,
+            file,
+        } => {
+            let text = crate::input::read_value(None, Some(file))?;
+            let definition: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Invalid(format!("flag {name:?}: definition is not valid JSON: {e}"))
+            })?;
+            let revision = client
+                .set_flag_in_overlay(&overlay, &name, &definition)
+                .await?;
+            out.written(&name, revision, None)
+        }
         OverlayCommand::List => out.document(&serde_json::to_value(client.overlays().await?)?),
         OverlayCommand::Promote { overlay } => match client.promote_overlay(&overlay).await? {
             Some(release) => {

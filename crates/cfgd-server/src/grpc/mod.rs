@@ -72,8 +72,25 @@ impl Grpc {
         }
     }
 
-    /// The namespace a call is for, once its caller may read it.
+    /// The namespace a call is for, once its caller may read it. Labels in
+    /// its selector are for flag sync only.
     fn namespace<T>(&self, request: &Request<T>, selector: &str) -> Result<String, Status> {
+        let (namespace, labels) = self.target(request, selector)?;
+        if !labels.is_empty() {
+            return Err(Status::invalid_argument(
+                "labels in a selector choose overlays for flag sync (SyncFlags, FetchAllFlags) only",
+            ));
+        }
+        Ok(namespace)
+    }
+
+    /// The namespace a call is for and the labels its selector gives, once
+    /// its caller may read that namespace.
+    fn target<T>(
+        &self,
+        request: &Request<T>,
+        selector: &str,
+    ) -> Result<(String, cfgd::overlays::Labels), Status> {
         let metadata = request.metadata();
         let selector = metadata
             .get("flagd-selector")
@@ -82,17 +99,20 @@ impl Grpc {
             .filter(|s| !s.is_empty())
             .or(Some(selector.trim()).filter(|s| !s.is_empty()));
         let grpc = &self.state.settings.grpc;
-        let namespace = match selector {
+        let (namespace, labels) = match selector {
             Some(selector) => parse_selector(selector)?,
-            None => grpc.default_namespace().ok_or_else(|| {
-                Status::invalid_argument(
-                    "no selector and no default namespace: send a selector (flagSetId=NS), \
+            None => grpc
+                .default_namespace()
+                .map(|ns| (ns, Default::default()))
+                .ok_or_else(|| {
+                    Status::invalid_argument(
+                        "no selector and no default namespace: send a selector (flagSetId=NS), \
                      or set [grpc] default_namespace",
-                )
-            })?,
+                    )
+                })?,
         };
         if self.state.settings.no_auth || grpc.namespaces.contains(&namespace) {
-            return Ok(namespace);
+            return Ok((namespace, labels));
         }
         let headers = metadata.clone().into_headers();
         let token = auth::identify(&self.state.settings.tokens, &headers)
@@ -104,7 +124,7 @@ impl Grpc {
                 ))
             })?;
         match token.scope(&namespace) {
-            Some(scope) if scope >= Scope::Read => Ok(namespace),
+            Some(scope) if scope >= Scope::Read => Ok((namespace, labels)),
             _ => Err(Status::permission_denied(format!(
                 "token {:?} may not read namespace {namespace:?}",
                 token.name
@@ -138,14 +158,42 @@ impl Grpc {
         self.state.client(namespace).await.map_err(status)
     }
 
-    /// The namespace's flag document, kept current by one task per
-    /// namespace that rebuilds it once per burst of flag changes.
-    async fn document(&self, namespace: &str) -> Result<watch::Receiver<Arc<str>>, Status> {
+    /// The namespace's flag document as clients with `labels` see it, kept
+    /// current by a task that rebuilds it once per burst of flag changes:
+    /// one per namespace shared by every stream without labels, and one
+    /// per stream with them (its own client, with the overlays they select,
+    /// on the server's one watch), which ends with it.
+    async fn document(
+        &self,
+        namespace: &str,
+        labels: cfgd::overlays::Labels,
+    ) -> Result<watch::Receiver<Arc<str>>, Status> {
         let mut documents = self.documents.lock().await;
-        if let Some(rx) = documents.get(namespace) {
-            return Ok(rx.clone());
+        if labels.is_empty() {
+            if let Some(rx) = documents.get(namespace) {
+                return Ok(rx.clone());
+            }
+        } else {
+            drop(documents);
+            let shared = self.client(namespace).await?;
+            let client = Client::builder()
+                .share(&shared)
+                .namespace(namespace)
+                .labels(labels)
+                .connect()
+                .await
+                .map_err(status)?;
+            return self.follow(client);
         }
         let client = self.client(namespace).await?;
+        let rx = self.follow(client)?;
+        documents.insert(namespace.to_owned(), rx.clone());
+        Ok(rx)
+    }
+
+    /// A channel of `client`'s flag document, rebuilt by a task of its own
+    /// until the last receiver goes.
+    fn follow(&self, client: Client) -> Result<watch::Receiver<Arc<str>>, Status> {
         let flags = client.flags().map_err(status)?;
         let first = client.flag_document().map_err(status)?;
         let (tx, rx) = watch::channel(Arc::<str>::from(first));
@@ -169,32 +217,38 @@ impl Grpc {
                 }
             }
         });
-        documents.insert(namespace.to_owned(), rx.clone());
         Ok(rx)
     }
 }
 
-/// `flagSetId=NS` (other `key=value` pairs refused), or a bare namespace.
-pub(crate) fn parse_selector(selector: &str) -> Result<String, Status> {
-    let namespace = if selector.contains('=') {
+/// `flagSetId=NS`, with the client's labels as more `key=value` pairs
+/// (`flagSetId=prod,canary=true,instance=i-42`: they choose the overlays it
+/// sees), or a bare namespace.
+pub(crate) fn parse_selector(selector: &str) -> Result<(String, cfgd::overlays::Labels), Status> {
+    let refused =
+        |reason: String| Status::invalid_argument(format!("selector {selector:?}: {reason}"));
+    let (namespace, labels) = if selector.contains('=') {
         let mut found = None;
-        for pair in selector.split(',') {
-            match pair.trim().split_once('=') {
+        let mut labels = Vec::new();
+        for pair in selector.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
                 Some(("flagSetId", ns)) => found = Some(ns.trim()),
-                _ => {
-                    return Err(Status::invalid_argument(format!(
-                        "selector {selector:?}: cfgd understands flagSetId=NAMESPACE or a bare namespace"
-                    )))
+                Some((key, value)) => labels.push((key.trim(), value.trim())),
+                None => {
+                    return Err(refused(
+                        "give flagSetId=NAMESPACE and labels as key=value, comma separated".into(),
+                    ))
                 }
             }
         }
-        found.unwrap_or_default()
+        let labels =
+            cfgd::overlays::Labels::from_pairs(labels).map_err(|e| refused(e.to_string()))?;
+        (found.unwrap_or_default(), labels)
     } else {
-        selector
+        (selector, Default::default())
     };
-    cfgd::validate_namespace(namespace)
-        .map_err(|e| Status::invalid_argument(format!("selector {selector:?}: {e}")))?;
-    Ok(namespace.to_owned())
+    cfgd::validate_namespace(namespace).map_err(|e| refused(e.to_string()))?;
+    Ok((namespace.to_owned(), labels))
 }
 
 /// The gRPC code of each [`ErrorKind`]: the one table the gRPC listener's
@@ -237,11 +291,11 @@ impl FlagSyncService for Grpc {
         &self,
         request: Request<sync::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        let namespace = self.namespace(&request, &request.get_ref().selector)?;
+        let (namespace, labels) = self.target(&request, &request.get_ref().selector)?;
         let permit = self.permit(&request, &namespace)?;
         let provider = provider_id(&request.get_ref().provider_id).to_owned();
-        tracing::info!(%namespace, provider, "flag sync stream opened");
-        let mut documents = self.document(&namespace).await?;
+        tracing::info!(%namespace, provider, %labels, "flag sync stream opened");
+        let mut documents = self.document(&namespace, labels).await?;
         let mut shutdown = self.state.shutdown.subscribe();
         let state = self.state.clone();
         let stream = async_stream(move |tx| async move {
@@ -276,8 +330,12 @@ impl FlagSyncService for Grpc {
         &self,
         request: Request<sync::FetchAllFlagsRequest>,
     ) -> Result<Response<sync::FetchAllFlagsResponse>, Status> {
-        let namespace = self.namespace(&request, &request.get_ref().selector)?;
-        let document = self.document(&namespace).await?.borrow().to_string();
+        let (namespace, labels) = self.target(&request, &request.get_ref().selector)?;
+        let document = self
+            .document(&namespace, labels)
+            .await?
+            .borrow()
+            .to_string();
         Ok(Response::new(sync::FetchAllFlagsResponse {
             flag_configuration: document,
         }))

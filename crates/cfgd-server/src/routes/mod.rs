@@ -172,6 +172,12 @@ pub const ROUTES: &[Route] = &[
         || put(overlays::put_value),
     ),
     route(
+        "PUT",
+        "/v1/namespaces/{ns}/overlays/{overlay}/flags/{*name}",
+        Ns(Write),
+        || put(overlays::put_flag),
+    ),
+    route(
         "POST",
         "/v1/namespaces/{ns}/overlays/{overlay}/promote",
         Ns(Write),

@@ -70,6 +70,7 @@ pub const TICKET: &str = "ticket";
         crate::overlays::put_settings,
         crate::overlays::abandon,
         crate::overlays::put_value,
+        crate::overlays::put_flag,
         crate::overlays::promote,
         crate::requests::get_policy,
         crate::requests::put_policy,

@@ -61,7 +61,11 @@ impl Client {
         }
     }
 
-    async fn checked_flag(&self, name: &str, definition: &Value) -> Result<(String, Vec<u8>)> {
+    pub(super) async fn checked_flag(
+        &self,
+        name: &str,
+        definition: &Value,
+    ) -> Result<(String, Vec<u8>)> {
         let key = self.flag_key(name)?;
         if name == flags::EVALUATORS {
             return Err(Error::InvalidName {

@@ -33,6 +33,9 @@ pub struct OverlayEntry {
     /// Its values by name (an unset marker hides the name from those who
     /// see the overlay: a gray deletion).
     pub values: BTreeMap<String, Value>,
+    /// Its flags by name: whole definitions that replace the namespace's
+    /// for those who see the overlay.
+    pub flags: BTreeMap<String, Value>,
 }
 
 impl Client {
@@ -76,6 +79,33 @@ impl Client {
         self.put(key, bytes, "overlay.set").await
     }
 
+    /// Stores flag `name`'s definition in overlay `overlay`: the clients
+    /// who see the overlay evaluate it instead of the namespace's (the
+    /// unset marker hides the flag from them). Checked as
+    /// [`set_flag`](Self::set_flag) checks one. The overlay must exist.
+    pub async fn set_flag_in_overlay(
+        &self,
+        overlay: &str,
+        name: &str,
+        definition: &Value,
+    ) -> Result<Revision> {
+        let meta = self.overlay_key(overlay, "meta")?;
+        if self.fetch(&meta, None).await?.is_none() {
+            return Err(Error::NotFound {
+                key: meta,
+                revision: None,
+            });
+        }
+        let bytes = if layers::is_unset(definition) {
+            key::validate_name(name)?;
+            value::encode(&meta, definition)?
+        } else {
+            self.checked_flag(name, definition).await?.1
+        };
+        let key = self.overlay_key(overlay, &format!("flags/{name}"))?;
+        self.put(key, bytes, "overlay.set").await
+    }
+
     /// The namespace's overlays, by name, read from etcd.
     pub async fn overlays(&self) -> Result<Vec<OverlayEntry>> {
         let mut out: BTreeMap<String, OverlayEntry> = BTreeMap::new();
@@ -92,6 +122,7 @@ impl Client {
                     name: overlay.to_owned(),
                     settings: Overlay::default(),
                     values: BTreeMap::new(),
+                    flags: BTreeMap::new(),
                 });
             let text = String::from_utf8_lossy(kv.value());
             if rest == "meta" {
@@ -102,6 +133,10 @@ impl Client {
                 let value =
                     serde_json::from_slice(&plain).unwrap_or(Value::String(text.into_owned()));
                 entry.values.insert(value_name.to_owned(), value);
+            } else if let Some(flag) = rest.strip_prefix("flags/") {
+                let value =
+                    serde_json::from_slice(kv.value()).unwrap_or(Value::String(text.into_owned()));
+                entry.flags.insert(flag.to_owned(), value);
             }
         }
         Ok(out.into_values().collect())
@@ -171,6 +206,39 @@ impl Client {
                 before: own.map_or(0, |s| s.revision),
             });
         }
+        for (name, definition) in self.overlay_flags(overlay).await? {
+            let key = self.flag_etcd_key(&name)?;
+            let own = self.fetch(&key, None).await?;
+            let bytes = if layers::is_unset(&definition) {
+                // Gone for everyone: the namespace's own flag goes, or an
+                // unset hides an inherited one.
+                let layers = self.layer_entries(Kind::Flags, &name).await?;
+                let below = layers
+                    .iter()
+                    .filter(|l| !l.overlay)
+                    .rev()
+                    .skip(1)
+                    .any(|l| l.get(Kind::Flags, &name).is_some());
+                if !below && own.is_none() {
+                    continue;
+                }
+                below
+                    .then(|| value::encode(&key, &definition))
+                    .transpose()?
+            } else {
+                Some(value::encode(&key, &definition)?)
+            };
+            let before: Option<Value> = own
+                .as_ref()
+                .and_then(|kv| serde_json::from_slice(kv.value()).ok());
+            let after = bytes.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+            pairs.push((format!("flags/{name}"), before, after));
+            writes.push(Write {
+                key,
+                bytes,
+                before: own.map_or(0, |kv| kv.mod_revision()),
+            });
+        }
         let changes = crate::diff::diff_named(
             pairs
                 .iter()
@@ -183,6 +251,17 @@ impl Client {
         }));
         let plan = ReleasePlan::of(writes, changes, Vec::new());
         self.publish_as(&plan, "release.promote", None).await
+    }
+
+    /// Overlay `overlay`'s flags, by name.
+    async fn overlay_flags(&self, overlay: &str) -> Result<BTreeMap<String, Value>> {
+        Ok(self
+            .overlays()
+            .await?
+            .into_iter()
+            .find(|o| o.name == overlay)
+            .map(|o| o.flags)
+            .unwrap_or_default())
     }
 
     /// Every key of overlay `overlay` (key, revision, name within it), and

@@ -113,7 +113,8 @@ pub(crate) fn overlay_layer(namespace: &str, overlay: &str) -> String {
 }
 
 /// Puts the overlays `labels` select above the own layer (the last of
-/// `layers`), each made of the own layer's `overlays/{o}/config/` keys.
+/// `layers`), each made of the own layer's `overlays/{o}/config/` and
+/// `overlays/{o}/flags/` keys.
 pub(crate) fn with_overlays(layers: &mut Vec<LayerRead>, labels: &Labels) {
     let Some(own) = layers.last() else { return };
     let overlays = own
@@ -124,14 +125,23 @@ pub(crate) fn with_overlays(layers: &mut Vec<LayerRead>, labels: &Labels) {
     let chosen = chosen(overlays, labels);
     let mut above = Vec::with_capacity(chosen.len());
     for overlay in chosen {
-        let prefix = format!("{overlay}/config/");
+        // An overlay holds values and flags: `{o}/config/…`, `{o}/flags/…`.
+        let inside = |name: &str| -> Option<(Kind, Arc<str>)> {
+            let rest = name.strip_prefix(overlay.as_str())?.strip_prefix('/')?;
+            let (section, name) = rest.split_once('/')?;
+            match section {
+                "config" => Some((Kind::Config, name.into())),
+                "flags" => Some((Kind::Flags, name.into())),
+                _ => None,
+            }
+        };
         let entries = own
             .entries
             .iter()
             .filter(|(kind, _, _)| *kind == Kind::Overlays)
             .filter_map(|(_, name, stored)| {
-                let name = name.strip_prefix(&prefix)?;
-                Some((Kind::Config, Arc::from(name), stored.clone()))
+                let (kind, name) = inside(name)?;
+                Some((kind, name, stored.clone()))
             })
             .collect();
         above.push(LayerRead {
