@@ -5,8 +5,8 @@
 //!   removes a name or a field;
 //! - a flag is the definition of the last layer that holds it (an unset
 //!   marker there hides it); `$evaluators` merge by evaluator name;
-//! - a schema is the last layer's for its pattern, so a parent's schemas
-//!   govern every descendant that does not replace them;
+//! - the schemas listed are the last layer's for each pattern (a write is
+//!   checked against every layer's: see `client/reach.rs`);
 //! - the policy joins every layer's: each `protected` and `secrets`
 //!   pattern holds below where it is set, and `approvals` is the highest;
 //! - the settings (`meta`) and who extends it are the namespace's own.

@@ -331,7 +331,11 @@ async fn schemas_govern_every_descendant_and_a_parent_write_that_breaks_one_is_r
         );
         assert_eq!(etcd.revision().await, before, "nothing written");
     }
-    // Only prod-eu's effective value breaks: prod-eu's own pool size.
+    // Only prod-eu's effective value breaks: prod-eu's own pool size. A
+    // schema prod-eu defines for the same pattern does not lift prod's.
+    eu_c.set_schema("db", &json!({"type": "object"}), false)
+        .await
+        .unwrap();
     eu_c.set("db", &json!({"pool": {"size": 1}}))
         .await
         .expect_err("prod's schema holds in prod-eu");

@@ -4,7 +4,7 @@
 //! write that would break any of them is refused before anything is
 //! written, naming the namespace and the name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse};
@@ -101,7 +101,7 @@ impl Client {
             targets.push((namespace, line));
         }
         for (namespace, line) in targets {
-            let (mut layers, schemas) = self.read_for_check(&line, name).await?;
+            let (mut layers, sets) = self.read_for_check(&line, name).await?;
             if let Some(mine) = layers
                 .iter_mut()
                 .find(|l| &*l.namespace == self.namespace())
@@ -122,8 +122,12 @@ impl Client {
             };
             let root = &self.state.etcd().root;
             let key = format!("{root}/{namespace}/config/{name}");
-            let checked = schemas.check(&key, name, &value.raw);
-            self.unquoted(name, checked).await?;
+            // Every layer's schemas hold: one a namespace defines for a
+            // parent's pattern adds to the parent's, it does not lift it.
+            for schemas in &sets {
+                let checked = schemas.check(&key, name, &value.raw);
+                self.unquoted(name, checked).await?;
+            }
         }
         Ok(true)
     }
@@ -153,10 +157,13 @@ impl Client {
         })
     }
 
-    /// `name` in each layer of `line` and the schemas that govern it there
-    /// (each pattern's from the last layer that has one), read in one
+    /// `name` in each layer of `line` and each layer's schemas, read in one
     /// transaction, secrets opened.
-    async fn read_for_check(&self, line: &[String], name: &str) -> Result<(Vec<Layer>, SchemaSet)> {
+    async fn read_for_check(
+        &self,
+        line: &[String],
+        name: &str,
+    ) -> Result<(Vec<Layer>, Vec<SchemaSet>)> {
         let root = &self.state.etcd().root;
         let bases: Vec<String> = line.iter().map(|ns| format!("{root}/{ns}/")).collect();
         let mut ops = Vec::with_capacity(bases.len() * 2);
@@ -176,7 +183,7 @@ impl Client {
         let responses = resp.op_responses();
         let answers = reads(&responses);
         let mut layers = Vec::with_capacity(line.len());
-        let mut patterns: BTreeMap<String, (Arc<[u8]>, i64)> = BTreeMap::new();
+        let mut sets = Vec::new();
         for ((ns, base), pair) in line.iter().zip(&bases).zip(answers.chunks(2)) {
             let mut layer = Layer::new(ns.as_str().into(), base.clone());
             if let Some(kv) = pair[0].first() {
@@ -188,20 +195,24 @@ impl Client {
                     .entries
                     .insert(name.into(), stored);
             }
-            for kv in pair[1] {
-                if let Some((Kind::Schemas, pattern)) = key::split_key(base, kv.key()) {
-                    patterns.insert(pattern.to_owned(), (kv.value().into(), kv.mod_revision()));
-                }
+            let patterns: Vec<(String, Arc<[u8]>, i64)> = pair[1]
+                .iter()
+                .filter_map(|kv| match key::split_key(base, kv.key()) {
+                    Some((Kind::Schemas, pattern)) => {
+                        Some((pattern.to_owned(), kv.value().into(), kv.mod_revision()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !patterns.is_empty() {
+                sets.push(SchemaSet::from_store(
+                    patterns.iter().map(|(p, raw, rev)| (p.as_str(), raw, *rev)),
+                    &SchemaSet::default(),
+                ));
             }
             layers.push(layer);
         }
-        let schemas = SchemaSet::from_store(
-            patterns
-                .iter()
-                .map(|(p, (raw, rev))| (p.as_str(), raw, *rev)),
-            &SchemaSet::default(),
-        );
-        Ok((layers, schemas))
+        Ok((layers, sets))
     }
 }
 
