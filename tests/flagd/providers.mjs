@@ -186,7 +186,7 @@ test("a namespace not open to the listener fails with UNAUTHENTICATED", async ()
 });
 
 test("a selector that does not parse is INVALID_ARGUMENT", async () => {
-  const p = new FlagdProvider({ host, port: Number(port), tls: false, resolverType: "in-process", selector: "app=weather,flagSetId=prod", fatalStatusCodes: ["INVALID_ARGUMENT"] });
+  const p = new FlagdProvider({ host, port: Number(port), tls: false, resolverType: "in-process", selector: "app,flagSetId=prod", fatalStatusCodes: ["INVALID_ARGUMENT"] });
   const error = await OpenFeature.setProviderAndWait("bad-selector", p).then(
     () => null,
     (e) => e,
