@@ -97,6 +97,17 @@ wait_lines "$dir/flags.out" 3
 wait_lines "$dir/watch.out" 2
 sed 's/^/  live_flags   | /' "$dir/flags.out"
 sed 's/^/  cfgctl watch | /' "$dir/watch.out"
+step "Layers: demo-eu extends demo and keeps only what differs; explain says where each field came from (docs/layers.md)"
+ctl ns set demo-eu --extends demo
+ctl -n demo-eu set database.config '{"pool_size": 8}'
+ctl -n demo-eu get database.config
+ctl -n demo-eu get database.config --explain -o table
+step "A gray release: an overlay only canary clients see, then promoted as one release"
+ctl -n demo-eu overlay set canary --selector canary=true
+ctl -n demo-eu overlay put canary database.config '{"pool_size": 12}'
+ctl -n demo-eu get database.config --labels canary=true
+ctl -n demo-eu overlay promote canary
+ctl -n demo-eu get database.config
 step "The HTTP server: REST with ETags, and flags over OFREP for any OpenFeature SDK"
 show curl -s -i "$server/v1/namespaces/demo/config/database.config"
 echo
