@@ -78,6 +78,11 @@ async fn a_canary_overlay_is_seen_by_its_labels_only_and_promotes_as_one_release
     assert_eq!(db(&other).await, Some(json!({"url": "a", "pool": 10})));
     assert_eq!(db(&plain).await, Some(json!({"url": "a", "pool": 10})));
     assert_eq!(canary.get::<Value>("legacy").await.unwrap(), None);
+    // The own layer is the namespace's, below the overlays it sees.
+    assert_eq!(
+        canary.get_own_entry("db").await.unwrap().unwrap().value,
+        json!({"pool": 10})
+    );
     assert_eq!(
         other.get::<Value>("legacy").await.unwrap(),
         Some(json!(true))

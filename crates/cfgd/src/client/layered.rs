@@ -13,7 +13,7 @@ use super::handle::{Client, Entry};
 use crate::effective;
 use crate::error::{Error, Result};
 use crate::key::Kind;
-use crate::mirror::{Layer, Stored};
+use crate::mirror::{own_layer, Layer, Stored};
 use crate::types::{Revision, Source};
 use crate::value;
 
@@ -91,13 +91,15 @@ impl Client {
                     .layers
                     .iter()
                     .map(|l| {
-                        one(
+                        let mut layer = one(
                             l.namespace.clone(),
                             l.base.clone(),
                             kind,
                             name,
                             l.get(kind, name),
-                        )
+                        );
+                        layer.overlay = l.overlay;
+                        layer
                     })
                     .collect());
             }
@@ -131,18 +133,7 @@ impl Client {
                 TxnOpResponse::Get(get) => get.kvs().first().cloned(),
                 _ => None,
             };
-            let stored = match found {
-                Some(kv) => {
-                    let mut stored = Stored::from_etcd(&kv);
-                    stored.origin = Source::Etcd;
-                    if crate::secret::is_sealed(&stored.raw) {
-                        let plain = self.opened(&key, &stored.raw)?.into_owned();
-                        stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into()));
-                    }
-                    Some(stored)
-                }
-                None => None,
-            };
+            let stored = found.map(|kv| self.open_stored(&key, &kv)).transpose()?;
             out.push(one(ns.as_str().into(), base, kind, name, stored));
         }
         Ok(out)
@@ -156,18 +147,9 @@ impl Client {
         name: &str,
     ) -> Result<Option<Entry<T>>> {
         let layers = self.layer_entries(Kind::Config, name).await?;
-        let Some((stored, _)) = effective::effective(&layers, Kind::Config, name) else {
-            return Ok(None);
-        };
-        Ok(Some(Entry {
-            name: name.to_owned(),
-            value: value::decode(key, stored.revision, &stored.raw)?,
-            revision: stored.revision,
-            create_revision: stored.create_revision,
-            version: stored.version,
-            source: Source::Etcd,
-            secret: stored.is_secret(),
-        }))
+        effective::effective(&layers, Kind::Config, name)
+            .map(|(stored, _)| stored_entry(key, name, &stored, Source::Etcd))
+            .transpose()
     }
 
     /// The effective values under `prefix`, sorted by name, for a layered
@@ -182,7 +164,10 @@ impl Client {
         };
         stored
             .into_iter()
-            .map(|(name, stored)| self.entry_from(name, &stored))
+            .map(|(name, stored)| {
+                let key = self.state.space.key_unchecked(Kind::Config, &name);
+                stored_entry(&key, &name, &stored, Source::Etcd)
+            })
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
@@ -225,12 +210,8 @@ impl Client {
                 let Some((kind, name)) = crate::key::split_key(&base, kv.key()) else {
                     continue;
                 };
-                let mut stored = Stored::from_etcd(&kv);
-                if crate::secret::is_sealed(&stored.raw) {
-                    let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let plain = self.opened(&key, &stored.raw)?.into_owned();
-                    stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into()));
-                }
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let stored = self.open_stored(&key, &kv)?;
                 layer.section_mut(kind).entries.insert(name.into(), stored);
             }
             read.push(layer);
@@ -246,23 +227,6 @@ impl Client {
                 })
                 .collect(),
         ))
-    }
-
-    fn entry_from<T: serde::de::DeserializeOwned>(
-        &self,
-        name: String,
-        stored: &Stored,
-    ) -> Result<Entry<T>> {
-        let key = self.state.space.key_unchecked(Kind::Config, &name);
-        Ok(Entry {
-            value: value::decode(&key, stored.revision, &stored.raw)?,
-            name,
-            revision: stored.revision,
-            create_revision: stored.create_revision,
-            version: stored.version,
-            source: Source::Etcd,
-            secret: stored.is_secret(),
-        })
     }
 
     /// The policy that holds here: this namespace's joined with every
@@ -304,7 +268,7 @@ impl Client {
                     return Ok(expected);
                 }
                 let current = effective::effective(&layers, Kind::Config, name);
-                let own = layers.last().and_then(|l| l.get(Kind::Config, name));
+                let own = own_layer(&layers).and_then(|l| l.get(Kind::Config, name));
                 (
                     revision(current.as_ref().map(|(s, _)| s)),
                     revision(own.as_ref()),
@@ -326,18 +290,11 @@ impl Client {
     pub async fn get_own_entry(&self, name: &str) -> Result<Option<Entry<Value>>> {
         let layers = self.layer_entries(Kind::Config, name).await?;
         let key = self.etcd_key(name)?;
-        let Some(stored) = layers.last().and_then(|l| l.get(Kind::Config, name)) else {
-            return Ok(None);
-        };
-        Ok(Some(Entry {
-            name: name.to_owned(),
-            value: value::decode(&key, stored.revision, &stored.raw)?,
-            revision: stored.revision,
-            create_revision: stored.create_revision,
-            version: stored.version,
-            source: stored.origin,
-            secret: stored.is_secret(),
-        }))
+        // The own layer, below any overlay a labelled client sees.
+        own_layer(&layers)
+            .and_then(|l| l.get(Kind::Config, name))
+            .map(|stored| stored_entry(&key, name, &stored, stored.origin))
+            .transpose()
     }
 
     /// How the layers make `name`'s effective value: each layer's own value,
@@ -385,6 +342,38 @@ impl Client {
             origins,
         })
     }
+}
+
+impl Client {
+    /// A value read from etcd as a layer holds it: a secret opened, its
+    /// envelope kept beside.
+    pub(super) fn open_stored(&self, key: &str, kv: &etcd_client::KeyValue) -> Result<Stored> {
+        let mut stored = Stored::from_etcd(kv);
+        stored.origin = Source::Etcd;
+        if crate::secret::is_sealed(&stored.raw) {
+            let plain = self.opened(key, &stored.raw)?.into_owned();
+            stored.sealed = Some(std::mem::replace(&mut stored.raw, plain.into()));
+        }
+        Ok(stored)
+    }
+}
+
+/// The entry of `stored`, `name`'s value (etcd key `key`) from `source`.
+pub(super) fn stored_entry<T: serde::de::DeserializeOwned>(
+    key: &str,
+    name: &str,
+    stored: &Stored,
+    source: Source,
+) -> Result<Entry<T>> {
+    Ok(Entry {
+        name: name.to_owned(),
+        value: value::decode(key, stored.revision, &stored.raw)?,
+        revision: stored.revision,
+        create_revision: stored.create_revision,
+        version: stored.version,
+        source,
+        secret: stored.is_secret(),
+    })
 }
 
 /// A layer holding at most `stored` as `name` in `kind`.

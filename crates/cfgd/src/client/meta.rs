@@ -188,17 +188,9 @@ impl Client {
     async fn children_of(&self, namespace: &str) -> Result<Vec<String>> {
         let root = &self.state.etcd().root;
         let start = key::kind_prefix(&format!("{root}/{namespace}/"), Kind::Children);
-        let options = GetOptions::new()
-            .with_range(key::prefix_end(start.clone().into_bytes()))
-            .with_keys_only();
-        let mut kv = self.state.etcd().kv().await?;
-        let resp = self
-            .state
-            .etcd()
-            .call(&start, None, kv.get(start.clone(), Some(options)))
-            .await?;
-        Ok(resp
-            .kvs()
+        Ok(self
+            .list_keys(start.clone())
+            .await?
             .iter()
             .map(|kv| String::from_utf8_lossy(&kv.key()[start.len()..]).into_owned())
             .collect())

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::GetOptions;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::handle::{Client, Entry};
+use super::layered::stored_entry;
 use super::releases::{Release, ReleasePlan, Write};
 use crate::effective;
 use crate::error::{Error, Result};
@@ -36,6 +36,15 @@ pub struct OverlayEntry {
     /// Its flags by name: whole definitions that replace the namespace's
     /// for those who see the overlay.
     pub flags: BTreeMap<String, Value>,
+}
+
+/// What one overlay holds ([`Client::overlay_keys`]).
+#[derive(Default)]
+struct OverlayKeys {
+    /// Each of its keys, and the revision it was read at.
+    keys: Vec<(String, Revision)>,
+    values: BTreeMap<String, Value>,
+    flags: BTreeMap<String, Value>,
 }
 
 impl Client {
@@ -145,13 +154,13 @@ impl Client {
     /// Removes overlay `overlay` and its values, in one transaction with
     /// its audit record; `None` when there was no such overlay.
     pub async fn abandon_overlay(&self, overlay: &str) -> Result<Option<Release>> {
-        let (keys, _) = self.overlay_keys(overlay).await?;
+        let keys = self.overlay_keys(overlay).await?.keys;
         if keys.is_empty() {
             return Ok(None);
         }
         let writes = keys
             .into_iter()
-            .map(|(key, before, _)| Write {
+            .map(|(key, before)| Write {
                 key,
                 bytes: None,
                 before,
@@ -168,7 +177,11 @@ impl Client {
     /// overlay deletes the own value, or unsets it when a lower layer gives
     /// one. `None` when there was no such overlay.
     pub async fn promote_overlay(&self, overlay: &str) -> Result<Option<Release>> {
-        let (keys, values) = self.overlay_keys(overlay).await?;
+        let OverlayKeys {
+            keys,
+            values,
+            flags,
+        } = self.overlay_keys(overlay).await?;
         if keys.is_empty() {
             return Ok(None);
         }
@@ -206,7 +219,7 @@ impl Client {
                 before: own.map_or(0, |s| s.revision),
             });
         }
-        for (name, definition) in self.overlay_flags(overlay).await? {
+        for (name, definition) in flags {
             let key = self.flag_etcd_key(&name)?;
             let own = self.fetch(&key, None).await?;
             let bytes = if layers::is_unset(&definition) {
@@ -244,7 +257,7 @@ impl Client {
                 .iter()
                 .map(|(n, b, a)| (n.as_str(), b.as_ref(), a.as_ref())),
         );
-        writes.extend(keys.into_iter().map(|(key, before, _)| Write {
+        writes.extend(keys.into_iter().map(|(key, before)| Write {
             key,
             bytes: None,
             before,
@@ -253,44 +266,27 @@ impl Client {
         self.publish_as(&plan, "release.promote", None).await
     }
 
-    /// Overlay `overlay`'s flags, by name.
-    async fn overlay_flags(&self, overlay: &str) -> Result<BTreeMap<String, Value>> {
-        Ok(self
-            .overlays()
-            .await?
-            .into_iter()
-            .find(|o| o.name == overlay)
-            .map(|o| o.flags)
-            .unwrap_or_default())
-    }
-
-    /// Every key of overlay `overlay` (key, revision, name within it), and
-    /// its values by name.
-    async fn overlay_keys(
-        &self,
-        overlay: &str,
-    ) -> Result<(Vec<(String, Revision, String)>, BTreeMap<String, Value>)> {
+    /// Every key of overlay `overlay` with its revision, and its values and
+    /// flags by name, in one read.
+    async fn overlay_keys(&self, overlay: &str) -> Result<OverlayKeys> {
         let start = self.overlay_key(overlay, "")?;
-        let options = GetOptions::new().with_range(key::prefix_end(start.clone().into_bytes()));
-        let mut kv = self.state.etcd().kv().await?;
-        let resp = self
-            .state
-            .etcd()
-            .call(&start, None, kv.get(start.clone(), Some(options)))
-            .await?;
-        let mut keys = Vec::new();
-        let mut values = BTreeMap::new();
-        for kv in resp.kvs() {
+        let mut read = OverlayKeys::default();
+        for kv in self.list_keys(start.clone()).await? {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let rest = key[start.len()..].to_owned();
+            let rest = &key[start.len()..];
             if let Some(name) = rest.strip_prefix("config/") {
                 let plain = self.opened(&key, kv.value())?;
                 let value = value::decode::<Value>(&key, kv.mod_revision(), &plain)?;
-                values.insert(name.to_owned(), value);
+                read.values.insert(name.to_owned(), value);
+            } else if let Some(flag) = rest.strip_prefix("flags/") {
+                let text = String::from_utf8_lossy(kv.value());
+                let value =
+                    serde_json::from_slice(kv.value()).unwrap_or(Value::String(text.into_owned()));
+                read.flags.insert(flag.to_owned(), value);
             }
-            keys.push((key, kv.mod_revision(), rest));
+            read.keys.push((key, kv.mod_revision()));
         }
-        Ok((keys, values))
+        Ok(read)
     }
 
     /// `name` as a client with `labels` sees it: the effective value with
@@ -348,17 +344,8 @@ impl Client {
             }
             layers.push(layer);
         }
-        let Some((stored, _)) = effective::effective(&layers, Kind::Config, name) else {
-            return Ok(None);
-        };
-        Ok(Some(Entry {
-            name: name.to_owned(),
-            value: value::decode(&key, stored.revision, &stored.raw)?,
-            revision: stored.revision,
-            create_revision: stored.create_revision,
-            version: stored.version,
-            source: Source::Cache,
-            secret: stored.is_secret(),
-        }))
+        effective::effective(&layers, Kind::Config, name)
+            .map(|(stored, _)| stored_entry(&key, name, &stored, Source::Cache))
+            .transpose()
     }
 }

@@ -188,8 +188,7 @@ impl Client {
             let mut layer = Layer::new(ns.as_str().into(), base.clone());
             if let Some(kv) = pair[0].first() {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let mut stored = Stored::from_etcd(kv);
-                stored.raw = self.opened(&key, kv.value())?.into_owned().into();
+                let stored = self.open_stored(&key, kv)?;
                 layer
                     .section_mut(Kind::Config)
                     .entries

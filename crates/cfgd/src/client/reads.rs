@@ -231,7 +231,7 @@ impl Client {
     }
 
     /// Every key that starts with `start`.
-    async fn list_keys(&self, start: String) -> Result<Vec<KeyValue>> {
+    pub(super) async fn list_keys(&self, start: String) -> Result<Vec<KeyValue>> {
         let end = key::prefix_end(start.clone().into_bytes());
         let mut pager = Pager::new(start.clone().into_bytes(), end, None);
         let mut out = Vec::new();
