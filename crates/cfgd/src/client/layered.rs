@@ -107,6 +107,41 @@ impl Client {
             let base = live.base.clone();
             return Ok(vec![one(live.name.clone(), base, kind, name, stored)]);
         }
+        // The key and the settings in one request: a namespace that extends
+        // nothing, the most common, is read in that one round trip.
+        let base = self.state.space.base().to_owned();
+        let own_key = format!("{}{name}", crate::key::kind_prefix(&base, kind));
+        let meta_key = self.state.space.key_unchecked(Kind::Meta, "");
+        let probe = Txn::new().and_then([
+            TxnOp::get(own_key.as_str(), None),
+            TxnOp::get(meta_key.as_str(), None),
+        ]);
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(&own_key, None, kv.txn(probe))
+            .await?;
+        let found: Vec<Option<etcd_client::KeyValue>> = resp
+            .op_responses()
+            .into_iter()
+            .map(|answer| match answer {
+                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                _ => None,
+            })
+            .collect();
+        let flat = found[1].as_ref().is_none_or(|kv| {
+            crate::meta::Meta::from_stored(&meta_key, kv.value())
+                .extends
+                .is_empty()
+        });
+        if flat {
+            let stored = found[0]
+                .as_ref()
+                .map(|kv| self.open_stored(&own_key, kv))
+                .transpose()?;
+            return Ok(vec![one(self.namespace().into(), base, kind, name, stored)]);
+        }
         // One transaction: every layer's key at one revision.
         let layers = self.layers().await?;
         let keys: Vec<(String, String)> = layers
