@@ -106,7 +106,7 @@ async fn leader_kills_lose_and_repeat_nothing_on_a_chain() {
         // (revision, shown below): every third write goes to base's
         // `shadowed`, which prod-eu's own value hides.
         let mut acked: Vec<(i64, bool)> = Vec::new();
-        for i in 0..600u32 {
+        for i in 0..300u32 {
             let level = (i % 3) as usize;
             let shadow = level == 0 && i % 2 == 0;
             let name = match shadow {
@@ -126,7 +126,7 @@ async fn leader_kills_lose_and_repeat_nothing_on_a_chain() {
         }
         acked
     });
-    for at in [150, 300, 450] {
+    for at in [75, 150, 225] {
         tokio::time::timeout(ARRIVES_WITHIN * 3, progress.wait_for(|&i| i >= at))
             .await
             .expect("writer progress")
