@@ -158,8 +158,11 @@ impl Keyring {
         Keyring { keys }
     }
 
-    /// `plain` sealed for etcd key `key`.
-    pub(crate) fn seal(&self, key: &str, plain: &[u8]) -> Vec<u8> {
+    /// `plain` sealed for etcd key `key` (the associated data: the
+    /// envelope opens only for the same `key`). Public for stores of
+    /// their own that must hold secrets as etcd does, such as
+    /// cfgd-agent's snapshot.
+    pub fn seal(&self, key: &str, plain: &[u8]) -> Vec<u8> {
         let sealing = &self.keys[0];
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let data = sealing
@@ -182,7 +185,7 @@ impl Keyring {
     }
 
     /// The plaintext of an envelope stored at etcd key `key`.
-    pub(crate) fn open(&self, key: &str, raw: &[u8]) -> Result<Vec<u8>> {
+    pub fn open(&self, key: &str, raw: &[u8]) -> Result<Vec<u8>> {
         let fail = |reason: String| Error::Secret {
             key: key.to_owned(),
             reason,

@@ -1,0 +1,177 @@
+//! [`State`]: what the agent renders from (a namespace's effective values
+//! and flags at one revision), and its snapshot on disk, which lets a
+//! fresh agent render while etcd and the server are down.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use cfgd::flags::{Bucketing, FlagSet};
+use cfgd::secret::Keyring;
+
+/// One value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub value: Value,
+    /// A secret: only into files of mode 0600 or stricter, never logged.
+    pub secret: bool,
+    pub revision: i64,
+}
+
+/// The namespace as the agent last read it.
+#[derive(Debug, Default)]
+pub struct State {
+    pub values: BTreeMap<String, Item>,
+    /// Flag definitions (and `$evaluators`) by name, with their revisions.
+    pub flags: BTreeMap<String, (Value, i64)>,
+    pub bucketing: Bucketing,
+    /// The newest revision applied.
+    pub revision: i64,
+    compiled: OnceLock<FlagSet>,
+}
+
+impl Clone for State {
+    fn clone(&self) -> Self {
+        State {
+            values: self.values.clone(),
+            flags: self.flags.clone(),
+            bucketing: self.bucketing,
+            revision: self.revision,
+            compiled: OnceLock::new(),
+        }
+    }
+}
+
+impl State {
+    /// The flags, compiled once per state, leniently: a definition that
+    /// does not compile answers its evaluations with an error, and the
+    /// rest still evaluate.
+    pub fn flag_set(&self) -> &FlagSet {
+        self.compiled.get_or_init(|| {
+            let raw: Vec<(&str, Vec<u8>, i64)> = self
+                .flags
+                .iter()
+                .map(|(name, (def, rev))| (name.as_str(), def.to_string().into_bytes(), *rev))
+                .collect();
+            FlagSet::from_store(
+                raw.iter().map(|(n, r, rev)| (*n, r.as_slice(), *rev)),
+                self.bucketing,
+                &FlagSet::default(),
+            )
+        })
+    }
+
+    /// The names under `prefix` and their items.
+    pub fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Item)> {
+        self.values
+            .range(prefix.to_owned()..)
+            .take_while(move |(n, _)| n.starts_with(prefix))
+            .map(|(n, i)| (n.as_str(), i))
+    }
+}
+
+/// The snapshot file: values in the clear, secrets sealed as etcd holds
+/// them (left out when the agent has no key to seal them with).
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    namespace: String,
+    revision: i64,
+    bucketing: String,
+    values: BTreeMap<String, (Value, i64)>,
+    #[serde(default)]
+    secrets: BTreeMap<String, (String, i64)>,
+    flags: BTreeMap<String, (Value, i64)>,
+}
+
+fn sealed_key(namespace: &str, name: &str) -> String {
+    format!("cfgd-agent-snapshot/{namespace}/{name}")
+}
+
+/// The snapshot's text for `state`.
+pub fn snapshot_text(state: &State, namespace: &str, keyring: Option<&Keyring>) -> String {
+    let mut values = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    for (name, item) in &state.values {
+        if !item.secret {
+            values.insert(name.clone(), (item.value.clone(), item.revision));
+        } else if let Some(keyring) = keyring {
+            let sealed = keyring.seal(
+                &sealed_key(namespace, name),
+                item.value.to_string().as_bytes(),
+            );
+            let sealed = String::from_utf8(sealed).expect("an envelope is JSON");
+            secrets.insert(name.clone(), (sealed, item.revision));
+        }
+    }
+    let snapshot = Snapshot {
+        version: 1,
+        namespace: namespace.to_owned(),
+        revision: state.revision,
+        bucketing: state.bucketing.as_str().to_owned(),
+        values,
+        secrets,
+        flags: state.flags.clone(),
+    };
+    serde_json::to_string(&snapshot).expect("serializes")
+}
+
+/// The state a snapshot file holds.
+pub fn load_snapshot(path: &Path, namespace: &str, keyring: Option<&Keyring>) -> Result<State> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the snapshot {}", path.display()))?;
+    let snapshot: Snapshot = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("the snapshot {} is not one: {e}", path.display()))?;
+    if snapshot.namespace != namespace {
+        return Err(anyhow!(
+            "the snapshot {} is of namespace {}, not {namespace}",
+            path.display(),
+            snapshot.namespace
+        ));
+    }
+    let mut values: BTreeMap<String, Item> = snapshot
+        .values
+        .into_iter()
+        .map(|(name, (value, revision))| {
+            let item = Item {
+                value,
+                secret: false,
+                revision,
+            };
+            (name, item)
+        })
+        .collect();
+    for (name, (sealed, revision)) in snapshot.secrets {
+        // Without the key a secret is missing, which the template's
+        // `missing` policy then names.
+        let Some(keyring) = keyring else { continue };
+        let plain = keyring
+            .open(&sealed_key(namespace, &name), sealed.as_bytes())
+            .map_err(|e| anyhow!("the snapshot's secret {name}: {e}"))?;
+        let value = serde_json::from_slice(&plain)
+            .map_err(|e| anyhow!("the snapshot's secret {name} is not JSON: {e}"))?;
+        let item = Item {
+            value,
+            secret: true,
+            revision,
+        };
+        values.insert(name, item);
+    }
+    Ok(State {
+        values,
+        flags: snapshot.flags,
+        bucketing: match snapshot.bucketing.as_str() {
+            "v3" => Bucketing::V3,
+            _ => Bucketing::V2,
+        },
+        revision: snapshot.revision,
+        compiled: OnceLock::new(),
+    })
+}
+
+/// A state shared by the source and every template: replaced whole.
+pub type Shared = Arc<State>;
