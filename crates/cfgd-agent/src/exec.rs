@@ -45,6 +45,8 @@ pub async fn supervise(
         _ = int.recv() => return Ok(128 + libc::SIGINT),
     }
     let mut child = spawn(&command, &env.borrow_and_update())?;
+    // What the first renders asked for is in the child's start already.
+    while control.try_recv().is_ok() {}
     loop {
         let forward = tokio::select! {
             status = child.wait() => return Ok(code(status?)),
@@ -59,6 +61,7 @@ pub async fn supervise(
                 Some(Control::Restart) => {
                     stop(&mut child, &settings).await?;
                     child = spawn(&command, &env.borrow_and_update())?;
+                    while control.try_recv().is_ok() {}
                     tracing::info!(pid = child.id(), "restarted the child");
                     continue;
                 }

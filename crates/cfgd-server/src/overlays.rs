@@ -28,6 +28,26 @@ pub(super) fn labels(headers: &HeaderMap) -> Result<cfgd::overlays::Labels, ApiE
     })
 }
 
+/// `client`, or with `X-Cfgd-Labels` a client of those labels for this
+/// request (on the server's one watch), which sees the overlays they
+/// select: what labelled lists and event streams read through.
+pub(super) async fn labelled(
+    client: cfgd::Client,
+    ns: &str,
+    headers: &HeaderMap,
+) -> Result<cfgd::Client, ApiError> {
+    let labels = labels(headers)?;
+    if labels.is_empty() {
+        return Ok(client);
+    }
+    Ok(cfgd::Client::builder()
+        .share(&client)
+        .namespace(ns)
+        .labels(labels)
+        .connect()
+        .await?)
+}
+
 fn text(body: &Bytes) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
 }

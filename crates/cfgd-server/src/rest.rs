@@ -293,9 +293,9 @@ pub(super) fn entries_json(entries: Vec<cfgd::Entry<serde_json::Value>>) -> Vec<
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config", tag = "config", operation_id = "listConfig",
-    params(crate::params::NsPath, ListQuery),
+    params(crate::params::LabelsHeader, crate::params::NsPath, ListQuery),
     responses(
-        (status = 200, description = "The values under the prefix, by name", body = Vec<crate::bodies::Item>),
+        (status = 200, description = "The values under the prefix, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>),
     )
 )]
 pub(super) async fn list_config(
@@ -305,6 +305,7 @@ pub(super) async fn list_config(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let client = crate::overlays::labelled(client, &ns, &headers).await?;
     let entries = client.list::<serde_json::Value>(&query.prefix).await?;
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
@@ -345,9 +346,9 @@ pub(super) async fn get_history(
 
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/flags", tag = "flags", operation_id = "listFlags",
-    params(crate::params::NsPath),
+    params(crate::params::LabelsHeader, crate::params::NsPath),
     responses(
-        (status = 200, description = "Every flag definition, by name", body = Vec<crate::bodies::Item>),
+        (status = 200, description = "Every flag definition, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>),
     )
 )]
 pub(super) async fn list_flags(
@@ -356,6 +357,7 @@ pub(super) async fn list_flags(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let client = crate::overlays::labelled(client, &ns, &headers).await?;
     Ok(json_response(
         StatusCode::OK,
         entries_json(client.list_flags().await?),

@@ -80,18 +80,8 @@ pub(super) async fn watch(
     Query(query): Query<WatchQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let labels = crate::overlays::labels(&headers)?;
-    if !labels.is_empty() {
-        // A stream of its own labels sees the overlays they select: a
-        // client of its own for the stream, on the server's one watch.
-        client = cfgd::Client::builder()
-            .share(&client)
-            .namespace(ns.as_str())
-            .labels(labels)
-            .connect()
-            .await?;
-    }
+    let client = state.authorized(&headers, &ns, Scope::Read).await?;
+    let client = crate::overlays::labelled(client, &ns, &headers).await?;
     let permit = state.http_stream_permit(&headers)?;
     let resume = headers
         .get("last-event-id")
