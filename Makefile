@@ -21,6 +21,7 @@ ETCD35 := $(CURDIR)/target/etcd-3.5.1
 test:
 	@scripts/install-deps.sh --test
 	@scripts/check-docker.sh
+	@target/pyenv/bin/python scripts/check-kubernetes.py
 	@scripts/check-layout.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings

@@ -110,6 +110,7 @@ pub async fn start(settings: Settings, mode: Mode) -> Result<i32> {
         namespace: settings.namespace.clone(),
         child: None,
         env: env.clone(),
+        actions: !matches!(mode, Mode::Once { .. }),
     };
     match mode {
         Mode::Once { timeout } => once(templates, &feed, &context, timeout).await,

@@ -101,6 +101,9 @@ pub struct Context {
     /// The `exec` child, in exec mode.
     pub child: Option<mpsc::UnboundedSender<Control>>,
     pub env: Arc<EnvParts>,
+    /// Off for `render --once`: what an action would reach is not running
+    /// yet in an init container.
+    pub actions: bool,
 }
 
 /// Each `env` template's variables, merged for the child.
@@ -245,6 +248,9 @@ async fn attempt(p: &Prepared, state: &Shared, cx: &Context) -> (&'static str, O
     };
     if !wrote {
         return ("", Outcome::Unchanged);
+    }
+    if !cx.actions {
+        return ("", Outcome::Wrote);
     }
     if let Err(e) = act(p, cx).await {
         // The file is in place; only its follow-up failed.

@@ -6,5 +6,6 @@ mod common;
 
 mod faults;
 mod files;
+mod kubernetes;
 mod modes;
 mod support;
