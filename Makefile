@@ -52,6 +52,8 @@ bench:
 	cargo bench -p cfgd-bench --bench export
 	cargo bench -p cfgd-bench --bench flag_eval
 	cargo bench -p cfgd-bench --bench layers
+	cargo build --release -p cfgd-server -p cfgd-agent
+	cargo bench -p cfgd-bench --bench agent
 	cargo bench -p cfgd-bench --bench report
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for

@@ -113,6 +113,29 @@ show curl -s -i "$server/v1/namespaces/demo/config/database.config"
 echo
 show curl -s -X POST -H 'X-Cfgd-Namespace: demo' --data '{"context": {"targetingKey": "user-42"}}' "$server/ofrep/v1/evaluate/flags/new-checkout"
 echo
+step "cfgd-agent: the namespace as a file for a process that embeds nothing, re-rendered on change (docs/agent.md)"
+cat >"$dir/agent.toml" <<EOF
+server = "$server"
+namespace = "demo"
+
+[[template]]
+prefix = "database."
+format = "yaml"
+destination = "$dir/database.yaml"
+wait = { min = "100ms" }
+EOF
+sed 's/^/  /' "$dir/agent.toml"
+"$bin/cfgd-agent" --config "$dir/agent.toml" --log-format text run 2>"$dir/agent.log" &
+children+=("$!")
+wait_for_file() {
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "demo: cfgd-agent did not render $1:"; cat "$dir/agent.log"; exit 1
+}
+wait_for_file "$dir/database.yaml" "pool_size"
+show cat "$dir/database.yaml"
+ctl set database.config '{"url": "postgres://db/app", "pool_size": 40}'
+wait_for_file "$dir/database.yaml" "pool_size: 40"
+show cat "$dir/database.yaml"
 step "The REST API as an OpenAPI 3.1 document, to generate clients from (docs/server.md)"
 printf '$ curl -s %s | head -n 4\n' "$server/openapi.json"
 curl -s "$server/openapi.json" >"$dir/openapi.json"

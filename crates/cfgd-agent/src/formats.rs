@@ -8,9 +8,13 @@ use crate::settings::Format;
 
 /// `name` below `prefix`, without the separator that follows it:
 /// `database.url` under `database` is `url`.
+/// A name that is the prefix itself keeps its whole name.
 pub fn relative<'a>(prefix: &str, name: &'a str) -> &'a str {
     let rest = &name[prefix.len().min(name.len())..];
-    rest.strip_prefix(['.', '/']).unwrap_or(rest)
+    match rest.strip_prefix(['.', '/']).unwrap_or(rest) {
+        "" => name,
+        rest => rest,
+    }
 }
 
 /// The entries (relative name, value) rendered as `format`.
@@ -253,5 +257,6 @@ mod tests {
         assert_eq!(relative("database", "database.url"), "url");
         assert_eq!(relative("database.", "database.url"), "url");
         assert_eq!(relative("", "x/y"), "x/y");
+        assert_eq!(relative("hot", "hot"), "hot");
     }
 }

@@ -48,7 +48,7 @@ pub const EXIT_SOURCE: i32 = 3;
 pub fn check(settings: &Settings) -> Result<()> {
     Prepared::all(settings)?;
     match settings.source() {
-        SourceKind::Server(_) => source::server::server(settings).map(drop),
+        SourceKind::Server(_) => source::server::server(settings, false).map(drop),
         SourceKind::Etcd => source::etcd::builder(settings).map(drop),
     }
 }
@@ -57,6 +57,9 @@ pub fn check(settings: &Settings) -> Result<()> {
 pub async fn start(settings: Settings, mode: Mode) -> Result<i32> {
     let templates = Prepared::all(&settings)?;
     if !matches!(mode, Mode::Exec(_)) {
+        if let Some(t) = settings.templates.iter().position(|t| t.destination.is_none()) {
+            bail!("template {}: an env template without a destination gives its variables to the child of cfgd-agent exec only; give a destination, or run exec", t + 1);
+        }
         for t in &templates {
             if matches!(
                 t.action,
@@ -75,7 +78,7 @@ pub async fn start(settings: Settings, mode: Mode) -> Result<i32> {
     let feed = Feed::new(&settings.namespace, settings.snapshot.clone(), keyring);
     let kind = match settings.source() {
         SourceKind::Server(_) => {
-            let server = source::server::server(&settings)?;
+            let server = source::server::server(&settings, true)?;
             tokio::spawn(source::server::follow(
                 server,
                 settings.namespace.clone(),

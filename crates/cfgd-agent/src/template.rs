@@ -200,13 +200,14 @@ async fn quiesce(wait: &Wait, states: &mut watch::Receiver<Option<Shared>>) {
 /// One render of `p` from `state`, with its log line and its metrics.
 pub async fn render_once(p: &Prepared, state: &Shared, cx: &Context) -> Outcome {
     let started = Instant::now();
-    let (reason, result) = attempt(p, state, cx).await;
+    let mut render_ms = 0.0;
+    let (reason, result) = attempt(p, state, cx, &mut render_ms).await;
     let took = started.elapsed().as_secs_f64() * 1000.0;
     match &result {
         Outcome::Wrote | Outcome::Unchanged => {
             let changed = result == Outcome::Wrote;
             cx.ops.rendered(p.index, changed);
-            tracing::info!(template = %p.name, revision = state.revision, changed, ms = took, "rendered");
+            tracing::info!(template = %p.name, revision = state.revision, changed, ms = took, render_ms, "rendered");
         }
         Outcome::Waiting(names) => cx.ops.waiting(p.index, names.clone()),
         Outcome::Failed(error) => {
@@ -217,8 +218,16 @@ pub async fn render_once(p: &Prepared, state: &Shared, cx: &Context) -> Outcome 
     result
 }
 
-async fn attempt(p: &Prepared, state: &Shared, cx: &Context) -> (&'static str, Outcome) {
-    let rendered = match p.body.render(state, &cx.namespace) {
+async fn attempt(
+    p: &Prepared,
+    state: &Shared,
+    cx: &Context,
+    render_ms: &mut f64,
+) -> (&'static str, Outcome) {
+    let started = Instant::now();
+    let rendered = p.body.render(state, &cx.namespace);
+    *render_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rendered = match rendered {
         Ok(r) => r,
         Err(e) => return ("render", Outcome::Failed(format!("{e:#}"))),
     };

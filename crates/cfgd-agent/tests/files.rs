@@ -323,3 +323,51 @@ fn a_secret_goes_only_into_a_0600_file_and_nowhere_else_through_the_server() {
 fn a_secret_goes_only_into_a_0600_file_and_nowhere_else_through_etcd() {
     secrets_stay_secret(false);
 }
+
+fn layers_and_labels(through_server: bool) {
+    let etcd = EtcdCluster::single();
+    let server = Server::start(&etcd, None);
+    let (base, prod) = (common::namespace("base"), common::namespace("prod"));
+    cfgctl(&etcd, &base, &["set", "db.host", "\"db.base\""]);
+    cfgctl(&etcd, &base, &["set", "db.port", "5432"]);
+    cfgctl(&etcd, &prod, &["set", "db.host", "\"db.prod\""]);
+    cfgctl(&etcd, &prod, &["ns", "set", &prod, "--extends", &base]);
+    cfgctl(&etcd, &prod, &["overlay", "set", "canary", "--selector", "canary=true"]);
+    cfgctl(&etcd, &prod, &["overlay", "put", "canary", "db.port", "6432"]);
+    let via = match through_server {
+        true => Via::Server(&server),
+        false => Via::Etcd(&etcd),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (tag, labels) in [("plain", ""), ("canary", "labels = { canary = \"true\" }")] {
+        let sub = dir.path().join(tag);
+        std::fs::create_dir(&sub).unwrap();
+        let out = sub.join("db.env");
+        let templates = format!("[[template]]\nprefix = \"db.\"\nformat = \"env\"\ndestination = {out:?}\n");
+        let agent = Agent::start(&via, &sub, &format!("namespace = {prod:?}\n{labels}"), &templates, &["run"]);
+        files.push((agent, out));
+    }
+    for (agent, out) in &files {
+        agent.wait_ready();
+        let _ = out;
+    }
+    let read = |i: usize| std::fs::read_to_string(&files[i].1).unwrap();
+    assert_eq!(read(0), "HOST=db.prod\nPORT=5432\n", "the effective values");
+    assert_eq!(read(1), "HOST=db.prod\nPORT=6432\n", "with the overlay its labels select");
+    // A change in the base layer reaches both.
+    cfgctl(&etcd, &base, &["set", "db.user", "\"app\""]);
+    support::wait_until(Duration::from_secs(20), "the base's change", || {
+        read(0).contains("USER=app") && read(1).contains("USER=app")
+    });
+}
+
+#[test]
+fn effective_values_and_overlays_by_label_through_the_server() {
+    layers_and_labels(true);
+}
+
+#[test]
+fn effective_values_and_overlays_by_label_through_etcd() {
+    layers_and_labels(false);
+}

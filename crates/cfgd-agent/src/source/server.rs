@@ -20,10 +20,12 @@ use crate::state::{Item, State};
 /// default) means the connection is dead though no one closed it.
 const SILENCE: Duration = Duration::from_secs(60);
 
-/// The server client the settings describe.
-pub fn server(settings: &Settings) -> Result<Server> {
+/// The server client the settings describe; `read_token` false leaves
+/// the token file alone (`cfgd-agent check`, where it may not exist).
+pub fn server(settings: &Settings, read_token: bool) -> Result<Server> {
     let url = settings.server.as_deref().expect("a server source");
     let token = match &settings.token_file {
+        Some(_) if !read_token => None,
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read token_file {}", path.display()))?
