@@ -48,20 +48,41 @@ impl Drop for Proc {
 fn server(etcd: &common::EtcdCluster) -> (Proc, String) {
     let mut command = Command::new(release("cfgd"));
     command
-        .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--endpoints", &etcd.endpoints_arg()])
+        .args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--endpoints",
+            &etcd.endpoints_arg(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = common::dies_with_us(&mut command).spawn().expect("start cfgd");
+    let mut child = common::dies_with_us(&mut command)
+        .spawn()
+        .expect("start cfgd");
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let address = line.trim().strip_prefix("cfgd listening on http://").expect("cfgd's first line").to_owned();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("cfgd listening on http://")
+        .expect("cfgd's first line")
+        .to_owned();
     (Proc(child), address)
 }
 
 /// An agent rendering `templates` from `source`, logging to `dir/agent.log`.
 fn agent(dir: &Path, source: &str, ns: &str, templates: &str) -> Proc {
     let config = dir.join("agent.toml");
-    std::fs::write(&config, format!("{source}\nnamespace = {ns:?}\n{templates}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{source}\nnamespace = {ns:?}\n{templates}"),
+    )
+    .unwrap();
     let mut command = Command::new(release("cfgd-agent"));
     command
         .arg("--config")
@@ -69,7 +90,11 @@ fn agent(dir: &Path, source: &str, ns: &str, templates: &str) -> Proc {
         .arg("run")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("agent.log")).unwrap());
-    Proc(common::dies_with_us(&mut command).spawn().expect("start cfgd-agent"))
+    Proc(
+        common::dies_with_us(&mut command)
+            .spawn()
+            .expect("start cfgd-agent"),
+    )
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -87,7 +112,11 @@ fn renames(files: &[PathBuf]) -> (notify::RecommendedWatcher, mpsc::Receiver<(us
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let at = Instant::now();
-        if !matches!(event.kind, notify::EventKind::Modify(notify::event::ModifyKind::Name(_)) | notify::EventKind::Create(_)) {
+        if !matches!(
+            event.kind,
+            notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+                | notify::EventKind::Create(_)
+        ) {
             return;
         }
         for path in &event.paths {
@@ -109,15 +138,32 @@ async fn propagation(etcd: &common::EtcdCluster, server_address: &str) -> Value 
     let ns = "agent-bench";
     let mut raw = etcd.raw().await;
     let key = format!("/cfgd/{ns}/config/hot");
-    raw.put(key.as_str(), json!({"round": -1}).to_string(), None).await.unwrap();
+    raw.put(key.as_str(), json!({"round": -1}).to_string(), None)
+        .await
+        .unwrap();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let files: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("out").join("hot.json")).collect();
+    let files: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.path().join("out").join("hot.json"))
+        .collect();
     for f in &files {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     }
-    let template = |file: &Path| format!("[[template]]\nprefix = \"hot\"\nformat = \"json\"\ndestination = {file:?}\n");
-    let _through_server = agent(dirs[0].path(), &format!("server = \"http://{server_address}\""), ns, &template(&files[0]));
-    let _through_etcd = agent(dirs[1].path(), &format!("endpoints = {:?}", etcd.endpoints()), ns, &template(&files[1]));
+    let template = |file: &Path| {
+        format!("[[template]]\nprefix = \"hot\"\nformat = \"json\"\ndestination = {file:?}\n")
+    };
+    let _through_server = agent(
+        dirs[0].path(),
+        &format!("server = \"http://{server_address}\""),
+        ns,
+        &template(&files[0]),
+    );
+    let _through_etcd = agent(
+        dirs[1].path(),
+        &format!("endpoints = {:?}", etcd.endpoints()),
+        ns,
+        &template(&files[1]),
+    );
     for f in &files {
         wait_for("the first render", || f.exists());
     }
@@ -134,9 +180,18 @@ async fn propagation(etcd: &common::EtcdCluster, server_address: &str) -> Value 
         while renamed.try_recv().is_ok() {}
         let text = json!({"round": round}).to_string();
         let start = Instant::now();
-        let revision = raw.put(key.as_str(), text, None).await.unwrap().header().unwrap().revision();
+        let revision = raw
+            .put(key.as_str(), text, None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         loop {
-            let change = tokio::time::timeout(Duration::from_secs(30), changes.next()).await.unwrap().unwrap();
+            let change = tokio::time::timeout(Duration::from_secs(30), changes.next())
+                .await
+                .unwrap()
+                .unwrap();
             if change.revision() >= revision {
                 delays[0].push(start.elapsed());
                 break;
@@ -144,9 +199,11 @@ async fn propagation(etcd: &common::EtcdCluster, server_address: &str) -> Value 
         }
         let mut seen = [false; 2];
         while !(seen[0] && seen[1]) {
-            let (i, at) = tokio::task::block_in_place(|| renamed.recv_timeout(Duration::from_secs(30)))
-                .expect("both agents rename the file within 30 s");
-            let holds = std::fs::read_to_string(&files[i]).is_ok_and(|t| t.contains(&format!("\"round\": {round}\n")));
+            let (i, at) =
+                tokio::task::block_in_place(|| renamed.recv_timeout(Duration::from_secs(30)))
+                    .expect("both agents rename the file within 30 s");
+            let holds = std::fs::read_to_string(&files[i])
+                .is_ok_and(|t| t.contains(&format!("\"round\": {round}\n")));
             if holds && !seen[i] {
                 seen[i] = true;
                 delays[1 + i].push(at.saturating_duration_since(start));
@@ -187,7 +244,9 @@ async fn big_render(etcd: &common::EtcdCluster) -> Value {
                 etcd_client::TxnOp::put(format!("/cfgd/{ns}/config/big.k{i:04}"), value, None)
             })
             .collect();
-        raw.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+        raw.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let (jinja, json_file) = (dir.path().join("big.conf"), dir.path().join("big.json"));
@@ -200,15 +259,29 @@ async fn big_render(etcd: &common::EtcdCluster) -> Value {
     let templates = format!(
         "[[template]]\nsource = {source:?}\ndestination = {jinja:?}\n\n[[template]]\nprefix = \"big.\"\nformat = \"json\"\ndestination = {json_file:?}\n"
     );
-    let _agent = agent(dir.path(), &format!("endpoints = {:?}", etcd.endpoints()), ns, &templates);
+    let _agent = agent(
+        dir.path(),
+        &format!("endpoints = {:?}", etcd.endpoints()),
+        ns,
+        &templates,
+    );
     let log = dir.path().join("agent.log");
-    wait_for("the first renders", || render_times(&log, &jinja).len() == 1 && render_times(&log, &json_file).len() == 1);
+    wait_for("the first renders", || {
+        render_times(&log, &jinja).len() == 1 && render_times(&log, &json_file).len() == 1
+    });
     let renders = 30;
     for i in 0..renders {
-        raw.put(format!("/cfgd/{ns}/config/big.k0000"), json!({"max": -i, "unit": "requests", "enabled": true}).to_string(), None)
-            .await
-            .unwrap();
-        wait_for("the render", || render_times(&log, &jinja).len() == i as usize + 2 && render_times(&log, &json_file).len() == i as usize + 2);
+        raw.put(
+            format!("/cfgd/{ns}/config/big.k0000"),
+            json!({"max": -i, "unit": "requests", "enabled": true}).to_string(),
+            None,
+        )
+        .await
+        .unwrap();
+        wait_for("the render", || {
+            render_times(&log, &jinja).len() == i as usize + 2
+                && render_times(&log, &json_file).len() == i as usize + 2
+        });
     }
     let stats = |mut v: Vec<f64>| {
         v.remove(0); // the first, cold

@@ -414,17 +414,54 @@ fn main() {
             writeln!(md, "| path | p50 | p99 | max | p99 over the library's | target |\n| --- | ---: | ---: | ---: | ---: | --- |").unwrap();
             let row = |md: &mut String, name: &str, r: &Value, over: Option<f64>| {
                 let over = over.map_or("".to_owned(), |o| format!("{o:+.2} ms"));
-                let target = if name.starts_with("library") { "" } else { "≤ +5 ms" };
-                writeln!(md, "| {name} | {} ms | {} ms | {} ms | {over} | {target} |", r["p50_ms"], r["p99_ms"], r["max_ms"]).unwrap();
+                let target = if name.starts_with("library") {
+                    ""
+                } else {
+                    "≤ +5 ms"
+                };
+                writeln!(
+                    md,
+                    "| {name} | {} ms | {} ms | {} ms | {over} | {target} |",
+                    r["p50_ms"], r["p99_ms"], r["max_ms"]
+                )
+                .unwrap();
             };
-            row(&mut md, "library subscriber (in process)", &p["library"], None);
-            row(&mut md, "agent through the server (REST + SSE)", &p["agent_server"], Some(f(&p["server_p99_over_library_ms"])));
-            row(&mut md, "agent straight from etcd (the library)", &p["agent_etcd"], Some(f(&p["etcd_p99_over_library_ms"])));
+            row(
+                &mut md,
+                "library subscriber (in process)",
+                &p["library"],
+                None,
+            );
+            row(
+                &mut md,
+                "agent through the server (REST + SSE)",
+                &p["agent_server"],
+                Some(f(&p["server_p99_over_library_ms"])),
+            );
+            row(
+                &mut md,
+                "agent straight from etcd (the library)",
+                &p["agent_etcd"],
+                Some(f(&p["etcd_p99_over_library_ms"])),
+            );
             let r = &a["render"];
             writeln!(md, "\nOne render of {} names, as the agent's log times it (the render alone; median and max of {} renders after the first):\n", r["names"], r["template"]["renders"]).unwrap();
             writeln!(md, "| template | median | max |\n| --- | ---: | ---: |").unwrap();
-            writeln!(md, "| minijinja loop over `values(\"big.\")` ({} bytes out) | {:.2} ms | {:.2} ms |", r["bytes"], f(&r["template"]["median_ms"]), f(&r["template"]["max_ms"])).unwrap();
-            writeln!(md, "| `prefix` as `json` | {:.2} ms | {:.2} ms |", f(&r["json_prefix"]["median_ms"]), f(&r["json_prefix"]["max_ms"])).unwrap();
+            writeln!(
+                md,
+                "| minijinja loop over `values(\"big.\")` ({} bytes out) | {:.2} ms | {:.2} ms |",
+                r["bytes"],
+                f(&r["template"]["median_ms"]),
+                f(&r["template"]["max_ms"])
+            )
+            .unwrap();
+            writeln!(
+                md,
+                "| `prefix` as `json` | {:.2} ms | {:.2} ms |",
+                f(&r["json_prefix"]["median_ms"]),
+                f(&r["json_prefix"]["max_ms"])
+            )
+            .unwrap();
             results.insert("agent".into(), a);
         }
         None => writeln!(md, "Not run.").unwrap(),

@@ -57,7 +57,11 @@ pub fn check(settings: &Settings) -> Result<()> {
 pub async fn start(settings: Settings, mode: Mode) -> Result<i32> {
     let templates = Prepared::all(&settings)?;
     if !matches!(mode, Mode::Exec(_)) {
-        if let Some(t) = settings.templates.iter().position(|t| t.destination.is_none()) {
+        if let Some(t) = settings
+            .templates
+            .iter()
+            .position(|t| t.destination.is_none())
+        {
             bail!("template {}: an env template without a destination gives its variables to the child of cfgd-agent exec only; give a destination, or run exec", t + 1);
         }
         for t in &templates {

@@ -332,8 +332,16 @@ fn layers_and_labels(through_server: bool) {
     cfgctl(&etcd, &base, &["set", "db.port", "5432"]);
     cfgctl(&etcd, &prod, &["set", "db.host", "\"db.prod\""]);
     cfgctl(&etcd, &prod, &["ns", "set", &prod, "--extends", &base]);
-    cfgctl(&etcd, &prod, &["overlay", "set", "canary", "--selector", "canary=true"]);
-    cfgctl(&etcd, &prod, &["overlay", "put", "canary", "db.port", "6432"]);
+    cfgctl(
+        &etcd,
+        &prod,
+        &["overlay", "set", "canary", "--selector", "canary=true"],
+    );
+    cfgctl(
+        &etcd,
+        &prod,
+        &["overlay", "put", "canary", "db.port", "6432"],
+    );
     let via = match through_server {
         true => Via::Server(&server),
         false => Via::Etcd(&etcd),
@@ -344,8 +352,15 @@ fn layers_and_labels(through_server: bool) {
         let sub = dir.path().join(tag);
         std::fs::create_dir(&sub).unwrap();
         let out = sub.join("db.env");
-        let templates = format!("[[template]]\nprefix = \"db.\"\nformat = \"env\"\ndestination = {out:?}\n");
-        let agent = Agent::start(&via, &sub, &format!("namespace = {prod:?}\n{labels}"), &templates, &["run"]);
+        let templates =
+            format!("[[template]]\nprefix = \"db.\"\nformat = \"env\"\ndestination = {out:?}\n");
+        let agent = Agent::start(
+            &via,
+            &sub,
+            &format!("namespace = {prod:?}\n{labels}"),
+            &templates,
+            &["run"],
+        );
         files.push((agent, out));
     }
     for (agent, out) in &files {
@@ -354,7 +369,11 @@ fn layers_and_labels(through_server: bool) {
     }
     let read = |i: usize| std::fs::read_to_string(&files[i].1).unwrap();
     assert_eq!(read(0), "HOST=db.prod\nPORT=5432\n", "the effective values");
-    assert_eq!(read(1), "HOST=db.prod\nPORT=6432\n", "with the overlay its labels select");
+    assert_eq!(
+        read(1),
+        "HOST=db.prod\nPORT=6432\n",
+        "with the overlay its labels select"
+    );
     // A change in the base layer reaches both.
     cfgctl(&etcd, &base, &["set", "db.user", "\"app\""]);
     support::wait_until(Duration::from_secs(20), "the base's change", || {

@@ -17,7 +17,8 @@ fn check(dir: &Path, dockerfile: &Path) -> (i32, String) {
         .arg(dockerfile)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -49,21 +50,72 @@ fn the_manifests_validate_and_each_broken_copy_fails_naming_what_broke() {
     let root = common::root();
     let (code, said) = check(&root.join("deploy/kubernetes"), &root.join("Dockerfile"));
     assert_eq!(code, 0, "{said}");
-    assert!(said.contains("valid against Kubernetes 1.31.0 (strict)"), "{said}");
+    assert!(
+        said.contains("valid against Kubernetes 1.31.0 (strict)"),
+        "{said}"
+    );
     let cases = [
-        ("cfgd.yaml", "replicas: 2", "replicas: two", "cfgd.yaml: Deployment/cfgd: spec.replicas: 'two' is not of type 'integer'"),
-        ("cfgd.yaml", "readinessProbe:", "readinesProbe:", "Additional properties are not allowed ('readinesProbe' was unexpected)"),
-        ("etcd.yaml", "serviceName: etcd", "serviceName: 3", "spec.serviceName: 3 is not of type 'string'"),
-        ("example-app.yaml", "image: cfgd:0.1.0", "image: cfgd:0.0.9", "image cfgd:0.0.9, but the Dockerfile builds cfgd:0.1.0"),
-        ("example-app.yaml", "containerPort: 9090", "containerPort: 9091", "port [9091], but the agent's settings listen on [9090]"),
-        ("Dockerfile", " --bin cfgd-agent", "", "runs cfgd-agent, which the Dockerfile does not build and copy"),
-        ("Dockerfile", "EXPOSE 8080", "EXPOSE 8081", "port [8080], but the Dockerfile exposes [8081]"),
-        ("Dockerfile", "--uid 10001", "--uid 10002", "runs as uid 10001, but the Dockerfile's cfgd user is 10002"),
-        ("kustomization.yaml", "  - etcd.yaml\n", "", "kustomization.yaml: does not list etcd.yaml"),
+        (
+            "cfgd.yaml",
+            "replicas: 2",
+            "replicas: two",
+            "cfgd.yaml: Deployment/cfgd: spec.replicas: 'two' is not of type 'integer'",
+        ),
+        (
+            "cfgd.yaml",
+            "readinessProbe:",
+            "readinesProbe:",
+            "Additional properties are not allowed ('readinesProbe' was unexpected)",
+        ),
+        (
+            "etcd.yaml",
+            "serviceName: etcd",
+            "serviceName: 3",
+            "spec.serviceName: 3 is not of type 'string'",
+        ),
+        (
+            "example-app.yaml",
+            "image: cfgd:0.1.0",
+            "image: cfgd:0.0.9",
+            "image cfgd:0.0.9, but the Dockerfile builds cfgd:0.1.0",
+        ),
+        (
+            "example-app.yaml",
+            "containerPort: 9090",
+            "containerPort: 9091",
+            "port [9091], but the agent's settings listen on [9090]",
+        ),
+        (
+            "Dockerfile",
+            " --bin cfgd-agent",
+            "",
+            "runs cfgd-agent, which the Dockerfile does not build and copy",
+        ),
+        (
+            "Dockerfile",
+            "EXPOSE 8080",
+            "EXPOSE 8081",
+            "port [8080], but the Dockerfile exposes [8081]",
+        ),
+        (
+            "Dockerfile",
+            "--uid 10001",
+            "--uid 10002",
+            "runs as uid 10001, but the Dockerfile's cfgd user is 10002",
+        ),
+        (
+            "kustomization.yaml",
+            "  - etcd.yaml\n",
+            "",
+            "kustomization.yaml: does not list etcd.yaml",
+        ),
     ];
     for (file, from, to, expected) in cases {
         let (_tmp, code, said) = broken(file, from, to);
         assert_eq!(code, 1, "{file} with {to:?} passed:\n{said}");
-        assert!(said.contains(expected), "{file} with {to:?}: expected {expected:?} in:\n{said}");
+        assert!(
+            said.contains(expected),
+            "{file} with {to:?}: expected {expected:?} in:\n{said}"
+        );
     }
 }
