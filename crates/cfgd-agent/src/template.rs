@@ -106,9 +106,12 @@ pub struct Context {
     pub actions: bool,
 }
 
+/// One `env` render's variables, in order.
+type Vars = Vec<(String, String)>;
+
 /// Each `env` template's variables, merged for the child.
 pub struct EnvParts {
-    parts: Mutex<Vec<Option<Vec<(String, String)>>>>,
+    parts: Mutex<Vec<Option<Vars>>>,
     merged: watch::Sender<Environment>,
 }
 
@@ -125,7 +128,7 @@ impl EnvParts {
     }
 
     /// Sets one template's variables; whether the child's environment changed.
-    fn set(&self, index: usize, vars: Vec<(String, String)>) -> bool {
+    fn set(&self, index: usize, vars: Vars) -> bool {
         let mut parts = self.parts.lock().unwrap();
         parts[index] = Some(vars);
         let merged: Environment = parts.iter().flatten().flatten().cloned().collect();

@@ -34,7 +34,7 @@ pub(super) async fn get_config(
     if query.explain || query.layer == Some(crate::params::LayerChoice::Own) {
         return read(&state, &ns, &name, &headers, &query).await;
     }
-    let labels = crate::overlays::labels(&headers)?;
+    let labels = crate::labels::labels(&headers)?;
     if !labels.is_empty() {
         return labeled(&state, &ns, &name, &headers, &labels).await;
     }

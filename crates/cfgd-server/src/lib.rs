@@ -23,6 +23,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
+mod labels;
 mod layers;
 mod limits;
 mod meta;

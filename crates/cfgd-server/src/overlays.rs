@@ -1,6 +1,6 @@
 //! Overlays over REST, for gray releases: list them, set one's settings and
 //! values, promote it (one release) or abandon it. Reads take the client's
-//! labels from `X-Cfgd-Labels` (see [`labels`]).
+//! labels from `X-Cfgd-Labels` (see [`crate::labels`]).
 
 use std::sync::Arc;
 
@@ -14,39 +14,6 @@ use super::error::ApiError;
 use super::rest::{not_found, ok, written};
 use super::AppState;
 use crate::bodies::Published;
-
-/// The labels of `X-Cfgd-Labels: region=eu,canary=true`; none without it.
-pub(super) fn labels(headers: &HeaderMap) -> Result<cfgd::overlays::Labels, ApiError> {
-    let Some(value) = headers.get("x-cfgd-labels") else {
-        return Ok(Default::default());
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::bad_request("X-Cfgd-Labels is not text"))?;
-    text.parse().map_err(|e: cfgd::overlays::OverlayError| {
-        ApiError::bad_request(format!("X-Cfgd-Labels: {e}"))
-    })
-}
-
-/// `client`, or with `X-Cfgd-Labels` a client of those labels for this
-/// request (on the server's one watch), which sees the overlays they
-/// select: what labelled lists and event streams read through.
-pub(super) async fn labelled(
-    client: cfgd::Client,
-    ns: &str,
-    headers: &HeaderMap,
-) -> Result<cfgd::Client, ApiError> {
-    let labels = labels(headers)?;
-    if labels.is_empty() {
-        return Ok(client);
-    }
-    Ok(cfgd::Client::builder()
-        .share(&client)
-        .namespace(ns)
-        .labels(labels)
-        .connect()
-        .await?)
-}
 
 fn text(body: &Bytes) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))

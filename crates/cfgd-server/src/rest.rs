@@ -305,7 +305,7 @@ pub(super) async fn list_config(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let client = crate::overlays::labelled(client, &ns, &headers).await?;
+    let client = crate::labels::labelled(client, &ns, &headers).await?;
     let entries = client.list::<serde_json::Value>(&query.prefix).await?;
     Ok(json_response(StatusCode::OK, entries_json(entries), None))
 }
@@ -357,7 +357,7 @@ pub(super) async fn list_flags(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let client = crate::overlays::labelled(client, &ns, &headers).await?;
+    let client = crate::labels::labelled(client, &ns, &headers).await?;
     Ok(json_response(
         StatusCode::OK,
         entries_json(client.list_flags().await?),

@@ -81,7 +81,7 @@ pub(super) async fn watch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
-    let client = crate::overlays::labelled(client, &ns, &headers).await?;
+    let client = crate::labels::labelled(client, &ns, &headers).await?;
     let permit = state.http_stream_permit(&headers)?;
     let resume = headers
         .get("last-event-id")
