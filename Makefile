@@ -27,11 +27,11 @@ test:
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	@scripts/check-fresh-app.sh
 	cargo test --workspace --all-features
-	# The second pass leaves out the browser tests and the schemathesis run:
-	# they exercise the page and the HTTP API's shapes, not etcd, and each
-	# takes a minute.
+	# The second pass leaves out the browser tests, the schemathesis run and
+	# the manifests' check: they exercise the page, the HTTP API's shapes and
+	# deploy/kubernetes/, not etcd.
 	PATH="$(ETCD35):$$PATH" CFGD_TEST_ETCD="$(ETCD35)/etcd" \
-		cargo test --workspace --all-features --test integration --test cli -- --skip console:: --skip schemathesis::
+		cargo test --workspace --all-features --test integration --test cli --test agent -- --skip console:: --skip schemathesis:: --skip kubernetes::
 	# Benchmarks are not run by the tests, only built and linked: in the dev
 	# profile, which reuses the test build (an optimised build from scratch
 	# took minutes of the suite's time; `make bench` builds that).
