@@ -9,7 +9,11 @@
 - each container of that image runs a binary the Dockerfile builds and
   copies (`cfgd`, `cfgd-agent`), on the port the Dockerfile exposes (the
   server) or the agent's settings listen on (the agent), as the uid the
-  Dockerfile creates.
+  Dockerfile creates;
+- the shape production.md promises: cfgd with 2 replicas or more, probes,
+  resource requests, non-root with a read-only root filesystem, selected by
+  a PodDisruptionBudget and a Service; a `cfgd-agent run` native sidecar
+  (restartPolicy: Always) and a `render --once` init container.
 
 One line per failure; exit 1 if any. `make test` runs it (through
 target/pyenv, where install-deps puts kubernetes-validate); the agent's
@@ -106,6 +110,65 @@ def check_containers(where, spec, facts, image, agent_ports):
             fail(at, f"runs as uid {uid}, but the Dockerfile's cfgd user is {facts['uid']}")
 
 
+def security(spec, c):
+    """The container's effective securityContext fields."""
+    pod = spec.get("securityContext") or {}
+    own = c.get("securityContext") or {}
+    return lambda key: own.get(key, pod.get(key))
+
+
+def check_shape(docs):
+    """What the production guide promises of the manifests' shape."""
+    servers, agents, renders = [], [], []
+    for name, doc in docs:
+        kind = doc.get("kind")
+        where = f"{name}: {kind}/{(doc.get('metadata') or {}).get('name')}"
+        for spec in pod_specs(doc):
+            labels = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+            for c in (spec.get("initContainers") or []):
+                command = c.get("command") or []
+                if command[:1] == ["cfgd-agent"] and "run" in command:
+                    agents.append(where)
+                    if c.get("restartPolicy") != "Always":
+                        fail(where, f"init container {c.get('name')} runs cfgd-agent run but is not a native sidecar (restartPolicy: Always)")
+                if command[:1] == ["cfgd-agent"] and "render" in command and "--once" in command:
+                    renders.append(where)
+            for c in spec.get("containers") or []:
+                if (c.get("command") or [])[:2] != ["cfgd", "serve"]:
+                    continue
+                servers.append(where)
+                at = f"{where}: container {c.get('name')}"
+                get = security(spec, c)
+                replicas = (doc.get("spec") or {}).get("replicas", 1)
+                # Not a number at all: the schema check says so.
+                if isinstance(replicas, int) and replicas < 2:
+                    fail(where, "cfgd runs fewer than 2 replicas")
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if not c.get(probe):
+                        fail(at, f"no {probe}")
+                if not (c.get("resources") or {}).get("requests"):
+                    fail(at, "no resource requests")
+                if get("runAsNonRoot") is not True:
+                    fail(at, "not runAsNonRoot")
+                if get("readOnlyRootFilesystem") is not True:
+                    fail(at, "its root filesystem is not read-only")
+                covered = lambda selectors: any(sel and all(labels.get(k) == v for k, v in sel.items()) for sel in selectors)
+                if not covered(pdbs_of(docs)):
+                    fail(where, "no PodDisruptionBudget selects cfgd's pods")
+                if not covered([(d.get("spec") or {}).get("selector") or {} for _, d in docs if d.get("kind") == "Service"]):
+                    fail(where, "no Service selects cfgd's pods")
+    if not servers:
+        fail("deploy/kubernetes", "no container runs cfgd serve")
+    if not agents:
+        fail("deploy/kubernetes", "no cfgd-agent run sidecar")
+    if not renders:
+        fail("deploy/kubernetes", "no init container runs cfgd-agent render --once")
+
+
+def pdbs_of(docs):
+    return [((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {} for _, d in docs if d.get("kind") == "PodDisruptionBudget"]
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -153,6 +216,7 @@ def main():
             fail(where, f"not a Kubernetes object ({e})")
         for spec in pod_specs(doc):
             check_containers(where, spec, facts, image, agent_ports)
+    check_shape(docs)
 
     for line in failures:
         print(line, file=sys.stderr)

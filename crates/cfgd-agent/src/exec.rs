@@ -44,9 +44,11 @@ pub async fn supervise(
         _ = term.recv() => return Ok(128 + libc::SIGTERM),
         _ = int.recv() => return Ok(128 + libc::SIGINT),
     }
-    let mut child = spawn(&command, &env.borrow_and_update())?;
-    // What the first renders asked for is in the child's start already.
+    // What the first renders asked for is in the child's start already;
+    // drained before the environment is read, so that nothing asked after
+    // it is lost.
     while control.try_recv().is_ok() {}
+    let mut child = spawn(&command, &env.borrow_and_update())?;
     loop {
         let forward = tokio::select! {
             status = child.wait() => return Ok(code(status?)),
@@ -60,8 +62,8 @@ pub async fn supervise(
                 Some(Control::Signal(s)) => s,
                 Some(Control::Restart) => {
                     stop(&mut child, &settings).await?;
-                    child = spawn(&command, &env.borrow_and_update())?;
                     while control.try_recv().is_ok() {}
+                    child = spawn(&command, &env.borrow_and_update())?;
                     tracing::info!(pid = child.id(), "restarted the child");
                     continue;
                 }

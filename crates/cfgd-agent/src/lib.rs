@@ -182,7 +182,7 @@ async fn once(
                     SourceStatus::Unreachable { reason, .. } => reason,
                     _ => "no answer".into(),
                 };
-                eprintln!("cfgd-agent: nothing to render within {timeout:?}: {why} (and no snapshot)");
+                eprintln!("cfgd-agent: nothing to render within {timeout:?}: {why} (and no snapshot to render from)");
                 return Ok(EXIT_SOURCE);
             }
         }

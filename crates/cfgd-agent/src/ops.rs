@@ -51,6 +51,9 @@ pub struct TemplateStatus {
     pub last_success: Option<f64>,
     /// Names the last render waited for (`missing = "wait"`).
     pub waiting_for: Vec<String>,
+    /// The last action that failed (the file was in place), until one
+    /// succeeds.
+    pub last_action_error: Option<String>,
 }
 
 /// Status and metrics, shared by every template.
@@ -61,6 +64,7 @@ pub struct Ops {
     failures: Family<FailureLabels, Counter>,
     last_success: Family<TemplateLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     actions: Family<TemplateLabel, Counter>,
+    action_failures: Family<TemplateLabel, Counter>,
     source_live: Family<SourceLabels, Gauge>,
     source_revision: Gauge,
     templates: Mutex<Vec<TemplateStatus>>,
@@ -84,6 +88,7 @@ impl Ops {
         let failures = Family::<FailureLabels, Counter>::default();
         let last_success = Family::default();
         let actions = Family::<TemplateLabel, Counter>::default();
+        let action_failures = Family::<TemplateLabel, Counter>::default();
         let source_live = Family::<SourceLabels, Gauge>::default();
         let source_revision = Gauge::default();
         registry.register(
@@ -108,8 +113,13 @@ impl Ops {
             actions.clone(),
         );
         registry.register(
+            "action_failures",
+            "Actions that failed after a changed file (which stayed in place)",
+            action_failures.clone(),
+        );
+        registry.register(
             "source_live",
-            "1 while the source is followed live; 0 while it is unreachable",
+            "1 while the source is followed live; 0 while it is starting or unreachable",
             source_live.clone(),
         );
         registry.register(
@@ -139,6 +149,7 @@ impl Ops {
             failures,
             last_success,
             actions,
+            action_failures,
             source_live,
             source_revision,
             templates: Mutex::new(templates),
@@ -203,6 +214,12 @@ impl Ops {
 
     pub fn acted(&self, index: usize) {
         self.actions.get_or_create(&self.label(index)).inc();
+        self.update(index, |t| t.last_action_error = None);
+    }
+
+    pub fn action_failed(&self, index: usize, error: &str) {
+        self.action_failures.get_or_create(&self.label(index)).inc();
+        self.update(index, |t| t.last_action_error = Some(error.to_owned()));
     }
 
     /// Every template has rendered once.

@@ -32,6 +32,10 @@ pub struct Rendered {
     pub secrets: BTreeSet<String>,
     /// An `env` render's variables, for the `exec` child.
     pub env: Option<Vec<(String, String)>>,
+    /// The template failed after asking for names it did not find: the
+    /// `missing` policy speaks first (a missing `db` fails
+    /// `value("db").host` too, and the names are what to fix).
+    pub error: Option<String>,
 }
 
 const MAIN: &str = "template";
@@ -72,6 +76,7 @@ impl Body {
                 if entries.is_empty() {
                     out.missing.insert(format!("{prefix}*"));
                 }
+                out.missing.extend(state.withheld_under(prefix).cloned());
                 out.text = formats::render(*format, &entries)?;
                 if *format == Format::Env {
                     out.env = Some(formats::env_pairs(&entries)?);
@@ -89,15 +94,19 @@ impl Body {
                     revision => state.revision,
                     __cfgd_scope => Jinja::from_dyn_object(scope.clone()),
                 };
-                let text = template
-                    .render(context)
-                    .map_err(|e| anyhow!("{}", describe(&e)))?;
+                let text = template.render(context);
                 let seen = std::mem::take(&mut *scope.seen.lock().unwrap());
+                let (text, error) = match text {
+                    Ok(text) => (text, None),
+                    Err(e) if !seen.missing.is_empty() => (String::new(), Some(describe(&e))),
+                    Err(e) => return Err(anyhow!("{}", describe(&e))),
+                };
                 Ok(Rendered {
                     text,
                     missing: seen.missing,
                     secrets: seen.secrets,
                     env: None,
+                    error,
                 })
             }
         }
@@ -194,6 +203,8 @@ fn values(
     let prefix = prefix.unwrap_or_default();
     let mut map = serde_json::Map::new();
     let mut seen = scope.seen.lock().unwrap();
+    seen.missing
+        .extend(scope.state.withheld_under(&prefix).cloned());
     for (name, item) in scope.state.under(&prefix) {
         if item.secret {
             seen.secrets.insert(name.to_owned());
@@ -327,6 +338,24 @@ mod tests {
         let out = render("{{ value('db.password') | env }} {% for k, v in values('db.', true) | items %}{{ k }};{% endfor %}");
         assert_eq!(out.text, "hunter2 password;url;");
         assert_eq!(out.secrets.into_iter().collect::<Vec<_>>(), ["db.password"]);
+    }
+
+    #[test]
+    fn a_template_failing_on_a_missing_name_names_it() {
+        let out = render("{{ value('gone').host }}{{ value('also') }}");
+        assert_eq!(out.missing.into_iter().collect::<Vec<_>>(), ["gone"]);
+        assert!(out.error.is_some());
+        let mut withheld = (*state()).clone();
+        withheld.withheld.insert("db.token".into());
+        let out = Body::template("t", "{{ values('db.') | length }}".into())
+            .unwrap()
+            .render(&Arc::new(withheld), "prod")
+            .unwrap();
+        assert_eq!(
+            out.missing.into_iter().collect::<Vec<_>>(),
+            ["db.token"],
+            "a secret it cannot open"
+        );
     }
 
     #[test]

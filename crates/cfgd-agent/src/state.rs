@@ -2,7 +2,7 @@
 //! and flags at one revision), and its snapshot on disk, which lets a
 //! fresh agent render while etcd and the server are down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -31,6 +31,10 @@ pub struct State {
     pub bucketing: Bucketing,
     /// The newest revision applied.
     pub revision: i64,
+    /// Secrets that are there but this agent cannot open (no key, or a
+    /// token without the secrets scope): missing to every template that
+    /// would render them, never rendered without them.
+    pub withheld: BTreeSet<String>,
     compiled: OnceLock<FlagSet>,
 }
 
@@ -41,12 +45,26 @@ impl Clone for State {
             flags: self.flags.clone(),
             bucketing: self.bucketing,
             revision: self.revision,
+            withheld: self.withheld.clone(),
             compiled: OnceLock::new(),
         }
     }
 }
 
 impl State {
+    /// Whether `other` renders the same as this (the revision aside).
+    pub fn same_content(&self, other: &State) -> bool {
+        self.values == other.values
+            && self.flags == other.flags
+            && self.bucketing == other.bucketing
+            && self.withheld == other.withheld
+    }
+
+    /// The withheld secrets under `prefix`.
+    pub fn withheld_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> {
+        self.withheld.iter().filter(move |n| n.starts_with(prefix))
+    }
+
     /// The flags, compiled once per state, leniently: a definition that
     /// does not compile answers its evaluations with an error, and the
     /// rest still evaluate.
@@ -85,6 +103,10 @@ struct Snapshot {
     values: BTreeMap<String, (Value, i64)>,
     #[serde(default)]
     secrets: BTreeMap<String, (String, i64)>,
+    /// Secrets left out (no key to seal them with): missing when rendered
+    /// from this snapshot.
+    #[serde(default)]
+    withheld: BTreeSet<String>,
     flags: BTreeMap<String, (Value, i64)>,
 }
 
@@ -96,9 +118,12 @@ fn sealed_key(namespace: &str, name: &str) -> String {
 pub fn snapshot_text(state: &State, namespace: &str, keyring: Option<&Keyring>) -> String {
     let mut values = BTreeMap::new();
     let mut secrets = BTreeMap::new();
+    let mut withheld = state.withheld.clone();
     for (name, item) in &state.values {
         if !item.secret {
             values.insert(name.clone(), (item.value.clone(), item.revision));
+        } else if keyring.is_none() {
+            withheld.insert(name.clone());
         } else if let Some(keyring) = keyring {
             let sealed = keyring.seal(
                 &sealed_key(namespace, name),
@@ -115,6 +140,7 @@ pub fn snapshot_text(state: &State, namespace: &str, keyring: Option<&Keyring>) 
         bucketing: state.bucketing.as_str().to_owned(),
         values,
         secrets,
+        withheld,
         flags: state.flags.clone(),
     };
     serde_json::to_string(&snapshot).expect("serializes")
@@ -126,6 +152,13 @@ pub fn load_snapshot(path: &Path, namespace: &str, keyring: Option<&Keyring>) ->
         .with_context(|| format!("cannot read the snapshot {}", path.display()))?;
     let snapshot: Snapshot = serde_json::from_str(&text)
         .map_err(|e| anyhow!("the snapshot {} is not one: {e}", path.display()))?;
+    if snapshot.version != 1 {
+        return Err(anyhow!(
+            "the snapshot {} is of version {}, which this agent does not read",
+            path.display(),
+            snapshot.version
+        ));
+    }
     if snapshot.namespace != namespace {
         return Err(anyhow!(
             "the snapshot {} is of namespace {}, not {namespace}",
@@ -145,10 +178,14 @@ pub fn load_snapshot(path: &Path, namespace: &str, keyring: Option<&Keyring>) ->
             (name, item)
         })
         .collect();
+    let mut withheld = snapshot.withheld;
     for (name, (sealed, revision)) in snapshot.secrets {
         // Without the key a secret is missing, which the template's
         // `missing` policy then names.
-        let Some(keyring) = keyring else { continue };
+        let Some(keyring) = keyring else {
+            withheld.insert(name);
+            continue;
+        };
         let plain = keyring
             .open(&sealed_key(namespace, &name), sealed.as_bytes())
             .map_err(|e| anyhow!("the snapshot's secret {name}: {e}"))?;
@@ -169,6 +206,7 @@ pub fn load_snapshot(path: &Path, namespace: &str, keyring: Option<&Keyring>) ->
             _ => Bucketing::V2,
         },
         revision: snapshot.revision,
+        withheld,
         compiled: OnceLock::new(),
     })
 }

@@ -149,29 +149,22 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Follows the states for as long as the agent runs.
+/// Follows the states for as long as the agent runs: each state the feed
+/// publishes renders differently from the one before, so each is
+/// rendered (after the quiet period).
 pub async fn follow(p: Prepared, mut states: watch::Receiver<Option<Shared>>, cx: Context) {
-    let mut done_at: Option<i64> = None;
     let mut waiting_logged = false;
     loop {
         let state = states.borrow_and_update().clone();
         if let Some(state) = state {
-            // A state republished at the revision already rendered (the
-            // source reconnected) is not a change.
-            if done_at != Some(state.revision) {
-                match render_once(&p, &state, &cx).await {
-                    Outcome::Wrote | Outcome::Unchanged => {
-                        done_at = Some(state.revision);
-                        waiting_logged = false;
+            match render_once(&p, &state, &cx).await {
+                Outcome::Waiting(names) => {
+                    if !waiting_logged {
+                        tracing::info!(template = %p.name, missing = ?names, "waiting for names to appear");
+                        waiting_logged = true;
                     }
-                    Outcome::Waiting(names) => {
-                        if !waiting_logged {
-                            tracing::info!(template = %p.name, missing = ?names, "waiting for names to appear");
-                            waiting_logged = true;
-                        }
-                    }
-                    Outcome::Failed(_) => {}
                 }
+                _ => waiting_logged = false,
             }
         }
         if states.changed().await.is_err() {
@@ -247,12 +240,15 @@ async fn attempt(
             Missing::Empty => {}
         }
     }
+    if let Some(error) = rendered.error {
+        return ("render", Outcome::Failed(error));
+    }
     let changed_env = match (&rendered.env, p.env && cx.child.is_some()) {
         (Some(vars), true) => cx.env.set(p.index, vars.clone()),
         _ => false,
     };
     let wrote = match &p.destination {
-        Some(target) => match place(p, target, &rendered).await {
+        Some(target) => match place(p, target, &rendered, state).await {
             Ok(wrote) => wrote,
             Err((reason, e)) => return (reason, Outcome::Failed(e)),
         },
@@ -266,7 +262,9 @@ async fn attempt(
     }
     if let Err(e) = act(p, cx).await {
         // The file is in place; only its follow-up failed.
-        tracing::error!(template = %p.name, error = %format!("{e:#}"), "the action failed");
+        let error = format!("{e:#}");
+        tracing::error!(template = %p.name, error = %error, "the action failed");
+        cx.ops.action_failed(p.index, &error);
     }
     ("", Outcome::Wrote)
 }
@@ -276,6 +274,7 @@ async fn place(
     p: &Prepared,
     target: &Target,
     rendered: &Rendered,
+    state: &Shared,
 ) -> Result<bool, (&'static str, String)> {
     let mut target = target.clone();
     if !rendered.secrets.is_empty() {
@@ -306,10 +305,28 @@ async fn place(
             .replace("{{staged}}", &crate::formats::env_quote(&path));
         exec::shell(&command, p.command_timeout)
             .await
-            .map_err(|e| ("check", format!("check failed: {e:#}")))?;
+            .map_err(|e| {
+                // A check's output may quote the file, secrets and all.
+                let said = redact(&format!("check failed: {e:#}"), state, &rendered.secrets);
+                ("check", said)
+            })?;
     }
     staged.commit().map_err(|e| ("write", format!("{e:#}")))?;
     Ok(true)
+}
+
+/// `text` with the text of each secret in `names` replaced.
+fn redact(text: &str, state: &Shared, names: &std::collections::BTreeSet<String>) -> String {
+    let mut text = text.to_owned();
+    for name in names {
+        if let Some(item) = state.values.get(name) {
+            let plain = crate::formats::scalar_text(&item.value);
+            if !plain.is_empty() {
+                text = text.replace(&plain, cfgd::policy::REDACTED);
+            }
+        }
+    }
+    text
 }
 
 async fn act(p: &Prepared, cx: &Context) -> Result<()> {

@@ -87,8 +87,15 @@ pub fn unchanged(target: &Target, bytes: &[u8]) -> bool {
 }
 
 /// `bytes` staged for `target`: written, mode and owner set, synced.
+/// Beside the destination, so that the rename stays on one filesystem;
+/// for `in_place` over an existing file, in the temporary directory
+/// instead (a bind-mounted file's directory is often read-only).
 pub fn stage(target: &Target, bytes: &[u8]) -> Result<Staged> {
-    let dir = dir_or_here(target.path.parent().unwrap_or(Path::new(".")));
+    let temp = std::env::temp_dir();
+    let dir = match target.in_place && target.path.exists() {
+        true => temp.as_path(),
+        false => dir_or_here(target.path.parent().unwrap_or(Path::new("."))),
+    };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the directory {}", dir.display()))?;
     let name = target

@@ -89,6 +89,13 @@ fn fifty_agents_through_the_server_cost_etcd_no_watcher_more_than_one() {
             "[[template]]\nprefix = \"\"\nformat = \"json\"\ndestination = {:?}\n",
             sub.join("all.json")
         );
+        // Every other agent has labels: the server reads their lists and
+        // streams through a client of those labels.
+        let labels = match i % 2 {
+            1 => format!("labels = {{ instance = \"i-{i}\" }}"),
+            _ => String::new(),
+        };
+        let top = format!("{top}\n{labels}");
         Agent::start(&Via::Server(&server), &sub, &top, &templates, &["run"])
     };
     let mut agents = vec![start(0)];

@@ -390,3 +390,39 @@ fn effective_values_and_overlays_by_label_through_the_server() {
 fn effective_values_and_overlays_by_label_through_etcd() {
     layers_and_labels(false);
 }
+
+#[test]
+fn a_secret_the_agent_may_not_read_is_missing_never_rendered_without() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = common::namespace("withheld");
+    let key = secret_setup(&etcd, &ns, dir.path());
+    let server = Server::start(&etcd, Some(&key));
+    let env = dir.path().join("db.env");
+    let templates =
+        format!("[[template]]\nprefix = \"db/\"\nformat = \"env\"\ndestination = {env:?}\n");
+    let top = format!("namespace = {ns:?}");
+    // A token of the read scope only, and (straight from etcd) no key.
+    for via in [
+        Via::ServerAs(&server, support::READER_TOKEN),
+        Via::Etcd(&etcd),
+    ] {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let out = sub.path().join("db.env");
+        let templates = templates.replace(&format!("{env:?}"), &format!("{out:?}"));
+        let agent = Agent::start(&via, sub.path(), &top, &templates, &["run"]);
+        let failures = series("cfgd_agent_render_failures_total", &out)
+            .replace("\"}", "\",reason=\"missing\"}");
+        support::wait_until(Duration::from_secs(20), "the render fails", || {
+            agent.metric(&failures) >= 1.0
+        });
+        assert!(!out.exists(), "no file without the secret");
+        let error = agent.status()["templates"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(error, "missing: db/password");
+        assert!(agent.logs().contains("withheld"), "{}", agent.logs());
+        assert!(!agent.logs().contains("hunter2"));
+    }
+}

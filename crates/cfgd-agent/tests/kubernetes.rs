@@ -109,6 +109,30 @@ fn the_manifests_validate_and_each_broken_copy_fails_naming_what_broke() {
             "",
             "kustomization.yaml: does not list etcd.yaml",
         ),
+        (
+            "cfgd.yaml",
+            "  replicas: 2",
+            "  replicas: 1",
+            "cfgd runs fewer than 2 replicas",
+        ),
+        (
+            "cfgd.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+            "its root filesystem is not read-only",
+        ),
+        (
+            "cfgd.yaml",
+            "minAvailable: 1\n  selector:\n    matchLabels: { app.kubernetes.io/name: cfgd }",
+            "minAvailable: 1\n  selector:\n    matchLabels: { app.kubernetes.io/name: other }",
+            "no PodDisruptionBudget selects cfgd's pods",
+        ),
+        (
+            "example-app.yaml",
+            "  restartPolicy: Always\n",
+            "  restartPolicy: OnFailure\n",
+            "is not a native sidecar",
+        ),
     ];
     for (file, from, to, expected) in cases {
         let (_tmp, code, said) = broken(file, from, to);

@@ -46,6 +46,8 @@ pub struct Server {
 }
 
 pub const AGENT_TOKEN: &str = "agent-secret";
+/// A token of the read scope only: secrets are refused to it.
+pub const READER_TOKEN: &str = "reader-secret";
 
 impl Server {
     pub fn start(etcd: &EtcdCluster, secret_key: Option<&Path>) -> Server {
@@ -55,7 +57,7 @@ impl Server {
             text.push_str(&format!("secret_key_file = {:?}\n", key.to_str().unwrap()));
         }
         text.push_str(&format!(
-            "[[tokens]]\nname = \"agent\"\nsecret = \"{AGENT_TOKEN}\"\nscopes = {{ \"*\" = \"secrets\" }}\n"
+            "[[tokens]]\nname = \"agent\"\nsecret = \"{AGENT_TOKEN}\"\nscopes = {{ \"*\" = \"secrets\" }}\n\n[[tokens]]\nname = \"reader\"\nsecret = \"{READER_TOKEN}\"\nscopes = {{ \"*\" = \"read\" }}\n"
         ));
         std::fs::write(dir.path().join("cfgd.toml"), text).unwrap();
         let mut server = Server {
@@ -132,15 +134,18 @@ pub fn cfgctl_with(etcd: &EtcdCluster, ns: &str, args: &[&str], env: &[(&str, &P
 /// Where an agent reads from.
 pub enum Via<'a> {
     Server(&'a Server),
+    /// The server, with another token.
+    ServerAs(&'a Server, &'a str),
     Etcd(&'a EtcdCluster),
 }
 
 impl Via<'_> {
     fn settings(&self, dir: &Path) -> String {
         match self {
-            Via::Server(server) => {
+            Via::Server(server) => Via::ServerAs(server, AGENT_TOKEN).settings(dir),
+            Via::ServerAs(server, secret) => {
                 let token = dir.join("token");
-                std::fs::write(&token, AGENT_TOKEN).unwrap();
+                std::fs::write(&token, secret).unwrap();
                 format!("server = {:?}\ntoken_file = {:?}\n", server.url(), token)
             }
             Via::Etcd(etcd) => format!("endpoints = {:?}\n", etcd.endpoints()),

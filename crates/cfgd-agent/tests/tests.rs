@@ -8,4 +8,5 @@ mod faults;
 mod files;
 mod kubernetes;
 mod modes;
+mod policies;
 mod support;

@@ -291,11 +291,22 @@ pub(super) fn entries_json(entries: Vec<cfgd::Entry<serde_json::Value>>) -> Vec<
     serde_json::to_vec(&items).expect("serializes")
 }
 
+/// A list's answer, with `X-Cfgd-Revision`: the revision the client had
+/// applied before it listed, so that every change after it is either in
+/// the list or replayed by a watch resumed from it.
+fn listed(body: Vec<u8>, revision: Revision) -> Response {
+    let mut response = json_response(StatusCode::OK, body, None);
+    response
+        .headers_mut()
+        .insert("x-cfgd-revision", HeaderValue::from(revision));
+    response
+}
+
 #[utoipa::path(
     get, path = "/v1/namespaces/{ns}/config", tag = "config", operation_id = "listConfig",
     params(crate::params::LabelsHeader, crate::params::NsPath, ListQuery),
     responses(
-        (status = 200, description = "The values under the prefix, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>),
+        (status = 200, description = "The values under the prefix, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>, headers(("X-Cfgd-Revision" = i64, description = "A revision the list holds everything up to: resume the watch from it (Last-Event-ID) to miss nothing"))),
     )
 )]
 pub(super) async fn list_config(
@@ -306,8 +317,9 @@ pub(super) async fn list_config(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let client = crate::labels::labelled(client, &ns, &headers).await?;
+    let revision = client.status().revision();
     let entries = client.list::<serde_json::Value>(&query.prefix).await?;
-    Ok(json_response(StatusCode::OK, entries_json(entries), None))
+    Ok(listed(entries_json(entries), revision))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -348,7 +360,7 @@ pub(super) async fn get_history(
     get, path = "/v1/namespaces/{ns}/flags", tag = "flags", operation_id = "listFlags",
     params(crate::params::LabelsHeader, crate::params::NsPath),
     responses(
-        (status = 200, description = "Every flag definition, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>),
+        (status = 200, description = "Every flag definition, by name (with `X-Cfgd-Labels`, the overlays they select laid over them)", body = Vec<crate::bodies::Item>, headers(("X-Cfgd-Revision" = i64, description = "A revision the list holds everything up to: resume the flags' watch from it (Last-Event-ID) to miss nothing"))),
     )
 )]
 pub(super) async fn list_flags(
@@ -358,11 +370,8 @@ pub(super) async fn list_flags(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let client = crate::labels::labelled(client, &ns, &headers).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        entries_json(client.list_flags().await?),
-        None,
-    ))
+    let revision = client.status().revision();
+    Ok(listed(entries_json(client.list_flags().await?), revision))
 }
 
 #[utoipa::path(

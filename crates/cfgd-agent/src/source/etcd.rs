@@ -78,20 +78,20 @@ async fn keep_current(client: &Client, feed: &Feed) -> Result<()> {
     let mut state = State::default();
     state.bucketing = bucketing;
     let mut warned = std::collections::BTreeSet::new();
-    drain(&mut values, &mut state, false, &mut warned);
-    drain(&mut flags, &mut state, true, &mut warned);
+    drain(&mut values, &mut state, false, &mut warned).await;
+    drain(&mut flags, &mut state, true, &mut warned).await;
     feed.publish(state.clone());
     loop {
         tokio::select! {
             change = values.next() => {
                 let Some(change) = change else { return Err(anyhow!("the client's watch ended")) };
                 apply(&change, &mut state, false, &mut warned);
-                drain(&mut values, &mut state, false, &mut warned);
+                drain(&mut values, &mut state, false, &mut warned).await;
             }
             change = flags.next() => {
                 let Some(change) = change else { return Err(anyhow!("the client's watch ended")) };
                 apply(&change, &mut state, true, &mut warned);
-                drain(&mut flags, &mut state, true, &mut warned);
+                drain(&mut flags, &mut state, true, &mut warned).await;
             }
             changed = status.changed() => {
                 if changed.is_err() {
@@ -112,21 +112,19 @@ async fn keep_current(client: &Client, feed: &Feed) -> Result<()> {
 }
 
 /// Everything the stream has ready, applied before one publish: a
-/// transaction's changes arrive together.
-fn drain(
+/// transaction's changes arrive together, and one yield lets the library
+/// finish handing them out.
+async fn drain(
     stream: &mut Subscription,
     state: &mut State,
     flags: bool,
     warned: &mut std::collections::BTreeSet<String>,
 ) {
-    if stream.is_reset() && state.revision > 0 {
-        match flags {
-            true => state.flags.clear(),
-            false => state.values.clear(),
+    for _ in 0..2 {
+        while let Some(Some(change)) = stream.next().now_or_never() {
+            apply(&change, state, flags, warned);
         }
-    }
-    while let Some(Some(change)) = stream.next().now_or_never() {
-        apply(&change, state, flags, warned);
+        tokio::task::yield_now().await;
     }
 }
 
@@ -143,12 +141,16 @@ fn apply(
         ChangeKind::Put => {
             let raw = change.raw().unwrap_or_default();
             if change.is_secret() && cfgd::secret::sealed_by(raw).is_some() {
-                // Sealed: this agent holds no key that opens it. Missing,
-                // for the templates' policy to name.
+                // Sealed: this agent holds no key that opens it. Withheld,
+                // so that every template that would render it misses it.
                 if warned.insert(name.clone()) {
-                    tracing::warn!(name = %name, "a secret this agent cannot open (no or another secret_key_file): left out");
+                    tracing::warn!(name = %name, "a secret this agent cannot open (no or another secret_key_file): withheld");
                 }
-                None
+                if !flags {
+                    state.values.remove(&name);
+                    state.withheld.insert(name);
+                }
+                return;
             } else {
                 match serde_json::from_slice(raw) {
                     Ok(v) => Some(v),
@@ -168,6 +170,7 @@ fn apply(
             state.flags.remove(&name);
         }
         (false, Some(value)) => {
+            state.withheld.remove(&name);
             let secret = change.is_secret();
             state.values.insert(
                 name,
@@ -180,6 +183,7 @@ fn apply(
         }
         (false, None) => {
             state.values.remove(&name);
+            state.withheld.remove(&name);
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, StatusCode};
@@ -95,10 +96,23 @@ impl Server {
             .with_context(|| format!("GET {path}"))
     }
 
-    /// A GET answered with JSON; `None` for 404.
+    /// A GET answered with JSON; `None` for 404. A refusal (401, 403) is a
+    /// [`Refused`] error, told apart from the server being unwell.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        Ok(self.get_listed(path).await?.map(|(value, _)| value))
+    }
+
+    /// [`get_json`](Self::get_json), with the answer's `X-Cfgd-Revision`.
+    pub async fn get_listed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<(T, Option<i64>)>> {
         let response = self.send(path, &[]).await?;
         let status = response.status();
+        let revision = response
+            .headers()
+            .get("x-cfgd-revision")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
             .await
             .map_err(|_| anyhow!("GET {path}: the body did not arrive within {TIMEOUT:?}"))??
@@ -106,12 +120,15 @@ impl Server {
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Refused(format!("GET {path}: {status}: {}", error_message(&body))).into());
+        }
         if !status.is_success() {
             bail!("GET {path}: {status}: {}", error_message(&body));
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .with_context(|| format!("GET {path}: the answer is not the JSON expected"))
+        let value = serde_json::from_slice(&body)
+            .with_context(|| format!("GET {path}: the answer is not the JSON expected"))?;
+        Ok(Some((value, revision)))
     }
 
     /// An event stream from `path`, resumed after `last_event_id`.
@@ -136,6 +153,18 @@ impl Server {
         })
     }
 }
+
+/// The server refused the token (401 or 403): no retry will change that.
+#[derive(Debug)]
+pub struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// The `message` of cfgd's `{"error": {"code", "message"}}`, else the text.
 fn error_message(body: &[u8]) -> String {
@@ -177,10 +206,24 @@ impl Events {
         }
     }
 
-    /// Whether a whole event is buffered already: a burst of events (a
+    /// An event that has arrived already (in the buffer, or in frames the
+    /// connection holds), without waiting: a burst of events (a
     /// transaction's) is applied before the state is published.
-    pub fn has_buffered(&self) -> bool {
-        find_end(&self.buffer).is_some()
+    pub fn ready(&mut self) -> Result<Option<Event>> {
+        loop {
+            if let Some(event) = self.take_event() {
+                return Ok(Some(event));
+            }
+            match self.body.frame().now_or_never() {
+                Some(Some(frame)) => {
+                    if let Ok(data) = frame?.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                // Ended, or nothing more yet: `next` says which.
+                Some(None) | None => return Ok(None),
+            }
+        }
     }
 
     fn take_event(&mut self) -> Option<Event> {

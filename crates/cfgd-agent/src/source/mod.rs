@@ -83,12 +83,20 @@ impl Feed {
         self.status.borrow().clone()
     }
 
-    /// A whole new state read from the source, which is live.
+    /// A whole new state read from the source, which is live. Templates
+    /// are woken only when it renders differently: a reconnect that read
+    /// the same values is no change.
     pub(crate) fn publish(&self, state: State) {
         let revision = state.revision;
         // Live first: the snapshot writer sees the state as live.
         self.set_status(SourceStatus::Live { revision });
-        self.state.send_replace(Some(Arc::new(state)));
+        self.state.send_if_modified(|now| {
+            if now.as_ref().is_some_and(|n| n.same_content(&state)) {
+                return false;
+            }
+            *now = Some(Arc::new(state));
+            true
+        });
     }
 
     fn set_status(&self, status: SourceStatus) {
@@ -103,7 +111,8 @@ impl Feed {
     }
 
     /// The source cannot be reached (at start, or lost later): the files
-    /// stay as they are; at start the snapshot is rendered, once.
+    /// stay as they are; at start the snapshot, if any, is loaded for the
+    /// templates to render.
     pub(crate) fn unreachable(&self, reason: String) {
         let was = self.status();
         if let SourceStatus::Unreachable { .. } = was {

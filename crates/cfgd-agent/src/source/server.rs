@@ -72,17 +72,37 @@ struct Position {
     flags: i64,
 }
 
+/// `event: reset`: the stream resumed from too far back. The list is read
+/// again (one consistent answer) rather than the state emptied and
+/// refilled event by event, which would publish it half full.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server asked for a reset: reading everything again")
+    }
+}
+
+impl std::error::Error for Reset {}
+
 /// Keeps `feed` current through the server, for as long as the agent runs.
 pub async fn follow(server: Server, namespace: String, feed: Feed) {
     let mut backoff = Backoff::new();
     let mut held: Option<(State, Position)> = None;
+    let mut warned = BTreeSet::new();
     loop {
         let mut reader = Reader {
             server: &server,
             namespace: &namespace,
-            warned: BTreeSet::new(),
+            warned: &mut warned,
         };
         let error = reader.session(&feed, &mut held, &mut backoff).await;
+        if error.downcast_ref::<Reset>().is_some() {
+            tracing::info!("{error}");
+            held = None;
+            continue;
+        }
         feed.unreachable(format!("server: {error:#}"));
         backoff.wait().await;
     }
@@ -91,7 +111,8 @@ pub async fn follow(server: Server, namespace: String, feed: Feed) {
 struct Reader<'a> {
     server: &'a Server,
     namespace: &'a str,
-    warned: BTreeSet<String>,
+    /// Secrets already warned about, so the log says it once.
+    warned: &'a mut BTreeSet<String>,
 }
 
 impl Reader<'_> {
@@ -134,7 +155,12 @@ impl Reader<'_> {
         };
         state.bucketing = bucketing;
         let result = self.stream(feed, &mut state, &mut at, backoff).await;
-        *held = Some((state, at));
+        if result
+            .as_ref()
+            .is_err_and(|e| e.downcast_ref::<Reset>().is_none())
+        {
+            *held = Some((state, at));
+        }
         result
     }
 
@@ -164,85 +190,106 @@ impl Reader<'_> {
                 true => &mut flags,
                 false => &mut values,
             };
-            self.apply_all(first, stream, state, at, is_flags).await?;
+            let Some(mut event) = first? else {
+                return Err(anyhow!("the event stream ended"));
+            };
+            loop {
+                self.apply(event, state, at, is_flags).await?;
+                match stream.ready()? {
+                    Some(more) => event = more,
+                    None => break,
+                }
+            }
             feed.publish(state.clone());
         }
     }
 
-    /// Every value and flag, listed; the streams start after the newest.
+    /// Every value and flag, listed; the streams resume from the revision
+    /// each list holds everything up to.
     async fn load(&mut self) -> Result<(State, Position)> {
         let mut state = State::default();
         let mut at = Position::default();
-        let listed: Vec<Listed> = self
+        let (listed, revision) = self
             .server
-            .get_json(&self.path("config?prefix="))
+            .get_listed::<Vec<Listed>>(&self.path("config?prefix="))
             .await?
             .unwrap_or_default();
         for item in listed {
             at.values = at.values.max(item.revision);
-            if let Some(value) = self.opened(&item.name, item.value, item.secret).await? {
-                let entry = Item {
-                    value,
-                    secret: item.secret,
-                    revision: item.revision,
-                };
-                state.values.insert(item.name, entry);
-            }
+            self.put(
+                &mut state,
+                item.name,
+                item.value,
+                item.secret,
+                item.revision,
+            )
+            .await?;
         }
-        let flags: Vec<Listed> = self
+        // A server from before X-Cfgd-Revision: the newest value listed.
+        at.values = revision.unwrap_or(at.values);
+        let (flags, revision) = self
             .server
-            .get_json(&self.path("flags"))
+            .get_listed::<Vec<Listed>>(&self.path("flags"))
             .await?
             .unwrap_or_default();
         for flag in flags {
             at.flags = at.flags.max(flag.revision);
             state.flags.insert(flag.name, (flag.value, flag.revision));
         }
+        at.flags = revision.unwrap_or(at.flags);
         state.revision = at.values.max(at.flags);
         Ok((state, at))
     }
 
-    /// A listed or streamed value, with a secret's plaintext read on its
-    /// own; `None` for a secret this token may not read.
-    async fn opened(&mut self, name: &str, value: Value, secret: bool) -> Result<Option<Value>> {
-        if !secret {
-            return Ok(Some(value));
-        }
-        match self
-            .server
-            .get_json(&self.path(&format!("config/{name}")))
-            .await
-        {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                if self.warned.insert(name.to_owned()) {
-                    tracing::warn!(name = %name, error = %format!("{e:#}"), "a secret this agent cannot read: left out (the token needs the secrets scope)");
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    /// `first`, and every event already buffered behind it.
-    async fn apply_all(
+    /// A listed or streamed value into `state`. A secret, which lists and
+    /// events redact, is read on its own; one this token may not read is
+    /// withheld (known to be there, not rendered). Any other failure ends
+    /// the session, and the change is read again on resuming.
+    async fn put(
         &mut self,
-        first: Result<Option<Event>>,
-        stream: &mut Events,
         state: &mut State,
-        at: &mut Position,
-        flags: bool,
+        name: String,
+        value: Value,
+        secret: bool,
+        revision: i64,
     ) -> Result<()> {
-        let mut event = first?;
-        loop {
-            let Some(e) = event else {
-                return Err(anyhow!("the event stream ended"));
-            };
-            self.apply(e, state, at, flags).await?;
-            if !stream.has_buffered() {
-                return Ok(());
+        let value = match secret {
+            false => Some(value),
+            true => match self
+                .server
+                .get_json(&self.path(&format!("config/{name}")))
+                .await
+            {
+                Ok(value) => value,
+                Err(e) if e.downcast_ref::<super::http::Refused>().is_some() => {
+                    if self.warned.insert(name.clone()) {
+                        tracing::warn!(name = %name, error = %format!("{e:#}"), "a secret this agent may not read: withheld (the token needs the secrets scope)");
+                    }
+                    state.values.remove(&name);
+                    state.withheld.insert(name);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        state.withheld.remove(&name);
+        match value {
+            Some(value) => {
+                state.values.insert(
+                    name,
+                    Item {
+                        value,
+                        secret,
+                        revision,
+                    },
+                );
             }
-            event = stream.next().await?;
+            // Deleted between the event and the read.
+            None => {
+                state.values.remove(&name);
+            }
         }
+        Ok(())
     }
 
     async fn apply(
@@ -253,55 +300,37 @@ impl Reader<'_> {
         flags: bool,
     ) -> Result<()> {
         if event.event == "reset" {
-            // Resumed from too far back: the full set follows.
-            match flags {
-                true => state.flags.clear(),
-                false => state.values.clear(),
-            }
-            return Ok(());
+            return Err(Reset.into());
         }
         if event.event != "put" && event.event != "delete" {
             return Ok(());
         }
         let change: ChangeEvent = serde_json::from_str(&event.data)
             .with_context(|| format!("an event that is not cfgd's: {:?}", event.event))?;
-        let position = match flags {
-            true => &mut at.flags,
-            false => &mut at.values,
-        };
-        *position = (*position).max(change.revision);
-        state.revision = state.revision.max(change.revision);
+        let revision = change.revision;
         match (flags, change.kind.as_str()) {
             (true, "put") => {
-                state
-                    .flags
-                    .insert(change.name, (change.value, change.revision));
+                state.flags.insert(change.name, (change.value, revision));
             }
             (true, _) => {
                 state.flags.remove(&change.name);
             }
             (false, "put") => {
-                match self
-                    .opened(&change.name, change.value, change.secret)
-                    .await?
-                {
-                    Some(value) => {
-                        let item = Item {
-                            value,
-                            secret: change.secret,
-                            revision: change.revision,
-                        };
-                        state.values.insert(change.name, item);
-                    }
-                    None => {
-                        state.values.remove(&change.name);
-                    }
-                }
+                self.put(state, change.name, change.value, change.secret, revision)
+                    .await?;
             }
             (false, _) => {
                 state.values.remove(&change.name);
+                state.withheld.remove(&change.name);
             }
         }
+        // Only once applied: a change that failed is replayed on resuming.
+        let position = match flags {
+            true => &mut at.flags,
+            false => &mut at.values,
+        };
+        *position = (*position).max(revision);
+        state.revision = state.revision.max(revision);
         Ok(())
     }
 }
