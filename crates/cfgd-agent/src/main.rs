@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         Command::Check => match cfgd_agent::check(&settings) {
             Ok(()) => {
                 println!(
-                    "{}: {} templates, settings and templates are valid",
+                    "{}: settings and {} template(s) are valid",
                     cli.config.display(),
                     settings.templates.len()
                 );

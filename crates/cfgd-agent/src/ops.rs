@@ -39,7 +39,7 @@ struct SourceLabels {
 /// One template, as `/status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TemplateStatus {
-    /// The destination, or `env` for an environment-only template.
+    /// The destination, or `env (template N)` for an environment-only one.
     pub template: String,
     /// Rendered (or found unchanged) at least once.
     pub rendered: bool,

@@ -186,12 +186,9 @@ pub enum Action {
 
 impl<'de> Deserialize<'de> for Action {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Word(String),
-            Table(Table),
-        }
+        // A visitor rather than an untagged enum, whose one error ("did
+        // not match any variant") would hide which field was wrong.
+        struct Visit;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Table {
@@ -199,27 +196,33 @@ impl<'de> Deserialize<'de> for Action {
             pidfile: Option<PathBuf>,
             command: Option<String>,
         }
-        use serde::de::Error;
-        match Raw::deserialize(d)? {
-            Raw::Word(w) if w == "none" => Ok(Action::None),
-            Raw::Word(w) if w == "restart" => Ok(Action::Restart),
-            Raw::Word(w) => Err(D::Error::custom(format!(
-                "action {w:?}: expected \"none\", \"restart\", {{ signal = \"HUP\", pidfile = \"…\" }} or {{ command = \"…\" }}"
-            ))),
-            Raw::Table(Table {
-                signal: Some(signal),
-                pidfile,
-                command: None,
-            }) => Ok(Action::Signal { signal, pidfile }),
-            Raw::Table(Table {
-                signal: None,
-                pidfile: None,
-                command: Some(c),
-            }) => Ok(Action::Command(c)),
-            Raw::Table(_) => Err(D::Error::custom(
-                "action: give either { signal = \"HUP\", pidfile = \"…\" } or { command = \"…\" }",
-            )),
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Action;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"none\", \"restart\", { signal = \"HUP\", pidfile = \"…\" } or { command = \"…\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Action, E> {
+                match word {
+                    "none" => Ok(Action::None),
+                    "restart" => Ok(Action::Restart),
+                    other => Err(E::custom(format!(
+                        "action {other:?}: expected \"none\", \"restart\", {{ signal = \"HUP\", pidfile = \"…\" }} or {{ command = \"…\" }}"
+                    ))),
+                }
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Action, M::Error> {
+                use serde::de::Error;
+                let table = Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                match table {
+                    Table { signal: Some(signal), pidfile, command: None } => Ok(Action::Signal { signal, pidfile }),
+                    Table { signal: None, pidfile: None, command: Some(c) } => Ok(Action::Command(c)),
+                    _ => Err(M::Error::custom(
+                        "action: give either { signal = \"HUP\", pidfile = \"…\" } or { command = \"…\" }",
+                    )),
+                }
+            }
         }
+        d.deserialize_any(Visit)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::write::{self, Target};
 /// A template ready to render: its body loaded, its owner resolved.
 pub struct Prepared {
     pub index: usize,
-    /// The destination, or `env` for an environment-only template.
+    /// The destination, or `env (template N)` for an environment-only one.
     pub name: String,
     body: Body,
     destination: Option<Target>,
