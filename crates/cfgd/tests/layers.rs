@@ -386,6 +386,9 @@ async fn schemas_govern_every_descendant_and_a_parent_write_that_breaks_one_is_r
 
 #[tokio::test]
 async fn a_parents_secret_patterns_hold_below_it() {
+    // Its change once did not arrive under the full suite's load (2 of 4
+    // runs on 2026-12-03): the library's logs are kept for the next time.
+    common::logs();
     let etcd = EtcdCluster::single();
     let dir = tempfile::tempdir().unwrap();
     let key = common::secrets::key_file(dir.path(), "secret.key");
