@@ -12,7 +12,7 @@ pub const DEFAULT_ROOT: &str = "/cfgd";
 pub const MAX_NAME_LEN: usize = 256;
 
 /// What a key holds; each kind is a separate subtree of the namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Config,
     Flags,

@@ -177,6 +177,11 @@ pub(crate) struct Mirror {
     /// A layered namespace's layers, first (lowest) to last (its own);
     /// empty for one that extends nothing, whose own keys are `sections`.
     pub(crate) layers: Vec<Layer>,
+    /// A layered namespace's own writes, applied at once (section, name,
+    /// revision), whose echo from the watch has not come yet. The echo
+    /// finds the effective value already in place, yet subscribers have
+    /// not been told: it must still make their change.
+    pub(crate) echoes: std::collections::HashSet<(Kind, Arc<str>, Revision)>,
 }
 
 impl Mirror {

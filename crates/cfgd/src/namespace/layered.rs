@@ -247,7 +247,24 @@ impl LiveNamespace {
                     && name.ends_with("/meta")
                     && !self.labels.is_empty());
             let namespace = layer.namespace.clone();
-            changes.extend(Self::settle(mirror, section, &name, revision, namespace));
+            let echo = mirror.echoes.remove(&(section, name.clone(), revision));
+            match Self::settle(mirror, section, &name, revision, namespace.clone()) {
+                Some(change) => changes.push(change),
+                // This client's own write, in the mirror since it returned:
+                // its subscribers learn of it now.
+                None if echo => {
+                    let stored = mirror.section(section).entries.get(&name);
+                    changes.push(Change::layered(
+                        section,
+                        name.clone(),
+                        revision,
+                        false,
+                        stored,
+                        namespace,
+                    ));
+                }
+                None => {}
+            }
         }
         (changes, moved)
     }
@@ -270,9 +287,13 @@ impl LiveNamespace {
             None => own.section_mut(section).delete(name, revision),
         };
         let namespace = own.namespace.clone();
-        applied
+        let change = applied
             .then(|| Self::settle(mirror, section, name, revision, namespace))
-            .flatten()
+            .flatten();
+        if change.is_some() {
+            mirror.echoes.insert((section, name.clone(), revision));
+        }
+        change
     }
 
     /// Makes the effective value of `name` again after a change at

@@ -86,6 +86,8 @@ impl LiveNamespace {
                 old.entries = std::mem::take(&mut next[section.index()]);
             }
             mirror.revision = revision;
+            // The watch resumes after this read: no echo it holds will come.
+            mirror.echoes.clear();
             self.prune_tombstones(&mut mirror);
         }
         changes.sort_by_key(|c| c.revision());
