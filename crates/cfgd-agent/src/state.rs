@@ -60,6 +60,21 @@ impl State {
             && self.withheld == other.withheld
     }
 
+    /// `name` put (`Some`) or deleted, by either source: no longer withheld.
+    pub fn set_value(&mut self, name: String, item: Option<Item>) {
+        self.withheld.remove(&name);
+        match item {
+            Some(item) => self.values.insert(name, item),
+            None => self.values.remove(&name),
+        };
+    }
+
+    /// `name` is a secret this agent cannot open: missing, not rendered.
+    pub fn withhold(&mut self, name: String) {
+        self.values.remove(&name);
+        self.withheld.insert(name);
+    }
+
     /// The withheld secrets under `prefix`.
     pub fn withheld_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> {
         self.withheld.iter().filter(move |n| n.starts_with(prefix))

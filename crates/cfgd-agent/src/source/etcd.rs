@@ -147,8 +147,7 @@ fn apply(
                     tracing::warn!(name = %name, "a secret this agent cannot open (no or another secret_key_file): withheld");
                 }
                 if !flags {
-                    state.values.remove(&name);
-                    state.withheld.insert(name);
+                    state.withhold(name);
                 }
                 return;
             } else {
@@ -169,21 +168,16 @@ fn apply(
         (true, None) => {
             state.flags.remove(&name);
         }
-        (false, Some(value)) => {
-            state.withheld.remove(&name);
+        (false, value) => {
             let secret = change.is_secret();
-            state.values.insert(
+            state.set_value(
                 name,
-                Item {
+                value.map(|value| Item {
                     value,
                     secret,
                     revision,
-                },
+                }),
             );
-        }
-        (false, None) => {
-            state.values.remove(&name);
-            state.withheld.remove(&name);
         }
     }
 }

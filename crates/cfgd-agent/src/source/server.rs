@@ -265,30 +265,21 @@ impl Reader<'_> {
                     if self.warned.insert(name.clone()) {
                         tracing::warn!(name = %name, error = %format!("{e:#}"), "a secret this agent may not read: withheld (the token needs the secrets scope)");
                     }
-                    state.values.remove(&name);
-                    state.withheld.insert(name);
+                    state.withhold(name);
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             },
         };
-        state.withheld.remove(&name);
-        match value {
-            Some(value) => {
-                state.values.insert(
-                    name,
-                    Item {
-                        value,
-                        secret,
-                        revision,
-                    },
-                );
-            }
-            // Deleted between the event and the read.
-            None => {
-                state.values.remove(&name);
-            }
-        }
+        // `None`: deleted between the event and the read.
+        state.set_value(
+            name,
+            value.map(|value| Item {
+                value,
+                secret,
+                revision,
+            }),
+        );
         Ok(())
     }
 
@@ -319,10 +310,7 @@ impl Reader<'_> {
                 self.put(state, change.name, change.value, change.secret, revision)
                     .await?;
             }
-            (false, _) => {
-                state.values.remove(&change.name);
-                state.withheld.remove(&change.name);
-            }
+            (false, _) => state.set_value(change.name, None),
         }
         // Only once applied: a change that failed is replayed on resuming.
         let position = match flags {
