@@ -31,16 +31,19 @@ pub enum Via {
     Http,
     /// The `cfgd` web console.
     Console,
+    /// The elected worker, applying a schedule made by the actor.
+    Schedule,
 }
 
 impl Via {
-    /// `library`, `cfgctl`, `http` or `console`, as records say it.
+    /// `library`, `cfgctl`, `http`, `console` or `schedule`, as records say it.
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Library => "library",
             Via::Cfgctl => "cfgctl",
             Via::Http => "http",
             Via::Console => "console",
+            Via::Schedule => "schedule",
         }
     }
 }
@@ -61,6 +64,10 @@ pub(crate) struct Author {
     /// Writes past the policy's protection (an operator's choice), and
     /// says so in each record.
     pub(crate) forced: bool,
+    /// The leadership the writer must still hold: every transaction of a
+    /// fenced handle (an elected worker's) compares it, so a writer that
+    /// lost its lease writes nothing.
+    pub(crate) fence: Option<crate::election::Fence>,
 }
 
 impl Author {
@@ -71,6 +78,7 @@ impl Author {
             via: Via::Library,
             message: None,
             forced: false,
+            fence: None,
         }
     }
 }

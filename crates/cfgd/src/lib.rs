@@ -229,6 +229,7 @@ mod client;
 mod defaults;
 pub mod diff;
 mod effective;
+pub mod election;
 mod error;
 mod etcd;
 #[cfg(feature = "fuzzing")]
@@ -247,12 +248,14 @@ pub mod openapi;
 pub mod openfeature;
 pub mod overlays;
 pub mod policy;
+pub mod schedules;
 pub mod schema;
 pub mod secret;
 mod snapshot;
 mod subscription;
 mod types;
 mod value;
+pub mod webhooks;
 
 pub use cfgd_flags as flags;
 

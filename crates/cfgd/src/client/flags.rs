@@ -34,7 +34,7 @@ impl Client {
         self.flag_key(name)
     }
 
-    fn flag_key(&self, name: &str) -> Result<String> {
+    pub(crate) fn flag_key(&self, name: &str) -> Result<String> {
         if name == flags::EVALUATORS {
             return Ok(self.state.space.key_unchecked(Kind::Flags, name));
         }

@@ -26,9 +26,9 @@ use crate::types::{KeepAlive, Revision, Source, Status};
 /// [`Subscription`] made from it) is dropped.
 #[derive(Clone)]
 pub struct Client {
-    pub(super) state: Arc<ClientState>,
+    pub(crate) state: Arc<ClientState>,
     /// Who this handle writes as, for the audit trail.
-    pub(super) author: Arc<Author>,
+    pub(crate) author: Arc<Author>,
 }
 
 type DecodedCache = moka::sync::Cache<(Arc<str>, TypeId), (Revision, Arc<dyn Any + Send + Sync>)>;
@@ -39,7 +39,7 @@ pub(crate) struct Link {
     pub(super) etcd: Arc<Connection>,
     hub: std::sync::Mutex<Option<(Arc<Hub>, tokio::task::JoinHandle<()>)>>,
     /// The keys secrets are sealed and opened with, if any.
-    pub(super) keyring: Option<Arc<Keyring>>,
+    pub(crate) keyring: Option<Arc<Keyring>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -80,9 +80,9 @@ impl Link {
 /// One namespace's view of a [`Link`]: what every clone of a [`Client`]
 /// shares, and what its live values and subscriptions keep alive.
 pub(crate) struct ClientState {
-    pub(super) link: Arc<Link>,
-    pub(super) space: KeySpace,
-    pub(super) live: Option<Arc<LiveNamespace>>,
+    pub(crate) link: Arc<Link>,
+    pub(crate) space: KeySpace,
+    pub(crate) live: Option<Arc<LiveNamespace>>,
     /// Decoded values by (name, type), checked against the mirror's revision.
     pub(super) cache: Option<DecodedCache>,
     pub(super) tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -98,7 +98,7 @@ impl Drop for ClientState {
 }
 
 impl ClientState {
-    pub(super) fn etcd(&self) -> &Connection {
+    pub(crate) fn etcd(&self) -> &Connection {
         &self.link.etcd
     }
 }
@@ -192,6 +192,15 @@ impl Client {
     /// it makes is marked `forced` in its audit record.
     pub fn forced(&self) -> Client {
         self.authored(|a| a.forced = true)
+    }
+
+    /// This client, writing only while `fence` (an elected worker's
+    /// leadership, see [`election`](crate::election)) still holds: each of
+    /// its releases and worker writes compares it in the same transaction,
+    /// and fails with [`Error::Fenced`] once the lease is gone.
+    pub fn fenced(&self, fence: &crate::election::Fence) -> Client {
+        let fence = fence.clone();
+        self.authored(|a| a.fence = Some(fence))
     }
 
     /// This client with its author changed by `edit`.

@@ -275,7 +275,7 @@ impl Client {
 
     /// The namespace's policy: a live client's, kept current by the watch;
     /// otherwise read from etcd now. The default when none is stored.
-    pub(super) async fn current_policy(&self) -> Result<Arc<Policy>> {
+    pub(crate) async fn current_policy(&self) -> Result<Arc<Policy>> {
         if let Some(namespace) = &self.state.live {
             return Ok(namespace.policy.load_full());
         }
@@ -490,7 +490,7 @@ impl Client {
         }
     }
 
-    pub(super) async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         key: &str,
         revision: Option<Revision>,

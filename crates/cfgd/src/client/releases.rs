@@ -24,8 +24,8 @@ pub const RELEASE_MAX: usize = MAX_TXN_OPS - 1;
 
 /// One key a release writes.
 #[derive(Debug, Clone)]
-pub(super) struct Write {
-    pub(super) key: String,
+pub(crate) struct Write {
+    pub(crate) key: String,
     /// The new value; `None` deletes (a revert of a name the release made).
     pub(super) bytes: Option<Vec<u8>>,
     /// The revision it must still be at (0: absent).
@@ -36,12 +36,12 @@ pub(super) struct Write {
 /// what [`Client::publish`] writes, and what a dry run shows.
 #[derive(Debug, Clone)]
 pub struct ReleasePlan {
-    pub(super) writes: Vec<Write>,
+    pub(crate) writes: Vec<Write>,
     /// What it changes, name by name (flags as `flags/{name}`).
     pub changes: Vec<NamedDiff>,
     /// Every name the document held (flags as `flags/{name}`), with the
     /// revision it was read at (0: absent), changed or not.
-    pub(super) read: Vec<(String, Revision)>,
+    pub(crate) read: Vec<(String, Revision)>,
 }
 
 impl ReleasePlan {
@@ -82,17 +82,18 @@ pub(super) fn redact_secrets(policy: &Policy, changes: &mut [NamedDiff]) {
     }
 }
 
-/// What a change request's merge adds to its release's transaction.
-pub(super) struct RequestStep<'a> {
-    /// The request's id.
-    pub(super) id: &'a str,
-    /// Given the release's id: the compare that the request is unchanged,
-    /// and the put of it merged.
-    pub(super) with: StepOps<'a>,
+/// What a change request's merge, or a schedule's application, adds to its
+/// release's transaction.
+pub(crate) struct RequestStep<'a> {
+    /// The change request it merges, which the audit record names.
+    pub(crate) id: Option<&'a str>,
+    /// Given the release's id: what the transaction also compares (the
+    /// request or schedule unchanged) and writes (it, done).
+    pub(crate) with: StepOps<'a>,
 }
 
-/// Given a release's id, what a request step adds to its transaction.
-pub(super) type StepOps<'a> = Box<dyn FnOnce(&str) -> (Compare, TxnOp) + Send + 'a>;
+/// Given a release's id, what a step adds to its transaction.
+pub(crate) type StepOps<'a> = Box<dyn FnOnce(&str) -> (Vec<Compare>, Vec<TxnOp>) + Send + 'a>;
 
 impl Client {
     /// Checks a release and compares it with what is stored, writing
@@ -113,7 +114,7 @@ impl Client {
 
     /// [`plan_release`](Self::plan_release) whatever `policy` protects; its
     /// secrets are redacted in the changes.
-    pub(super) async fn plan(
+    pub(crate) async fn plan(
         &self,
         config: &str,
         flags: Option<&str>,
@@ -235,7 +236,7 @@ impl Client {
     /// Publishes `plan` as `action`. A change request's merge adds `step`:
     /// its request's id, and what else the transaction compares and writes
     /// (the request itself), given the release's id.
-    pub(super) async fn publish_as(
+    pub(crate) async fn publish_as(
         &self,
         plan: &ReleasePlan,
         action: &str,
@@ -262,13 +263,14 @@ impl Client {
             .iter()
             .map(|w| (w.key.as_str(), w.before))
             .collect();
-        let (record, id) = self.audit_record(action, &befores, step.as_ref().map(|s| s.id));
+        let (record, id) = self.audit_record(action, &befores, step.as_ref().and_then(|s| s.id));
         ops.push(record);
         if let Some(step) = step {
-            let (compare, op) = (step.with)(&id);
-            compares.push(compare);
-            ops.push(op);
+            let (more_compares, more_ops) = (step.with)(&id);
+            compares.extend(more_compares);
+            ops.extend(more_ops);
         }
+        compares.extend(self.fence_compare());
         let first = &plan.writes[0].key;
         let mut kv = self.state.etcd().kv().await?;
         let resp = self
@@ -277,6 +279,9 @@ impl Client {
             .call(first, None, kv.txn(Txn::new().when(compares).and_then(ops)))
             .await?;
         if !resp.succeeded() {
+            if let Some(fenced) = self.fence_lost(first).await {
+                return Err(fenced);
+            }
             let batch: Vec<(String, Vec<u8>, Revision)> = plan
                 .writes
                 .iter()

@@ -241,7 +241,7 @@ impl Client {
         let actor = self.author.actor.clone();
         let step_id = request.id.clone();
         let step = RequestStep {
-            id: &step_id,
+            id: Some(&step_id),
             with: Box::new(move |release: &str| {
                 request.state = RequestState::Merged;
                 request.release = Some(release.to_owned());
@@ -249,8 +249,12 @@ impl Client {
                 request.revision = 0;
                 let bytes = serde_json::to_vec(&request).expect("serializes");
                 (
-                    Compare::mod_revision(key.as_str(), CompareOp::Equal, expected),
-                    TxnOp::put(key.as_str(), bytes, None),
+                    vec![Compare::mod_revision(
+                        key.as_str(),
+                        CompareOp::Equal,
+                        expected,
+                    )],
+                    vec![TxnOp::put(key.as_str(), bytes, None)],
                 )
             }),
         };

@@ -90,6 +90,8 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         | Error::InvalidMeta { .. }
         | Error::InvalidUnset { .. }
         | Error::InvalidOverlay { .. }
+        | Error::InvalidWebhook { .. }
+        | Error::InvalidSchedule { .. }
         | Error::Encode { .. }
         | Error::SecretKey { .. }
         | Error::NotLive { .. } => K::InvalidInput,
@@ -98,7 +100,7 @@ pub(super) fn of(error: &Error) -> ErrorKind {
         Error::SchemaConflict { .. } | Error::InvalidExtends { .. } => K::SchemaConflict,
         Error::Tls { .. } => K::Tls,
         Error::NotFound { .. } => K::NotFound,
-        Error::Conflict { .. } => K::Conflict,
+        Error::Conflict { .. } | Error::Fenced { .. } => K::Conflict,
         Error::ReleaseMoved { .. } | Error::RequestMoved { .. } => K::Moved,
         Error::Protected { .. } | Error::SelfApproval { .. } | Error::Extended { .. } => K::Refused,
         Error::RequestState { .. } => K::WrongState,
@@ -132,6 +134,9 @@ pub(super) fn code(error: &Error) -> &'static str {
         Error::SchemaConflict { .. } => "schema_conflict",
         Error::NotFound { .. } => "not_found",
         Error::Conflict { .. } => "conflict",
+        Error::Fenced { .. } => "fenced",
+        Error::InvalidWebhook { .. } => "invalid_webhook",
+        Error::InvalidSchedule { .. } => "invalid_schedule",
         Error::ReleaseMoved { .. } => "release_moved",
         Error::RequestMoved { .. } => "request_moved",
         Error::Protected { .. } => "protected",

@@ -335,6 +335,33 @@ pub enum Error {
         revision: Option<Revision>,
     },
 
+    /// A write of an elected worker's refused by etcd: the replica no
+    /// longer holds the election (its lease expired while it was paused or
+    /// cut off), so another may be leading. Nothing was written.
+    #[error("{key}: not written: this replica no longer holds the election {election} (its lease is gone)")]
+    Fenced {
+        /// The etcd key of the write.
+        key: String,
+        /// The election key the write compared.
+        election: String,
+    },
+
+    /// A webhook definition that cannot be stored: a bad URL, an unknown
+    /// event type or format, a receiver on loopback.
+    #[error("invalid webhook: {reason}")]
+    InvalidWebhook {
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+
+    /// A schedule that cannot be made: a time in the past or unreadable, a
+    /// step list that does not parse, a request that is not approved.
+    #[error("invalid schedule: {reason}")]
+    InvalidSchedule {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A compare-and-set lost: the key's revision is not the one expected.
     #[error(
         "{key}: conflict: expected revision {expected}, but it is {current}{}",

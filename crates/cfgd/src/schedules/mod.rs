@@ -1,0 +1,593 @@
+//! Scheduled releases: a release plan, or an approved change request,
+//! pinned with the revisions it was based on and applied by the elected
+//! worker at its time, as one release, compare-and-set on every base. If a
+//! base moved the schedule is suspended, naming the keys: what was
+//! approved is what ships, never edits made after it was scheduled.
+//!
+//! Stored at `{root}/{ns}/schedules/{id}`, with an index entry at
+//! `{root}/_workers/schedules/{ns}/{id}` (its time) while it is pending, so
+//! the worker finds what is due without reading every namespace. A flag
+//! rollout in steps is one schedule per step, each after the one before.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::audit::now_ms;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::types::Revision;
+use crate::webhooks::definitions::decode;
+
+mod apply;
+
+pub use apply::Outcome;
+
+/// The section of a namespace that holds its schedules.
+pub(crate) const SECTION: &str = "schedules";
+
+/// Where a schedule stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ScheduleState {
+    /// Waiting for its time.
+    Pending,
+    /// Published as a release.
+    Applied,
+    /// Not applied: a base moved (see `moved`), or the step before it was
+    /// not applied.
+    Suspended,
+    /// Cancelled before its time.
+    Cancelled,
+}
+
+impl ScheduleState {
+    /// `pending`, `applied`, `suspended` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleState::Pending => "pending",
+            ScheduleState::Applied => "applied",
+            ScheduleState::Suspended => "suspended",
+            ScheduleState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A scheduled release, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
+pub struct Schedule {
+    /// `sc_` and 16 hex digits.
+    pub id: String,
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Where it stands.
+    pub state: ScheduleState,
+    /// The values it sets, name → value.
+    pub config: Map<String, Value>,
+    /// The flags it sets, as a flagd document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Value>,
+    /// The revision of each name it holds (flags as `flags/{name}`) when it
+    /// was scheduled (0: absent): applying needs every one unchanged.
+    pub base: BTreeMap<String, Revision>,
+    /// The approved change request it merges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// That request's revision when it was scheduled.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub request_revision: Revision,
+    /// The schedule this one follows (a rollout's previous step): it
+    /// applies only after that one did, on what it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// A rollout step's percentage, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    /// Who scheduled it.
+    pub created_by: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Why, as its author said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The release it was published as (its audit record's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// When it was applied, suspended or cancelled.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub done_ms: u64,
+    /// Why it was suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The names whose base moved, when suspended for that.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<String>,
+}
+
+fn is_zero(revision: &Revision) -> bool {
+    *revision == 0
+}
+
+fn is_zero_ms(ms: &u64) -> bool {
+    *ms == 0
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidSchedule {
+        reason: reason.into(),
+    }
+}
+
+/// Reads a time: RFC 3339 in UTC (`2026-12-04T03:00:00Z`; without the `Z`
+/// it is UTC too), or `+` and a duration from `now_ms` (`+90s`, `+2h`).
+/// Answers milliseconds since the Unix epoch.
+pub fn parse_time(text: &str, now_ms: u64) -> Result<u64> {
+    let text = text.trim();
+    if let Some(after) = text.strip_prefix('+') {
+        let after = humantime::parse_duration(after).map_err(|e| {
+            invalid(format!(
+                "time {text:?}: not a duration such as +90s or +2h: {e}"
+            ))
+        })?;
+        return Ok(now_ms + after.as_millis() as u64);
+    }
+    let at = humantime::parse_rfc3339_weak(text).map_err(|_| {
+        invalid(format!(
+            "time {text:?}: not RFC 3339 in UTC (2026-12-04T03:00:00Z) nor +DURATION (+90s)"
+        ))
+    })?;
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
+}
+
+/// `ms` as RFC 3339, to the millisecond.
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Reads a rollout's steps, `10%@TIME,50%@TIME,100%@TIME`: percentages
+/// from 0 to 100 at times that rise, each in the future.
+pub fn parse_steps(text: &str, now_ms: u64) -> Result<Vec<(u32, u64)>> {
+    let mut steps: Vec<(u32, u64)> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let bad = |why: &str| invalid(format!("step {part:?}: {why}"));
+        let (percent, at) = part
+            .split_once('@')
+            .ok_or_else(|| bad("a step is PERCENT%@TIME, such as 10%@+1h"))?;
+        let percent: u32 = percent
+            .trim()
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse().ok())
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| bad("the percentage must be 0% to 100%"))?;
+        let at = parse_time(at, now_ms)?;
+        check_future(at, now_ms)?;
+        if steps.last().is_some_and(|(_, before)| at <= *before) {
+            return Err(bad("each step's time must come after the step before it"));
+        }
+        steps.push((percent, at));
+    }
+    Ok(steps)
+}
+
+/// Refuses a time that is not in the future.
+pub(crate) fn check_future(at_ms: u64, now_ms: u64) -> Result<()> {
+    if at_ms <= now_ms {
+        return Err(invalid(format!(
+            "{} is in the past (it is {} now)",
+            format_time(at_ms),
+            format_time(now_ms)
+        )));
+    }
+    Ok(())
+}
+
+/// A schedule id.
+fn new_id() -> String {
+    let bytes: [u8; 8] = crate::secret::random();
+    format!(
+        "sc_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+impl Client {
+    /// `{base}schedules/{id}`, the id checked first.
+    pub(crate) fn schedule_key(&self, id: &str) -> Result<String> {
+        let key = format!("{}{SECTION}/{id}", self.state.space.base());
+        let ok = id.len() == 19
+            && id.starts_with("sc_")
+            && id[3..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return Err(Error::NotFound {
+                key,
+                revision: None,
+            });
+        }
+        Ok(key)
+    }
+
+    /// `{root}/_workers/schedules/{ns}/{id}`.
+    pub(crate) fn schedule_index_key(&self, id: &str) -> String {
+        format!(
+            "{}/_workers/schedules/{}/{id}",
+            self.state.etcd().root,
+            self.namespace()
+        )
+    }
+
+    /// Schedules a release of `config` (a JSON object of name → value) and
+    /// optional `flags` (a flagd document) for `at_ms`: checked now as
+    /// [`plan_release`](Self::plan_release) checks one, pinned to the
+    /// revisions it read, and applied then by the elected worker.
+    pub async fn schedule_release(
+        &self,
+        config: &str,
+        flags: Option<&str>,
+        at_ms: u64,
+    ) -> Result<Schedule> {
+        check_future(at_ms, now_ms())?;
+        let plan = self.plan_release(config, flags).await?;
+        if plan.writes.is_empty() {
+            return Err(invalid("the release changes nothing that is stored now"));
+        }
+        let mut schedule = self.new_schedule(at_ms);
+        schedule.config = serde_json::from_str(config).unwrap_or_default();
+        schedule.flags = flags.and_then(|f| serde_json::from_str(f).ok());
+        schedule.base = plan.read.iter().cloned().collect();
+        self.put_schedule(&schedule, "schedule.create").await?;
+        Ok(schedule)
+    }
+
+    /// Schedules approved change request `id` to be merged at `at_ms`, as it
+    /// is now: if it changes after, it is suspended rather than merged.
+    pub async fn schedule_request(&self, id: &str, at_ms: u64) -> Result<Schedule> {
+        check_future(at_ms, now_ms())?;
+        let request = self.get_request(id).await?;
+        let needed = self.current_policy().await?.approvals as usize;
+        let has = request.approvals.len();
+        if request.state != crate::client::requests::RequestState::Open {
+            return Err(invalid(format!(
+                "change request {id} is {}: only an open, approved one can be scheduled",
+                request.state.as_str()
+            )));
+        }
+        if has < needed || has == 0 {
+            return Err(invalid(format!(
+                "change request {id} is not approved (it has {has} approval(s) and needs {})",
+                needed.max(1)
+            )));
+        }
+        let mut schedule = self.new_schedule(at_ms);
+        schedule.config = request.config.clone();
+        schedule.flags = request.flags.clone();
+        schedule.base = request.base.clone();
+        schedule.request = Some(request.id.clone());
+        schedule.request_revision = request.revision;
+        self.put_schedule(&schedule, "schedule.create").await?;
+        Ok(schedule)
+    }
+
+    /// Schedules a flag's rollout in steps: at each `(percent, at_ms)`, the
+    /// flag's targeting becomes `percent`% `to` and the rest its default
+    /// variant, nothing more. Each step applies only after the one before
+    /// did, on the definition it left; a step whose flag moved otherwise is
+    /// suspended, and the steps after it with it. `to` may be left out for
+    /// a flag of two variants: the one that is not the default.
+    pub async fn schedule_rollout(
+        &self,
+        name: &str,
+        to: Option<&str>,
+        steps: &[(u32, u64)],
+    ) -> Result<Vec<Schedule>> {
+        let now = now_ms();
+        for (_, at) in steps {
+            check_future(*at, now)?;
+        }
+        let key = self.flag_key(name)?;
+        let entry = self.get_flag(name).await?.ok_or(Error::NotFound {
+            key: key.clone(),
+            revision: None,
+        })?;
+        let Value::Object(definition) = entry.value else {
+            return Err(invalid(format!(
+                "{key}: the stored definition is not a JSON object"
+            )));
+        };
+        let default = definition
+            .get("defaultVariant")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{key}: the flag has no defaultVariant to roll out from"
+                ))
+            })?;
+        let variants: Vec<String> = definition
+            .get("variants")
+            .and_then(Value::as_object)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let to = match to {
+            Some(to) => to.to_owned(),
+            None => match variants
+                .iter()
+                .filter(|v| **v != default)
+                .collect::<Vec<_>>()[..]
+            {
+                [only] => only.clone(),
+                _ => {
+                    return Err(invalid(format!(
+                        "{key}: say which variant rolls out (it has {})",
+                        variants.join(", ")
+                    )))
+                }
+            },
+        };
+        if to == default || !variants.contains(&to) {
+            return Err(invalid(format!(
+                "{key}: variant {to:?} cannot roll out: it must be one of the flag's ({}) other than its default {default:?}",
+                variants.join(", ")
+            )));
+        }
+        let mut made: Vec<Schedule> = Vec::new();
+        for (percent, at) in steps {
+            let mut rollout = crate::Rollout::new();
+            if *percent > 0 {
+                rollout = rollout.variant(&to, *percent);
+            }
+            if *percent < 100 {
+                rollout = rollout.variant(&default, 100 - percent);
+            }
+            let mut step = definition.clone();
+            step.insert("targeting".into(), rollout.targeting(&key)?);
+            let mut flags = Map::new();
+            flags.insert(name.to_owned(), Value::Object(step));
+            let mut schedule = self.new_schedule(*at);
+            schedule.flags = Some(serde_json::json!({ "flags": flags }));
+            schedule.percent = Some(*percent);
+            match made.last() {
+                Some(previous) => schedule.after = Some(previous.id.clone()),
+                None => {
+                    schedule.base = [(format!("flags/{name}"), entry.revision)].into();
+                }
+            }
+            made.push(schedule);
+        }
+        // Checked whole before any is stored: a bad definition stores none.
+        for schedule in &made {
+            let document = schedule.flags.as_ref().map(Value::to_string);
+            let doc = crate::flags::parse_document(document.as_deref().unwrap_or("{}"))?;
+            for (flag, definition) in &doc.flags {
+                crate::flags::validate_flag(
+                    &self.flag_etcd_key(flag)?,
+                    definition,
+                    &doc.evaluators,
+                )?;
+            }
+        }
+        for schedule in &made {
+            self.put_schedule(schedule, "schedule.create").await?;
+        }
+        Ok(made)
+    }
+
+    fn new_schedule(&self, at_ms: u64) -> Schedule {
+        Schedule {
+            id: new_id(),
+            at_ms,
+            state: ScheduleState::Pending,
+            config: Map::new(),
+            flags: None,
+            base: BTreeMap::new(),
+            request: None,
+            request_revision: 0,
+            after: None,
+            percent: None,
+            created_by: self.author.actor.clone(),
+            created_ms: now_ms(),
+            message: self.author.message.clone(),
+            release: None,
+            done_ms: 0,
+            reason: None,
+            moved: Vec::new(),
+        }
+    }
+
+    /// Stores a new schedule with its index entry and audit record.
+    async fn put_schedule(&self, schedule: &Schedule, action: &str) -> Result<()> {
+        let key = self.schedule_key(&schedule.id)?;
+        let (record, _) = self.trail_op(action, SECTION, &schedule.id);
+        let ops = vec![
+            TxnOp::put(
+                key.as_str(),
+                serde_json::to_vec(schedule).expect("serializes"),
+                None,
+            ),
+            TxnOp::put(
+                self.schedule_index_key(&schedule.id),
+                schedule.at_ms.to_string(),
+                None,
+            ),
+            record,
+        ];
+        let absent = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+        self.plain_txn(&key, vec![absent], ops).await?;
+        tracing::info!(namespace = self.namespace(), schedule = %schedule.id, at = %format_time(schedule.at_ms), "release scheduled");
+        Ok(())
+    }
+
+    /// This namespace's schedules, soonest first.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>> {
+        let prefix = format!("{}{SECTION}/", self.state.space.base());
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(
+                &prefix,
+                None,
+                kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+        let mut out: Vec<Schedule> = resp.kvs().iter().map(decode).collect::<Result<_>>()?;
+        out.sort_by_key(|s| s.at_ms);
+        Ok(out)
+    }
+
+    /// One schedule, with its key's revision.
+    pub(crate) async fn stored_schedule(&self, id: &str) -> Result<(Schedule, Revision)> {
+        let key = self.schedule_key(id)?;
+        let kv = self.fetch(&key, None).await?.ok_or(Error::NotFound {
+            key: key.clone(),
+            revision: None,
+        })?;
+        Ok((decode(&kv)?, kv.mod_revision()))
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, id: &str) -> Result<Schedule> {
+        Ok(self.stored_schedule(id).await?.0)
+    }
+
+    /// Cancels a pending schedule.
+    pub async fn cancel_schedule(&self, id: &str) -> Result<Schedule> {
+        let (mut schedule, revision) = self.stored_schedule(id).await?;
+        if schedule.state != ScheduleState::Pending {
+            return Err(invalid(format!(
+                "schedule {id} is {}: only a pending one can be cancelled",
+                schedule.state.as_str()
+            )));
+        }
+        schedule.state = ScheduleState::Cancelled;
+        schedule.done_ms = now_ms();
+        self.finish_schedule(&schedule, revision, "schedule.cancel", Vec::new())
+            .await?;
+        Ok(schedule)
+    }
+
+    /// Stores a schedule that is done (applied by `extra`, suspended,
+    /// cancelled) and drops its index entry, if it is still at `revision`.
+    pub(crate) async fn finish_schedule(
+        &self,
+        schedule: &Schedule,
+        revision: Revision,
+        action: &str,
+        extra: Vec<TxnOp>,
+    ) -> Result<Revision> {
+        let key = self.schedule_key(&schedule.id)?;
+        let mut ops = vec![
+            TxnOp::put(
+                key.as_str(),
+                serde_json::to_vec(schedule).expect("serializes"),
+                None,
+            ),
+            TxnOp::delete(self.schedule_index_key(&schedule.id), None),
+        ];
+        if !action.is_empty() {
+            ops.push(self.trail_op(action, SECTION, &schedule.id).0);
+        }
+        ops.extend(extra);
+        let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, revision);
+        self.plain_txn(&key, vec![unchanged], ops).await
+    }
+
+    /// The pending schedules of every namespace under the root due by
+    /// `now_ms`, as `(namespace, id, at_ms)`, soonest first; and when the
+    /// next one not yet due is.
+    pub async fn due_schedules(
+        &self,
+        now_ms: u64,
+    ) -> Result<(Vec<(String, String, u64)>, Option<u64>)> {
+        let prefix = format!("{}/_workers/schedules/", self.state.etcd().root);
+        let mut kv = self.state.etcd().kv().await?;
+        let resp = self
+            .state
+            .etcd()
+            .call(
+                &prefix,
+                None,
+                kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+        let mut due = Vec::new();
+        let mut next: Option<u64> = None;
+        for kv in resp.kvs() {
+            let Some(rest) = kv
+                .key()
+                .get(prefix.len()..)
+                .and_then(|r| std::str::from_utf8(r).ok())
+            else {
+                continue;
+            };
+            let Some((ns, id)) = rest.split_once('/') else {
+                continue;
+            };
+            let at: u64 = std::str::from_utf8(kv.value())
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if at <= now_ms {
+                due.push((ns.to_owned(), id.to_owned(), at));
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        due.sort_by_key(|d| d.2);
+        Ok((due, next))
+    }
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("+90s", now).unwrap(), now + 90_000);
+        assert_eq!(
+            parse_time("2027-01-15T08:00:00Z", now).unwrap(),
+            1_800_000_000_000
+        );
+        assert_eq!(
+            parse_time("2027-01-15T08:00:00", now).unwrap(),
+            1_800_000_000_000
+        );
+        for bad in ["tomorrow", "+soon", "2027-13-01T00:00:00Z", ""] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn steps() {
+        let now = 1_000;
+        let steps = parse_steps("10%@+1s, 50%@+2s,100%@+3s", now).unwrap();
+        assert_eq!(steps, vec![(10, 2_000), (50, 3_000), (100, 4_000)]);
+        for bad in [
+            "10@+1s",
+            "10%",
+            "101%@+1s",
+            "10%@+2s,20%@+1s",
+            "10%@1970-01-01T00:00:00Z",
+            "x%@+1s",
+        ] {
+            assert!(parse_steps(bad, now).is_err(), "{bad}");
+        }
+    }
+}
