@@ -144,6 +144,8 @@ pub(crate) struct Ready {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) etcd: Option<String>,
+    /// Whether this replica is the elected worker (webhooks, schedules).
+    pub(crate) leader: bool,
 }
 
 /// `/v1/whoami`: the token, for the console to hide what it may not do.

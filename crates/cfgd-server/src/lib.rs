@@ -44,6 +44,7 @@ mod state;
 mod timer;
 mod tls;
 mod ui;
+mod workers;
 
 pub use auth::{Scope, Token};
 pub use error::{http_status, ApiError};

@@ -153,6 +153,7 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 status: "ready",
                 source: "etcd",
                 etcd: None,
+                leader: state.workers.is_leader(),
             })
         }
         Err(e) => e,
@@ -181,6 +182,7 @@ pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         status: "ready",
         source,
         etcd: Some(error.to_string()),
+        leader: state.workers.is_leader(),
     })
 }
 

@@ -36,6 +36,7 @@ pub async fn run(
         }
     }
     let pruning = tokio::spawn(prune_audit(state.clone()));
+    let workers = tokio::spawn(crate::workers::run(state.clone()));
     let served = match state
         .settings
         .listener_tls()
@@ -45,6 +46,11 @@ pub async fn run(
         None => serve(listener, state, shutdown).await,
     };
     pruning.abort();
+    // Resigning lets another replica take the workers at once.
+    let stopping = workers.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), workers).await.is_err() {
+        stopping.abort();
+    }
     served
 }
 

@@ -97,6 +97,72 @@ pub struct Settings {
     pub grpc_listen: Option<SocketAddr>,
     /// Who may use the gRPC listener without a token.
     pub grpc: GrpcSettings,
+    /// The elected worker (webhooks, schedules).
+    pub workers: WorkerSettings,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
+}
+
+/// The `[workers]` table: one replica at a time runs the workers, elected
+/// through etcd.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Seconds of the elected replica's lease: how long a replica that
+    /// died holds the workers before another takes them (whole seconds,
+    /// at least 1).
+    #[serde(with = "secs")]
+    pub ttl: Duration,
+    /// This replica's name in the election and in each delivery's
+    /// `cfgd-replica` header; `{hostname}-{pid}` unless set.
+    pub replica: Option<String>,
+    /// Run no workers here (a replica that only serves).
+    pub disabled: bool,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            ttl: cfgd::election::DEFAULT_TTL,
+            replica: None,
+            disabled: false,
+        }
+    }
+}
+
+/// The `[webhooks]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Deliver to receivers on loopback or link-local addresses (the
+    /// machine itself, a cloud's metadata service): off, so that a webhook
+    /// cannot be aimed inside.
+    pub allow_loopback: bool,
+    /// Seconds an event is retried before it is marked failed and skipped.
+    #[serde(with = "secs")]
+    pub retry_for: Duration,
+    /// Seconds before the first retry; each next one waits twice as long,
+    /// with jitter, up to `retry_max`.
+    #[serde(with = "secs")]
+    pub retry_min: Duration,
+    /// The longest wait between retries, in seconds.
+    #[serde(with = "secs")]
+    pub retry_max: Duration,
+    /// Seconds a receiver gets to answer one attempt.
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_loopback: false,
+            retry_for: Duration::from_secs(24 * 3600),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The `[grpc]` table of the settings file.
@@ -158,6 +224,8 @@ impl Default for Settings {
             write_rate_per_token: None,
             grpc_listen: None,
             grpc: GrpcSettings::default(),
+            workers: WorkerSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -183,6 +251,13 @@ impl Settings {
             token.validate()?;
         }
         cfgd::validate_root(&self.root).map_err(|e| e.to_string())?;
+        if self.workers.ttl < Duration::from_secs(1) {
+            return Err("[workers] ttl must be at least 1 (seconds)".into());
+        }
+        let hooks = &self.webhooks;
+        if hooks.retry_min.is_zero() || hooks.timeout.is_zero() || hooks.retry_max < hooks.retry_min {
+            return Err("[webhooks] retry_min and timeout must be above 0, and retry_max at least retry_min (seconds)".into());
+        }
         if self.endpoints.is_empty() {
             return Err(cfgd::Error::NoEndpoints.to_string());
         }

@@ -33,6 +33,8 @@ pub struct AppState {
     /// Signs the OFREP change streams' tickets: from `stream_secret`, so
     /// that replicas share it, or new at each start.
     pub(crate) stream_secret: [u8; 32],
+    /// The elected worker's state (see `workers`).
+    pub(crate) workers: crate::workers::Workers,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             stream_secret,
             streams: Default::default(),
             write_rates: Default::default(),
+            workers: Default::default(),
         })
     }
 

@@ -126,19 +126,27 @@ impl Client {
 }
 
 impl Elector {
-    /// Runs until `leader` has no receivers: campaigns, and while elected
-    /// keeps the lease alive, sending `Some` on election and `None` as soon
-    /// as the lease is lost (etcd says so, or it could not be kept within
-    /// its TTL). Loses nothing on an etcd outage but the leadership: it
+    /// Runs until `stop` turns true (then resigns, so that another replica
+    /// takes over at once): campaigns, and while elected keeps the lease
+    /// alive, sending `Some` on `leader` on election and `None` as soon as
+    /// the lease is lost (etcd says so, or it could not be kept within its
+    /// TTL). An etcd outage costs the leadership, nothing else: it
     /// campaigns again once etcd answers.
-    pub async fn run(self, leader: watch::Sender<Option<Arc<Leader>>>) {
+    pub async fn run(
+        self,
+        leader: &watch::Sender<Option<Arc<Leader>>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut pause = Duration::from_millis(200);
-        while !leader.is_closed() {
-            match self.term(&leader).await {
+        while !*stop.borrow() {
+            match self.term(leader, &mut stop).await {
                 Ok(()) => pause = Duration::from_millis(200),
                 Err(e) => {
                     tracing::warn!(error = %e, "workers' election: campaigning again");
-                    tokio::time::sleep(pause).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.changed() => {}
+                    }
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
@@ -149,7 +157,11 @@ impl Elector {
     }
 
     /// One lease: campaign with it, then hold the election until it is lost.
-    async fn term(&self, leader: &watch::Sender<Option<Arc<Leader>>>) -> Result<()> {
+    async fn term(
+        &self,
+        leader: &watch::Sender<Option<Arc<Leader>>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
         let etcd = self.client.state.etcd();
         let name = self.client.election_name();
         let raw = etcd.etcd().await?.client.clone();
@@ -161,7 +173,11 @@ impl Elector {
             .await
             .map_err(|e| call("lease grant", e))?
             .id();
-        let result = self.hold(&raw, &name, lease, leader).await;
+        let result = self.hold(&raw, &name, lease, leader, stop).await;
+        // The workers stop before anything else is asked of etcd.
+        if leader.borrow().is_some() {
+            leader.send_replace(None);
+        }
         // Let the next replica take over now rather than at the lease's end.
         let _ =
             tokio::time::timeout(Duration::from_secs(1), raw.lease_client().revoke(lease)).await;
@@ -174,6 +190,7 @@ impl Elector {
         name: &str,
         lease: i64,
         leader: &watch::Sender<Option<Arc<Leader>>>,
+        stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
         let etcd = self.client.state.etcd();
         let call = |e| etcd.classify(e, name, None);
@@ -196,7 +213,7 @@ impl Elector {
                     }
                     deadline = sent + self.ttl;
                 }
-                _ = leader.closed() => return Ok(()),
+                _ = stop.changed() => return Ok(()),
             }
         };
         let Some(key) = elected.leader() else {
@@ -216,7 +233,7 @@ impl Elector {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = leader.closed() => return Ok(()),
+                _ = stop.changed() => return Ok(()),
             }
             // A stopped process wakes here past its deadline: it gives the
             // workers up before it asks etcd anything.

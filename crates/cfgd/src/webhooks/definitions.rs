@@ -171,6 +171,25 @@ impl Client {
         Ok((decode(&kv)?, kv.create_revision()))
     }
 
+    /// What the worker delivers with: a webhook, its HMAC key (the secret
+    /// opened with the secrets key) and the revision it was added at.
+    pub async fn webhook_for_delivery(&self, id: &str) -> Result<(Webhook, Vec<u8>, Revision)> {
+        let (stored, created) = self.stored_webhook(id).await?;
+        let key = self.webhook_key(id)?;
+        let Some(keyring) = &self.state.link.keyring else {
+            return Err(Error::Secret {
+                key,
+                reason: "is sealed, and this server has no secrets key (secret_key_file)".into(),
+            });
+        };
+        let secret = keyring.open(&key, stored.secret.as_bytes())?;
+        let secret = String::from_utf8(secret).map_err(|_| Error::Secret {
+            key: key.clone(),
+            reason: "opens to text that is not UTF-8".into(),
+        })?;
+        Ok((stored.webhook, super::secret_key(&secret)?, created))
+    }
+
     /// One webhook and where its delivery stands.
     pub async fn webhook(&self, id: &str) -> Result<WebhookShown> {
         let (stored, _) = self.stored_webhook(id).await?;

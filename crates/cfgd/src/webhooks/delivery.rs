@@ -59,6 +59,24 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Attempt number `seq` of the webhook, try `attempt` of the event of
+    /// `revision`, sent now by `replica`; its outcome is set after.
+    pub fn new(seq: u64, event_id: &str, event_type: &str, revision: Revision, attempt: u32, replica: &str) -> Self {
+        Attempt {
+            seq,
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            revision,
+            attempt,
+            time_ms: crate::audit::now_ms(),
+            status: None,
+            latency_ms: 0.0,
+            error: None,
+            replica: replica.to_owned(),
+            test: None,
+        }
+    }
+
     /// Whether the receiver took it (a 2xx).
     pub fn delivered(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
@@ -273,6 +291,18 @@ impl Client {
             let (record, _) = self.trail_op("webhook.failed", SECTION, id);
             ops.push(record);
         }
+        self.plain_txn(&key, vec![exists(&key)], ops).await?;
+        Ok(())
+    }
+
+    /// Removes the requests a worker took up without an attempt to record
+    /// (`replay`), fenced.
+    pub async fn clear_control(&self, id: &str, answered: &[&str]) -> Result<()> {
+        let key = self.webhook_key(id)?;
+        let ops = answered
+            .iter()
+            .map(|r| TxnOp::delete(format!("{key}/{r}"), None))
+            .collect();
         self.plain_txn(&key, vec![exists(&key)], ops).await?;
         Ok(())
     }

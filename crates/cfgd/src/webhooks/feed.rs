@@ -83,6 +83,8 @@ pub struct ChangeFeed {
     next: Revision,
     ready: VecDeque<FeedItem>,
     policy: Arc<Policy>,
+    /// A change touched the policy: read it again before the next read.
+    stale_policy: bool,
 }
 
 impl Client {
@@ -95,6 +97,7 @@ impl Client {
             next: after + 1,
             ready: VecDeque::new(),
             policy: self.current_policy().await?,
+            stale_policy: false,
         })
     }
 }
@@ -106,11 +109,16 @@ impl ChangeFeed {
     }
 
     /// The next change (waiting for it). An error (etcd unreachable) leaves
-    /// the feed where it was: call again to go on.
+    /// the feed where it was: call again to go on. Cancel-safe: dropped
+    /// while waiting, it loses nothing.
     pub async fn next(&mut self) -> Result<FeedItem> {
         loop {
             if let Some(item) = self.ready.pop_front() {
                 return Ok(item);
+            }
+            if self.stale_policy {
+                self.policy = self.client.current_policy().await?;
+                self.stale_policy = false;
             }
             if self.stream.is_none() {
                 self.stream = Some(self.open().await?);
@@ -142,7 +150,7 @@ impl ChangeFeed {
                 self.stream = None;
                 continue;
             }
-            self.take(answer.events()).await?;
+            self.take(answer.events());
         }
     }
 
@@ -161,7 +169,7 @@ impl ChangeFeed {
     }
 
     /// Groups a watch answer's events by revision into changes.
-    async fn take(&mut self, events: &[etcd_client::Event]) -> Result<()> {
+    fn take(&mut self, events: &[etcd_client::Event]) {
         let base = self.client.state.space.base().to_owned();
         let mut i = 0;
         while i < events.len() {
@@ -176,7 +184,7 @@ impl ChangeFeed {
                 .iter()
                 .any(|n| n.kind == Kind::Policy.segment())
             {
-                self.policy = self.client.current_policy().await?;
+                self.stale_policy = true;
             }
             if !change.names.is_empty() || change.record.is_some() {
                 self.ready.push_back(FeedItem::Change(change));
@@ -184,7 +192,6 @@ impl ChangeFeed {
             self.next = revision + 1;
             i = j;
         }
-        Ok(())
     }
 
     fn change(
