@@ -36,6 +36,7 @@ mod releases;
 mod requests;
 mod rest;
 mod routes;
+mod schedules;
 mod schemas;
 mod serve;
 mod settings;
@@ -44,6 +45,7 @@ mod state;
 mod timer;
 mod tls;
 mod ui;
+mod webhooks;
 mod workers;
 
 pub use auth::{Scope, Token};

@@ -73,7 +73,7 @@ pub(crate) struct LabelsHeader {
 pub(crate) struct IdPath {
     #[param(value_type = cfgd::openapi::Namespace)]
     pub(crate) ns: String,
-    /// The release's or the change request's id.
+    /// The id of the release, change request, webhook or schedule.
     pub(crate) id: String,
 }
 

@@ -48,7 +48,10 @@ pub async fn run(
     pruning.abort();
     // Resigning lets another replica take the workers at once.
     let stopping = workers.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), workers).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), workers)
+        .await
+        .is_err()
+    {
         stopping.abort();
     }
     served

@@ -255,7 +255,8 @@ impl Settings {
             return Err("[workers] ttl must be at least 1 (seconds)".into());
         }
         let hooks = &self.webhooks;
-        if hooks.retry_min.is_zero() || hooks.timeout.is_zero() || hooks.retry_max < hooks.retry_min {
+        if hooks.retry_min.is_zero() || hooks.timeout.is_zero() || hooks.retry_max < hooks.retry_min
+        {
             return Err("[webhooks] retry_min and timeout must be above 0, and retry_max at least retry_min (seconds)".into());
         }
         if self.endpoints.is_empty() {

@@ -17,6 +17,92 @@ pub(crate) enum ReleaseCommand {
     /// Restore every key of a release to its value before it, as a new
     /// release (refused if any of them changed since)
     Revert { id: String },
+    /// Publish a document of name → value (and flags) as one release, now
+    /// or, with --at, at a time (`cfgctl apply` with a schedule)
+    #[command(
+        after_help = "TIME is RFC 3339 in UTC (2026-12-04T03:00:00Z) or + and a duration (+90s, +2h).
+        A scheduled release is pinned to the revisions it was checked against: if any of
+        its names changes before its time, it is suspended, naming them, and nothing is written.
+
+        Examples:
+  cfgctl -n prod release apply release.json --at 2026-12-05T02:00:00Z -m 'maintenance window'
+          cfgctl -n prod schedule list"
+    )]
+    Apply {
+        /// A JSON object of name → value (- for standard input)
+        file: PathBuf,
+        /// A flagd document ({"flags": {...}}) to publish with it
+        #[arg(long, value_name = "FILE")]
+        flags: Option<PathBuf>,
+        /// Publish it then, rather than now
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Show what it would change; write nothing
+        #[arg(long, conflicts_with = "at")]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Schedules, soonest first, with their state
+    List,
+    /// One schedule: what it sets, its bases, and what became of it
+    Show { id: String },
+    /// Cancel a pending schedule
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Add a webhook; prints its id and signing secret (shown only now)
+    #[command(
+        after_help = "Event types: io.cfgd.config.changed, io.cfgd.release.published,
+        io.cfgd.request.opened, io.cfgd.request.approved, io.cfgd.request.closed,
+        io.cfgd.schedule.created, io.cfgd.schedule.suspended, io.cfgd.schedule.cancelled,
+        io.cfgd.webhook.failed (none given: all).
+
+        Example:
+  cfgctl -n prod webhook add https://hooks.example/cfgd --events io.cfgd.release.published --prefix payments/"
+    )]
+    Add {
+        /// The receiver's http:// or https:// URL
+        url: String,
+        /// Event types, comma separated (none: all)
+        #[arg(long, value_delimiter = ',', value_name = "TYPE")]
+        events: Vec<String>,
+        /// Only changes of names starting with this
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// cloudevents or slack
+        #[arg(long, default_value = "cloudevents")]
+        format: String,
+        /// The signing secret (whsec_…); made when not given
+        #[arg(long, env = "CFGCTL_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Allow a receiver on loopback or link-local addresses (the cfgd
+        /// server must allow it too: [webhooks] allow_loopback)
+        #[arg(long)]
+        allow_loopback: bool,
+    },
+    /// The namespace's webhooks
+    List,
+    /// One webhook, its cursor and the events it gave up on
+    Show { id: String },
+    /// Remove a webhook
+    Rm { id: String },
+    /// Its last 100 delivery attempts, newest first
+    Deliveries { id: String },
+    /// Deliver again every change from a revision on
+    Replay {
+        id: String,
+        /// The first revision to deliver again
+        #[arg(long)]
+        from: i64,
+    },
+    /// Have the elected cfgd server send a test event now, and print what
+    /// the receiver answered
+    Test { id: String },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +199,17 @@ pub(crate) enum RequestCommand {
         #[arg(long, value_name = "FILE")]
         flags: Option<PathBuf>,
     },
+    /// Merge an approved request at a time, as it is now (if it changes
+    /// before then, the schedule is suspended)
+    #[command(
+        after_help = "Example:\n  cfgctl -n prod request schedule 7 --at 2026-12-05T02:00:00Z"
+    )]
+    Schedule {
+        id: String,
+        /// When: RFC 3339 in UTC (2026-12-04T03:00:00Z) or +DURATION (+2h)
+        #[arg(long, value_name = "TIME")]
+        at: String,
+    },
     /// Requests, newest first
     List {
         /// open, merged, closed or all
@@ -184,18 +281,33 @@ pub(crate) enum FlagCommand {
     Enable { name: String },
     /// Set state to DISABLED (evaluations then give the caller's default)
     Disable { name: String },
-    /// Replace the targeting with a percentage split over the targeting key
-    #[command(after_help = "Example:\n  cfgctl flag rollout new-checkout --variant on=25,off=75")]
+    /// Replace the targeting with a percentage split over the targeting
+    /// key, now (--variant) or in scheduled steps (--steps)
+    #[command(
+        after_help = "Examples:\n  cfgctl flag rollout new-checkout --variant on=25,off=75\n  \
+        cfgctl flag rollout new-checkout --steps '10%@+1h,50%@2026-12-05T08:00:00Z,100%@2026-12-06T08:00:00Z'\n\n\
+        With --steps each step sets PERCENT% of --to (for a flag of two variants, the one that is\n\
+        not the default) and the rest the default variant, at its TIME (RFC 3339 in UTC or +DURATION).\n\
+        A step applies only after the one before it did; if the flag is changed otherwise, the\n\
+        step is suspended and the rollout goes no further."
+    )]
     Rollout {
         name: String,
         /// VARIANT=WEIGHT pairs, comma separated
         #[arg(
             long = "variant",
             value_delimiter = ',',
-            required = true,
+            required_unless_present = "steps",
+            conflicts_with = "steps",
             value_name = "V=W"
         )]
         variants: Vec<String>,
+        /// PERCENT%@TIME steps, comma separated: one schedule each
+        #[arg(long, value_name = "STEPS")]
+        steps: Option<String>,
+        /// The variant the steps roll out
+        #[arg(long, requires = "steps", value_name = "VARIANT")]
+        to: Option<String>,
     },
     /// Print every flag and the shared evaluators as one flagd document
     Export,

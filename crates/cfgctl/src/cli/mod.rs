@@ -342,6 +342,18 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: RequestCommand,
     },
+    /// Scheduled releases: list them, show one, cancel one (`release apply
+    /// --at`, `request schedule` and `flag rollout --steps` make them)
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// Webhooks: signed CloudEvents to a receiver on every change, sent by
+    /// the elected cfgd server
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// JSON Schemas that values must pass before they are stored
     Schema {
         #[command(subcommand)]

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::cli::FlagCommand;
 use crate::exit::Invalid;
 use crate::input::read_value;
-use crate::output::Printer;
+use crate::output::{Format, Printer};
 
 /// `flag list|export|import|get|set|enable|disable|rollout|eval`.
 pub(super) async fn exec(
@@ -63,7 +63,20 @@ pub(super) async fn exec(
             let revision = client.disable_flag(&name).await?;
             out.written(&name, revision, None)
         }
-        FlagCommand::Rollout { name, variants } => {
+        FlagCommand::Rollout {
+            name,
+            steps: Some(steps),
+            to,
+            ..
+        } => {
+            let steps = cfgd::schedules::parse_steps(&steps, cfgd::schedules::now())?;
+            let made = client
+                .schedule_rollout(&name, to.as_deref(), &steps)
+                .await?;
+            let json = Printer::new(Format::Json);
+            super::schedule::made(&json, &made)
+        }
+        FlagCommand::Rollout { name, variants, .. } => {
             let mut rollout = cfgd::Rollout::new();
             for pair in &variants {
                 let (variant, weight) = pair.split_once('=').ok_or_else(|| {

@@ -8,6 +8,7 @@ mod ns;
 mod policy;
 mod release;
 mod request;
+mod schedule;
 mod schema;
 
 use clap::CommandFactory;
@@ -158,6 +159,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::Roles { .. },
         } => out.value(&serde_json::to_value(client.create_roles().await?)?),
         Command::Request { command } => request::exec(&client, command, format).await,
+        Command::Schedule { command } => schedule::exec(&client, command, format).await,
+        Command::Webhook { command } => schedule::webhook(&client, command, format).await,
         Command::Schema { command } => schema::exec(&client, command, cli.force, &out).await,
         Command::Flag { command } => flag::exec(&client, command, &out).await,
         Command::Completions { .. }

@@ -145,6 +145,26 @@ pub(super) async fn exec(
                 }
             }
         }
+        ReleaseCommand::Apply {
+            file,
+            flags,
+            at: Some(at),
+            ..
+        } => {
+            let at = cfgd::schedules::parse_time(&at, cfgd::schedules::now())?;
+            let config = read_value(None, Some(file))?;
+            let flags = flags.map(|f| read_value(None, Some(f))).transpose()?;
+            let schedule = client
+                .schedule_release(&config, flags.as_deref(), at)
+                .await?;
+            super::schedule::made(&out, &[schedule])
+        }
+        ReleaseCommand::Apply {
+            file,
+            flags,
+            dry_run,
+            at: None,
+        } => apply(client, file, flags, dry_run, format).await,
         ReleaseCommand::Revert { id } => {
             let release = client.revert_release(&id).await?;
             diff_output(format).named(&release.changes)?;

@@ -76,6 +76,10 @@ pub(super) async fn exec(
                 }
             }
         }
+        RequestCommand::Schedule { id, at } => {
+            let at = cfgd::schedules::parse_time(&at, cfgd::schedules::now())?;
+            super::schedule::made(&out, &[client.schedule_request(&id, at).await?])
+        }
         RequestCommand::Approve { id } => done(&client.approve_request(&id).await?, "approved"),
         RequestCommand::Rebase { id } => done(&client.rebase_request(&id).await?, "rebased"),
         RequestCommand::Close { id } => done(&client.close_request(&id).await?, "closed"),

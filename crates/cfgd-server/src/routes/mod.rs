@@ -67,7 +67,8 @@ use Scope::{Admin, Read, Write};
 use crate::auth::Scope;
 use crate::state::AppState;
 use crate::{
-    audit, diff, layers, meta, observe, ofrep, overlays, releases, requests, rest, schemas, sse, ui,
+    audit, diff, layers, meta, observe, ofrep, overlays, releases, requests, rest, schedules,
+    schemas, sse, ui, webhooks,
 };
 
 /// Every route of the router.
@@ -209,6 +210,57 @@ pub const ROUTES: &[Route] = &[
         "/v1/namespaces/{ns}/requests/{id}/{step}",
         Ns(Write),
         || post(requests::step),
+    ),
+    route("GET", "/v1/namespaces/{ns}/schedules", Ns(Read), || {
+        get(schedules::list)
+    }),
+    route("POST", "/v1/namespaces/{ns}/schedules", Ns(Write), || {
+        post(schedules::create)
+    }),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/schedules/{id}",
+        Ns(Read),
+        || get(schedules::show),
+    ),
+    route(
+        "POST",
+        "/v1/namespaces/{ns}/schedules/{id}/cancel",
+        Ns(Write),
+        || post(schedules::cancel),
+    ),
+    route("GET", "/v1/namespaces/{ns}/webhooks", Ns(Read), || {
+        get(webhooks::list)
+    }),
+    route("POST", "/v1/namespaces/{ns}/webhooks", Ns(Admin), || {
+        post(webhooks::add)
+    }),
+    route("GET", "/v1/namespaces/{ns}/webhooks/{id}", Ns(Read), || {
+        get(webhooks::show)
+    }),
+    route(
+        "DELETE",
+        "/v1/namespaces/{ns}/webhooks/{id}",
+        Ns(Admin),
+        || delete(webhooks::remove),
+    ),
+    route(
+        "GET",
+        "/v1/namespaces/{ns}/webhooks/{id}/deliveries",
+        Ns(Read),
+        || get(webhooks::deliveries),
+    ),
+    route(
+        "POST",
+        "/v1/namespaces/{ns}/webhooks/{id}/replay",
+        Ns(Admin),
+        || post(webhooks::replay),
+    ),
+    route(
+        "POST",
+        "/v1/namespaces/{ns}/webhooks/{id}/test",
+        Ns(Admin),
+        || post(webhooks::test),
     ),
     route("GET", "/v1/namespaces/{ns}/schemas", Ns(Read), || {
         get(schemas::list)

@@ -32,7 +32,12 @@ pub(crate) struct Sent {
 }
 
 impl Poster {
-    pub(crate) fn new(url: &str, allow_loopback: bool, timeout: Duration, replica: &str) -> cfgd::Result<Self> {
+    pub(crate) fn new(
+        url: &str,
+        allow_loopback: bool,
+        timeout: Duration,
+        replica: &str,
+    ) -> cfgd::Result<Self> {
         Ok(Poster {
             receiver: Receiver::parse(url)?,
             url: url.to_owned(),
@@ -84,7 +89,10 @@ impl Poster {
             .header("user-agent", concat!("cfgd/", env!("CARGO_PKG_VERSION")))
             .header("webhook-id", &event.id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature(key, &event.id, timestamp, &event.body))
+            .header(
+                "webhook-signature",
+                signature(key, &event.id, timestamp, &event.body),
+            )
             .header("cfgd-replica", &self.replica)
             .body(Full::new(Bytes::from(event.body.clone())))
             .map_err(|e| format!("{}: {e}", self.url))?;

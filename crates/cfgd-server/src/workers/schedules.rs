@@ -33,16 +33,30 @@ async fn look(state: &AppState, leader: &Leader) -> cfgd::Result<()> {
         let client = state.worker_client(&ns).await?.fenced(leader.fence());
         match client.apply_schedule(&id).await {
             Ok(Outcome::Applied { release, revision }) => {
-                state.metrics.workers.schedules.get_or_create(&super::metrics::Outcome { outcome: "applied" }).inc();
+                state
+                    .metrics
+                    .workers
+                    .schedules
+                    .get_or_create(&super::metrics::Outcome { outcome: "applied" })
+                    .inc();
                 tracing::info!(namespace = %ns, schedule = %id, %release, revision, "schedule applied");
             }
             Ok(Outcome::Suspended { reason, .. }) => {
-                state.metrics.workers.schedules.get_or_create(&super::metrics::Outcome { outcome: "suspended" }).inc();
+                state
+                    .metrics
+                    .workers
+                    .schedules
+                    .get_or_create(&super::metrics::Outcome {
+                        outcome: "suspended",
+                    })
+                    .inc();
                 tracing::warn!(namespace = %ns, schedule = %id, %reason, "schedule suspended");
             }
             Ok(_) => {}
             Err(error @ Error::Fenced { .. }) => return Err(error),
-            Err(error) => tracing::warn!(namespace = %ns, schedule = %id, %error, "schedule not applied yet"),
+            Err(error) => {
+                tracing::warn!(namespace = %ns, schedule = %id, %error, "schedule not applied yet")
+            }
         }
     }
     Ok(())

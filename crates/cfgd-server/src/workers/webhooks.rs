@@ -95,9 +95,18 @@ async fn deliver(state: &AppState, leader: &Leader, ns: &str, id: &str) -> cfgd:
         found => found?,
     };
     let settings = &state.settings.webhooks;
-    let poster = Poster::new(&webhook.url, settings.allow_loopback, settings.timeout, &state.replica())?;
+    let poster = Poster::new(
+        &webhook.url,
+        settings.allow_loopback,
+        settings.timeout,
+        &state.replica(),
+    )?;
     let cursor = client.webhook_cursor(id).await?;
-    let start = if cursor.revision == 0 { created } else { cursor.revision };
+    let start = if cursor.revision == 0 {
+        created
+    } else {
+        cursor.revision
+    };
     let mut feed = client.change_feed(start).await?;
     let mut delivery = Delivery {
         state,
@@ -132,7 +141,9 @@ async fn deliver(state: &AppState, leader: &Leader, ns: &str, id: &str) -> cfgd:
                 continue;
             }
         };
-        let Some(told) = Told::of(ns, &item) else { continue };
+        let Some(told) = Told::of(ns, &item) else {
+            continue;
+        };
         if !delivery.webhook.wants(&told.event_type) {
             continue;
         }
@@ -193,7 +204,12 @@ impl Delivery<'_> {
 
     /// One attempt, as the log keeps it. Nothing goes out once this
     /// replica's lease ran out by its own clock.
-    async fn send(&mut self, event: &Event, attempt: u32, test: Option<&str>) -> cfgd::Result<Attempt> {
+    async fn send(
+        &mut self,
+        event: &Event,
+        attempt: u32,
+        test: Option<&str>,
+    ) -> cfgd::Result<Attempt> {
         if !self.leader.holds() {
             return Err(Error::Fenced {
                 key: self.webhook.url.clone(),
@@ -227,7 +243,12 @@ impl Delivery<'_> {
         Ok(attempt)
     }
 
-    async fn record(&self, attempt: &Attempt, failed: Option<&FailedEvent>, answered: &[&str]) -> cfgd::Result<()> {
+    async fn record(
+        &self,
+        attempt: &Attempt,
+        failed: Option<&FailedEvent>,
+        answered: &[&str],
+    ) -> cfgd::Result<()> {
         self.client
             .record_attempt(&self.webhook.id, self.cursor, attempt, failed, answered)
             .await

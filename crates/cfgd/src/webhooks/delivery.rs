@@ -61,7 +61,14 @@ pub struct Attempt {
 impl Attempt {
     /// Attempt number `seq` of the webhook, try `attempt` of the event of
     /// `revision`, sent now by `replica`; its outcome is set after.
-    pub fn new(seq: u64, event_id: &str, event_type: &str, revision: Revision, attempt: u32, replica: &str) -> Self {
+    pub fn new(
+        seq: u64,
+        event_id: &str,
+        event_type: &str,
+        revision: Revision,
+        attempt: u32,
+        replica: &str,
+    ) -> Self {
         Attempt {
             seq,
             event_id: event_id.to_owned(),

@@ -223,7 +223,7 @@ impl Receiver {
         if !allow_loopback {
             if let Some(addr) = found.iter().find(|a| is_internal(a.ip())) {
                 return Err(invalid(format!(
-                    "host {:?} resolves to {}, a loopback or link-local address: refused unless [webhooks] allow_loopback = true",
+                    "host {:?} resolves to {}, a loopback or link-local address: refused unless allowed (the server's [webhooks] allow_loopback = true; cfgctl --allow-loopback)",
                     self.host,
                     addr.ip()
                 )));
