@@ -24,6 +24,10 @@ mod schemathesis;
 
 mod secrets;
 
+mod webhooks;
+
+mod workers;
+
 mod examples;
 
 mod harness;

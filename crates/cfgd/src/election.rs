@@ -57,6 +57,8 @@ pub struct Leader {
     /// Milliseconds after `epoch` at which the lease runs out unless kept.
     deadline_ms: AtomicU64,
     epoch: Instant,
+    /// True once the elector gave the leadership up.
+    gone: watch::Sender<bool>,
 }
 
 impl Leader {
@@ -69,7 +71,16 @@ impl Leader {
     /// its TTL passed since etcd last confirmed it. Checked before anything
     /// that etcd cannot fence, such as sending a webhook.
     pub fn holds(&self) -> bool {
-        (self.epoch.elapsed().as_millis() as u64) < self.deadline_ms.load(Ordering::Acquire)
+        !*self.gone.borrow()
+            && (self.epoch.elapsed().as_millis() as u64) < self.deadline_ms.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the leadership is lost: what workers wait on to stop
+    /// at their next step (a write already on its way is refused by its
+    /// fence).
+    pub async fn lost(&self) {
+        let mut gone = self.gone.subscribe();
+        let _ = gone.wait_for(|gone| *gone).await;
     }
 
     fn extend(&self, from: Instant, ttl: Duration) {
@@ -226,10 +237,28 @@ impl Elector {
             },
             deadline_ms: AtomicU64::new(0),
             epoch,
+            gone: watch::channel(false).0,
         });
         me.extend(deadline - self.ttl, self.ttl);
         tracing::info!(replica = %self.id, key = %me.fence.key(), "elected: this replica runs the workers");
         leader.send_replace(Some(me.clone()));
+        let held = self
+            .lead(&me, &mut keeper, &mut answers, &mut tick, stop)
+            .await;
+        me.gone.send_replace(true);
+        held
+    }
+
+    /// Keeps the lease of `me` alive until it is lost or `stop` turns.
+    async fn lead(
+        &self,
+        me: &Leader,
+        keeper: &mut etcd_client::LeaseKeeper,
+        answers: &mut etcd_client::LeaseKeepAliveStream,
+        tick: &mut tokio::time::Interval,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let every = self.ttl / 3;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -242,7 +271,7 @@ impl Elector {
                 return Ok(());
             }
             let sent = Instant::now();
-            match keep(&mut keeper, &mut answers, every).await {
+            match keep(keeper, answers, every).await {
                 Ok(true) => me.extend(sent, self.ttl),
                 Ok(false) => {
                     tracing::warn!(replica = %self.id, "lost the workers' election: etcd says the lease expired");

@@ -114,10 +114,16 @@ pub(crate) async fn run(state: Arc<AppState>) {
                 running = Some(set);
             }
             (None, true) => {
-                // Before anything else: nothing more goes out from here.
+                // The workers saw the leadership go (`Leader::lost`) and
+                // stop at their next step: nothing more goes out. One
+                // waiting on a receiver gets its answer, and its fenced
+                // write is refused; past the timeout it is cut off.
                 if let Some(mut set) = running.take() {
-                    set.abort_all();
-                    while set.join_next().await.is_some() {}
+                    let finish = async { while set.join_next().await.is_some() {} };
+                    let limit = state.settings.webhooks.timeout + std::time::Duration::from_secs(1);
+                    if tokio::time::timeout(limit, finish).await.is_err() {
+                        set.abort_all();
+                    }
                 }
                 state.metrics.workers.leader.set(0);
                 tracing::warn!(%replica, "this replica no longer leads: workers stopped");

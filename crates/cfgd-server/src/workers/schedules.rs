@@ -14,7 +14,7 @@ use crate::state::AppState;
 const LOOK: Duration = Duration::from_millis(250);
 
 pub(super) async fn run(state: Arc<AppState>, leader: Arc<Leader>) {
-    loop {
+    while leader.holds() {
         if let Err(error) = look(&state, &leader).await {
             if let Error::Fenced { .. } = error {
                 super::fenced(&state, "schedule", &error);
@@ -22,7 +22,10 @@ pub(super) async fn run(state: Arc<AppState>, leader: Arc<Leader>) {
             }
             tracing::warn!(%error, "schedules: cannot look for what is due; trying again");
         }
-        tokio::time::sleep(LOOK).await;
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK) => {}
+            _ = leader.lost() => return,
+        }
     }
 }
 
@@ -30,6 +33,9 @@ async fn look(state: &AppState, leader: &Leader) -> cfgd::Result<()> {
     let root = state.worker_client("default").await?;
     let (due, _) = root.due_schedules(cfgd::schedules::now()).await?;
     for (ns, id, _) in due {
+        if !leader.holds() {
+            return Ok(());
+        }
         let client = state.worker_client(&ns).await?.fenced(leader.fence());
         match client.apply_schedule(&id).await {
             Ok(Outcome::Applied { release, revision }) => {

@@ -51,8 +51,14 @@ pub(super) async fn run(state: Arc<AppState>, leader: Arc<Leader>) {
             },
             Err(error) => tracing::warn!(%error, "webhooks: cannot reach etcd"),
         }
-        tokio::time::sleep(LOOK).await;
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK) => {}
+            _ = leader.lost() => break,
+        }
     }
+    // Each delivery stops at its next step; one in flight finishes its
+    // request, and its fenced write is refused.
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Delivers one webhook's events until it is removed or this replica stops
@@ -62,6 +68,8 @@ async fn follow(state: Arc<AppState>, leader: Arc<Leader>, ns: String, id: Strin
     loop {
         match deliver(&state, &leader, &ns, &id).await {
             Ok(()) => return,
+            // Stopped by this replica's own clock: nothing was sent.
+            Err(Error::Fenced { election, .. }) if election.is_empty() => return,
             Err(error @ Error::Fenced { .. }) => {
                 super::fenced(&state, "webhook delivery", &error);
                 return;
@@ -123,6 +131,7 @@ async fn deliver(state: &AppState, leader: &Leader, ns: &str, id: &str) -> cfgd:
     loop {
         let item = tokio::select! {
             item = feed.next() => item?,
+            _ = leader.lost() => return Err(stopped(&delivery.webhook.url)),
             _ = look.tick() => {
                 match delivery.client.webhook_control(id).await? {
                     control if control.test.is_some() => {
@@ -187,7 +196,10 @@ impl Delivery<'_> {
                 return self.record(&sent, Some(&failed), &[]).await;
             }
             self.record(&sent, None, &[]).await?;
-            tokio::time::sleep(jittered(gap)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(jittered(gap)) => {}
+                _ = self.leader.lost() => return Err(stopped(&self.webhook.url)),
+            }
             gap = (gap * 2).min(settings.retry_max);
         }
         unreachable!("attempts are counted in u32 but retried for a bounded time")
@@ -211,10 +223,7 @@ impl Delivery<'_> {
         test: Option<&str>,
     ) -> cfgd::Result<Attempt> {
         if !self.leader.holds() {
-            return Err(Error::Fenced {
-                key: self.webhook.url.clone(),
-                election: self.leader.fence().key(),
-            });
+            return Err(stopped(&self.webhook.url));
         }
         let mut attempt = Attempt::new(
             self.cursor.attempts,
@@ -252,6 +261,15 @@ impl Delivery<'_> {
         self.client
             .record_attempt(&self.webhook.id, self.cursor, attempt, failed, answered)
             .await
+    }
+}
+
+/// What a worker that stopped leading answers: not a write etcd refused
+/// (its `election` is empty), so not counted as fenced.
+fn stopped(url: &str) -> Error {
+    Error::Fenced {
+        key: url.to_owned(),
+        election: String::new(),
     }
 }
 

@@ -1,0 +1,256 @@
+//! Webhooks end to end: real etcd, two or three real cfgd replicas (one
+//! elected to deliver), a real receiver that verifies signatures with
+//! `standardwebhooks` and parses CloudEvents with `cloudevents`.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::harness::*;
+use super::workers::*;
+use crate::common::{self, EtcdCluster};
+
+/// 500 changes (cfgctl, etcdctl, REST) while the leader is killed midway:
+/// every change arrives, etcdctl's as unattributed, in revision order;
+/// repeats are of one webhook-id each.
+#[test]
+fn every_change_arrives_in_order_across_a_leader_kill() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let replicas: Vec<Server> = (0..3)
+        .map(|i| replica(&etcd, &key, &format!("r{i}"), 2, ""))
+        .collect();
+    let all: Vec<&Server> = replicas.iter().collect();
+    let first = leader(&all, Duration::from_secs(20));
+    let receiver = Receiver::start();
+    let ns = common::namespace("hooks");
+    add_webhook(
+        &replicas[first],
+        &ns,
+        json!({"url": receiver.url(), "secret": SECRET}),
+    );
+    // REST writes go to a replica that is not killed.
+    let writer = &replicas[(first + 1) % 3];
+    let mut made: Vec<(i64, &str)> = Vec::new();
+    for i in 0..500 {
+        if i == 250 {
+            signal(&replicas[first], libc::SIGKILL);
+        }
+        let name = format!("n{}", i % 40);
+        let value = i.to_string();
+        let revision = match i % 10 {
+            0 => {
+                let (ok, out, err) = cfgctl_run(&etcd, &key, &["-n", &ns, "set", &name, &value]);
+                assert!(ok, "{err}");
+                made.push((revision_of(&out), "cfgctl"));
+                continue;
+            }
+            1 => {
+                let key = format!("/cfgd/{ns}/config/{name}");
+                let out =
+                    common::etcdctl(&etcd.endpoints_arg(), &["put", &key, &value, "-w", "json"]);
+                (revision_of(&out), "etcdctl")
+            }
+            _ => {
+                let reply = http(
+                    writer,
+                    "PUT",
+                    &format!("/v1/namespaces/{ns}/config/{name}"),
+                    &[OPS],
+                    &value,
+                );
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                (revision_of(&reply.body), "http")
+            }
+        };
+        made.push(revision);
+    }
+    let wanted: HashSet<i64> = made.iter().map(|(r, _)| *r).collect();
+    let records = receiver.wait(
+        Duration::from_secs(90),
+        "every change delivered",
+        |records| {
+            let got: HashSet<i64> = records.iter().filter_map(record_revision).collect();
+            wanted.is_subset(&got)
+        },
+    );
+    // Each change as written: who made it, and in order.
+    let mut seen: HashMap<String, &Value> = HashMap::new();
+    let mut newest = 0;
+    let mut repeats = 0;
+    for record in &records {
+        assert_eq!(record["verified"], true, "{record}");
+        let id = record["webhook_id"].as_str().unwrap().to_owned();
+        let revision = record_revision(record).unwrap();
+        assert_eq!(id, format!("cfgd-{ns}-{revision}"));
+        if let Some(before) = seen.get(&id) {
+            repeats += 1;
+            assert_eq!(before["data"], record["data"], "a repeat of {id} differs");
+            continue;
+        }
+        assert!(
+            revision > newest,
+            "{id} after revision {newest}: out of order"
+        );
+        newest = revision;
+        seen.insert(id, record);
+    }
+    for (revision, via) in &made {
+        let record = seen[&format!("cfgd-{ns}-{revision}")];
+        let data = &record["data"];
+        match *via {
+            "etcdctl" => {
+                assert_eq!(data["actor"], "unattributed", "{record}");
+                assert_eq!(data["record"], Value::Null);
+            }
+            via => {
+                assert_eq!(data["via"], via, "{record}");
+                assert!(data["record"].is_string(), "{record}");
+            }
+        }
+        assert_eq!(record["event"]["type"], "io.cfgd.config.changed");
+        assert_eq!(record["event"]["source"], format!("/cfgd/{ns}"));
+    }
+    let replicas_seen: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r["replica"].as_str())
+        .collect();
+    assert!(
+        replicas_seen.len() >= 2,
+        "delivered by {replicas_seen:?}: the leader was killed midway"
+    );
+    println!(
+        "{} changes delivered as {} requests: {repeats} repeat(s), by {replicas_seen:?}",
+        made.len(),
+        records.len()
+    );
+}
+
+/// A leader paused past its lease is replaced; once it resumes it delivers
+/// nothing and its fenced writes fail.
+#[test]
+fn a_paused_leader_is_fenced_once_its_lease_is_gone() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let replicas = [
+        replica(&etcd, &key, "a", 2, ""),
+        replica(&etcd, &key, "b", 2, ""),
+    ];
+    let all: Vec<&Server> = replicas.iter().collect();
+    let old = leader(&all, Duration::from_secs(20));
+    let (old_name, new) = (["a", "b"][old], 1 - old);
+    let receiver = Receiver::start();
+    let ns = common::namespace("fence");
+    let hook = add_webhook(
+        &replicas[old],
+        &ns,
+        json!({"url": receiver.url(), "secret": SECRET}),
+    );
+    // Delivering, first...
+    let reply = http(
+        &replicas[new],
+        "PUT",
+        &format!("/v1/namespaces/{ns}/config/w"),
+        &[OPS],
+        "0",
+    );
+    assert_eq!(reply.status, 200);
+    receiver.wait(Duration::from_secs(15), "the first change delivered", |r| {
+        !r.is_empty()
+    });
+    // ...then waiting on the receiver's answer when it is stopped.
+    receiver.mode(r#"{"delay": 3}"#);
+    let reply = http(
+        &replicas[new],
+        "PUT",
+        &format!("/v1/namespaces/{ns}/config/x"),
+        &[OPS],
+        "1",
+    );
+    assert_eq!(reply.status, 200);
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&replicas[old], libc::SIGSTOP);
+    let stopped_ms = now_ms();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !leads(&replicas[new]) {
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while the old one is stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    receiver.mode("{}");
+    receiver.wait(
+        Duration::from_secs(15),
+        "the new leader delivers x",
+        |records| {
+            records
+                .iter()
+                .any(|r| r["replica"] == ["a", "b"][new] && r["status"] == 204)
+        },
+    );
+    let fenced_before = 0.0;
+    signal(&replicas[old], libc::SIGCONT);
+    let resumed = Instant::now();
+    let resumed_ms = now_ms();
+    while metric(&replicas[old], "cfgd_worker_fenced_writes_total") <= fenced_before {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(10),
+            "the old leader's fenced write did not fail; its log:\n{}",
+            log_of(&replicas[old])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!leads(&replicas[old]));
+    // More changes: only the new leader tells of them.
+    for i in 0..5 {
+        let reply = http(
+            &replicas[old],
+            "PUT",
+            &format!("/v1/namespaces/{ns}/config/y"),
+            &[OPS],
+            &i.to_string(),
+        );
+        assert_eq!(reply.status, 200);
+    }
+    receiver.wait(Duration::from_secs(15), "y delivered", |records| {
+        records
+            .iter()
+            .filter(|r| r["data"]["names"][0]["name"] == "y")
+            .count()
+            >= 5
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for record in receiver.records() {
+        let received_ms = (record["received"].as_f64().unwrap() * 1000.0) as u64;
+        assert!(
+            record["replica"] != old_name || received_ms < resumed_ms,
+            "the old leader delivered after it resumed: {record}"
+        );
+    }
+    // Its writes failed: no attempt it logged after it was stopped.
+    let (ok, out, err) = cfgctl_run(&etcd, &key, &["-n", &ns, "webhook", "deliveries", &hook]);
+    assert!(ok, "{err}");
+    let attempts: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(attempts.iter().any(|a| a["replica"] == ["a", "b"][new]));
+    for attempt in &attempts {
+        assert!(
+            attempt["replica"] != old_name || attempt["time_ms"].as_u64().unwrap() < stopped_ms,
+            "the old leader wrote an attempt after it was stopped: {attempt}"
+        );
+    }
+    println!(
+        "fenced writes refused: {}",
+        metric(&replicas[old], "cfgd_worker_fenced_writes_total")
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
