@@ -9,7 +9,7 @@ Prints `listening PORT` once it is. What it answers is set by POSTing JSON
 to /_mode: {"status": 500} answers 500 to every event, {"delay": 2.5}
 waits that long before answering, {} answers 204 again. A request whose
 signature does not verify is answered 400 and recorded with "verified":
-false. Each recorded line: webhook-id, timestamp, cfgd-replica, status
+false; one that is not a valid CloudEvent, 422 with its "error". Each recorded line: webhook-id, timestamp, cfgd-replica, status
 answered, verified, the CloudEvent's attributes and data (or Slack's body),
 and the raw body and headers (for the tampering test).
 """
@@ -68,7 +68,14 @@ class Handler(BaseHTTPRequestHandler):
             record["error"] = str(e)
         if record["verified"]:
             if headers.get("content-type", "").startswith("application/cloudevents+json"):
-                event = from_http_event(HTTPMessage(headers=headers, body=body))
+                try:
+                    event = from_http_event(HTTPMessage(headers=headers, body=body))
+                except Exception as e:
+                    record["error"] = f"not a valid CloudEvent: {e}"
+                    record["status"] = 422
+                    with LOCK, open(OUT, "a") as out:
+                        out.write(json.dumps(record) + "\n")
+                    return self.answer(422)
                 record["event"] = {
                     "id": event.get_id(),
                     "type": event.get_type(),

@@ -20,6 +20,8 @@ mod limits;
 
 mod routes;
 
+mod schedules;
+
 mod schemathesis;
 
 mod secrets;

@@ -254,3 +254,205 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// A receiver down for 30 s gets everything once it is back.
+#[test]
+fn a_receiver_down_for_30_seconds_gets_everything_after() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let server = replica(&etcd, &key, "solo", 2, "retry_max = 4");
+    leader(&[&server], Duration::from_secs(20));
+    let mut receiver = Receiver::start();
+    let ns = common::namespace("down");
+    add_webhook(
+        &server,
+        &ns,
+        json!({"url": receiver.url(), "secret": SECRET}),
+    );
+    let put = |i: usize| {
+        let reply = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/{ns}/config/v{i}"),
+            &[OPS],
+            &i.to_string(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        revision_of(&reply.body)
+    };
+    put(0);
+    receiver.wait(Duration::from_secs(15), "the first change", |r| {
+        r.len() == 1
+    });
+    receiver.down();
+    let written: Vec<i64> = (1..=10).map(put).collect();
+    std::thread::sleep(Duration::from_secs(30));
+    receiver.up();
+    let records = receiver.wait(
+        Duration::from_secs(20),
+        "the ten changes after",
+        |records| {
+            let got: HashSet<i64> = records.iter().filter_map(record_revision).collect();
+            written.iter().all(|r| got.contains(r))
+        },
+    );
+    let order: Vec<i64> = records.iter().filter_map(record_revision).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
+/// A receiver answering 500 is retried with growing gaps and, past
+/// `retry_for`, given up on, audited and shown as failed; another webhook
+/// of the namespace gets every change meanwhile.
+#[test]
+fn a_failing_receiver_is_retried_then_given_up_and_others_go_on() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let hooks = "retry_min = 0.3\nretry_max = 2\nretry_for = 6";
+    let server = replica(&etcd, &key, "solo", 2, hooks);
+    leader(&[&server], Duration::from_secs(20));
+    let (bad, good) = (Receiver::start(), Receiver::start());
+    bad.mode(r#"{"status": 500}"#);
+    let ns = common::namespace("retry");
+    let failing = add_webhook(&server, &ns, json!({"url": bad.url(), "secret": SECRET}));
+    add_webhook(&server, &ns, json!({"url": good.url(), "secret": SECRET}));
+    let started = Instant::now();
+    for i in 0..3 {
+        let reply = http(
+            &server,
+            "PUT",
+            &format!("/v1/namespaces/{ns}/config/k{i}"),
+            &[OPS],
+            "1",
+        );
+        assert_eq!(reply.status, 200);
+    }
+    good.wait(
+        Duration::from_secs(5),
+        "the healthy webhook's three changes",
+        |r| r.len() >= 3,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held up by the failing one"
+    );
+    // The first event's tries, at growing gaps, then given up on.
+    let (ok, shown, err) = (0..200)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            cfgctl_run(&etcd, &key, &["-n", &ns, "webhook", "show", &failing])
+        })
+        .find(|(_, out, _)| out.contains("\"event_id\""))
+        .expect("the failing webhook gave nothing up within 20 s");
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let failed = &shown["failed"][0];
+    assert_eq!(failed["last_error"], "HTTP 500", "{shown}");
+    let first = failed["event_id"].as_str().unwrap();
+    let tries: Vec<f64> = bad
+        .records()
+        .iter()
+        .filter(|r| r["webhook_id"] == first)
+        .map(|r| r["received"].as_f64().unwrap())
+        .collect();
+    assert_eq!(tries.len() as u64, failed["attempts"].as_u64().unwrap());
+    let gaps: Vec<f64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 3, "{gaps:?}");
+    assert!(
+        gaps[gaps.len() - 1] > 2.0 * gaps[0],
+        "the gaps do not grow: {gaps:?}"
+    );
+    println!("tries of {first}, gaps in seconds: {gaps:?}");
+    // Audited, and told to the healthy webhook.
+    let (_, log, _) = cfgctl_run(&etcd, &key, &["-n", &ns, "log", "-o", "json"]);
+    assert!(log.contains("webhook.failed"), "{log}");
+    good.wait(
+        Duration::from_secs(5),
+        "the failure told to the other webhook",
+        |records| {
+            records
+                .iter()
+                .any(|r| r["event"]["type"] == "io.cfgd.webhook.failed")
+        },
+    );
+}
+
+/// Signatures verify, a tampered body does not, and no secret's value is
+/// in a payload.
+#[test]
+fn signatures_verify_and_secrets_stay_out_of_payloads() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let server = replica(&etcd, &key, "solo", 2, "");
+    leader(&[&server], Duration::from_secs(20));
+    let receiver = Receiver::start();
+    let ns = common::namespace("signed");
+    add_webhook(
+        &server,
+        &ns,
+        json!({"url": receiver.url(), "secret": SECRET}),
+    );
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"secrets": ["db.password"]}"#).unwrap();
+    let policy = policy.to_str().unwrap();
+    let (ok, _, err) = cfgctl_run(&etcd, &key, &["-n", &ns, "policy", "set", "-f", policy]);
+    assert!(ok, "{err}");
+    for value in ["\"hunter2-first\"", "\"hunter2-second\""] {
+        let (ok, _, err) = cfgctl_run(&etcd, &key, &["-n", &ns, "set", "db.password", value]);
+        assert!(ok, "{err}");
+    }
+    let records = receiver.wait(Duration::from_secs(15), "both secret writes", |records| {
+        records
+            .iter()
+            .filter(|r| r["data"]["names"][0]["name"] == "db.password")
+            .count()
+            == 2
+    });
+    for record in &records {
+        assert_eq!(record["verified"], true, "{record}");
+        let raw = record["raw"].as_str().unwrap();
+        assert!(
+            !raw.contains("hunter2"),
+            "a secret's value in a payload: {raw}"
+        );
+    }
+    let secret = records.last().unwrap();
+    assert!(
+        secret["raw"].as_str().unwrap().contains("<redacted>"),
+        "{secret}"
+    );
+    // The same headers with one byte of the body changed.
+    let tampered = secret["raw"]
+        .as_str()
+        .unwrap()
+        .replacen("db.password", "db.passwore", 1);
+    let mut curl = std::process::Command::new("curl");
+    curl.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        &tampered,
+    ]);
+    for name in [
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+    ] {
+        curl.args([
+            "-H",
+            &format!("{name}: {}", secret["headers"][name].as_str().unwrap()),
+        ]);
+    }
+    let status = curl.arg(receiver.url()).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "400");
+    let last = receiver.records().pop().unwrap();
+    assert_eq!(last["verified"], false, "{last}");
+}

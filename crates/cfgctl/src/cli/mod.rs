@@ -269,7 +269,7 @@ pub(crate) enum Command {
     /// Show the audit trail, newest first: who changed what, how, and why
     #[command(
         after_help = "Each record: revision, actor (token, etcd user or user@host), via \
-        (library, cfgctl, http, console), action, the names with their revisions before, \
+        (library, cfgctl, http, console, schedule), action, the names with their revisions before, \
         the message.\nA change made without cfgd (etcdctl) shows with actor 'unattributed'.\n\n\
         Examples:\n  cfgctl -n prod log database. --limit 5 -o table\n  cfgctl -n prod log --actor alice"
     )]

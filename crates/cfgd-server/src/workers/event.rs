@@ -81,7 +81,10 @@ impl Told {
             id: format!("cfgd-{namespace}-{}", change.revision),
             event_type: event_type.to_owned(),
             revision: change.revision,
-            subject: names.first().map(|n| (*n).to_owned()),
+            subject: names
+                .first()
+                .filter(|n| !n.is_empty())
+                .map(|n| (*n).to_owned()),
             data,
             summary,
         })
