@@ -66,6 +66,8 @@ pub(crate) struct RolloutBody {
     responses(
         (status = 200, description = "Scheduled: the schedules made (one per rollout step)", body = Vec<cfgd::schedules::Schedule>),
         (status = 400, description = "A time in the past or unreadable, bad steps, a request not approved", body = crate::bodies::ErrorBody),
+        (status = 404, description = "No such change request, or flag to roll out", body = crate::bodies::ErrorBody),
+        (status = 422, description = "A value fails the schema that governs it", body = crate::bodies::ErrorBody),
     )
 )]
 pub(super) async fn create(

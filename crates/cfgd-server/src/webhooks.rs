@@ -128,12 +128,20 @@ pub(super) async fn deliveries(
     Ok(ok(&client.webhook_deliveries(&id).await?))
 }
 
+/// `?from=` as documented; the handler reads it after the token is
+/// checked (an extractor's refusal would come first).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub(super) struct ReplayQuery {
     /// Deliver again every change from this revision on.
     #[param(minimum = 1)]
     from: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReplayArgs {
+    from: Option<String>,
 }
 
 #[utoipa::path(
@@ -147,11 +155,18 @@ pub(super) struct ReplayQuery {
 pub(super) async fn replay(
     State(state): State<Arc<AppState>>,
     Path((ns, id)): Path<(String, String)>,
-    Query(query): Query<ReplayQuery>,
+    Query(query): Query<ReplayArgs>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Admin).await?;
-    client.replay_webhook(&id, query.from).await?;
+    let from = query
+        .from
+        .as_deref()
+        .and_then(|f| f.parse::<i64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("?from=REVISION is needed: the first revision to deliver again")
+        })?;
+    client.replay_webhook(&id, from).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

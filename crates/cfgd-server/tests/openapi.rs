@@ -133,6 +133,7 @@ async fn only_path_captures_and_a_few_queries_are_required() {
             "get /ofrep/v1/events namespace",
             "get /v1/namespaces/{ns}/diff against",
             "get /v1/namespaces/{ns}/diff/{name} from",
+            "post /v1/namespaces/{ns}/webhooks/{id}/replay from",
         ]
     );
 }
