@@ -58,6 +58,7 @@ bench:
 	cargo bench -p cfgd-bench --bench layers
 	cargo build --release -p cfgd-server -p cfgd-agent
 	cargo bench -p cfgd-bench --bench agent
+	cargo bench -p cfgd-bench --bench webhooks
 	cargo bench -p cfgd-bench --bench report
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer): every target for

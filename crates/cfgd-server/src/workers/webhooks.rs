@@ -40,10 +40,10 @@ pub(super) async fn run(state: Arc<AppState>, leader: Arc<Leader>) {
                         keep
                     });
                     for key in index {
-                        if !running.contains_key(&key) {
-                            let (ns, id) = key.clone();
-                            let task = tasks.spawn(follow(state.clone(), leader.clone(), ns, id));
-                            running.insert(key, task);
+                        if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key)
+                        {
+                            let (ns, id) = slot.key().clone();
+                            slot.insert(tasks.spawn(follow(state.clone(), leader.clone(), ns, id)));
                         }
                     }
                 }

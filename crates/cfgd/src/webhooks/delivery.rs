@@ -162,7 +162,7 @@ impl Client {
         self.stored_webhook(id).await?;
         let prefix = format!("{}/log/", self.webhook_key(id)?);
         let mut out: Vec<Attempt> = self.records(&prefix).await?;
-        out.sort_by(|a, b| b.seq.cmp(&a.seq));
+        out.sort_by_key(|a| std::cmp::Reverse(a.seq));
         Ok(out)
     }
 

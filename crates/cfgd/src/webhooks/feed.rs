@@ -64,7 +64,7 @@ impl NamespaceChange {
 #[non_exhaustive]
 pub enum FeedItem {
     /// The next change.
-    Change(NamespaceChange),
+    Change(Box<NamespaceChange>),
     /// etcd compacted the revisions from `from` on: those changes cannot be
     /// told; the feed goes on after `to`, the revision then current.
     Resync {
@@ -187,7 +187,7 @@ impl ChangeFeed {
                 self.stale_policy = true;
             }
             if !change.names.is_empty() || change.record.is_some() {
-                self.ready.push_back(FeedItem::Change(change));
+                self.ready.push_back(FeedItem::Change(Box::new(change)));
             }
             self.next = revision + 1;
             i = j;
