@@ -595,6 +595,57 @@ test("14. layers: the origin of each field, an override here, a reset to inherit
   await page.context().close();
 });
 
+test("15. webhooks and schedules: a webhook added, tested and told of a change; a schedule cancelled", async () => {
+  // A receiver in this process that takes every event.
+  const got = [];
+  const { createServer } = await import("node:http");
+  const receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      got.push({ id: req.headers["webhook-id"], signed: /^v1,/.test(req.headers["webhook-signature"] || ""), body: JSON.parse(body) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((ok) => receiver.listen(0, "127.0.0.1", ok));
+  const hookUrl = `http://127.0.0.1:${receiver.address().port}/in`;
+  const page = await open({ token: "admin", hash: "#/ns/hooks/workers" });
+  await page.getByText("No webhooks.").waitFor();
+  await page.getByLabel("Receiver URL").fill(hookUrl);
+  await page.getByLabel("io.cfgd.config.changed").check();
+  await page.getByRole("button", { name: "Add webhook" }).click();
+  const secret = await page.getByLabel("Signing secret").textContent();
+  check(secret.startsWith("whsec_"), `secret shown: ${secret}`);
+  const row = page.getByRole("region", { name: "Webhooks" }).getByRole("row").filter({ hasText: hookUrl });
+  await row.waitFor();
+  const id = await row.getAttribute("data-webhook");
+  await row.getByRole("button", { name: `Test ${id}` }).click();
+  await page.getByRole("status").filter({ hasText: "Test answered 204" }).waitFor();
+  await page.getByRole("region", { name: `Attempts of ${id}` }).getByRole("row").filter({ hasText: "io.cfgd.webhook.test" }).waitFor();
+  const put = await rest("PUT", "/v1/namespaces/hooks/config/limit", "ops", "7");
+  check(put.status === 200, `PUT: ${put.status}`);
+  for (let i = 0; i < 100 && !got.some((g) => g.body.type === "io.cfgd.config.changed"); i++) await page.waitForTimeout(50);
+  const change = got.find((g) => g.body.type === "io.cfgd.config.changed");
+  check(change && change.signed && change.body.data.names[0].name === "limit", `delivered: ${JSON.stringify(got)}`);
+  // A schedule, shown and cancelled here.
+  const made = await rest("POST", "/v1/namespaces/hooks/schedules", "ops", { at: "+1h", config: { limit: 9 } });
+  check(made.status === 200, `schedule: ${made.status} ${JSON.stringify(made.data)}`);
+  const sid = made.data[0].id;
+  await go(page, "#/ns/hooks/config");
+  await go(page, "#/ns/hooks/workers");
+  const srow = page.getByRole("region", { name: "Schedules" }).getByRole("row").filter({ hasText: sid });
+  await srow.filter({ hasText: "pending" }).waitFor();
+  await shot(page, "workers");
+  await srow.getByRole("button", { name: `Cancel ${sid}` }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Cancel schedule" }).click();
+  await page.getByRole("region", { name: "Schedules" }).getByRole("row").filter({ hasText: sid }).filter({ hasText: "cancelled" }).waitFor();
+  const after = await rest("GET", `/v1/namespaces/hooks/schedules/${sid}`, "ops");
+  check(after.data.state === "cancelled", `after cancel: ${JSON.stringify(after.data)}`);
+  await shot(page, "workers-cancelled");
+  await page.context().close();
+  receiver.close();
+});
+
 // Against `cfgd dev` (what `make run` starts), only this runs.
 const devTests = [
   {

@@ -25,6 +25,7 @@ pub mod fuzzing;
 pub mod grpc;
 mod labels;
 mod layers;
+mod leadership;
 mod limits;
 mod meta;
 mod metrics;
@@ -46,6 +47,7 @@ mod timer;
 mod tls;
 mod ui;
 mod webhooks;
+mod worker_metrics;
 mod workers;
 
 pub use auth::{Scope, Token};

@@ -54,7 +54,7 @@ pub(crate) struct Metrics {
     pub(super) grpc_streams: Family<StreamLabels, Gauge>,
     pub(crate) grpc_documents: Family<ProviderLabels, Counter>,
     pub(crate) refusals: Family<LimitLabels, Counter>,
-    pub(crate) workers: crate::workers::metrics::WorkerMetrics,
+    pub(crate) workers: crate::worker_metrics::WorkerMetrics,
 }
 
 impl Metrics {
@@ -149,7 +149,7 @@ impl Metrics {
             "Requests refused by a limit: streams, streams_per_token, body, context",
             refusals.clone(),
         );
-        let workers = crate::workers::metrics::WorkerMetrics::register(&mut registry);
+        let workers = crate::worker_metrics::WorkerMetrics::register(&mut registry);
         Metrics {
             refusals,
             workers,

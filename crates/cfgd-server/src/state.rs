@@ -34,7 +34,7 @@ pub struct AppState {
     /// that replicas share it, or new at each start.
     pub(crate) stream_secret: [u8; 32],
     /// The elected worker's state (see `workers`).
-    pub(crate) workers: crate::workers::Workers,
+    pub(crate) workers: crate::leadership::Workers,
 }
 
 impl AppState {

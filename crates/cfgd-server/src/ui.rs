@@ -53,6 +53,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("requests.js", JS, include_str!("../ui/requests.js")),
     ("schemas.js", JS, include_str!("../ui/schemas.js")),
     ("overlays.js", JS, include_str!("../ui/overlays.js")),
+    ("workers.js", JS, include_str!("../ui/workers.js")),
 ];
 
 /// Only this origin, no inline script: the console talks to cfgd and

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster};
-use crate::harness::{start_with, start_with_key};
+use crate::harness::{start_with, start_with_settings};
 
 /// The secret the console must hide until a secrets-scope token asks.
 const SECRET: &str = "hunter2-console-secret";
@@ -151,7 +151,12 @@ async fn the_console_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let key = crate::common::secrets::key_file(dir.path(), "secret.key");
     seed(&etcd, &key).await;
-    let server = start_with_key(&etcd, &key);
+    // Webhooks to the test's own receiver, on loopback.
+    let settings = format!(
+        "secret_key_file = {:?}\n[webhooks]\nallow_loopback = true\n",
+        key.to_str().unwrap()
+    );
+    let server = start_with_settings(&etcd, &settings, &[]);
     let open_server = start_with(&etcd, &["--no-auth"]);
     run_browser_tests(&[
         ("CFGD_SECRET", SECRET.into()),

@@ -18,6 +18,7 @@ import { requestsPage } from "./requests.js";
 import { schemasPage } from "./schemas.js";
 import { signInPage } from "./signin.js";
 import { state } from "./state.js";
+import { workersPage } from "./workers.js";
 
 const pages = {
   config: (rest) => configPage(rest || null),
@@ -28,6 +29,7 @@ const pages = {
   requests: (rest) => requestsPage(rest || null),
   schemas: () => schemasPage(),
   overlays: () => overlaysPage(),
+  workers: () => workersPage(),
 };
 
 /** Shows the page the URL's hash names: #/ns/NS/PAGE/REST. */
@@ -67,6 +69,7 @@ function nav(current) {
     ["requests", "Change requests"],
     ["schemas", "Schemas"],
     ["overlays", "Overlays"],
+    ["workers", "Webhooks & schedules"],
   ];
   const here = (p) => current === p || (current === "history" && p === "config");
   fill(

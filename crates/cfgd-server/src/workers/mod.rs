@@ -7,45 +7,17 @@
 //! without knowing it yet (paused, cut off) changes nothing: etcd refuses
 //! its transactions, and `cfgd_worker_fenced_writes` counts them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use cfgd::election::Leader;
 use cfgd::Client;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
 pub(crate) mod event;
-pub(crate) mod metrics;
 mod post;
 mod schedules;
 mod webhooks;
-
-/// What the workers share with the rest of the server.
-pub(crate) struct Workers {
-    /// This replica's leadership, while it has it.
-    pub(crate) leader: watch::Sender<Option<Arc<Leader>>>,
-    /// A non-live client per namespace the workers touch.
-    clients: tokio::sync::Mutex<HashMap<String, Client>>,
-}
-
-impl Default for Workers {
-    fn default() -> Self {
-        Workers {
-            leader: watch::channel(None).0,
-            clients: Default::default(),
-        }
-    }
-}
-
-impl Workers {
-    /// Whether this replica runs the workers now.
-    pub(crate) fn is_leader(&self) -> bool {
-        self.leader.borrow().is_some()
-    }
-}
 
 impl AppState {
     /// The workers' client of `namespace`: not live (they read what they

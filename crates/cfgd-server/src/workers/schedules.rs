@@ -43,7 +43,7 @@ async fn look(state: &AppState, leader: &Leader) -> cfgd::Result<()> {
                     .metrics
                     .workers
                     .schedules
-                    .get_or_create(&super::metrics::Outcome { outcome: "applied" })
+                    .get_or_create(&crate::worker_metrics::Outcome { outcome: "applied" })
                     .inc();
                 tracing::info!(namespace = %ns, schedule = %id, %release, revision, "schedule applied");
             }
@@ -52,7 +52,7 @@ async fn look(state: &AppState, leader: &Leader) -> cfgd::Result<()> {
                     .metrics
                     .workers
                     .schedules
-                    .get_or_create(&super::metrics::Outcome {
+                    .get_or_create(&crate::worker_metrics::Outcome {
                         outcome: "suspended",
                     })
                     .inc();

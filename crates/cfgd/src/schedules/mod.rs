@@ -20,7 +20,7 @@ use crate::audit::now_ms;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::types::Revision;
-use crate::webhooks::definitions::decode;
+use crate::webhooks::decode;
 
 mod apply;
 

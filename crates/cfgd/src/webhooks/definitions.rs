@@ -5,15 +5,12 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::delivery::{Cursor, FailedEvent};
-use super::{check_spec, invalid, new_secret, Webhook, WebhookSpec};
+use super::{check_spec, decode, invalid, new_secret, Webhook, WebhookSpec, SECTION};
 use crate::audit::{now_ms, AuditName, AuditRecord};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::etcd::header_revision;
 use crate::types::Revision;
-
-/// The section of a namespace that holds its webhooks.
-pub(crate) const SECTION: &str = "webhooks";
 
 /// A webhook as stored: the definition and its sealed secret.
 #[derive(Serialize, Deserialize)]
@@ -252,13 +249,4 @@ impl Client {
         }
         Ok(header_revision(resp.header()))
     }
-}
-
-/// A stored JSON record, or [`Error::CorruptValue`] naming its key.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(kv: &etcd_client::KeyValue) -> Result<T> {
-    serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        revision: kv.mod_revision(),
-        cause,
-    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::definitions::{decode, SECTION};
+use super::{decode, SECTION};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::types::Revision;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use serde_json::Value;
 
-use super::definitions::SECTION;
+use super::SECTION;
 use crate::audit::AuditRecord;
 use crate::client::Client;
 use crate::diff::{self, NamedDiff};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub(crate) mod definitions;
+mod definitions;
 mod delivery;
 mod feed;
 
@@ -130,6 +130,18 @@ pub struct WebhookSpec {
     /// when not given.
     #[serde(default)]
     pub secret: Option<String>,
+}
+
+/// The section of a namespace that holds its webhooks.
+pub(crate) const SECTION: &str = "webhooks";
+
+/// A stored JSON record, or [`Error::CorruptValue`] naming its key.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(kv: &etcd_client::KeyValue) -> Result<T> {
+    serde_json::from_slice(kv.value()).map_err(|cause| Error::CorruptValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        revision: kv.mod_revision(),
+        cause,
+    })
 }
 
 fn invalid(reason: String) -> Error {
