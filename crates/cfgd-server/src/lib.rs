@@ -11,6 +11,8 @@
 //! - `/openapi.json`: the REST API as OpenAPI 3.1 ([`openapi::document`]),
 //!   generated from the handlers, to generate clients from.
 //! - The web console at `/ui/`, embedded in the binary.
+//! - Webhooks and scheduled releases, run by one replica at a time,
+//!   elected through etcd, every write fenced (`workers`).
 
 mod audit;
 mod auth;

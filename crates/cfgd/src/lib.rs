@@ -45,6 +45,13 @@
 //!   [`Client::reseal_secrets`] to rotate the key), and
 //!   [`Client::create_roles`] makes least-privilege etcd roles for a
 //!   namespace.
+//! - Reaching out: [`webhooks`] (definitions, each webhook's cursor and
+//!   attempt log, [`Client::change_feed`], a namespace's changes joined to
+//!   their audit records) and [`schedules`] (a release, an approved change
+//!   request or a rollout's steps applied at a time, compare-and-set on what
+//!   was scheduled), which the `cfgd` server's elected worker runs; the
+//!   [`election`] that picks it, and the fence ([`Client::fenced`]) every
+//!   write of a worker compares.
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.

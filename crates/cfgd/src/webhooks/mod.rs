@@ -13,7 +13,7 @@
 //!
 //! Adding, removing, replaying and testing a webhook are audited writes
 //! like any other; the worker's own writes are fenced
-//! ([`Client::fenced`]).
+//! ([`Client::fenced`](crate::Client::fenced)).
 
 use std::net::IpAddr;
 
@@ -26,7 +26,7 @@ mod delivery;
 mod feed;
 
 pub use definitions::WebhookShown;
-pub use delivery::{Attempt, Control, Cursor, FailedEvent};
+pub use delivery::{Attempt, Control, Cursor, FailedEvent, LOG_SIZE};
 pub use feed::{ChangeFeed, ChangedName, FeedItem, NamespaceChange};
 
 /// The event types a webhook can ask for; none asked: all of them.
