@@ -467,6 +467,44 @@ fn main() {
         None => writeln!(md, "Not run.").unwrap(),
     }
 
+    // 10. Webhooks and the workers' failover.
+    writeln!(
+        md,
+        "\n### 10. Webhooks (`cargo bench -p cfgd-bench --bench webhooks`)\n"
+    )
+    .unwrap();
+    match read("webhooks") {
+        Some(w) => {
+            writeln!(md, "From just before a change is put to etcd until the receiver (in the bench process, answering 204 at once) has its event, through two release `cfgd` replicas (one elected); beside a library subscriber's delivery of the same changes (etcd's watch alone).\n").unwrap();
+            writeln!(md, "| rate | changes | webhook p50 | webhook p99 | library p50 | library p99 | target |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |").unwrap();
+            for (key, target) in [("at_1_per_s", ""), ("at_100_per_s", "p99 ≤ 50 ms")] {
+                let r = &w[key];
+                writeln!(
+                    md,
+                    "| {}/s | {} | {} ms | {} ms | {} ms | {} ms | {target} |",
+                    r["rate_per_s"], r["changes"], r["webhook"]["p50_ms"], r["webhook"]["p99_ms"], r["library"]["p50_ms"], r["library"]["p99_ms"]
+                )
+                .unwrap();
+            }
+            let f = &w["failover"];
+            let ttl = f["ttl_s"].as_f64().unwrap_or(0.0);
+            writeln!(md, "\nFailover: from SIGKILL of the leader to the first delivery by the other replica, while changes flow (lease TTL {ttl} s):\n").unwrap();
+            writeln!(md, "| rounds | each | worst | target |\n| ---: | --- | ---: | --- |").unwrap();
+            let rounds: Vec<String> = f["rounds_ms"].as_array().map(|a| a.iter().map(|v| format!("{v} ms")).collect()).unwrap_or_default();
+            writeln!(
+                md,
+                "| {} | {} | {} ms | ≤ TTL + 2 s = {} ms |",
+                rounds.len(),
+                rounds.join(", "),
+                f["max_ms"],
+                (ttl + 2.0) * 1000.0
+            )
+            .unwrap();
+            results.insert("webhooks".into(), w);
+        }
+        None => writeln!(md, "Not run.").unwrap(),
+    }
+
     let out = root().join("target/bench/results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json!(results)).unwrap()).unwrap();
     let doc_path = root().join("BENCHMARKS.md");
