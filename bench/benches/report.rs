@@ -482,15 +482,27 @@ fn main() {
                 writeln!(
                     md,
                     "| {}/s | {} | {} ms | {} ms | {} ms | {} ms | {target} |",
-                    r["rate_per_s"], r["changes"], r["webhook"]["p50_ms"], r["webhook"]["p99_ms"], r["library"]["p50_ms"], r["library"]["p99_ms"]
+                    r["rate_per_s"],
+                    r["changes"],
+                    r["webhook"]["p50_ms"],
+                    r["webhook"]["p99_ms"],
+                    r["library"]["p50_ms"],
+                    r["library"]["p99_ms"]
                 )
                 .unwrap();
             }
             let f = &w["failover"];
             let ttl = f["ttl_s"].as_f64().unwrap_or(0.0);
             writeln!(md, "\nFailover: from SIGKILL of the leader to the first delivery by the other replica, while changes flow (lease TTL {ttl} s):\n").unwrap();
-            writeln!(md, "| rounds | each | worst | target |\n| ---: | --- | ---: | --- |").unwrap();
-            let rounds: Vec<String> = f["rounds_ms"].as_array().map(|a| a.iter().map(|v| format!("{v} ms")).collect()).unwrap_or_default();
+            writeln!(
+                md,
+                "| rounds | each | worst | target |\n| ---: | --- | ---: | --- |"
+            )
+            .unwrap();
+            let rounds: Vec<String> = f["rounds_ms"]
+                .as_array()
+                .map(|a| a.iter().map(|v| format!("{v} ms")).collect())
+                .unwrap_or_default();
             writeln!(
                 md,
                 "| {} | {} | {} ms | ≤ TTL + 2 s = {} ms |",

@@ -68,8 +68,15 @@ fn a_scheduled_release_applies_once_on_time_and_a_moved_one_is_suspended() {
         out
     };
     run(&["set", "s.x", "1"]);
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"secrets": ["s.key"]}"#).unwrap();
+    run(&["policy", "set", "-f", policy.to_str().unwrap()]);
     let on_time = dir.path().join("on-time.json");
-    std::fs::write(&on_time, r#"{"s.a": 1, "s.b": "two"}"#).unwrap();
+    std::fs::write(
+        &on_time,
+        r#"{"s.a": 1, "s.b": "two", "s.key": "hunter2-scheduled"}"#,
+    )
+    .unwrap();
     let moved = dir.path().join("moved.json");
     std::fs::write(&moved, r#"{"s.c": 3, "s.x": 2}"#).unwrap();
     let first: Vec<Value> = serde_json::from_str(&run(&[
@@ -92,6 +99,17 @@ fn a_scheduled_release_applies_once_on_time_and_a_moved_one_is_suspended() {
         first[0]["id"].as_str().unwrap(),
         second[0]["id"].as_str().unwrap(),
     );
+    // A scheduled secret is sealed where the schedule is kept, and hidden
+    // where it is shown.
+    let kept = common::etcdctl(
+        &etcd.endpoints_arg(),
+        &["get", "--prefix", &format!("/cfgd/{ns}/schedules/")],
+    );
+    assert!(
+        kept.contains("s.key") && !kept.contains("hunter2"),
+        "{kept}"
+    );
+    assert!(!run(&["schedule", "list"]).contains("hunter2"));
     // s.x moves under the second schedule, outside cfgd.
     common::etcdctl(
         &etcd.endpoints_arg(),
@@ -108,6 +126,7 @@ fn a_scheduled_release_applies_once_on_time_and_a_moved_one_is_suspended() {
     );
     println!("applied {late} ms after its time");
     assert_eq!(run(&["get", "s.b"]).trim(), "\"two\"");
+    assert_eq!(run(&["get", "s.key"]).trim(), "\"hunter2-scheduled\"");
     let (_, log, _) = cfgctl_run(
         &etcd,
         &key,

@@ -100,7 +100,7 @@ export async function workersPage() {
 /** The form that adds a webhook; its secret is shown once. */
 function addForm(base) {
   const ids = { url: uid("url"), prefix: uid("prefix"), format: uid("format") };
-  const url = h("input", { id: ids.url, type: "url", required: true, placeholder: "https://hooks.example/cfgd" });
+  const url = h("input", { id: ids.url, type: "url", required: true, placeholder: "http://hooks.example/cfgd" });
   const prefix = h("input", { id: ids.prefix, placeholder: "any name" });
   const format = h("select", { id: ids.format }, h("option", { value: "cloudevents" }, "CloudEvents"), h("option", { value: "slack" }, "Slack"));
   const boxes = EVENTS.map((e) => h("label", {}, h("input", { type: "checkbox", value: e }), ` ${e}`));

@@ -205,7 +205,12 @@ impl Elector {
     ) -> Result<()> {
         let etcd = self.client.state.etcd();
         let call = |e| etcd.classify(e, name, None);
-        let (mut keeper, mut answers) = raw.lease_client().keep_alive(lease).await.map_err(call)?;
+        let (keeper, answers) = raw.lease_client().keep_alive(lease).await.map_err(call)?;
+        let mut keep = Keep {
+            keeper,
+            answers,
+            unanswered: Default::default(),
+        };
         let every = self.ttl / 3;
         let epoch = Instant::now();
         let mut deadline = epoch + self.ttl;
@@ -218,8 +223,8 @@ impl Elector {
             tokio::select! {
                 won = &mut campaign => break won.map_err(call)?,
                 _ = tick.tick() => {
-                    let sent = Instant::now();
-                    if !keep(&mut keeper, &mut answers, every).await? {
+                    let (alive, sent) = keep.once(every).await?;
+                    if !alive {
                         return Ok(());
                     }
                     deadline = sent + self.ttl;
@@ -242,9 +247,7 @@ impl Elector {
         me.extend(deadline - self.ttl, self.ttl);
         tracing::info!(replica = %self.id, key = %me.fence.key(), "elected: this replica runs the workers");
         leader.send_replace(Some(me.clone()));
-        let held = self
-            .lead(&me, &mut keeper, &mut answers, &mut tick, stop)
-            .await;
+        let held = self.lead(&me, &mut keep, &mut tick, stop).await;
         me.gone.send_replace(true);
         held
     }
@@ -253,8 +256,7 @@ impl Elector {
     async fn lead(
         &self,
         me: &Leader,
-        keeper: &mut etcd_client::LeaseKeeper,
-        answers: &mut etcd_client::LeaseKeepAliveStream,
+        keep: &mut Keep,
         tick: &mut tokio::time::Interval,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<()> {
@@ -270,10 +272,9 @@ impl Elector {
                 tracing::warn!(replica = %self.id, "lost the workers' election: the lease ran out before it was kept");
                 return Ok(());
             }
-            let sent = Instant::now();
-            match keep(keeper, answers, every).await {
-                Ok(true) => me.extend(sent, self.ttl),
-                Ok(false) => {
+            match keep.once(every).await {
+                Ok((true, sent)) => me.extend(sent, self.ttl),
+                Ok((false, _)) => {
                     tracing::warn!(replica = %self.id, "lost the workers' election: etcd says the lease expired");
                     return Ok(());
                 }
@@ -286,25 +287,37 @@ impl Elector {
     }
 }
 
-/// Sends one keep-alive and waits up to `within` for etcd's answer:
-/// whether the lease is still alive.
-async fn keep(
-    keeper: &mut etcd_client::LeaseKeeper,
-    answers: &mut etcd_client::LeaseKeepAliveStream,
-    within: Duration,
-) -> Result<bool> {
-    let lost = |what: &str| crate::Error::Etcd {
-        key: ELECTION.to_owned(),
-        cause: what.to_owned().into(),
-    };
-    keeper
-        .keep_alive()
-        .await
-        .map_err(|_| lost("the lease keep-alive stream closed"))?;
-    match tokio::time::timeout(within, answers.message()).await {
-        Ok(Ok(Some(answer))) => Ok(answer.ttl() > 0),
-        Ok(Ok(None)) => Err(lost("the lease keep-alive stream ended")),
-        Ok(Err(_)) => Err(lost("the lease keep-alive failed")),
-        Err(_) => Err(lost("no keep-alive answer in time")),
+/// The lease's keep-alive stream, with the send time of each keep-alive
+/// not answered yet: etcd answers them in order, so an answer that comes
+/// late is paired with the keep-alive it answers, never a newer one.
+struct Keep {
+    keeper: etcd_client::LeaseKeeper,
+    answers: etcd_client::LeaseKeepAliveStream,
+    unanswered: std::collections::VecDeque<Instant>,
+}
+
+impl Keep {
+    /// Sends one keep-alive and waits up to `within` for an answer: whether
+    /// the lease is alive, and when the keep-alive it answers was sent (the
+    /// lease then lasts at least its TTL from that time).
+    async fn once(&mut self, within: Duration) -> Result<(bool, Instant)> {
+        let lost = |what: &str| crate::Error::Etcd {
+            key: ELECTION.to_owned(),
+            cause: what.to_owned().into(),
+        };
+        self.unanswered.push_back(Instant::now());
+        self.keeper
+            .keep_alive()
+            .await
+            .map_err(|_| lost("the lease keep-alive stream closed"))?;
+        match tokio::time::timeout(within, self.answers.message()).await {
+            Ok(Ok(Some(answer))) => {
+                let sent = self.unanswered.pop_front().expect("one was sent");
+                Ok((answer.ttl() > 0, sent))
+            }
+            Ok(Ok(None)) => Err(lost("the lease keep-alive stream ended")),
+            Ok(Err(_)) => Err(lost("the lease keep-alive failed")),
+            Err(_) => Err(lost("no keep-alive answer in time")),
+        }
     }
 }

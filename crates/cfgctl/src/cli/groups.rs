@@ -63,7 +63,7 @@ pub(crate) enum WebhookCommand {
         io.cfgd.webhook.failed (none given: all).
 
         Example:
-  cfgctl -n prod webhook add https://hooks.example/cfgd --events io.cfgd.release.published --prefix payments/"
+  cfgctl -n prod webhook add http://hooks.example/cfgd --events io.cfgd.release.published --prefix payments/"
     )]
     Add {
         /// The receiver's http:// or https:// URL

@@ -25,6 +25,9 @@ pub(crate) struct Told {
     pub(crate) subject: Option<String>,
     pub(crate) data: Value,
     pub(crate) summary: String,
+    /// When the change was made, by its writer's clock (its audit record's
+    /// time); unknown for a change made outside cfgd.
+    pub(crate) time_ms: Option<u64>,
 }
 
 impl Told {
@@ -46,6 +49,7 @@ impl Told {
                 summary: format!(
                     "cfgd {namespace}: revisions {from} to {to} were compacted before they were delivered"
                 ),
+                time_ms: None,
             }),
             _ => None,
         }
@@ -87,6 +91,7 @@ impl Told {
                 .map(|n| (*n).to_owned()),
             data,
             summary,
+            time_ms: record.map(|r| r.time_ms).filter(|t| *t > 0),
         })
     }
 
@@ -99,11 +104,14 @@ impl Told {
             subject: None,
             data: json!({ "namespace": namespace, "test": nonce }),
             summary: format!("cfgd {namespace}: a test of this webhook"),
+            time_ms: None,
         }
     }
 
-    /// Written in `format`.
+    /// Written in `format`; `time_ms` is the time of an event whose change
+    /// has none of its own (the first try's).
     pub(crate) fn written(&self, source: &str, format: WebhookFormat, time_ms: u64) -> Event {
+        let time_ms = self.time_ms.unwrap_or(time_ms);
         let (body, content_type) = match format {
             WebhookFormat::Slack => (json!({ "text": self.summary }), "application/json"),
             _ => {

@@ -73,44 +73,51 @@ pub(crate) async fn run(state: Arc<AppState>) {
     };
     let mut leadership = state.workers.leader.subscribe();
     let mut stop = state.shutdown.subscribe();
-    let mut running: Option<JoinSet<()>> = None;
+    // The workers of the term they were started for.
+    let mut running: Option<(Arc<cfgd::election::Leader>, JoinSet<()>)> = None;
     loop {
         let current = leadership.borrow_and_update().clone();
-        match (current, running.is_some()) {
-            (Some(leader), false) => {
+        let same = match (&current, &running) {
+            (Some(now), Some((then, _))) => Arc::ptr_eq(now, then),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            if let Some((_, set)) = running.take() {
+                stop_workers(&state, set).await;
+                tracing::warn!(%replica, "this replica no longer leads: workers stopped");
+            }
+            if let Some(leader) = current {
                 tracing::info!(%replica, "this replica leads: webhook and schedule workers started");
                 state.metrics.workers.leader.set(1);
                 let mut set = JoinSet::new();
                 set.spawn(webhooks::run(state.clone(), leader.clone()));
-                set.spawn(schedules::run(state.clone(), leader));
-                running = Some(set);
+                set.spawn(schedules::run(state.clone(), leader.clone()));
+                running = Some((leader, set));
             }
-            (None, true) => {
-                // The workers saw the leadership go (`Leader::lost`) and
-                // stop at their next step: nothing more goes out. One
-                // waiting on a receiver gets its answer, and its fenced
-                // write is refused; past the timeout it is cut off.
-                if let Some(mut set) = running.take() {
-                    let finish = async { while set.join_next().await.is_some() {} };
-                    let limit = state.settings.webhooks.timeout + std::time::Duration::from_secs(1);
-                    if tokio::time::timeout(limit, finish).await.is_err() {
-                        set.abort_all();
-                    }
-                }
-                state.metrics.workers.leader.set(0);
-                tracing::warn!(%replica, "this replica no longer leads: workers stopped");
-            }
-            _ => {}
         }
         tokio::select! {
             changed = leadership.changed() => if changed.is_err() { break },
             _ = stop.wait_for(|stopping| *stopping) => break,
         }
     }
-    if let Some(mut set) = running.take() {
+    if let Some((_, mut set)) = running.take() {
         set.abort_all();
     }
     let _ = campaign.await;
+}
+
+/// Stops a term's workers. They saw the leadership go (`Leader::lost`) and
+/// stop at their next step: nothing more goes out. One waiting on a
+/// receiver gets its answer, and its fenced write is refused; past the
+/// timeout it is cut off.
+async fn stop_workers(state: &AppState, mut set: JoinSet<()>) {
+    let finish = async { while set.join_next().await.is_some() {} };
+    let limit = state.settings.webhooks.timeout + std::time::Duration::from_secs(1);
+    if tokio::time::timeout(limit, finish).await.is_err() {
+        set.abort_all();
+    }
+    state.metrics.workers.leader.set(0);
 }
 
 /// Counts a worker's write that etcd refused for its fence, and says so.

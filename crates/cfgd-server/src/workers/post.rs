@@ -13,6 +13,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use super::event::{signature, Event};
+use cfgd::election::Leader;
 
 /// One webhook's connection to its receiver.
 pub(crate) struct Poster {
@@ -29,6 +30,22 @@ pub(crate) struct Sent {
     pub(crate) status: Option<u16>,
     pub(crate) error: Option<String>,
     pub(crate) latency: Duration,
+    /// Not sent at all: the lease ran out while connecting.
+    pub(crate) unsent: bool,
+}
+
+/// Why an attempt went no further.
+enum Failed {
+    /// The request may have gone out; this is what went wrong.
+    Error(String),
+    /// It never left: this replica's lease ran out first.
+    Unsent,
+}
+
+impl From<String> for Failed {
+    fn from(error: String) -> Self {
+        Failed::Error(error)
+    }
 }
 
 impl Poster {
@@ -48,14 +65,24 @@ impl Poster {
         })
     }
 
-    /// Sends `event`, signed with `key`, waiting up to the timeout.
-    pub(crate) async fn send(&mut self, event: &Event, key: &[u8]) -> Sent {
+    /// Sends `event`, signed with `key`, waiting up to the timeout; not at
+    /// all once `leader` no longer holds, checked again just before the
+    /// request leaves (connecting may take a while).
+    pub(crate) async fn send(&mut self, event: &Event, key: &[u8], leader: &Leader) -> Sent {
         let started = Instant::now();
-        let answer = tokio::time::timeout(self.timeout, self.attempt(event, key)).await;
+        let answer = tokio::time::timeout(self.timeout, self.attempt(event, key, leader)).await;
         let latency = started.elapsed();
+        let mut unsent = false;
         let (status, error) = match answer {
             Ok(Ok(status)) => (Some(status), None),
-            Ok(Err(error)) => (None, Some(error)),
+            Ok(Err(Failed::Error(error))) => (None, Some(error)),
+            Ok(Err(Failed::Unsent)) => {
+                unsent = true;
+                (
+                    None,
+                    Some("not sent: this replica's lease ran out".to_owned()),
+                )
+            }
             Err(_) => (None, Some(format!("no answer within {:?}", self.timeout))),
         };
         if !status.is_some_and(|s| (200..300).contains(&s)) {
@@ -66,18 +93,21 @@ impl Poster {
             status,
             error,
             latency,
+            unsent,
         }
     }
 
-    async fn attempt(&mut self, event: &Event, key: &[u8]) -> Result<u16, String> {
+    async fn attempt(&mut self, event: &Event, key: &[u8], leader: &Leader) -> Result<u16, Failed> {
         let connection = match self.connection.as_mut().filter(|c| !c.is_closed()) {
             Some(connection) => connection,
-            None => self.connection.insert(self.connect().await?),
+            None => self
+                .connection
+                .insert(self.connect().await.map_err(Failed::Error)?),
         };
         connection
             .ready()
             .await
-            .map_err(|e| format!("{}: connection lost: {e}", self.url))?;
+            .map_err(|e| Failed::Error(format!("{}: connection lost: {e}", self.url)))?;
         let timestamp = cfgd::schedules::now() / 1000;
         let authority = match self.receiver.host.contains(':') {
             true => format!("[{}]:{}", self.receiver.host, self.receiver.port),
@@ -96,10 +126,13 @@ impl Poster {
             .header("cfgd-replica", &self.replica)
             .body(Full::new(Bytes::from(event.body.clone())))
             .map_err(|e| format!("{}: {e}", self.url))?;
+        if !leader.holds() {
+            return Err(Failed::Unsent);
+        }
         let response = connection
             .send_request(request)
             .await
-            .map_err(|e| format!("{}: {e}", self.url))?;
+            .map_err(|e| Failed::Error(format!("{}: {e}", self.url)))?;
         let status = response.status().as_u16();
         // Read to the end, so the connection can carry the next event.
         let _ = response.into_body().collect().await;

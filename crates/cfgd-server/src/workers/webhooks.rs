@@ -128,6 +128,8 @@ async fn deliver(state: &AppState, leader: &Leader, ns: &str, id: &str) -> cfgd:
         source: format!("{}/{ns}", state.settings.root),
     };
     let mut look = tokio::time::interval(LOOK);
+    // The newest revision passed over unwanted, not yet in the cursor.
+    let mut skipped = 0;
     loop {
         let item = tokio::select! {
             item = feed.next() => item?,
@@ -144,26 +146,38 @@ async fn deliver(state: &AppState, leader: &Leader, ns: &str, id: &str) -> cfgd:
                     },
                 }
                 // Removed: the index drops it within a second, or here.
-                if let Err(Error::NotFound { .. }) = delivery.client.webhook_cursor(id).await.and(Ok(())) {
+                if let Err(Error::NotFound { .. }) = delivery.client.webhook_deliveries(id).await.map(drop) {
                     return Ok(());
+                }
+                // Past the changes it does not want, so a restart skips them.
+                if skipped > delivery.cursor.revision {
+                    delivery.cursor.revision = skipped;
+                    delivery.client.advance_cursor(id, delivery.cursor).await?;
                 }
                 continue;
             }
         };
-        let Some(told) = Told::of(ns, &item) else {
+        let revision = match &item {
+            FeedItem::Change(change) => change.revision,
+            FeedItem::Resync { to, .. } => *to,
+            _ => 0,
+        };
+        let wanted = Told::of(ns, &item).filter(|told| {
+            delivery.webhook.wants(&told.event_type)
+                && match &item {
+                    FeedItem::Change(change) => {
+                        change.touches(&delivery.webhook.prefix)
+                            // Not told of its own failures, which it would fail too.
+                            && !(told.event_type == "io.cfgd.webhook.failed"
+                                && change.names.iter().any(|n| n.name == id))
+                    }
+                    _ => true,
+                }
+        });
+        let Some(told) = wanted else {
+            skipped = skipped.max(revision);
             continue;
         };
-        if !delivery.webhook.wants(&told.event_type) {
-            continue;
-        }
-        if let FeedItem::Change(change) = &item {
-            if !change.touches(&delivery.webhook.prefix)
-                || (told.event_type == "io.cfgd.webhook.failed"
-                    && change.names.iter().any(|n| n.name == id))
-            {
-                continue;
-            }
-        }
         delivery.until_delivered(told).await?;
     }
 }
@@ -196,9 +210,19 @@ impl Delivery<'_> {
                 return self.record(&sent, Some(&failed), &[]).await;
             }
             self.record(&sent, None, &[]).await?;
-            tokio::select! {
-                _ = tokio::time::sleep(jittered(gap)) => {}
-                _ = self.leader.lost() => return Err(stopped(&self.webhook.url)),
+            // Waiting to retry, a test is still answered: it is when one
+            // is most wanted.
+            let wake = tokio::time::Instant::now() + jittered(gap);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => break,
+                    _ = tokio::time::sleep(LOOK) => {
+                        if let Some(nonce) = self.client.webhook_control(&self.webhook.id).await?.test {
+                            self.test(&nonce).await?;
+                        }
+                    }
+                    _ = self.leader.lost() => return Err(stopped(&self.webhook.url)),
+                }
             }
             gap = (gap * 2).min(settings.retry_max);
         }
@@ -233,7 +257,10 @@ impl Delivery<'_> {
             attempt,
             &self.state.replica(),
         );
-        let sent = self.poster.send(event, &self.key).await;
+        let sent = self.poster.send(event, &self.key, self.leader).await;
+        if sent.unsent {
+            return Err(stopped(&self.webhook.url));
+        }
         let delivered = sent.status.is_some_and(|s| (200..300).contains(&s));
         if delivered {
             self.state.metrics.workers.attempt("delivered");

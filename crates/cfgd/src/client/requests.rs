@@ -218,7 +218,26 @@ impl Client {
     /// its names moved since its base, nothing is written
     /// ([`Error::RequestMoved`]).
     pub async fn merge_request(&self, id: &str) -> Result<Release> {
+        self.merge_request_with(id, None, None).await
+    }
+
+    /// [`merge_request`](Self::merge_request), refused unless the request
+    /// is still at revision `pinned` (when given), with `extra` (given the
+    /// release's id) compared and written in the same transaction: how a
+    /// schedule merges what was approved and marks itself applied at once.
+    pub(crate) async fn merge_request_with(
+        &self,
+        id: &str,
+        pinned: Option<Revision>,
+        extra: Option<super::releases::StepOps<'_>>,
+    ) -> Result<Release> {
         let mut request = self.open_request(id).await?;
+        if pinned.is_some_and(|p| p != request.revision) {
+            return Err(Error::RequestState {
+                id: request.id,
+                reason: "it changed after it was scheduled".into(),
+            });
+        }
         let policy = self.current_policy().await?;
         let needed = policy.approvals as usize;
         let approvals = request.approvals.len();
@@ -248,14 +267,18 @@ impl Client {
                 request.done_by = Some(actor);
                 request.revision = 0;
                 let bytes = serde_json::to_vec(&request).expect("serializes");
-                (
-                    vec![Compare::mod_revision(
-                        key.as_str(),
-                        CompareOp::Equal,
-                        expected,
-                    )],
-                    vec![TxnOp::put(key.as_str(), bytes, None)],
-                )
+                let mut compares = vec![Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    expected,
+                )];
+                let mut ops = vec![TxnOp::put(key.as_str(), bytes, None)];
+                if let Some(extra) = extra {
+                    let (more_compares, more_ops) = extra(release);
+                    compares.extend(more_compares);
+                    ops.extend(more_ops);
+                }
+                (compares, ops)
             }),
         };
         let message = format!("change request {step_id}");

@@ -74,7 +74,7 @@ impl Client {
 
     /// `bytes` as they go to `key`: sealed when `policy` calls the name a
     /// secret. Only values are sealed; flags are evaluated where they are.
-    pub(super) fn sealed_for(&self, policy: &Policy, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn sealed_for(&self, policy: &Policy, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
         let Some(name) = self.state.space.name_of(Kind::Config, key.as_bytes()) else {
             return Ok(bytes);
         };

@@ -187,7 +187,7 @@ impl Client {
     /// Merges a scheduled change request, if it is still as scheduled.
     async fn apply_request(
         &self,
-        mut schedule: Schedule,
+        schedule: Schedule,
         revision: Revision,
         request: &str,
     ) -> Result<Outcome> {
@@ -206,18 +206,38 @@ impl Client {
             );
             return self.suspend(schedule, revision, reason, Vec::new()).await;
         }
-        match self.merge_request(request).await {
-            Ok(release) => {
-                schedule.state = ScheduleState::Applied;
-                schedule.release = Some(release.id.clone());
-                schedule.done_ms = now_ms();
-                self.finish_schedule(&schedule, revision, "", Vec::new())
-                    .await?;
-                Ok(Outcome::Applied {
-                    release: release.id,
-                    revision: release.revision,
-                })
-            }
+        let key = self.schedule_key(&schedule.id)?;
+        let index = self.schedule_index_key(&schedule.id);
+        let mut applied = schedule.clone();
+        let extra: crate::client::releases::StepOps<'_> = Box::new(move |release: &str| {
+            applied.state = ScheduleState::Applied;
+            applied.release = Some(release.to_owned());
+            applied.done_ms = now_ms();
+            let compares = vec![Compare::mod_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                revision,
+            )];
+            let ops = vec![
+                TxnOp::put(
+                    key.as_str(),
+                    serde_json::to_vec(&applied).expect("serializes"),
+                    None,
+                ),
+                TxnOp::delete(index, None),
+            ];
+            (compares, ops)
+        });
+        match self
+            .merge_request_with(request, Some(schedule.request_revision), Some(extra))
+            .await
+        {
+            Ok(release) => Ok(Outcome::Applied {
+                release: release.id,
+                revision: release.revision,
+            }),
+            // The schedule or the request moved under the merge: look again.
+            Err(Error::Conflict { .. }) => Ok(Outcome::Waiting),
             Err(Error::RequestMoved { names, .. }) => {
                 let reason = format!("changed since it was scheduled: {}", names.join(", "));
                 self.suspend(schedule, revision, reason, names).await

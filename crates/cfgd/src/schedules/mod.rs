@@ -240,11 +240,11 @@ impl Client {
             return Err(invalid("the release changes nothing that is stored now"));
         }
         let mut schedule = self.new_schedule(at_ms);
-        schedule.config = serde_json::from_str(config).unwrap_or_default();
+        schedule.config = self.sealed_document(config).await?;
         schedule.flags = flags.and_then(|f| serde_json::from_str(f).ok());
         schedule.base = plan.read.iter().cloned().collect();
         self.put_schedule(&schedule, "schedule.create").await?;
-        Ok(schedule)
+        self.shown(schedule).await
     }
 
     /// Schedules approved change request `id` to be merged at `at_ms`, as it
@@ -273,7 +273,7 @@ impl Client {
         schedule.request = Some(request.id.clone());
         schedule.request_revision = request.revision;
         self.put_schedule(&schedule, "schedule.create").await?;
-        Ok(schedule)
+        self.shown(schedule).await
     }
 
     /// Schedules a flag's rollout in steps: at each `(percent, at_ms)`, the
@@ -374,10 +374,50 @@ impl Client {
                 )?;
             }
         }
+        // One transaction: all the steps or none.
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
         for schedule in &made {
-            self.put_schedule(schedule, "schedule.create").await?;
+            let (c, o) = self.schedule_ops(schedule, "schedule.create")?;
+            compares.extend(c);
+            ops.extend(o);
         }
+        let first = self.schedule_key(&made[0].id)?;
+        self.plain_txn(&first, compares, ops).await?;
+        tracing::info!(
+            namespace = self.namespace(),
+            flag = name,
+            steps = made.len(),
+            "rollout scheduled"
+        );
         Ok(made)
+    }
+
+    /// A release document as a schedule keeps it: the values of names the
+    /// policy calls secret sealed, as etcd holds them (applying opens them).
+    async fn sealed_document(&self, config: &str) -> Result<Map<String, Value>> {
+        let policy = self.current_policy().await?;
+        let mut document: Map<String, Value> = serde_json::from_str(config).unwrap_or_default();
+        for (name, value) in document.iter_mut() {
+            if !policy.is_secret(name) || crate::secret::is_sealed(value.to_string().as_bytes()) {
+                continue;
+            }
+            let key = self.etcd_key(name)?;
+            let sealed = self.sealed_for(&policy, &key, value.to_string().into_bytes())?;
+            *value = serde_json::from_slice(&sealed).expect("an envelope is JSON");
+        }
+        Ok(document)
+    }
+
+    /// `schedule` as answered: secrets' values redacted.
+    async fn shown(&self, mut schedule: Schedule) -> Result<Schedule> {
+        let policy = self.current_policy().await?;
+        for (name, value) in schedule.config.iter_mut() {
+            if policy.is_secret(name) {
+                *value = Value::String(crate::policy::REDACTED.to_owned());
+            }
+        }
+        Ok(schedule)
     }
 
     fn new_schedule(&self, at_ms: u64) -> Schedule {
@@ -405,6 +445,19 @@ impl Client {
     /// Stores a new schedule with its index entry and audit record.
     async fn put_schedule(&self, schedule: &Schedule, action: &str) -> Result<()> {
         let key = self.schedule_key(&schedule.id)?;
+        let (compares, ops) = self.schedule_ops(schedule, action)?;
+        self.plain_txn(&key, compares, ops).await?;
+        tracing::info!(namespace = self.namespace(), schedule = %schedule.id, at = %format_time(schedule.at_ms), "release scheduled");
+        Ok(())
+    }
+
+    /// What storing a new schedule compares and writes.
+    fn schedule_ops(
+        &self,
+        schedule: &Schedule,
+        action: &str,
+    ) -> Result<(Vec<Compare>, Vec<TxnOp>)> {
+        let key = self.schedule_key(&schedule.id)?;
         let (record, _) = self.trail_op(action, SECTION, &schedule.id);
         let ops = vec![
             TxnOp::put(
@@ -420,9 +473,7 @@ impl Client {
             record,
         ];
         let absent = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
-        self.plain_txn(&key, vec![absent], ops).await?;
-        tracing::info!(namespace = self.namespace(), schedule = %schedule.id, at = %format_time(schedule.at_ms), "release scheduled");
-        Ok(())
+        Ok((vec![absent], ops))
     }
 
     /// This namespace's schedules, soonest first.
@@ -440,7 +491,11 @@ impl Client {
             .await?;
         let mut out: Vec<Schedule> = resp.kvs().iter().map(decode).collect::<Result<_>>()?;
         out.sort_by_key(|s| s.at_ms);
-        Ok(out)
+        let mut shown = Vec::with_capacity(out.len());
+        for schedule in out {
+            shown.push(self.shown(schedule).await?);
+        }
+        Ok(shown)
     }
 
     /// One schedule, with its key's revision.
@@ -453,9 +508,9 @@ impl Client {
         Ok((decode(&kv)?, kv.mod_revision()))
     }
 
-    /// One schedule.
+    /// One schedule (secrets' values redacted).
     pub async fn schedule(&self, id: &str) -> Result<Schedule> {
-        Ok(self.stored_schedule(id).await?.0)
+        self.shown(self.stored_schedule(id).await?.0).await
     }
 
     /// Cancels a pending schedule.
@@ -471,7 +526,7 @@ impl Client {
         schedule.done_ms = now_ms();
         self.finish_schedule(&schedule, revision, "schedule.cancel", Vec::new())
             .await?;
-        Ok(schedule)
+        self.shown(schedule).await
     }
 
     /// Stores a schedule that is done (applied by `extra`, suspended,

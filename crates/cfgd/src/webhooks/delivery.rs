@@ -195,7 +195,19 @@ impl Client {
                 "replay from revision {from}: revisions start at 1"
             )));
         }
-        self.stored_webhook(id).await?;
+        let (_, created) = self.stored_webhook(id).await?;
+        let cursor = self.webhook_cursor(id).await?;
+        let delivered = if cursor.revision == 0 {
+            created
+        } else {
+            cursor.revision
+        };
+        if from > delivered + 1 {
+            return Err(super::invalid(format!(
+                "replay from revision {from}: delivery is at revision {delivered}, so that would skip what is not delivered yet; replay from {} or earlier",
+                delivered + 1
+            )));
+        }
         let (record, _) = self.trail_op("webhook.replay", SECTION, id);
         let body = serde_json::to_vec(&Replay { from }).expect("serializes");
         let ops = vec![TxnOp::put(format!("{key}/replay"), body, None), record];
@@ -298,6 +310,19 @@ impl Client {
             let (record, _) = self.trail_op("webhook.failed", SECTION, id);
             ops.push(record);
         }
+        self.plain_txn(&key, vec![exists(&key)], ops).await?;
+        Ok(())
+    }
+
+    /// Moves a webhook's cursor past changes it does not want (fenced, for
+    /// the worker), so that a restart does not read them again.
+    pub async fn advance_cursor(&self, id: &str, cursor: Cursor) -> Result<()> {
+        let key = self.webhook_key(id)?;
+        let ops = vec![TxnOp::put(
+            format!("{key}/cursor"),
+            serde_json::to_vec(&cursor).expect("serializes"),
+            None,
+        )];
         self.plain_txn(&key, vec![exists(&key)], ops).await?;
         Ok(())
     }

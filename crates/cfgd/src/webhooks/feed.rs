@@ -1,8 +1,9 @@
 //! A namespace's changes from a revision on, one per revision, each joined
 //! to the audit record written in its transaction: what webhooks deliver.
 //!
-//! One etcd watch from the cursor over the namespace's keys below
-//! `webhooks/` (so the worker's own cursor writes never wake it). Every
+//! One etcd watch from the cursor over the namespace's keys that sort
+//! before `webhooks/` (everything but the webhooks themselves, so the
+//! worker's own cursor writes never wake it). Every
 //! write through cfgd puts its audit record in the same transaction as its
 //! change, so a revision's events hold both; a revision without a record
 //! was made outside cfgd and goes out as unattributed.
@@ -53,9 +54,17 @@ pub struct NamespaceChange {
 }
 
 impl NamespaceChange {
-    /// Whether it touched a name starting with `prefix` (`""`: any).
+    /// Whether it concerns names starting with `prefix` (`""`: any): a
+    /// change of values (config, flags, overlays) that touches one, or a
+    /// change of no value at all (a request's step, a schedule's, a failed
+    /// webhook), which a prefix does not filter.
     pub fn touches(&self, prefix: &str) -> bool {
-        prefix.is_empty() || self.names.iter().any(|n| n.name.starts_with(prefix))
+        let values: Vec<&ChangedName> = self
+            .names
+            .iter()
+            .filter(|n| ["config", "flags", "overlays"].contains(&n.kind.as_str()))
+            .collect();
+        prefix.is_empty() || values.is_empty() || values.iter().any(|n| n.name.starts_with(prefix))
     }
 }
 
@@ -65,8 +74,9 @@ impl NamespaceChange {
 pub enum FeedItem {
     /// The next change.
     Change(Box<NamespaceChange>),
-    /// etcd compacted the revisions from `from` on: those changes cannot be
-    /// told; the feed goes on after `to`, the revision then current.
+    /// etcd compacted revisions the feed had not read (from `from`): what
+    /// changed between cannot be told, so the feed goes on after `to`, the
+    /// revision current then.
     Resync {
         /// The first revision that could not be read.
         from: Revision,
@@ -147,7 +157,9 @@ impl ChangeFeed {
                 continue;
             }
             if answer.canceled() {
+                // Refused (a permission, say): not straight back.
                 self.stream = None;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
             self.take(answer.events());
@@ -267,6 +279,21 @@ impl ChangeFeed {
                 let before = event.prev_kv().and_then(|p| json(p.value()));
                 let after = if deleted { None } else { json(kv.value()) };
                 pairs.push((label, before, after, secret));
+            }
+        }
+        if names.is_empty() {
+            // A step that changed no watched key (a webhook given up on):
+            // what its record names.
+            if let Some(r) = &record {
+                names = r
+                    .names
+                    .iter()
+                    .map(|n| ChangedName {
+                        kind: n.kind.clone(),
+                        name: n.name.clone(),
+                        deleted: false,
+                    })
+                    .collect();
             }
         }
         let mut diff = diff::diff_named(
