@@ -307,6 +307,10 @@ fn bad_schedules_and_webhooks_are_refused_with_one_line() {
             &["webhook", "add", "hooks.example/in"],
             "must start with http://",
         ),
+        (
+            &["webhook", "add", "https://hooks.example/in"],
+            "https receivers are not supported",
+        ),
         (&["webhook", "add", "http://127.0.0.1:9/"], "loopback"),
         (
             &[
