@@ -65,17 +65,27 @@ impl Client {
                 Ok((before, _)) => match before.state {
                     ScheduleState::Pending => return Ok(Outcome::Waiting),
                     ScheduleState::Applied => {
-                        // On what the step before left: the revision of its
-                        // release, which wrote the flag.
-                        let at = match &before.release {
-                            Some(release) => self
-                                .fetch(&self.state.space.audit_key(release), None)
-                                .await?
-                                .map_or(0, |kv| kv.mod_revision()),
-                            None => 0,
-                        };
+                        // On what the step before left: each flag must be
+                        // as that step set it, whatever its revision (the
+                        // step's release record may be pruned since).
+                        let left = before.flags.as_ref().and_then(|d| d.get("flags"));
                         for name in flag_names(&schedule) {
-                            schedule.base.insert(format!("flags/{name}"), at);
+                            let now = self.get_flag(&name).await?;
+                            let set = left.and_then(|f| f.get(&name));
+                            match now {
+                                Some(entry) if Some(&entry.value) == set => {
+                                    schedule
+                                        .base
+                                        .insert(format!("flags/{name}"), entry.revision);
+                                }
+                                _ => {
+                                    let reason = format!(
+                                        "flags/{name} changed after the step before it, {previous}"
+                                    );
+                                    let moved = vec![format!("flags/{name}")];
+                                    return self.suspend(schedule, revision, reason, moved).await;
+                                }
+                            }
                         }
                     }
                     other => {

@@ -241,10 +241,21 @@ impl Client {
             if let Some(fenced) = self.fence_lost(key).await {
                 return Err(fenced);
             }
+            // Someone else's write got there first: what `key` is now.
+            let current = self
+                .fetch(key, None)
+                .await?
+                .map_or(0, |kv| kv.mod_revision());
+            if current == 0 {
+                return Err(Error::NotFound {
+                    key: key.to_owned(),
+                    revision: None,
+                });
+            }
             return Err(Error::Conflict {
                 key: key.to_owned(),
                 expected: 0,
-                current: 0,
+                current,
             });
         }
         Ok(header_revision(resp.header()))
