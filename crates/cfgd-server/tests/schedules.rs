@@ -373,3 +373,65 @@ fn bad_schedules_and_webhooks_are_refused_with_one_line() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "[]");
 }
+
+/// An approved change request scheduled a few seconds ahead is merged at
+/// its time, as one release.
+#[test]
+fn an_approved_request_scheduled_is_merged_at_its_time() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let server = replica(&etcd, &key, "solo", 2, "");
+    leader(&[&server], Duration::from_secs(20));
+    let ns = common::namespace("sreq");
+    let requests = format!("/v1/namespaces/{ns}/requests");
+    let opened = http(
+        &server,
+        "POST",
+        &requests,
+        &[OPS],
+        r#"{"config": {"r.a": 1, "r.b": 2}}"#,
+    );
+    assert_eq!(opened.status, 201, "{}", opened.body);
+    let id = serde_json::from_str::<Value>(&opened.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approved = http(
+        &server,
+        "POST",
+        &format!("{requests}/{id}/approve"),
+        &[REVIEWER],
+        "",
+    );
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let body = json!({"at": "+3s", "request": id});
+    let made = http(
+        &server,
+        "POST",
+        &format!("/v1/namespaces/{ns}/schedules"),
+        &[OPS],
+        &body.to_string(),
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    let done = all_done(&etcd, &key, &ns, Duration::from_secs(15));
+    assert_eq!(done[0]["state"], "applied", "{}", done[0]);
+    let late = done[0]["done_ms"].as_i64().unwrap() - done[0]["at_ms"].as_i64().unwrap();
+    assert!(
+        (0..=1000).contains(&late),
+        "merged {late} ms after its time"
+    );
+    let request: Value =
+        serde_json::from_str(&http(&server, "GET", &format!("{requests}/{id}"), &[OPS], "").body)
+            .unwrap();
+    assert_eq!(request["state"], "merged", "{request}");
+    assert_eq!(request["release"], done[0]["release"], "{request}");
+    let value = http(
+        &server,
+        "GET",
+        &format!("/v1/namespaces/{ns}/config/r.b"),
+        &[OPS],
+        "",
+    );
+    assert_eq!(value.body, "2");
+}

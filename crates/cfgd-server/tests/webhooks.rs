@@ -456,3 +456,104 @@ fn signatures_verify_and_secrets_stay_out_of_payloads() {
     let last = receiver.records().pop().unwrap();
     assert_eq!(last["verified"], false, "{last}");
 }
+
+/// Replay delivers again from a revision (never past the cursor); a cursor
+/// etcd compacted past gets an `io.cfgd.resync` event, then what follows.
+#[test]
+fn replay_and_a_compacted_cursor() {
+    let etcd = EtcdCluster::single();
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path());
+    let server = replica(&etcd, &key, "first", 2, "");
+    leader(&[&server], Duration::from_secs(20));
+    let receiver = Receiver::start();
+    let ns = common::namespace("replay");
+    let hook = add_webhook(
+        &server,
+        &ns,
+        json!({"url": receiver.url(), "secret": SECRET}),
+    );
+    let put = |server: &Server, i: usize| {
+        let reply = http(
+            server,
+            "PUT",
+            &format!("/v1/namespaces/{ns}/config/p{i}"),
+            &[OPS],
+            "1",
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        revision_of(&reply.body)
+    };
+    let first: Vec<i64> = (0..3).map(|i| put(&server, i)).collect();
+    receiver.wait(Duration::from_secs(15), "three changes", |r| r.len() == 3);
+    let from = first[0].to_string();
+    let (ok, _, err) = cfgctl_run(
+        &etcd,
+        &key,
+        &["-n", &ns, "webhook", "replay", &hook, "--from", &from],
+    );
+    assert!(ok, "{err}");
+    receiver.wait(Duration::from_secs(15), "the three again", |r| r.len() == 6);
+    let ids: Vec<String> = receiver
+        .records()
+        .iter()
+        .map(|r| r["webhook_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids[..3],
+        ids[3..],
+        "a replay repeats the same events, in order"
+    );
+    let past = (first[2] + 1000).to_string();
+    let (ok, _, err) = cfgctl_run(
+        &etcd,
+        &key,
+        &["-n", &ns, "webhook", "replay", &hook, "--from", &past],
+    );
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("would skip"),
+        "{err}"
+    );
+    // No worker while three changes are made and compacted away.
+    signal(&server, libc::SIGKILL);
+    drop(server);
+    let missed: Vec<i64> = (3..6)
+        .map(|i| {
+            let key = format!("/cfgd/{ns}/config/p{i}");
+            revision_of(&common::etcdctl(
+                &etcd.endpoints_arg(),
+                &["put", &key, "2", "-w", "json"],
+            ))
+        })
+        .collect();
+    common::etcdctl(
+        &etcd.endpoints_arg(),
+        &["compact", &missed[2].to_string(), "--physical"],
+    );
+    let server = replica(&etcd, &key, "second", 2, "");
+    leader(&[&server], Duration::from_secs(20));
+    let after = put(&server, 9);
+    let records = receiver.wait(
+        Duration::from_secs(20),
+        "the resync and the change after",
+        |records| records.iter().any(|r| record_revision(r) == Some(after)),
+    );
+    let resync = records
+        .iter()
+        .position(|r| r["event"]["type"] == "io.cfgd.resync")
+        .unwrap_or_else(|| panic!("no resync: {records:?}"));
+    let from = records[resync]["data"]["from"].as_i64().unwrap();
+    assert!(from > first[2] && from <= missed[0], "{}", records[resync]);
+    let later = records
+        .iter()
+        .position(|r| record_revision(r) == Some(after))
+        .unwrap();
+    assert!(resync < later);
+    assert!(
+        !records
+            .iter()
+            .any(|r| missed.contains(&record_revision(r).unwrap_or(0))
+                && r["event"]["type"] != "io.cfgd.resync"),
+        "a compacted change was delivered as if it were not"
+    );
+}

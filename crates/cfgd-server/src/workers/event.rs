@@ -44,7 +44,7 @@ impl Told {
                     "namespace": namespace,
                     "from": from,
                     "revision": to,
-                    "reason": "etcd compacted the revisions after this webhook's cursor: the changes between are not told; delivery goes on from revision",
+                    "reason": "etcd compacted revisions not yet sent to this webhook: what changed from `from` on cannot be told; delivery goes on after `revision`",
                 }),
                 summary: format!(
                     "cfgd {namespace}: revisions {from} to {to} were compacted before they were delivered"
