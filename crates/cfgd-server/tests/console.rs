@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::{self, EtcdCluster};
-use crate::harness::{start_with, start_with_settings};
+use crate::harness::start_with_settings;
 
 /// The secret the console must hide until a secrets-scope token asks.
 const SECRET: &str = "hunter2-console-secret";
@@ -157,7 +157,9 @@ async fn the_console_works_in_a_real_browser() {
         key.to_str().unwrap()
     );
     let server = start_with_settings(&etcd, &settings, &[]);
-    let open_server = start_with(&etcd, &["--no-auth"]);
+    // Serves only: the workers (the webhook the browser adds) run on
+    // `server`, which has the secrets key and may deliver on loopback.
+    let open_server = start_with_settings(&etcd, "[workers]\ndisabled = true\n", &["--no-auth"]);
     run_browser_tests(&[
         ("CFGD_SECRET", SECRET.into()),
         ("CFGD_URL", format!("http://{}", server.address)),
