@@ -136,6 +136,15 @@ show cat "$dir/database.yaml"
 ctl set database.config '{"url": "postgres://db/app", "pool_size": 40}'
 wait_for_file "$dir/database.yaml" "pool_size: 40"
 show cat "$dir/database.yaml"
+step "A release scheduled 2 s ahead: the server (the elected worker) applies it, compare-and-set (docs/webhooks.md)"
+printf '{"feature.banner": "winter sale"}\n' >"$dir/release.json"
+ctl release apply "$dir/release.json" --at +2s
+for _ in $(seq 50); do
+  cfgctl schedule list | grep -q '"state": "applied"' && break
+  sleep 0.1
+done
+ctl schedule list
+ctl get feature.banner
 step "The REST API as an OpenAPI 3.1 document, to generate clients from (docs/server.md)"
 printf '$ curl -s %s | head -n 4\n' "$server/openapi.json"
 curl -s "$server/openapi.json" >"$dir/openapi.json"
