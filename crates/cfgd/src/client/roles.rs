@@ -141,8 +141,16 @@ impl Client {
     }
 }
 
-/// 24 random bytes as 32 URL-safe characters.
+/// 24 random bytes as 32 URL-safe characters, never starting with `-`:
+/// `--password -Uf3…` would read as an option on a command line (the
+/// cfgctl roles test met one, a 1-in-64 chance).
 fn new_password() -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::secret::random::<24>())
+    loop {
+        let password =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::secret::random::<24>());
+        if !password.starts_with('-') {
+            return password;
+        }
+    }
 }
