@@ -127,6 +127,16 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
+/// `schedule` with the values of names `policy` calls secret redacted.
+fn redacted(policy: &crate::policy::Policy, mut schedule: Schedule) -> Schedule {
+    for (name, value) in schedule.config.iter_mut() {
+        if policy.is_secret(name) {
+            *value = Value::String(crate::policy::REDACTED.to_owned());
+        }
+    }
+    schedule
+}
+
 /// A schedule id.
 fn new_id() -> String {
     let bytes: [u8; 8] = crate::secret::random();
@@ -347,14 +357,8 @@ impl Client {
     }
 
     /// `schedule` as answered: secrets' values redacted.
-    async fn shown(&self, mut schedule: Schedule) -> Result<Schedule> {
-        let policy = self.current_policy().await?;
-        for (name, value) in schedule.config.iter_mut() {
-            if policy.is_secret(name) {
-                *value = Value::String(crate::policy::REDACTED.to_owned());
-            }
-        }
-        Ok(schedule)
+    async fn shown(&self, schedule: Schedule) -> Result<Schedule> {
+        Ok(redacted(&*self.current_policy().await?, schedule))
     }
 
     fn new_schedule(&self, at_ms: u64) -> Schedule {
@@ -413,26 +417,13 @@ impl Client {
         Ok((vec![absent], ops))
     }
 
-    /// This namespace's schedules, soonest first.
+    /// This namespace's schedules, soonest first (secrets' values redacted).
     pub async fn schedules(&self) -> Result<Vec<Schedule>> {
         let prefix = format!("{}{SECTION}/", self.state.space.base());
-        let mut kv = self.state.etcd().kv().await?;
-        let resp = self
-            .state
-            .etcd()
-            .call(
-                &prefix,
-                None,
-                kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-            )
-            .await?;
-        let mut out: Vec<Schedule> = resp.kvs().iter().map(decode).collect::<Result<_>>()?;
+        let mut out: Vec<Schedule> = self.records(&prefix).await?;
         out.sort_by_key(|s| s.at_ms);
-        let mut shown = Vec::with_capacity(out.len());
-        for schedule in out {
-            shown.push(self.shown(schedule).await?);
-        }
-        Ok(shown)
+        let policy = self.current_policy().await?;
+        Ok(out.into_iter().map(|s| redacted(&policy, s)).collect())
     }
 
     /// One schedule, with its key's revision.

@@ -172,7 +172,11 @@ impl Client {
         self.records(&prefix).await
     }
 
-    async fn records<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+    /// Every JSON record under `prefix`, in key order.
+    pub(crate) async fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<T>> {
         let mut kv = self.state.etcd().kv().await?;
         let resp = self
             .state
