@@ -116,51 +116,99 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The token the request presents, if any and known (`None` without one).
-pub(super) fn identify<'t>(
-    tokens: &'t [Token],
-    headers: &HeaderMap,
-) -> Result<Option<&'t Token>, ApiError> {
-    let Some(presented) = headers
+/// Compares two texts (CSRF tokens) in constant time.
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    same(
+        &Sha256::digest(a.as_bytes()).into(),
+        &Sha256::digest(b.as_bytes()).into(),
+    )
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// How a caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// A token of the settings file.
+    Token,
+    /// A JWT access token of the `[oidc]` issuer.
+    Jwt,
+    /// The console's session cookie; writes carry this CSRF token.
+    Session { csrf: String },
+}
+
+/// Who a request comes from, once its credentials were checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// Its name in logs, metrics and the audit trail: the token's name, or
+    /// `oidc:<subject>` (with the email when the issuer gave one).
+    pub(crate) name: String,
+    /// Namespace (or `"*"`) → scope.
+    pub(crate) scopes: HashMap<String, Scope>,
+    pub(crate) proof: Proof,
+    /// An SSO user's groups, as the issuer named them.
+    pub(crate) groups: Vec<String>,
+}
+
+impl Caller {
+    /// The caller of local token `token`.
+    pub(crate) fn of_token(token: &Token) -> Self {
+        Caller {
+            name: token.name.clone(),
+            scopes: token.scopes.clone(),
+            proof: Proof::Token,
+            groups: Vec::new(),
+        }
+    }
+
+    /// The scope this caller has in `namespace`, if any.
+    pub(crate) fn scope(&self, namespace: &str) -> Option<Scope> {
+        self.scopes
+            .get(namespace)
+            .or_else(|| self.scopes.get("*"))
+            .copied()
+    }
+
+    /// Refuses this caller unless it has `needed` in `namespace`.
+    pub(crate) fn may(&self, namespace: &str, needed: Scope) -> Result<(), ApiError> {
+        match self.scope(namespace) {
+            Some(scope) if scope >= needed => Ok(()),
+            _ => Err(ApiError::forbidden(format!(
+                "{} {:?} may not {} namespace {namespace:?}",
+                if self.proof == Proof::Token {
+                    "token"
+                } else {
+                    "user"
+                },
+                self.name,
+                match needed {
+                    Scope::Read => "read",
+                    Scope::Write => "write to",
+                    Scope::Secrets => "read the secrets of",
+                    Scope::Admin => "administer",
+                }
+            ))),
+        }
+    }
+}
+
+/// The bearer credential of the request, if it sends one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return Ok(None);
-    };
-    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-    tokens
-        .iter()
-        .find(|t| same(&t.digest(), &digest))
-        .map(Some)
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))
+        .map(str::trim)
 }
 
-/// Checks the request's bearer token against `namespace` and `needed`.
-/// With auth off, everything passes.
-pub(super) fn check<'t>(
-    tokens: &'t [Token],
-    no_auth: bool,
-    headers: &HeaderMap,
-    namespace: &str,
-    needed: Scope,
-) -> Result<Option<&'t Token>, ApiError> {
-    if no_auth {
-        return Ok(None);
-    }
-    let token = identify(tokens, headers)?
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;
-    match token.scope(namespace) {
-        Some(scope) if scope >= needed => Ok(Some(token)),
-        _ => Err(ApiError::forbidden(format!(
-            "token {:?} may not {} namespace {namespace:?}",
-            token.name,
-            match needed {
-                Scope::Read => "read",
-                Scope::Write => "write to",
-                Scope::Secrets => "read the secrets of",
-                Scope::Admin => "administer",
-            }
-        ))),
-    }
+/// The local token whose secret is `presented`, if any.
+pub(crate) fn token<'t>(tokens: &'t [Token], presented: &str) -> Option<&'t Token> {
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    tokens.iter().find(|t| same(&t.digest(), &digest))
 }

@@ -153,12 +153,30 @@ pub(crate) struct Ready {
 pub(crate) struct Whoami {
     /// False when the server runs with `--no-auth`.
     pub(crate) auth: bool,
-    /// The token's name.
+    /// The token's name, or `oidc:<subject>` (with the email the issuer
+    /// gave) for a user signed in with SSO.
     pub(crate) name: String,
     /// Namespace (or `*`) → `read`, `write`, `secrets` or `admin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub(crate) scopes: Option<BTreeMap<String, String>>,
+    /// How the caller signed in: `token`, `jwt` (the issuer's access
+    /// token) or `session` (the console's cookie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) via: Option<&'static str>,
+    /// With a session: the `X-Cfgd-Csrf` header its writes must carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) csrf: Option<String>,
+    /// With SSO: the groups the issuer named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) groups: Option<Vec<String>>,
+    /// Why a signed-in user sees nothing, when their groups map to no scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub(crate) notice: Option<String>,
 }
 
 /// A namespace the token may read.

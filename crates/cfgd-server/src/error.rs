@@ -55,6 +55,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// The HTTP status of each [`ErrorKind`]: the one table the server's error

@@ -61,7 +61,7 @@ pub(super) async fn labeled(
         .await?
         .ok_or_else(|| not_found(client.etcd_key(name)))?;
     if entry.secret {
-        state.may_read_secrets(headers, ns, name)?;
+        state.may_read_secrets(headers, ns, name).await?;
     }
     value_response(headers, &entry)
 }
@@ -79,7 +79,7 @@ pub(super) async fn read(
         // A secret anywhere in the line shows only to those who may read it.
         let policy = client.effective_policy().await?;
         if policy.is_secret(name) {
-            state.may_read_secrets(headers, ns, name)?;
+            state.may_read_secrets(headers, ns, name).await?;
         }
         if explained.value.is_none() && explained.layers.iter().all(|l| l.value.is_none()) {
             return Err(not_found(client.etcd_key(name)).into());
@@ -93,7 +93,7 @@ pub(super) async fn read(
         .await?
         .ok_or_else(|| not_found(client.etcd_key(name)))?;
     if entry.secret {
-        state.may_read_secrets(headers, ns, name)?;
+        state.may_read_secrets(headers, ns, name).await?;
     }
     value_response(headers, &entry)
 }

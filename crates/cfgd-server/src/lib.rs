@@ -2,7 +2,9 @@
 //! language. [`app`] builds the router, [`run`] serves it until shutdown.
 //!
 //! - Settings from flags, `CFGD_*` variables or a TOML file ([`Settings`]).
-//! - Bearer tokens with read, write and admin scopes per namespace.
+//! - Bearer tokens with read, write and admin scopes per namespace, and
+//!   single sign-on with an OpenID Connect issuer (`[oidc]`): the console
+//!   signs in with it, and the API takes its JWT access tokens.
 //! - REST: config and flags with ETags and compare-and-set, lists, history.
 //! - Server-Sent Events: every change under a prefix, resumable with
 //!   `Last-Event-ID`.
@@ -33,6 +35,7 @@ mod meta;
 mod metrics;
 mod observe;
 mod ofrep;
+mod oidc;
 mod overlays;
 mod params;
 mod releases;
@@ -41,6 +44,7 @@ mod rest;
 mod routes;
 mod schedules;
 mod schemas;
+mod secs;
 mod serve;
 mod settings;
 pub(crate) mod sse;
@@ -55,6 +59,7 @@ mod workers;
 pub use auth::{Scope, Token};
 pub use error::{http_status, ApiError};
 pub use grpc::grpc_code;
+pub use oidc::OidcSettings;
 pub use routes::{app, openapi, Access, Route, ROUTES};
 pub use serve::run;
 pub use settings::{GrpcSettings, Settings};

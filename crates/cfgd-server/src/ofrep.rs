@@ -13,7 +13,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::auth::{self, Scope};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::rest::hex;
 use super::AppState;
@@ -24,7 +24,7 @@ use cfgd_flags::{Details, ErrorCode, Json as AnyJson, Reason};
 
 /// The namespace: the token's, when it is scoped to exactly one; else the
 /// `X-Cfgd-Namespace` header's.
-fn namespace(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+async fn namespace(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(ns) = headers.get("x-cfgd-namespace") {
         return ns
             .to_str()
@@ -34,10 +34,10 @@ fn namespace(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> 
     if !state.settings.no_auth {
         // Which token is it? Checking it for an impossible namespace tells
         // us nothing, so look it up by its scopes instead.
-        if let Some(token) = auth::identify(&state.settings.tokens, headers)? {
-            let mut names = token.scopes.keys().filter(|n| n.as_str() != "*");
+        if let Some(caller) = state.caller(headers).await? {
+            let mut names = caller.scopes.keys().filter(|n| n.as_str() != "*");
             if let (Some(only), None, false) =
-                (names.next(), names.next(), token.scopes.contains_key("*"))
+                (names.next(), names.next(), caller.scopes.contains_key("*"))
             {
                 return Ok(only.clone());
             }
@@ -136,7 +136,7 @@ async fn request_in(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(String, cfgd::Flags, Value), ApiError> {
-    let ns = namespace(state, headers)?;
+    let ns = namespace(state, headers).await?;
     let client = state.authorized(headers, &ns, Scope::Read).await?;
     Ok((ns, client.flags()?, context(state, body)?))
 }

@@ -35,7 +35,7 @@ pub(super) async fn get_in(
         .await?
         .ok_or_else(|| not_found(section.key(&client, name)))?;
     if entry.secret {
-        state.may_read_secrets(headers, ns, name)?;
+        state.may_read_secrets(headers, ns, name).await?;
     }
     value_response(headers, &entry)
 }

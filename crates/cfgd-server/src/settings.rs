@@ -38,19 +38,19 @@ pub struct Settings {
     /// `text` or `json` logs.
     pub log_format: String,
     /// How long etcd may take to answer at start.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub connect_timeout: Duration,
     /// Seconds between SSE heartbeat comments.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub heartbeat: Duration,
     /// Seconds requests in flight get to finish at shutdown.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub drain_timeout: Duration,
     /// Seconds a client gets to send a request's headers, and an idle
     /// keep-alive connection to start its next request, before the
     /// connection is closed: slow or stalled clients cannot hold
     /// connections open.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub header_read_timeout: Duration,
     /// Audit records older than this many days are pruned (every 10
     /// minutes, in each namespace served); 0 keeps them by age.
@@ -101,6 +101,9 @@ pub struct Settings {
     pub workers: WorkerSettings,
     /// Webhook delivery.
     pub webhooks: WebhookSettings,
+    /// Single sign-on with an OpenID Connect issuer, for the console and
+    /// the API; off unless set.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 /// The `[workers]` table: one replica at a time runs the workers, elected
@@ -111,7 +114,7 @@ pub struct WorkerSettings {
     /// Seconds of the elected replica's lease: how long a replica that
     /// died holds the workers before another takes them (whole seconds,
     /// at least 1).
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub ttl: Duration,
     /// This replica's name in the election and in each delivery's
     /// `cfgd-replica` header; `{hostname}-{pid}` unless set.
@@ -139,17 +142,17 @@ pub struct WebhookSettings {
     /// cannot be aimed inside.
     pub allow_loopback: bool,
     /// Seconds an event is retried before it is marked failed and skipped.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub retry_for: Duration,
     /// Seconds before the first retry; each next one waits twice as long,
     /// with jitter, up to `retry_max`.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub retry_min: Duration,
     /// The longest wait between retries, in seconds.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub retry_max: Duration,
     /// Seconds a receiver gets to answer one attempt.
-    #[serde(with = "secs")]
+    #[serde(with = "crate::secs")]
     pub timeout: Duration,
 }
 
@@ -226,17 +229,8 @@ impl Default for Settings {
             grpc: GrpcSettings::default(),
             workers: WorkerSettings::default(),
             webhooks: WebhookSettings::default(),
+            oidc: None,
         }
-    }
-}
-
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
     }
 }
 
@@ -244,8 +238,12 @@ impl Settings {
     /// Checks what a server must not start with: no tokens and auth not
     /// explicitly turned off, a token without a usable secret, a bad scope.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.no_auth && self.tokens.is_empty() {
-            return Err("no tokens configured: add [[tokens]] to the config file, or pass --no-auth to serve without auth".into());
+        if !self.no_auth && self.tokens.is_empty() && self.oidc.is_none() {
+            return Err("no tokens configured: add [[tokens]] (or [oidc]) to the config file, or pass --no-auth to serve without auth".into());
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.validate()?;
+            crate::oidc::Oidc::new(oidc.clone())?;
         }
         for token in &self.tokens {
             token.validate()?;

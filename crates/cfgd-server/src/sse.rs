@@ -82,7 +82,7 @@ pub(super) async fn watch(
 ) -> Result<Response, ApiError> {
     let client = state.authorized(&headers, &ns, Scope::Read).await?;
     let client = crate::labels::labelled(client, &ns, &headers).await?;
-    let permit = state.http_stream_permit(&headers)?;
+    let permit = state.http_stream_permit(&headers).await?;
     let resume = headers
         .get("last-event-id")
         .map(|v| {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use cfgd::{Client, ClientBuilder};
 
-use crate::auth::{self, Scope};
+use crate::auth::{self, Caller, Proof, Scope};
 use crate::error::ApiError;
+use crate::oidc::{session, Oidc};
 use crate::settings::Settings;
 use crate::{limits, metrics};
 
@@ -35,11 +36,18 @@ pub struct AppState {
     pub(crate) stream_secret: [u8; 32],
     /// The elected worker's state (see `workers`).
     pub(crate) workers: crate::leadership::Workers,
+    /// The `[oidc]` issuer, when single sign-on is on.
+    pub(crate) oidc: Option<Arc<Oidc>>,
+    /// The client that keeps console sessions, made on first use.
+    sessions: tokio::sync::OnceCell<Client>,
 }
 
 impl AppState {
     /// State for `settings`, which [`Settings::validate`] has passed.
     pub fn new(settings: Settings) -> Arc<Self> {
+        let oidc = settings.oidc.clone().map(|oidc| {
+            Arc::new(Oidc::new(oidc).expect("validated [oidc] settings make an issuer"))
+        });
         let builder = settings.builder();
         // Nothing is connected yet: namespaces attach as requests name them.
         let builder = builder
@@ -59,30 +67,121 @@ impl AppState {
             streams: Default::default(),
             write_rates: Default::default(),
             workers: Default::default(),
+            oidc,
+            sessions: Default::default(),
         })
+    }
+
+    /// The client that stores console sessions (any namespace's would do:
+    /// they live under the root).
+    pub(crate) async fn sessions(&self) -> cfgd::Result<Client> {
+        self.sessions
+            .get_or_try_init(|| {
+                self.builder
+                    .clone()
+                    .live(false)
+                    .namespace("default")
+                    .connect()
+            })
+            .await
+            .cloned()
+    }
+
+    /// Who the request comes from: a token of the settings, a JWT access
+    /// token of the `[oidc]` issuer, or the console's session cookie;
+    /// `None` when it shows none of them. A bearer credential that is
+    /// none of these is refused, with the reason logged.
+    pub(crate) async fn caller(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Option<Caller>, ApiError> {
+        if let Some(presented) = auth::bearer(headers) {
+            if let Some(token) = auth::token(&self.settings.tokens, presented) {
+                return Ok(Some(Caller::of_token(token)));
+            }
+            let jwt = presented.split('.').count() == 3;
+            let Some(oidc) = self.oidc.as_deref().filter(|_| jwt) else {
+                return Err(ApiError::unauthorized("unknown token"));
+            };
+            return match oidc.verify(presented, oidc.audience()).await {
+                Ok(identity) => Ok(Some(Caller {
+                    name: identity.actor(),
+                    scopes: oidc.settings.scopes_of(&identity.groups),
+                    proof: Proof::Jwt,
+                    groups: identity.groups,
+                })),
+                Err(reason) => {
+                    tracing::warn!(%reason, "refused a bearer JWT");
+                    Err(ApiError::unauthorized(format!(
+                        "bearer JWT refused: {reason}"
+                    )))
+                }
+            };
+        }
+        let (Some(oidc), Some(secret)) = (
+            self.oidc.as_deref(),
+            session::cookie(headers, session::COOKIE),
+        ) else {
+            return Ok(None);
+        };
+        match session::find(&self.sessions().await?, secret).await? {
+            Some(record) => Ok(Some(Caller {
+                name: record.identity().actor(),
+                scopes: oidc.settings.scopes_of(&record.groups),
+                proof: Proof::Session {
+                    csrf: session::csrf(oidc, secret),
+                },
+                groups: record.groups,
+            })),
+            None => Err(ApiError::unauthorized(
+                "the session has ended (signed out or expired): sign in again",
+            )),
+        }
+    }
+
+    /// The caller, which must have `needed` in `namespace`; `None` with
+    /// auth off.
+    pub(crate) async fn check(
+        &self,
+        headers: &axum::http::HeaderMap,
+        namespace: &str,
+        needed: Scope,
+    ) -> Result<Option<Caller>, ApiError> {
+        if self.settings.no_auth {
+            return Ok(None);
+        }
+        let caller = self.caller(headers).await?.ok_or_else(missing)?;
+        caller.may(namespace, needed)?;
+        Ok(Some(caller))
+    }
+
+    /// The caller, which must show some credentials; `None` with auth off.
+    pub(crate) async fn signed_in(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Option<Caller>, ApiError> {
+        if self.settings.no_auth {
+            return Ok(None);
+        }
+        self.caller(headers).await?.ok_or_else(missing).map(Some)
     }
 
     /// Refuses to show secret `name`'s plaintext to a token without the
     /// secrets scope in `namespace`.
-    pub(crate) fn may_read_secrets(
+    pub(crate) async fn may_read_secrets(
         &self,
         headers: &axum::http::HeaderMap,
         namespace: &str,
         name: &str,
     ) -> Result<(), ApiError> {
-        auth::check(
-            &self.settings.tokens,
-            self.settings.no_auth,
-            headers,
-            namespace,
-            Scope::Secrets,
-        )
-        .map(drop)
-        .map_err(|_| {
-            ApiError::forbidden(format!(
-                "{name} is a secret: reading its value takes a token with the secrets scope"
-            ))
-        })
+        self.check(headers, namespace, Scope::Secrets)
+            .await
+            .map(drop)
+            .map_err(|_| {
+                ApiError::forbidden(format!(
+                    "{name} is a secret: reading its value takes a token with the secrets scope"
+                ))
+            })
     }
 
     /// The client of `namespace` for a request that needs `scope` there:
@@ -93,19 +192,13 @@ impl AppState {
         namespace: &str,
         scope: Scope,
     ) -> Result<Client, ApiError> {
-        let token = auth::check(
-            &self.settings.tokens,
-            self.settings.no_auth,
-            headers,
-            namespace,
-            scope,
-        )?;
+        let caller = self.check(headers, namespace, scope).await?;
         let client = self.client(namespace).await?;
         if scope == Scope::Read {
             return Ok(client);
         }
         // Writes are audited as the token, with the caller's reason.
-        let actor = token.map_or(ANONYMOUS, |t| t.name.as_str());
+        let actor = caller.as_ref().map_or(ANONYMOUS, |c| c.name.as_str());
         if let Some(rate) = self.settings.write_rate_per_token {
             if let Err(wait) = self.write_rates.take(actor, rate) {
                 self.metrics.refused("write_rate");
@@ -148,14 +241,12 @@ impl AppState {
 
     /// [`stream_permit`](Self::stream_permit) for an HTTP request: the
     /// token it presents, and the refusal as 503 or 429 with `Retry-After`.
-    pub(crate) fn http_stream_permit(
+    pub(crate) async fn http_stream_permit(
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<limits::Permit, ApiError> {
-        let token = auth::identify(&self.settings.tokens, headers)
-            .ok()
-            .flatten()
-            .map_or(ANONYMOUS, |t| t.name.as_str());
+        let caller = self.caller(headers).await.ok().flatten();
+        let token = caller.as_ref().map_or(ANONYMOUS, |c| c.name.as_str());
         self.stream_permit(token).map_err(|full| {
             let error = match full {
                 limits::Full::Server => ApiError::new(
@@ -199,4 +290,10 @@ impl AppState {
         clients.insert(namespace.to_owned(), client.clone());
         Ok(client)
     }
+}
+
+fn missing() -> ApiError {
+    ApiError::unauthorized(
+        "missing bearer token (Authorization: Bearer …), or sign in to the console",
+    )
 }

@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::auth::{self, Scope};
+use super::auth::{Proof, Scope};
 use super::error::ApiError;
 use super::rest::ok;
 use super::AppState;
@@ -118,44 +118,52 @@ pub(super) async fn whoami(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if state.settings.no_auth {
+    let Some(caller) = state.signed_in(&headers).await? else {
         return Ok(ok(&Whoami {
             auth: false,
             name: crate::state::ANONYMOUS.to_owned(),
             scopes: None,
+            via: None,
+            csrf: None,
+            groups: None,
+            notice: None,
         }));
-    }
-    let token = auth::identify(&state.settings.tokens, &headers)?
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer …)"))?;
-    let scopes = token
-        .scopes
-        .iter()
-        .map(|(ns, scope)| (ns.clone(), scope.as_str().to_owned()))
-        .collect();
+    };
+    let sso = caller.proof != Proof::Token;
+    // Told rather than left to wonder why every list is empty.
+    let notice = (sso && caller.scopes.is_empty()).then(|| {
+        format!(
+            "signed in, but your groups ({}) give no access to any namespace: ask an administrator to map one of them in [oidc.groups]",
+            if caller.groups.is_empty() { "none".to_owned() } else { caller.groups.join(", ") }
+        )
+    });
     Ok(ok(&Whoami {
         auth: true,
-        name: token.name.clone(),
-        scopes: Some(scopes),
+        scopes: Some(crate::oidc::scope_names(&caller.scopes)),
+        via: Some(match caller.proof {
+            Proof::Token => "token",
+            Proof::Jwt => "jwt",
+            Proof::Session { .. } => "session",
+        }),
+        csrf: match &caller.proof {
+            Proof::Session { csrf } => Some(csrf.clone()),
+            _ => None,
+        },
+        groups: sso.then(|| caller.groups.clone()),
+        notice,
+        name: caller.name,
     }))
 }
 
 #[utoipa::path(
     get, path = "/v1/namespaces", tag = "console", operation_id = "listNamespaces",
-    responses((status = 200, description = "The namespaces the token may read, with counts", body = Vec<crate::bodies::NamespaceSummary>))
+    responses((status = 200, description = "The namespaces the caller may read, with counts", body = Vec<crate::bodies::NamespaceSummary>))
 )]
 pub(super) async fn namespaces(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = if state.settings.no_auth {
-        None
-    } else {
-        Some(
-            auth::identify(&state.settings.tokens, &headers)?.ok_or_else(|| {
-                ApiError::unauthorized("missing bearer token (Authorization: Bearer …)")
-            })?,
-        )
-    };
+    let caller = state.signed_in(&headers).await?;
     let probe = state
         .builder
         .clone()
@@ -165,16 +173,16 @@ pub(super) async fn namespaces(
         .await?;
     let mut names = probe.namespaces().await?;
     // A namespace a token names but that holds nothing yet is still its.
-    if let Some(token) = token {
-        names.extend(token.scopes.keys().filter(|ns| *ns != "*").cloned());
+    if let Some(caller) = &caller {
+        names.extend(caller.scopes.keys().filter(|ns| *ns != "*").cloned());
     }
     names.sort();
     names.dedup();
     let mut out = Vec::new();
     for name in names {
-        let scope = match token {
+        let scope = match &caller {
             None => Scope::Admin,
-            Some(token) => match token.scope(&name) {
+            Some(caller) => match caller.scope(&name) {
                 Some(scope) => scope,
                 None => continue,
             },

@@ -90,6 +90,12 @@ pub(crate) fn start_with_key(etcd: &EtcdCluster, key: &std::path::Path) -> Serve
 
 /// [`start_with`], with `settings` (TOML keys) ahead of the tokens.
 pub(crate) fn start_with_settings(etcd: &EtcdCluster, settings: &str, extra: &[&str]) -> Server {
+    start_on(etcd, "127.0.0.1:0", settings, extra)
+}
+
+/// [`start_with_settings`] on `listen`, for settings that must name the
+/// server's own address before it starts (an SSO redirect URL).
+pub(crate) fn start_on(etcd: &EtcdCluster, listen: &str, settings: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfgd.toml");
     let text = format!(
@@ -101,7 +107,7 @@ pub(crate) fn start_with_settings(etcd: &EtcdCluster, settings: &str, extra: &[&
         .args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--endpoints",
             &etcd.endpoints_arg(),
         ])
@@ -139,13 +145,23 @@ pub(crate) fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let mut stream = TcpStream::connect(&server.address).unwrap();
+    http_to(&server.address, method, path, headers, body)
+}
+
+/// [`http`] to any `address` (host:port).
+pub(crate) fn http_to(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        server.address,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

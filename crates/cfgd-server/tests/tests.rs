@@ -36,6 +36,8 @@ mod harness;
 
 mod ofrep;
 
+mod oidc;
+
 mod openapi;
 
 mod openapi_found;

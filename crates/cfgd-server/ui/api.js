@@ -1,6 +1,7 @@
-// cfgd's REST API: the bearer token (kept in this tab's sessionStorage),
-// one fetch wrapper whose errors come back as the server worded them, and
-// the reads the console asks the server rather than working out itself.
+// cfgd's REST API: the bearer token (kept in this tab's sessionStorage) or
+// the SSO session's cookie and CSRF token, one fetch wrapper whose errors
+// come back as the server worded them, and the reads the console asks the
+// server rather than working out itself.
 
 import { enc, encName } from "./dom.js";
 
@@ -18,7 +19,13 @@ export function setToken(t, keep = false) {
 export function forgetToken() {
   sessionStorage.removeItem(TOKEN_KEY);
   token = null;
+  csrf = null;
 }
+
+// With an SSO session (its cookie is HttpOnly: the browser sends it), the
+// token that writes must carry, as GET /v1/whoami gave it.
+let csrf = null;
+export const setCsrf = (c) => (csrf = c || null);
 
 /** The Authorization header of the token, if there is one. */
 export function authHeaders() {
@@ -38,6 +45,7 @@ export class ApiError extends Error {
  * body is sent as the text it is (JSON as typed, key order and all). */
 export async function api(method, path, { body, headers = {}, raw = false } = {}) {
   const all = { ...authHeaders(), ...headers };
+  if (csrf && !token && method !== "GET" && method !== "HEAD") all["X-Cfgd-Csrf"] = csrf;
   if (body !== undefined && !raw) all["Content-Type"] = "application/json";
   const res = await fetch(path, {
     method,

@@ -4,7 +4,7 @@
 // rule (schemas, the policy, approvals) and every diff is the server's;
 // the pages only show what the server says.
 
-import { api, forgetToken, hasToken } from "./api.js";
+import { api, forgetToken, hasToken, setCsrf } from "./api.js";
 import { auditPage } from "./audit.js";
 import { configPage } from "./config.js";
 import { $, enc, fill, h, showError } from "./dom.js";
@@ -89,7 +89,14 @@ function whoBar() {
         "button",
         {
           class: "secondary",
-          onclick: () => {
+          onclick: async () => {
+            if (who.via === "session") {
+              try {
+                await api("POST", "/oidc/logout");
+              } catch (e) {
+                return showError(e);
+              }
+            }
             forgetToken();
             state.who = null;
             stopLive();
@@ -108,6 +115,7 @@ async function start() {
   try {
     const { data } = await api("GET", "/v1/whoami");
     state.who = data;
+    setCsrf(data.csrf);
   } catch (e) {
     if (e.status !== 401) showError(e);
     state.who = null;

@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { enc, h, render, table } from "./dom.js";
+import { state } from "./state.js";
 
 export async function namespacesPage() {
   const { data } = await api("GET", "/v1/namespaces");
@@ -16,6 +17,8 @@ export async function namespacesPage() {
             h("tr", {}, h("td", {}, h("a", { href: `#/ns/${enc(n.name)}/config` }, n.name)), h("td", {}, n.values), h("td", {}, n.flags), h("td", {}, n.scope)),
           ),
         )
-      : h("p", {}, "No namespace you may read holds anything yet."),
+      : h("p", { role: state.who && state.who.notice ? "status" : null }, state.who && state.who.notice ? capital(state.who.notice) : "No namespace you may read holds anything yet."),
   );
 }
+
+const capital = (text) => text.charAt(0).toUpperCase() + text.slice(1);

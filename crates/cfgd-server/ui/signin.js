@@ -1,5 +1,7 @@
-// The sign-in page: a bearer token, checked with GET /v1/whoami before it
-// is kept (in this tab only).
+// The sign-in page: single sign-on when the server has an [oidc] issuer
+// (GET /oidc says so; the server runs the whole flow and sets a session
+// cookie), or a bearer token, checked with GET /v1/whoami before it is
+// kept (in this tab only).
 
 import { api, setToken } from "./api.js";
 import { h, render, showError } from "./dom.js";
@@ -35,4 +37,19 @@ export function signInPage(signedIn) {
   );
   render(form);
   input.focus();
+  offerSso(form);
+}
+
+/** Puts "Sign in with SSO" above the token form, if the server has SSO. */
+async function offerSso(form) {
+  let sso = null;
+  try {
+    sso = (await api("GET", "/oidc")).data;
+  } catch {
+    return; // an older server: tokens only
+  }
+  if (!sso || !sso.enabled) return;
+  const back = `/ui/${location.hash}`;
+  const link = h("a", { class: "button", href: `${sso.login}?return_to=${encodeURIComponent(back)}` }, "Sign in with SSO");
+  form.querySelector("h1").after(h("p", {}, link), h("p", { class: "muted" }, `With ${sso.issuer}, or with a token:`));
 }

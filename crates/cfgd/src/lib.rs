@@ -258,6 +258,7 @@ pub mod policy;
 pub mod schedules;
 pub mod schema;
 pub mod secret;
+pub mod sessions;
 mod snapshot;
 mod subscription;
 mod types;

@@ -31,7 +31,7 @@ impl Grpc {
         context: Option<&prost_types::Struct>,
         default: T,
     ) -> Result<Answer<T>, Status> {
-        let namespace = self.namespace(request, "")?;
+        let namespace = self.namespace(request, "").await?;
         let flags = self.client(&namespace).await?.flags().map_err(status)?;
         let context = Value::Object(context.map(from_struct).unwrap_or_default());
         answer(flags.details(key, default, &context))
@@ -149,7 +149,7 @@ macro_rules! evaluation_service {
                 &self,
                 request: Request<$module::ResolveAllRequest>,
             ) -> Result<Response<$module::ResolveAllResponse>, Status> {
-                let namespace = self.namespace(&request, "")?;
+                let namespace = self.namespace(&request, "").await?;
                 let flags = self.client(&namespace).await?.flags().map_err(status)?;
                 let context = Value::Object(
                     request.get_ref().context.as_ref().map(from_struct).unwrap_or_default(),
@@ -190,8 +190,8 @@ macro_rules! evaluation_service {
                 &self,
                 request: Request<$module::EventStreamRequest>,
             ) -> Result<Response<Self::EventStreamStream>, Status> {
-                let namespace = self.namespace(&request, "")?;
-                let permit = self.permit(&request, &namespace)?;
+                let namespace = self.namespace(&request, "").await?;
+                let permit = self.permit(&request, &namespace).await?;
                 let client = self.client(&namespace).await?;
                 let mut changes = client.subscribe_flags("").map_err(status)?;
                 let mut shutdown = self.state.shutdown.subscribe();

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tonic::{Code, Request, Response, Status};
 
-use crate::auth::{self, Scope};
+use crate::auth::Scope;
 use crate::AppState;
 use cfgd::{Client, ErrorKind};
 use convert::to_struct;
@@ -74,8 +74,8 @@ impl Grpc {
 
     /// The namespace a call is for, once its caller may read it. Labels in
     /// its selector are for flag sync only.
-    fn namespace<T>(&self, request: &Request<T>, selector: &str) -> Result<String, Status> {
-        let (namespace, labels) = self.target(request, selector)?;
+    async fn namespace<T>(&self, request: &Request<T>, selector: &str) -> Result<String, Status> {
+        let (namespace, labels) = self.target(request, selector).await?;
         if !labels.is_empty() {
             return Err(Status::invalid_argument(
                 "labels in a selector choose overlays for flag sync (SyncFlags, FetchAllFlags) only",
@@ -86,7 +86,7 @@ impl Grpc {
 
     /// The namespace a call is for and the labels its selector gives, once
     /// its caller may read that namespace.
-    fn target<T>(
+    async fn target<T>(
         &self,
         request: &Request<T>,
         selector: &str,
@@ -115,35 +115,38 @@ impl Grpc {
             return Ok((namespace, labels));
         }
         let headers = metadata.clone().into_headers();
-        let token = auth::identify(&self.state.settings.tokens, &headers)
-            .map_err(|_| Status::unauthenticated("unknown token"))?
+        let caller = self
+            .state
+            .caller(&headers)
+            .await
+            .map_err(|e| Status::unauthenticated(e.message().to_owned()))?
             .ok_or_else(|| {
                 Status::unauthenticated(format!(
                     "namespace {namespace:?} is not open to the gRPC listener: send \
                      authorization: Bearer <token> metadata, or add it to [grpc] namespaces"
                 ))
             })?;
-        match token.scope(&namespace) {
-            Some(scope) if scope >= Scope::Read => Ok((namespace, labels)),
-            _ => Err(Status::permission_denied(format!(
-                "token {:?} may not read namespace {namespace:?}",
-                token.name
-            ))),
-        }
+        caller
+            .may(&namespace, Scope::Read)
+            .map_err(|e| Status::permission_denied(e.message().to_owned()))?;
+        Ok((namespace, labels))
     }
 
     /// A place for one more stream of this caller: its token's share, or
     /// without a token, the share of the namespace's open callers.
-    fn permit<T>(
+    async fn permit<T>(
         &self,
         request: &Request<T>,
         namespace: &str,
     ) -> Result<super::limits::Permit, Status> {
         let headers = request.metadata().clone().into_headers();
-        let key = auth::identify(&self.state.settings.tokens, &headers)
+        let key = self
+            .state
+            .caller(&headers)
+            .await
             .ok()
             .flatten()
-            .map_or_else(|| format!("grpc:{namespace}"), |t| t.name.clone());
+            .map_or_else(|| format!("grpc:{namespace}"), |c| c.name);
         self.state.stream_permit(&key).map_err(|full| match full {
             super::limits::Full::Server => Status::unavailable(
                 "the server holds as many streams as it allows (max_streams); retry later",
@@ -291,8 +294,8 @@ impl FlagSyncService for Grpc {
         &self,
         request: Request<sync::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        let (namespace, labels) = self.target(&request, &request.get_ref().selector)?;
-        let permit = self.permit(&request, &namespace)?;
+        let (namespace, labels) = self.target(&request, &request.get_ref().selector).await?;
+        let permit = self.permit(&request, &namespace).await?;
         let provider = provider_id(&request.get_ref().provider_id).to_owned();
         tracing::info!(%namespace, provider, %labels, "flag sync stream opened");
         let mut documents = self.document(&namespace, labels).await?;
@@ -330,7 +333,7 @@ impl FlagSyncService for Grpc {
         &self,
         request: Request<sync::FetchAllFlagsRequest>,
     ) -> Result<Response<sync::FetchAllFlagsResponse>, Status> {
-        let (namespace, labels) = self.target(&request, &request.get_ref().selector)?;
+        let (namespace, labels) = self.target(&request, &request.get_ref().selector).await?;
         let document = self
             .document(&namespace, labels)
             .await?

@@ -65,6 +65,7 @@ use Access::{Namespace as Ns, Open, Ticket, Token};
 use Scope::{Admin, Read, Write};
 
 use crate::auth::Scope;
+use crate::oidc::routes as oidc;
 use crate::state::AppState;
 use crate::{
     audit, diff, layers, meta, observe, ofrep, overlays, releases, requests, rest, schedules,
@@ -80,6 +81,10 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/ui", Open, || get(ui::redirect)),
     route("GET", "/ui/", Open, || get(ui::index)),
     route("GET", "/ui/{file}", Open, || get(ui::file)),
+    route("GET", "/oidc", Open, || get(oidc::info)),
+    route("GET", "/oidc/login", Open, || get(oidc::login)),
+    route("GET", "/oidc/callback", Open, || get(oidc::callback)),
+    route("POST", "/oidc/logout", Open, || post(oidc::logout)),
     route("GET", "/v1/whoami", Token, || get(ui::whoami)),
     route("GET", "/v1/namespaces", Token, || get(ui::namespaces)),
     route("GET", "/v1/namespaces/{ns}/config", Ns(Read), || {
@@ -323,6 +328,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         // Every route reads its body whole: bound it (413 beyond).
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings.max_body_bytes,
+        ))
+        // Before any handler: a cookie-signed write without its CSRF token
+        // goes no further.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            oidc::csrf_guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -25,6 +25,8 @@ use crate::auth::Scope;
 
 /// The security scheme of bearer tokens, by name.
 pub const BEARER: &str = "bearer";
+/// The security scheme of the console's session cookie (after SSO).
+pub const SESSION: &str = "session";
 /// The security scheme of an OFREP event stream's ticket.
 pub const TICKET: &str = "ticket";
 
@@ -36,7 +38,9 @@ pub const TICKET: &str = "ticket";
                        schemas, releases, change requests, audit, live change streams (SSE) and \
                        OFREP evaluation. Errors are `{\"error\": {\"code\", \"message\"}}`. \
                        Tokens are bearer tokens scoped per namespace (read < write < secrets \
-                       < admin): an operation's security requirement names the scope it takes.",
+                       < admin): an operation's security requirement names the scope it takes. \
+                       With [oidc], the console signs in with SSO (/oidc/login) and the API \
+                       also takes the issuer's JWT access tokens.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -47,6 +51,10 @@ pub const TICKET: &str = "ticket";
         crate::ui::redirect,
         crate::ui::index,
         crate::ui::file,
+        crate::oidc::routes::info,
+        crate::oidc::routes::login,
+        crate::oidc::routes::callback,
+        crate::oidc::routes::logout,
         crate::ui::whoami,
         crate::ui::namespaces,
         crate::rest::list_config,
@@ -122,6 +130,7 @@ pub const TICKET: &str = "ticket";
         (name = "overlays", description = "Overlays for gray releases: values that clients with matching labels see"),
         (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol"),
         (name = "console", description = "The web console and the reads made for it"),
+        (name = "sign-in", description = "Single sign-on with the [oidc] issuer: authorization code with PKCE, into a session cookie"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -225,11 +234,22 @@ impl Modify for FromRoutes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A token of the server's settings. The requirement's scopes name the \
-                         scope it needs in the request's namespace; a higher one does too.",
+                        "A token of the server's settings, or a JWT access token of the \
+                         [oidc] issuer (its groups claim mapped to scopes). The requirement's \
+                         scopes name the scope it needs in the request's namespace; a higher \
+                         one does too.",
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::oidc::session::COOKIE,
+                "The console's session after signing in with SSO (GET /oidc/login): \
+                 HttpOnly, SameSite=Strict. A write with it also carries the session's \
+                 X-Cfgd-Csrf header (from GET /v1/whoami), or is refused with 403.",
+            ))),
         );
         components.add_security_scheme(
             TICKET,
@@ -262,10 +282,15 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
     match access {
         // No requirement at all, not even the document's default.
         Access::Open => operation.security = Some(vec![]),
-        Access::Token => operation.security = Some(vec![requirement(BEARER, &[])]),
+        Access::Token => {
+            operation.security = Some(vec![requirement(BEARER, &[]), requirement(SESSION, &[])])
+        }
         Access::Ticket => operation.security = Some(vec![requirement(TICKET, &[])]),
         Access::Namespace(scope) => {
-            operation.security = Some(vec![requirement(BEARER, &[scope.as_str()])])
+            operation.security = Some(vec![
+                requirement(BEARER, &[scope.as_str()]),
+                requirement(SESSION, &[scope.as_str()]),
+            ])
         }
     }
     if access == Access::Open {
@@ -294,7 +319,7 @@ fn decorate(operation: &mut Operation, access: Access, method: &str) {
             operation,
             "403",
             error(
-                "The token lacks the scope in this namespace, or the name is protected or secret",
+                "The caller lacks the scope in this namespace, the name is protected or secret, or a session cookie's write came without X-Cfgd-Csrf",
             ),
         );
     }

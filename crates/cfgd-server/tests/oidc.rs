@@ -1,0 +1,173 @@
+//! Single sign-on against a real OpenID provider: panva's oidc-provider
+//! (OpenID Certified), configured by tests/ui/oidc-provider.mjs; the
+//! console's sign-in driven through Debian's chromium by tests/ui/sso.mjs,
+//! with the provider's JWT access tokens as bearer tokens and each input
+//! that must be refused. Here: the processes, the data, and what the
+//! server logged of each refusal.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::common::{self, EtcdCluster, KillOnDrop};
+use crate::harness::{http, start_on, OPS};
+
+/// One OpenID provider process, killed when dropped.
+struct Provider {
+    _child: KillOnDrop,
+    issuer: String,
+}
+
+/// A provider whose client `cfgd` returns to `redirect`, signing with the
+/// keys in `keys` (made there by the first provider to start).
+fn provider(redirect: &str, keys: &Path) -> Provider {
+    let root = common::root();
+    assert!(
+        root.join("tests/ui/node_modules/oidc-provider").is_dir(),
+        "tests/ui/node_modules/oidc-provider is missing: run scripts/install-deps.sh --test (npm ci there)"
+    );
+    let mut child = Command::new("node")
+        .arg(root.join("tests/ui/oidc-provider.mjs"))
+        .env("OIDC_REDIRECT", redirect)
+        .env("OIDC_KEYS", keys)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run node (scripts/install-deps.sh --test installs it)");
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    // Drained for as long as it runs: a closed pipe would end it at its
+    // next notice.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+    let issuer = line
+        .trim()
+        .strip_prefix("issuer ")
+        .unwrap_or_else(|| panic!("the OpenID provider did not start: {line:?}"))
+        .to_owned();
+    Provider {
+        _child: child,
+        issuer,
+    }
+}
+
+async fn seed(etcd: &EtcdCluster) {
+    for (ns, name, value) in [
+        ("prod", "feature.limits", json!({"max_items": 5})),
+        ("staging", "feature.limits", json!({"max_items": 50})),
+        ("vault", "root.password", json!("not for payments")),
+    ] {
+        let client = cfgd::Client::builder()
+            .endpoints(etcd.endpoints())
+            .namespace(ns)
+            .actor("seed")
+            .live(false)
+            .connect()
+            .await
+            .unwrap();
+        client.set(name, &value).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_with_a_real_provider_signs_in_scopes_and_refuses_bad_input() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    // The server's address goes in its own settings (the redirect URL),
+    // so it is chosen before it starts.
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let redirect = format!("http://{address}/oidc/callback");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let idp = provider(&redirect, &keys);
+    // Another issuer signing with the very same keys (as one provider's
+    // tenants do): only the issuer check tells its tokens apart.
+    let other = provider(&redirect, &keys);
+    let settings = format!(
+        r#"
+[oidc]
+issuer = "{issuer}"
+client_id = "cfgd"
+client_secret = "cfgd-client-secret"
+redirect_url = "{redirect}"
+scopes = ["openid", "email", "groups"]
+audience = "urn:cfgd:api"
+leeway = 0
+
+[oidc.groups]
+payments = {{ prod = "write", staging = "read" }}
+"#,
+        issuer = idp.issuer,
+    );
+    let server = start_on(&etcd, &address, &settings, &[]);
+    let sso = http(&server, "GET", "/oidc", &[], "");
+    assert_eq!(sso.status, 200, "{}", sso.body);
+    assert!(sso.body.contains(&idp.issuer), "{}", sso.body);
+
+    let root = common::root();
+    assert!(
+        root.join("tests/ui/node_modules/playwright-core").is_dir(),
+        "tests/ui/node_modules is missing: run scripts/install-deps.sh --test (npm ci there)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run scripts/install-deps.sh --test (Debian's chromium)"
+    );
+    let out = Command::new("node")
+        .arg(root.join("tests/ui/sso.mjs"))
+        .env("CFGD_URL", format!("http://{address}"))
+        .env("OIDC_ISSUER", &idp.issuer)
+        .env("OIDC_OTHER_ISSUER", &other.issuer)
+        .env("CFGD_ETCD", etcd.endpoints_arg())
+        .env("CFGD_ETCDCTL", common::etcdctl_binary())
+        .env("CFGD_SHOTS", root.join("target/ui-screenshots"))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "SSO browser tests failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The edit is in etcd, as alice made it.
+    let prod = http(
+        &server,
+        "GET",
+        "/v1/namespaces/prod/config/feature.limits",
+        &[OPS],
+        "",
+    );
+    assert!(prod.body.contains("42"), "{}", prod.body);
+    // Both people signed out: no session is left in etcd.
+    let sessions = common::etcdctl(
+        &etcd.endpoints_arg(),
+        &["get", "/cfgd/_sessions/", "--prefix", "--keys-only"],
+    );
+    assert_eq!(sessions.trim(), "", "sessions left open");
+    // Each refusal is logged with its reason.
+    let log = std::fs::read_to_string(server._dir.path().join("cfgd.log")).unwrap();
+    for reason in [
+        "issued by another issuer",
+        "meant for another audience",
+        "its signature does not verify",
+        "expired",
+        "PKCE verifier is missing",
+        "the issuer refused the code",
+        "without its CSRF token",
+    ] {
+        assert!(
+            log.contains(reason),
+            "the log does not say {reason:?}:\n{log}"
+        );
+    }
+    assert!(log.contains("signed in with SSO"), "{log}");
+}
