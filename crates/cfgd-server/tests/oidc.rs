@@ -171,3 +171,76 @@ payments = {{ prod = "write", staging = "read" }}
     }
     assert!(log.contains("signed in with SSO"), "{log}");
 }
+
+/// Each `[oidc]` setting a server must not start with is refused in one
+/// line naming it; a sound one passes, with no tokens beside it.
+#[test]
+fn bad_oidc_settings_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, "\n").unwrap();
+    let good = r#"
+issuer = "https://login.example.com"
+client_id = "cfgd"
+client_secret = "s"
+redirect_url = "https://cfgd.example.com/oidc/callback"
+"#;
+    let check = |table: &str| {
+        let settings: cfgd_server::Settings =
+            toml::from_str(&format!("[oidc]\n{table}")).map_err(|e| e.to_string())?;
+        settings.validate()
+    };
+    check(&format!(
+        "{good}[oidc.groups]\npayments = {{ prod = \"write\" }}\n"
+    ))
+    .unwrap();
+    for (change, expected) in [
+        (
+            ("issuer", "\"login.example.com\""),
+            "[oidc] issuer must be an http:// or https:// URL",
+        ),
+        (
+            ("redirect_url", "\"https://cfgd.example.com/\""),
+            "[oidc] redirect_url must be this server's /oidc/callback",
+        ),
+        (
+            ("client_secret", "\"\""),
+            "[oidc] give exactly one of client_secret or client_secret_file",
+        ),
+        (
+            ("scopes", "[\"email\"]"),
+            "[oidc] scopes must include \"openid\"",
+        ),
+        (
+            ("session_ttl", "5"),
+            "[oidc] session_ttl must be from 60 seconds to 7 days",
+        ),
+        (
+            ("ca_file", "\"/nonexistent/ca.pem\""),
+            "[oidc] ca_file /nonexistent/ca.pem",
+        ),
+    ] {
+        let (key, value) = change;
+        let table: String = good
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .chain([format!("{key} = {value}").as_str()])
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = check(&table).unwrap_err();
+        assert!(err.contains(expected), "{key}: {err}");
+        assert!(!err.contains('\n'), "{key}: more than one line: {err}");
+    }
+    let file = format!(
+        "{}client_secret_file = {:?}\n",
+        good.replace("client_secret = \"s\"\n", ""),
+        empty.to_str().unwrap()
+    );
+    assert!(check(&file).unwrap_err().contains("is empty"));
+    let groups = format!("{good}[oidc.groups]\npayments = {{ \"-bad\" = \"write\" }}\n");
+    assert!(check(&groups)
+        .unwrap_err()
+        .contains("[oidc.groups] \"payments\""));
+    let scope = format!("{good}[oidc.groups]\npayments = {{ prod = \"owner\" }}\n");
+    assert!(check(&scope).unwrap_err().contains("owner"));
+}

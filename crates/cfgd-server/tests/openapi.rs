@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use cfgd_server::openapi::{self, BEARER, TICKET};
+use cfgd_server::openapi::{self, BEARER, SESSION, TICKET};
 use cfgd_server::{app, Access, AppState, Settings, ROUTES};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -36,9 +36,12 @@ fn each_operation_asks_the_security_its_route_table_entry_does() {
         let security = serde_json::to_value(&operation.security).unwrap();
         let expected = match route.access {
             Access::Open => serde_json::json!([]),
-            Access::Token => serde_json::json!([{ BEARER: [] }]),
+            // A bearer credential, or the console's session cookie.
+            Access::Token => serde_json::json!([{ BEARER: [] }, { SESSION: [] }]),
             Access::Ticket => serde_json::json!([{ TICKET: [] }]),
-            Access::Namespace(scope) => serde_json::json!([{ BEARER: [scope.as_str()] }]),
+            Access::Namespace(scope) => {
+                serde_json::json!([{ BEARER: [scope.as_str()] }, { SESSION: [scope.as_str()] }])
+            }
         };
         assert_eq!(security, expected, "{} {}", route.method, route.path);
         let answers = &operation.responses.responses;

@@ -52,6 +52,8 @@
 //!   was scheduled), which the `cfgd` server's elected worker runs; the
 //!   [`election`] that picks it, and the fence ([`Client::fenced`]) every
 //!   write of a worker compares.
+//! - [`sessions`]: sign-in sessions every replica of a server sees, on
+//!   leases (the `cfgd` server's SSO sessions).
 //! - [`Entry`]: a value with its etcd revision and [`Source`].
 //! - [`Error`]: one enum, every variant naming the etcd key concerned.
 //! - `cfgctl`, the command-line tool (crate `cfgctl`), built on this crate.

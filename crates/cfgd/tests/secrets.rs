@@ -242,3 +242,47 @@ async fn a_schema_failure_never_quotes_a_secret() {
         assert!(plain.to_string().contains(PLAIN), "{plain}");
     }
 }
+
+/// Sign-in sessions: kept under `{root}/_sessions/` on a lease, ended by
+/// closing (at once) or by the lease (on its own), and refused for an id
+/// that could name another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_on_leases_and_close_at_once() {
+    let etcd = EtcdCluster::single();
+    let client = Client::builder()
+        .endpoints(etcd.endpoints())
+        .namespace("default")
+        .live(false)
+        .connect()
+        .await
+        .unwrap();
+    client
+        .open_session("abc-1", b"{\"who\":1}", Duration::from_secs(60))
+        .await
+        .unwrap();
+    client
+        .open_session("short", b"x", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.session("abc-1").await.unwrap().as_deref(),
+        Some(&b"{\"who\":1}"[..])
+    );
+    let keys = common::etcdctl(
+        &etcd.endpoints_arg(),
+        &["get", "/cfgd/_sessions/", "--prefix", "--keys-only"],
+    );
+    assert!(keys.contains("/cfgd/_sessions/abc-1"), "{keys}");
+    assert!(client.close_session("abc-1").await.unwrap());
+    assert_eq!(client.session("abc-1").await.unwrap(), None);
+    assert!(!client.close_session("abc-1").await.unwrap());
+    // The lease ends the other by itself.
+    common::eventually(Duration::from_secs(10), || async {
+        client.session("short").await.unwrap().is_none()
+    })
+    .await;
+    for bad in ["", "../config/x", "a/b", "a b"] {
+        let err = client.session(bad).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+    }
+}
