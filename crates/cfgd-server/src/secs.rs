@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{de::Error, Deserialize, Deserializer};
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+    let secs = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| D::Error::custom(format!("{secs} is not a number of seconds (0 or more)")))
 }

@@ -103,7 +103,7 @@ impl AppState {
             let Some(oidc) = self.oidc.as_deref().filter(|_| jwt) else {
                 return Err(ApiError::unauthorized("unknown token"));
             };
-            return match oidc.verify(presented, oidc.audience()).await {
+            return match oidc.verify_access(presented).await {
                 Ok(identity) => Ok(Some(Caller {
                     name: identity.actor(),
                     scopes: oidc.settings.scopes_of(&identity.groups),
@@ -117,6 +117,11 @@ impl AppState {
                     )))
                 }
             };
+        }
+        if headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Err(ApiError::unauthorized(
+                "the Authorization header must be Bearer <token>",
+            ));
         }
         let (Some(oidc), Some(secret)) = (
             self.oidc.as_deref(),

@@ -146,7 +146,8 @@ payments = {{ prod = "write", staging = "read" }}
         &[OPS],
         "",
     );
-    assert!(prod.body.contains("42"), "{}", prod.body);
+    let stored: serde_json::Value = serde_json::from_str(&prod.body).unwrap();
+    assert_eq!(stored, json!({"max_items": 42}), "{}", prod.body);
     // Both people signed out: no session is left in etcd.
     let sessions = common::etcdctl(
         &etcd.endpoints_arg(),
@@ -154,14 +155,14 @@ payments = {{ prod = "write", staging = "read" }}
     );
     assert_eq!(sessions.trim(), "", "sessions left open");
     // Each refusal is logged with its reason.
-    let log = std::fs::read_to_string(server._dir.path().join("cfgd.log")).unwrap();
+    let log = plain(&std::fs::read_to_string(server._dir.path().join("cfgd.log")).unwrap());
     for reason in [
-        "issued by another issuer",
-        "meant for another audience",
-        "its signature does not verify",
-        "expired",
-        "PKCE verifier is missing",
-        "the issuer refused the code",
+        "refused a bearer JWT reason=issued by another issuer",
+        "refused a bearer JWT reason=meant for another audience",
+        "refused a bearer JWT reason=its signature does not verify",
+        "refused a bearer JWT reason=expired",
+        "SSO sign-in refused reason=no sign-in in progress in this browser (its PKCE verifier is missing",
+        "SSO sign-in refused reason=the issuer refused the code",
         "without its CSRF token",
     ] {
         assert!(
@@ -170,6 +171,37 @@ payments = {{ prod = "write", staging = "read" }}
         );
     }
     assert!(log.contains("signed in with SSO"), "{log}");
+
+    // Where to return after sign-in is a console page of this server, or
+    // the console's start: never another site.
+    for (asked, kept) in [
+        ("/ui/%23/ns/prod", "/ui/#/ns/prod"),
+        ("//evil.example/ui/", "/ui/"),
+        ("https://evil.example/ui/", "/ui/"),
+        ("/ui/..%5C..%5Cevil", "/ui/"),
+    ] {
+        let login = http(
+            &server,
+            "GET",
+            &format!("/oidc/login?return_to={asked}"),
+            &[],
+            "",
+        );
+        assert_eq!(login.status, 303, "{}", login.body);
+        let to = login.header("location").unwrap();
+        assert!(to.contains("code_challenge_method=S256"), "{to}");
+        let attempt = login.header("set-cookie").unwrap();
+        let sealed = attempt.strip_prefix("cfgd_oidc=").unwrap();
+        let body = sealed.split(['.', ';']).next().unwrap();
+        use base64::Engine;
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["return_to"], kept, "{asked}");
+    }
 }
 
 /// Each `[oidc]` setting a server must not start with is refused in one
@@ -243,4 +275,23 @@ redirect_url = "https://cfgd.example.com/oidc/callback"
         .contains("[oidc.groups] \"payments\""));
     let scope = format!("{good}[oidc.groups]\npayments = {{ prod = \"owner\" }}\n");
     assert!(check(&scope).unwrap_err().contains("owner"));
+}
+
+/// `text` without its terminal colours.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // An escape runs to its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -175,7 +175,6 @@ pub(crate) struct Discovery {
 /// The issuer's keys as last fetched.
 struct Keys {
     keys: Vec<Jwk>,
-    fetched: Instant,
 }
 
 /// Keys are fetched again for an unknown `kid` at most this often, so that
@@ -204,7 +203,11 @@ pub(crate) struct Oidc {
     pub(crate) key: [u8; 32],
     http: http::Http,
     discovery: tokio::sync::Mutex<Option<Discovery>>,
-    keys: tokio::sync::Mutex<Option<Keys>>,
+    /// The keys as last fetched: held only to look a key up.
+    keys: std::sync::Mutex<Option<Keys>>,
+    /// Held while the keys are fetched, one fetch at a time; it holds when
+    /// the last one was tried, succeeded or not.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// What a verified token says of its holder.
@@ -239,6 +242,7 @@ impl Oidc {
             http,
             discovery: Default::default(),
             keys: Default::default(),
+            fetching: Default::default(),
         })
     }
 
@@ -272,53 +276,71 @@ impl Oidc {
 
     /// The key that signed a token naming `kid`, fetching the issuer's
     /// keys when they are not known yet, or when `kid` is new to them and
-    /// they were not fetched just now (keys rotate).
+    /// no fetch was tried just now (keys rotate). A lookup never waits on
+    /// a fetch for a key already known.
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, String> {
-        let mut held = self.keys.lock().await;
-        let pick = |keys: &[Jwk]| match kid {
-            Some(kid) => keys
-                .iter()
-                .find(|k| k.common.key_id.as_deref() == Some(kid))
-                .cloned(),
-            None if keys.len() == 1 => keys.first().cloned(),
-            None => None,
+        let unknown = || match kid {
+            Some(kid) => format!("signed with a key the issuer does not publish (kid {kid:?})"),
+            None => "the token names no key (kid) and the issuer publishes several".into(),
         };
-        if let Some(known) = held.as_ref() {
-            if let Some(key) = pick(&known.keys) {
-                return Ok(key);
-            }
-            if known.fetched.elapsed() < REFETCH_AFTER {
-                return Err(format!(
-                    "signed with a key the issuer does not publish (kid {kid:?})"
-                ));
-            }
+        if let Some(key) = self.known(kid) {
+            return Ok(key);
         }
+        let mut tried = self.fetching.lock().await;
+        // Another request may have fetched them while this one waited.
+        if let Some(key) = self.known(kid) {
+            return Ok(key);
+        }
+        if tried.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
+            return Err(unknown());
+        }
+        *tried = Some(Instant::now());
         let url = self.discovery().await?.jwks_uri;
         let answer = self.http.get(&url, None).await?;
         if answer.status != 200 {
             return Err(format!("{url}: answered {}", answer.status));
         }
         // Each key on its own: one of a type unknown here spoils no other.
-        let keys: Vec<Jwk> = answer
+        let mut keys = Vec::new();
+        for key in answer
             .body
             .get("keys")
             .and_then(Value::as_array)
             .ok_or_else(|| format!("{url}: not a JWK set"))?
-            .iter()
-            .filter_map(|k| serde_json::from_value(k.clone()).ok())
-            .collect();
-        let found = pick(&keys);
-        *held = Some(Keys {
-            keys,
-            fetched: Instant::now(),
-        });
-        found.ok_or_else(|| format!("signed with a key the issuer does not publish (kid {kid:?})"))
+        {
+            match serde_json::from_value::<Jwk>(key.clone()) {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, "a key of the issuer's JWK set is skipped")
+                }
+            }
+        }
+        *self.keys.lock().expect("not poisoned") = Some(Keys { keys });
+        self.known(kid).ok_or_else(unknown)
+    }
+
+    /// The key named `kid` among those fetched (the only one, without a
+    /// `kid`).
+    fn known(&self, kid: Option<&str>) -> Option<Jwk> {
+        let held = self.keys.lock().expect("not poisoned");
+        let keys = &held.as_ref()?.keys;
+        match kid {
+            Some(kid) => keys
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid))
+                .cloned(),
+            None if keys.len() == 1 => keys.first().cloned(),
+            None => None,
+        }
     }
 
     /// Checks `token` (a JWT the issuer signed for `audience`) and says who
     /// it is for, or why it is refused.
     pub(crate) async fn verify(&self, token: &str, audience: &str) -> Result<Identity, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            "not a JWT this server accepts (its header does not parse, or names an unknown algorithm)"
+                .to_owned()
+        })?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(format!(
                 "signed with {:?}, which is not accepted",
@@ -339,6 +361,17 @@ impl Oidc {
         Ok(self.identity(claims))
     }
 
+    /// [`verify`](Self::verify) for a bearer access token: an ID token
+    /// (its `nonce` tells it) is the sign-in's proof, not an API
+    /// credential, even when `audience` is the client id.
+    pub(crate) async fn verify_access(&self, token: &str) -> Result<Identity, String> {
+        let identity = self.verify(token, self.audience()).await?;
+        if identity.claims.contains_key("nonce") {
+            return Err("an ID token (it has a nonce), not an access token".into());
+        }
+        Ok(identity)
+    }
+
     /// Who `claims` name, with their groups and email.
     pub(crate) fn identity(&self, claims: Map<String, Value>) -> Identity {
         let subject = claims
@@ -346,9 +379,13 @@ impl Oidc {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        // An address the issuer says it has not verified is not shown as
+        // who made a change.
+        let verified = claims.get("email_verified").and_then(Value::as_bool) != Some(false);
         let email = claims
             .get("email")
             .and_then(Value::as_str)
+            .filter(|_| verified)
             .map(str::to_owned);
         let groups = groups(claims.get(&self.settings.groups_claim));
         Identity {

@@ -25,7 +25,7 @@ use super::Oidc;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The sign-in attempt's cookie, sent back to `/oidc/callback` only.
+/// The sign-in attempt's cookie, sent back to the `/oidc/` routes only.
 const ATTEMPT: &str = "cfgd_oidc";
 /// How long a person has at the issuer to sign in.
 const ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -299,8 +299,9 @@ pub(crate) async fn logout(
 }
 
 /// Refuses a write signed in by the session cookie alone that does not
-/// carry the session's CSRF token. A request with an `Authorization`
-/// header is the token's, not the cookie's, and passes on.
+/// carry the session's CSRF token. A request with a bearer credential is
+/// judged by it, not by the cookie, and passes on (any other
+/// `Authorization` header is refused by the handler).
 pub(crate) async fn csrf_guard(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -314,7 +315,7 @@ pub(crate) async fn csrf_guard(
     if let (false, Some(oidc), None, Some(secret)) = (
         safe,
         state.oidc.as_deref(),
-        headers.get(header::AUTHORIZATION),
+        crate::auth::bearer(headers),
         cookie(headers, COOKIE),
     ) {
         let expected = session::csrf(oidc, secret);
@@ -336,9 +337,14 @@ pub(crate) async fn csrf_guard(
     next.run(request).await
 }
 
-/// Cookies are `Secure` when the server serves HTTPS.
+/// Cookies are `Secure` when the browser reaches the server over HTTPS:
+/// it serves HTTPS, or its redirect URL says a proxy in front does.
 fn secure(state: &AppState) -> bool {
     state.settings.scheme() == "https"
+        || state
+            .oidc
+            .as_ref()
+            .is_some_and(|o| o.settings.redirect_url.starts_with("https://"))
 }
 
 /// The attempt as cookie text: its JSON and an HMAC of it, base64url.
