@@ -8,6 +8,8 @@
 //                  exists, else made and written, so that two providers can
 //                  share keys (as an issuer's tenants do) and differ only
 //                  in the issuer they name
+//   OIDC_TLS_CERT, OIDC_TLS_KEY
+//                  PEM files: serve HTTPS (the issuer is then https://)
 //
 // People sign in at its development login page with any password:
 //   alice  groups [payments]      email alice@example.com
@@ -21,6 +23,7 @@
 
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import crypto from "node:crypto";
 import Provider from "oidc-provider";
 
@@ -40,9 +43,10 @@ async function keys(file) {
 }
 
 let handler = (_req, res) => res.writeHead(503).end();
-const server = http.createServer((req, res) => handler(req, res));
+const tls = process.env.OIDC_TLS_CERT && { cert: fs.readFileSync(process.env.OIDC_TLS_CERT), key: fs.readFileSync(process.env.OIDC_TLS_KEY) };
+const server = tls ? https.createServer(tls, (req, res) => handler(req, res)) : http.createServer((req, res) => handler(req, res));
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const issuer = `http://localhost:${server.address().port}`;
+const issuer = `${tls ? "https" : "http"}://localhost:${server.address().port}`;
 
 const machine = (client_id) => ({
   client_id,

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
+use crate::common::pki::Pki;
 use crate::common::{self, EtcdCluster, KillOnDrop};
-use crate::harness::{http, start_on, OPS};
+use crate::harness::{http, start_on, start_with_settings, OPS};
 
 /// One OpenID provider process, killed when dropped.
 struct Provider {
@@ -23,15 +24,27 @@ struct Provider {
 /// A provider whose client `cfgd` returns to `redirect`, signing with the
 /// keys in `keys` (made there by the first provider to start).
 fn provider(redirect: &str, keys: &Path) -> Provider {
+    provider_on(redirect, keys, None)
+}
+
+/// [`provider`], serving HTTPS with the server certificate of `pki`.
+fn provider_on(redirect: &str, keys: &Path, pki: Option<&Pki>) -> Provider {
     let root = common::root();
     assert!(
         root.join("tests/ui/node_modules/oidc-provider").is_dir(),
         "tests/ui/node_modules/oidc-provider is missing: run scripts/install-deps.sh --test (npm ci there)"
     );
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(root.join("tests/ui/oidc-provider.mjs"))
         .env("OIDC_REDIRECT", redirect)
-        .env("OIDC_KEYS", keys)
+        .env("OIDC_KEYS", keys);
+    if let Some(pki) = pki {
+        command
+            .env("OIDC_TLS_CERT", pki.server_cert())
+            .env("OIDC_TLS_KEY", pki.server_key());
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -294,4 +307,82 @@ fn plain(text: &str) -> String {
         }
     }
     out
+}
+
+/// A client-credentials access token of `ci-payments` from `issuer`,
+/// fetched by node trusting `ca` (the provider's HTTPS CA).
+fn machine_token(issuer: &str, ca: &Path) -> String {
+    const FETCH: &str = r#"
+const res = await fetch(`${process.env.ISSUER}/token`, {
+  method: "POST",
+  headers: {
+    Authorization: `Basic ${Buffer.from("ci-payments:ci-payments-secret").toString("base64")}`,
+    "Content-Type": "application/x-www-form-urlencoded",
+  },
+  body: new URLSearchParams({ grant_type: "client_credentials", resource: "urn:cfgd:api", scope: "api" }),
+});
+const body = await res.json();
+if (!res.ok) { console.error(JSON.stringify(body)); process.exit(1); }
+console.log(body.access_token);
+"#;
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", FETCH])
+        .env("ISSUER", issuer)
+        .env("NODE_EXTRA_CA_CERTS", ca)
+        .output()
+        .expect("run node");
+    common::stdout_of("a token from the provider", out)
+        .trim()
+        .to_owned()
+}
+
+/// The issuer's discovery document and keys over HTTPS: trusted through
+/// `ca_file`, and refused, naming the certificate, without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_jwts_verify_against_an_https_issuer_trusted_through_ca_file() {
+    common::logs();
+    let etcd = EtcdCluster::single();
+    seed(&etcd).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let redirect = "https://cfgd.example/oidc/callback";
+    let idp = provider_on(redirect, &dir.path().join("keys.json"), Some(&pki));
+    assert!(
+        idp.issuer.starts_with("https://localhost:"),
+        "{}",
+        idp.issuer
+    );
+    let token = machine_token(&idp.issuer, &pki.ca());
+    let settings = |ca: &str| {
+        format!(
+            "[oidc]\nissuer = {:?}\nclient_id = \"cfgd\"\nclient_secret = \"s\"\n\
+             redirect_url = {redirect:?}\naudience = \"urn:cfgd:api\"\n{ca}\n\
+             [oidc.groups]\npayments = {{ prod = \"read\" }}\n",
+            idp.issuer
+        )
+    };
+    let bearer = format!("Bearer {token}");
+    let trusting = start_with_settings(
+        &etcd,
+        &settings(&format!("ca_file = {:?}", pki.ca().to_str().unwrap())),
+        &[],
+    );
+    let read = http(
+        &trusting,
+        "GET",
+        "/v1/namespaces/prod/config/feature.limits",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(read.status, 200, "{}", read.body);
+    let untrusting = start_with_settings(&etcd, &settings(""), &[]);
+    let refused = http(
+        &untrusting,
+        "GET",
+        "/v1/namespaces/prod/config/feature.limits",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(refused.body.contains("certificate"), "{}", refused.body);
 }
